@@ -1,0 +1,79 @@
+# leadsync build: `make` builds build/leadsync, `make test` runs the test suite
+# under AddressSanitizer and UBSan against a private PostgreSQL.
+CC      ?= cc
+PKGS    := libuv libcurl libcjson lua5.4 libpq expat
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -lpthread
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_DEFAULT_SOURCE $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS)
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC     := $(wildcard src/*.c)
+LIB_SRC := $(filter-out src/main.c,$(SRC))
+HDR     := $(wildcard include/*.h)
+TEST_SRC := $(wildcard tests/*.c)
+
+OBJ      := $(SRC:src/%.c=build/obj/%.o)
+TOBJ     := $(SRC:src/%.c=build/tobj/%.o)
+TLIB_OBJ := $(LIB_SRC:src/%.c=build/tobj/%.o)
+TTEST_OBJ := $(TEST_SRC:tests/%.c=build/tobj/test_%.o)
+
+# migrations/*.sql are compiled into the binary as store_migrations[].
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+OBJ      += build/obj/gen_migrations.o
+TOBJ     += build/tobj/gen_migrations.o
+TLIB_OBJ += build/tobj/gen_migrations.o
+
+.PHONY: all test check clean run deps bench
+all: build/leadsync
+
+build/leadsync: $(OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJ) $(PKG_LIBS)
+
+build/obj/%.o: src/%.c $(HDR) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Test objects: the same sources, instrumented.
+build/tobj/%.o: src/%.c $(HDR) | build/tobj
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c -o $@ $<
+
+build/tobj/test_%.o: tests/%.c $(HDR) tests/test.h | build/tobj
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests -c -o $@ $<
+
+# The CLI the integration tests run is the instrumented one.
+build/test/leadsync: $(TOBJ) | build/test
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(TOBJ) $(PKG_LIBS)
+
+build/test/tests: $(TLIB_OBJ) $(TTEST_OBJ) | build/test
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(TLIB_OBJ) $(TTEST_OBJ) $(PKG_LIBS)
+
+# The folder is a prerequisite too, so removing a migration regenerates.
+build/gen/migrations.c: $(MIGRATIONS) migrations scripts/embed-migrations.sh | build/gen
+	scripts/embed-migrations.sh $@ $(MIGRATIONS)
+
+build/obj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/tobj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/tobj
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c -o $@ $<
+
+build/obj build/tobj build/test build/gen:
+	mkdir -p $@
+
+# The README's test command. Starts a private PostgreSQL, runs every test,
+# stops the server whatever happens; last line is "N passed, N failed".
+test: build/test/tests build/test/leadsync build/leadsync
+	scripts/test.sh
+
+check: test
+
+run: build/leadsync
+	scripts/run.sh
+
+deps:
+	scripts/deps.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,40 @@
+/* buf: a growable byte buffer with a hard maximum (every buffer is bounded).
+ *
+ * The buffer owns its memory; buf_release() frees it. Contents are always
+ * NUL-terminated (the NUL is not counted in len), so b.p can be used as a
+ * C string when the data holds no NUL bytes. An append that would pass
+ * b.max fails with -1 and leaves the buffer as it was.
+ */
+#ifndef LEADSYNC_BUF_H
+#define LEADSYNC_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+
+#define BUF_DEFAULT_MAX ((size_t)64 << 20)
+
+void buf_init(struct buf *b, size_t max);
+void buf_release(struct buf *b);
+void buf_reset(struct buf *b);
+__attribute__((warn_unused_result)) int buf_add(struct buf *b, const void *p, size_t n);
+__attribute__((warn_unused_result)) int buf_adds(struct buf *b, const char *s);
+__attribute__((warn_unused_result)) int buf_addc(struct buf *b, char c);
+__attribute__((warn_unused_result, format(printf, 2, 3)))
+int buf_addf(struct buf *b, const char *fmt, ...);
+__attribute__((warn_unused_result)) int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+/* Appends s as a JSON string literal, quotes included. Bytes that are not
+ * valid UTF-8 are written as \u00XX escapes of the byte value. */
+__attribute__((warn_unused_result)) int buf_add_json_str(struct buf *b, const char *s, size_t n);
+/* Appends s percent-encoded (RFC 3986 unreserved characters kept). */
+__attribute__((warn_unused_result)) int buf_add_urlenc(struct buf *b, const char *s, size_t n);
+/* Takes the contents out: the caller frees the returned string; b is empty. */
+char *buf_steal(struct buf *b);
+
+#endif

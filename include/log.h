@@ -1,0 +1,33 @@
+/* log: one logfmt line per event on stderr, e.g.
+ *   ts=2026-11-23T10:00:00Z level=info msg="poll done" offer=10 variant=processing
+ * The level is checked before anything is formatted. Field text is the
+ * caller's printf format; values that may hold spaces or quotes go through
+ * log_quote(). Secrets never reach a log call. */
+#ifndef LEADSYNC_LOG_H
+#define LEADSYNC_LOG_H
+
+#include <stddef.h>
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern int log_level;
+
+/* Parses "error", "warn", "info" or "debug"; -1 when unknown. */
+int log_level_parse(const char *s);
+void log__write(int level, const char *msg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Quotes s for a logfmt value into out (always NUL-terminated, truncated
+ * to outlen); returns out. */
+const char *log_quote(char *out, size_t outlen, const char *s);
+
+#define log_at(lvl, msg, ...)                                                \
+	do {                                                                 \
+		if (log_level >= (lvl))                                      \
+			log__write((lvl), (msg), __VA_ARGS__);               \
+	} while (0)
+#define log_error(msg, ...) log_at(LOG_ERROR, msg, __VA_ARGS__)
+#define log_warn(msg, ...) log_at(LOG_WARN, msg, __VA_ARGS__)
+#define log_info(msg, ...) log_at(LOG_INFO, msg, __VA_ARGS__)
+#define log_debug(msg, ...) log_at(LOG_DEBUG, msg, __VA_ARGS__)
+
+#endif

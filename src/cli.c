@@ -1,0 +1,331 @@
+/* cli: subcommand table and handlers of the leadsync binary. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "buf.h"
+#include "history.h"
+#include "import.h"
+#include "log.h"
+#include "settings.h"
+#include "status.h"
+#include "store.h"
+
+#define LEADSYNC_VERSION "0.1.0"
+
+struct cli_cmd {
+	const char *name;
+	int (*fn)(struct settings *s, int argc, char **argv);
+	const char *args;
+	const char *help;
+};
+
+static int cli_help(struct settings *s, int argc, char **argv);
+
+/* Exit codes: 0 ok, 1 the work failed, 2 the command line is wrong. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static bool has_flag(int *argc, char **argv, const char *flag)
+{
+	int i, o;
+	bool found = false;
+
+	for (i = 1, o = 1; i < *argc; i++) {
+		if (strcmp(argv[i], flag) == 0)
+			found = true;
+		else
+			argv[o++] = argv[i];
+	}
+	*argc = o;
+	argv[o] = NULL;
+	return found;
+}
+
+static int print_buf(FILE *f, const struct buf *b)
+{
+	if (b->len && fwrite(b->p, 1, b->len, f) != b->len)
+		return -1;
+	return fflush(f);
+}
+
+static int open_db(const struct settings *s, PGconn **c)
+{
+	char err[512];
+
+	if (!s->db || !*s->db) {
+		fprintf(stderr, "leadsync: no database configured: set LEADSYNC_DB or --db\n");
+		return -1;
+	}
+	if (store_connect(s->db, c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "leadsync: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int cli_migrate(struct settings *s, int argc, char **argv)
+{
+	PGconn *c = NULL;
+	char err[1024];
+	int applied = 0, rc = EXIT_FAIL;
+
+	if (argc != 1) {
+		fprintf(stderr, "usage: leadsync migrate\n");
+		return EXIT_USAGE;
+	}
+	if (open_db(s, &c) < 0)
+		goto out;
+	if (store_migrate(c, &applied, err, sizeof(err)) < 0) {
+		fprintf(stderr, "leadsync: migrate: %s\n", err);
+		goto out;
+	}
+	if (applied)
+		printf("applied %d migration%s\n", applied, applied == 1 ? "" : "s");
+	else
+		printf("database is up to date\n");
+	rc = EXIT_OK;
+out:
+	PQfinish(c);
+	return rc;
+}
+
+static int cli_import(struct settings *s, int argc, char **argv)
+{
+	struct import_stats st = { 0 };
+	PGconn *c = NULL;
+	FILE *in = NULL;
+	char err[1024];
+	int rc = EXIT_FAIL;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: leadsync import FILE|-\n");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-") == 0)
+		in = stdin;
+	else if (!(in = fopen(argv[1], "r"))) {
+		fprintf(stderr, "leadsync: import: cannot open '%s': %s\n", argv[1], strerror(errno));
+		goto out;
+	}
+	if (open_db(s, &c) < 0)
+		goto out;
+	if (import_run(c, in, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "leadsync: import %s: %s; nothing was written\n",
+			in == stdin ? "-" : argv[1], err);
+		goto out;
+	}
+	printf("imported %zu line%s: %zu advertisers, %zu offers, %zu goals, %zu leads\n", st.lines,
+	       st.lines == 1 ? "" : "s", st.advertisers, st.offers, st.goals, st.leads);
+	rc = EXIT_OK;
+out:
+	if (in && in != stdin)
+		fclose(in);
+	PQfinish(c);
+	return rc;
+}
+
+static int parse_id(const char *s, int64_t *id)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v <= 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+static int cli_lead(struct settings *s, int argc, char **argv)
+{
+	bool json = has_flag(&argc, argv, "--json");
+	struct buf out;
+	PGconn *c = NULL;
+	char err[512];
+	int64_t id;
+	int rc = EXIT_FAIL;
+
+	if (argc != 3 || strcmp(argv[1], "show") != 0) {
+		fprintf(stderr, "usage: leadsync lead show ID [--json]\n");
+		return EXIT_USAGE;
+	}
+	if (parse_id(argv[2], &id) < 0) {
+		fprintf(stderr, "leadsync: lead show: '%s' is not a lead id\n", argv[2]);
+		return EXIT_USAGE;
+	}
+	buf_init(&out, 0);
+	if (open_db(s, &c) < 0)
+		goto out;
+	if (history_lead_show(c, id, json, &out, err, sizeof(err)) < 0) {
+		fprintf(stderr, "leadsync: %s\n", err);
+		goto out;
+	}
+	if (print_buf(stdout, &out) < 0)
+		goto out;
+	rc = EXIT_OK;
+out:
+	buf_release(&out);
+	PQfinish(c);
+	return rc;
+}
+
+/* Appends s padded with spaces to width columns (UTF-8 aware, so Cyrillic
+ * words line up with Latin ones). */
+static int add_padded(struct buf *out, const char *s, size_t width)
+{
+	size_t cols = 0;
+	const char *p;
+
+	for (p = s; *p; p++)
+		if (((unsigned char)*p & 0xc0) != 0x80)
+			cols++;
+	if (buf_adds(out, s) < 0)
+		return -1;
+	for (; cols < width; cols++)
+		if (buf_addc(out, ' ') < 0)
+			return -1;
+	return buf_addc(out, ' ');
+}
+
+static int status_line(struct buf *out, const char *text, bool json)
+{
+	struct status_match m;
+	bool ok = status_recognise(NULL, text, strlen(text), &m);
+
+	if (json) {
+		int rc = buf_adds(out, "{\"text\":");
+
+		rc |= buf_add_json_str(out, text, strlen(text));
+		if (ok)
+			rc |= buf_addf(out, ",\"status\":%d", m.status);
+		else
+			rc |= buf_adds(out, ",\"status\":null");
+		if (m.reason)
+			rc |= buf_addf(out, ",\"reason\":%d", m.reason);
+		else
+			rc |= buf_adds(out, ",\"reason\":null");
+		rc |= buf_addf(out, ",\"accept\":%s}\n", m.accept ? "true" : "false");
+		return rc ? -1 : 0;
+	}
+	if (add_padded(out, text, 20) < 0)
+		return -1;
+	if (!ok)
+		return buf_adds(out, "not recognised: no status change\n");
+	if (buf_addf(out, "%d %s (%s)", m.status, status_code(m.status),
+		     status_name_ru(m.status)) < 0)
+		return -1;
+	if (m.accept && buf_adds(out, ", approve: payouts computed") < 0)
+		return -1;
+	if (m.reason && buf_addf(out, ", reason %d %s", m.reason, reason_name(m.reason)) < 0)
+		return -1;
+	if (m.status == LS_CANCEL && !m.reason && buf_adds(out, ", the offer's default reason") < 0)
+		return -1;
+	return buf_addc(out, '\n');
+}
+
+static int cli_status(struct settings *s, int argc, char **argv)
+{
+	bool json = has_flag(&argc, argv, "--json");
+	struct buf out;
+	int i, rc = EXIT_OK;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: leadsync status TEXT... [--json]\n");
+		return EXIT_USAGE;
+	}
+	buf_init(&out, 0);
+	for (i = 1; i < argc; i++)
+		if (status_line(&out, argv[i], json) < 0)
+			rc = EXIT_FAIL;
+	if (print_buf(stdout, &out) < 0)
+		rc = EXIT_FAIL;
+	buf_release(&out);
+	return rc;
+}
+
+static int cli_settings(struct settings *s, int argc, char **argv)
+{
+	bool md = has_flag(&argc, argv, "--markdown");
+	struct buf out;
+	int rc;
+
+	buf_init(&out, 0);
+	rc = settings_describe(&out, md) < 0 || print_buf(stdout, &out) < 0 ? EXIT_FAIL : EXIT_OK;
+	buf_release(&out);
+	return rc;
+}
+
+static int cli_version(struct settings *s, int argc, char **argv)
+{
+	printf("leadsync %s\n", LEADSYNC_VERSION);
+	return EXIT_OK;
+}
+
+static const struct cli_cmd cli_cmds[] = {
+	{ "migrate", cli_migrate, "", "apply the database migrations that are missing" },
+	{ "import", cli_import, "FILE|-", "upsert advertisers, offers, goals and leads from JSON lines" },
+	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes" },
+	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised" },
+	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables" },
+	{ "version", cli_version, "", "print the version" },
+	{ "help", cli_help, "", "this help" },
+};
+
+static int cli_help(struct settings *s, int argc, char **argv)
+{
+	struct buf out;
+	size_t i;
+	int rc = 0;
+
+	buf_init(&out, 0);
+	rc |= buf_adds(&out, "usage: leadsync [SETTINGS] COMMAND [ARGS]\n\ncommands:\n");
+	for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++) {
+		char head[64];
+
+		snprintf(head, sizeof(head), "%s %s", cli_cmds[i].name, cli_cmds[i].args);
+		rc |= buf_addf(&out, "  %-28s %s\n", head, cli_cmds[i].help);
+	}
+	rc |= buf_adds(&out, "\nsettings (flag, environment variable):\n");
+	rc |= settings_describe(&out, false);
+	if (rc == 0)
+		rc = print_buf(stdout, &out);
+	buf_release(&out);
+	return rc ? EXIT_FAIL : EXIT_OK;
+}
+
+int cli_main(int argc, char **argv)
+{
+	struct settings s;
+	char err[512];
+	size_t i;
+	int rc = EXIT_USAGE;
+
+	if (settings_load(&s, &argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "leadsync: %s\n", err);
+		goto out;
+	}
+	log_level = log_level_parse(s.log_level);
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		rc = cli_help(&s, argc, argv);
+		if (argc < 2)
+			rc = EXIT_USAGE;
+		goto out;
+	}
+	for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
+		if (strcmp(argv[1], cli_cmds[i].name) == 0) {
+			rc = cli_cmds[i].fn(&s, argc - 1, argv + 1);
+			goto out;
+		}
+	fprintf(stderr, "leadsync: unknown command '%s': see 'leadsync help'\n", argv[1]);
+out:
+	settings_release(&s);
+	return rc;
+}

@@ -1,0 +1,78 @@
+/* test.h: the test runner's API. A test is `TEST(name) { ... }` in any file
+ * under tests/; it registers itself at start-up, so adding a test is adding
+ * a function. Asserts record the failure with file and line and return from
+ * the test. Tests run in file-link order, then by registration order. */
+#ifndef LEADSYNC_TEST_H
+#define LEADSYNC_TEST_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef void (*test_fn)(void);
+void test__register(const char *name, test_fn fn, const char *file);
+void test__fail(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool test__failed(void);
+
+#define TEST(name)                                                          \
+	static void test_##name(void);                                      \
+	__attribute__((constructor)) static void test_reg_##name(void)      \
+	{                                                                   \
+		test__register(#name, test_##name, __FILE__);               \
+	}                                                                   \
+	static void test_##name(void)
+
+#define ASSERT(c)                                                           \
+	do {                                                                \
+		if (!(c)) {                                                 \
+			test__fail(__FILE__, __LINE__, "assertion failed: %s", #c); \
+			return;                                             \
+		}                                                           \
+	} while (0)
+
+#define ASSERT_EQ(a, b)                                                     \
+	do {                                                                \
+		long long a_ = (long long)(a), b_ = (long long)(b);         \
+		if (a_ != b_) {                                             \
+			test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
+			return;                                             \
+		}                                                           \
+	} while (0)
+
+#define ASSERT_STREQ(a, b)                                                  \
+	do {                                                                \
+		const char *a_ = (a), *b_ = (b);                            \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                    \
+			test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
+				   a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
+			return;                                             \
+		}                                                           \
+	} while (0)
+
+#define ASSERT_CONTAINS(hay, needle)                                        \
+	do {                                                                \
+		const char *h_ = (hay), *n_ = (needle);                     \
+		if (!h_ || !strstr(h_, n_)) {                               \
+			test__fail(__FILE__, __LINE__, "%s contains \"%s\": got \"%s\"", #hay, n_, \
+				   h_ ? h_ : "(null)");                      \
+			return;                                             \
+		}                                                           \
+	} while (0)
+
+/* Helpers for integration tests (tests/helpers.c). */
+
+/* A fresh, empty database on the test PostgreSQL (LEADSYNC_TEST_PG names
+ * the server, set by scripts/test.sh). Returns a malloc'd libpq conninfo,
+ * or NULL after recording a failure. */
+char *test_db_fresh(const char *name);
+/* Runs argv (argv[0] a path), feeding `in` (may be NULL) on stdin. Output
+ * and error are captured into malloc'd strings; returns the exit status,
+ * or -1. */
+int test_run(char *const argv[], const char *const env[], const char *in,
+	     char **out, char **err);
+/* Writes s to a fresh temporary file; returns its malloc'd path. */
+char *test_tmpfile(const char *s);
+
+#endif
