@@ -28,7 +28,7 @@ enum lead_status {
 /* The standard reject reasons 1..17 (seed 001). A network may extend the
  * list up to REASON_MAX; ids past 17 have no built-in name. */
 #define REASON_STD_MAX 17
-#define REASON_MAX 99
+#define REASON_MAX 32 /* room for a network's own reasons; 99 is refused */
 #define REASON_TRASH_TEST 6
 #define REASON_DUPLICATE 7
 #define REASON_FRAUD 12
@@ -38,13 +38,13 @@ bool status_valid(int s);
 bool status_is_terminal(int s); /* 5, 10, 11, 12 */
 bool status_is_approved(int s); /* 6..11 */
 const char *status_code(int s); /* "new" ...; NULL when invalid */
-const char *status_name_ru(int s); /* "Новый" ... */
-/* Status by its code ("paid"); 0 when unknown. */
+const char *status_name_ru(int s); /* "Новый" ... (UTF-8); NULL when invalid */
+/* Status by its exact code ("paid", lower case); 0 when unknown or NULL. */
 int status_by_code(const char *code);
 bool reason_valid(int r); /* 1..REASON_MAX */
 const char *reason_name(int r); /* English name; NULL past 17 */
-const char *reason_name_ru(int r);
-bool reason_is_trash(int r);
+const char *reason_name_ru(int r); /* seed 001 text without "(треш)"; NULL past 17 */
+bool reason_is_trash(int r); /* the "(треш)" marks of seed 001; false past 17 */
 
 /* What a text means. status 0: nothing recognised. accept: run the approval
  * mechanics (status becomes 6). reason 0: none implied (for status 5 the
@@ -55,28 +55,59 @@ struct status_match {
 	bool accept;
 };
 
-/* Per-offer or per-rule words consulted before the built-in ones. Keys are
- * stored trimmed and case-folded (ASCII and Cyrillic). */
+/* Longest text, once trimmed and folded, that can be recognised or stored
+ * as an override (bytes). Longer texts are simply not recognised. */
+#define STATUS_WORD_MAX 255
+
+/* How texts are compared (built-in words and overrides alike): leading and
+ * trailing ASCII whitespace and U+00A0 (no-break space) are dropped; every
+ * inner run of them compares as one space ("no  answer" = "no answer");
+ * ASCII A-Z and Cyrillic U+0400..U+042F fold to lower case; ё (and Ё)
+ * compares as е. Other bytes compare as they are.
+ *
+ * Per-offer or per-rule words consulted before the built-in ones. Keys are
+ * stored folded as above. The table owns its keys; status_words_free()
+ * frees everything. Lookups only read it, so one built table may be shared
+ * by threads; adding words while others look up is not safe.
+ *
+ * A word mapped to { status 0, reason 0, accept false } is a blocker: it is
+ * recognised as nothing, so the built-in meaning never applies (e.g. a CRM
+ * whose "3" is private to it). */
 struct status_words;
-struct status_words *status_words_new(void);
-void status_words_free(struct status_words *w);
-/* Adds or replaces a word; returns 0, or -1 when out of memory or the word
- * is empty / longer than 255 bytes. */
+struct status_words *status_words_new(void); /* NULL when out of memory */
+void status_words_free(struct status_words *w); /* NULL is a no-op */
+/* Adds or replaces a word; returns 0, or -1 when out of memory, when the
+ * word is empty once trimmed or longer than STATUS_WORD_MAX bytes once
+ * folded, or when m is not a meaning: status outside 0..12, reason outside
+ * 0..REASON_MAX, a reason without status 5. accept with status 0 is stored
+ * as status 6 (accept always means 6 unless a later status is given). */
 __attribute__((warn_unused_result))
 int status_words_add(struct status_words *w, const char *word, struct status_match m);
 size_t status_words_count(const struct status_words *w);
 
-/* Polling dialect: trims, folds case, then: the overrides (if any); a
- * number 1..12; our codes; Russian names (ё and е alike); the synonym
- * table. Returns true and fills *m when recognised, else false with *m
- * zeroed. */
+/* Polling dialect: trims, folds, then: the overrides (if any, may be NULL);
+ * a number 1..12 written canonically ("7"; "07", "+7", "7.0", "0", "13" are
+ * not ours); our codes; Russian names; the synonym table of DESIGN.md.
+ * Returns true and fills *m when recognised, else false with *m zeroed.
+ * text may be NULL when len is 0.
+ *
+ * Numbers, codes and Russian names give the plain status (accept false;
+ * the lead module runs the approval mechanics for a move into 6..11);
+ * accept words give { 6, 0, true }; a bare cancel gives reason 0.
+ *
+ * Decision: "new" and "Новый" read as 2 (processing), not 1. A CRM that
+ * reports a lead already holds it, and "new" in a CRM means "received, not
+ * yet called"; status 1 means "not yet sent to the CRM", which no CRM can
+ * say, and reading it so would send the lead to the CRM again. The number
+ * "1" still means 1, and status_by_code("new") is still 1. */
 bool status_recognise(const struct status_words *over, const char *text, size_t len,
 		      struct status_match *m);
 
 /* Postback dialect (seed 000): hold/approved/rejected and the seed's table,
  * read as written there (e.g. "accepted" means hold). The overrides come
  * first. hold → status 2; approved → accept; rejected → 5 with the reason
- * the polling table implies for that word, else 0. */
+ * the polling table implies for that word, else 0. No numbers, codes or
+ * Russian names. Same folding, same result convention as above. */
 bool status_postback(const struct status_words *over, const char *text, size_t len,
 		     struct status_match *m);
 
