@@ -4,7 +4,55 @@
  * caller writes the result and the history row (lead_diff()) together.
  *
  * Money is kept in hundredths (cents) as int64; percents in hundredths of a
- * percent (1250 = 12.5 %). Times are UNIX seconds; 0 means unset. */
+ * percent (1250 = 12.5 %). Times are UNIX seconds; 0 means unset.
+ *
+ * The rules lead_apply() keeps (DESIGN.md "The lead model", and the
+ * decisions taken where it is silent, marked *):
+ *  - Checked first, whatever the lead's state: status 1..12, reason
+ *    1..REASON_MAX, hold days -1 or 0..LEAD_HOLD_DAYS_MAX, base, counts,
+ *    curr, goal and cash amounts not negative, a goal change carries its
+ *    new_goal with the same id. A bad value refuses the whole edit.
+ *  - Deleted (12) is frozen: every edit is refused, except one that only
+ *    repeats status 12 (LEAD_UNCHANGED)*.
+ *  - Approval mechanics run when a lead that was never approved
+ *    (approved_at == 0) moves into 6..11, by accept or by status: each of
+ *    wm/pay/ref comes from the edit's cash if given, else stays as it is if
+ *    not 0 (a cash given earlier, e.g. with the hold)*, else from the goal:
+ *    fixed (and recurring*) → the goal's amount; percent → round(base *
+ *    max(counts,1) * pct / 10000). A percent payout is in the order's
+ *    currency, so cash_curr becomes curr unless cash.cc is given*.
+ *    approved_at = now. A lead approved before (approved_at != 0, e.g.
+ *    cancelled by a chargeback) keeps its payouts and approval time*.
+ *  - accept moves 1..5 to 6 and is a no-op on 6..11; with a status it must
+ *    be 4 or 6..11 (approve, then set that status); with hold the hold wins
+ *    (the hold is a deferred approval)*.
+ *  - hold (or status 4, which means hold for the offer's days*) puts the
+ *    lead in 4 until now + days; a lead already in 4 keeps its earlier
+ *    hold_until, because CRMs answer "hold" at every poll and the hold must
+ *    run out*. Approved leads (6..11) cannot be put on hold.
+ *  - Nothing in 4..12 goes back to 1..3. 10 (paid) may only become 11
+ *    (return), 5 or 12*; 11 only 5 or 12*. Moves among 6..9 and from 6..9
+ *    to 10/11 are free (the CRM's delivery truth)*.
+ *  - Cancel (5) of an approved lead (6..11) only from SOURCE_DATES,
+ *    SOURCE_CHARGEBACK or an offer with cancel_approved; delete (12) of an
+ *    approved lead likewise, or from SOURCE_MANUAL*.
+ *  - A cancelled lead (5) may be approved or held again by any source but
+ *    the timer*: the advertiser's CRM is the authority on whether the order
+ *    happened (a lead the timer gave up on may be confirmed later).
+ *  - Status 5 always has a reason: the edit's, else the one it has when
+ *    already 5, else the offer's reject_reason, else LEAD_REASON_DEFAULT*.
+ *    Leaving 5 clears it. A reason with any other final status is ignored,
+ *    so the status change it came with is not lost*.
+ *  - Leaving 4 clears hold_until.
+ *  - SOURCE_TIMER edits whose premise no longer holds are LEAD_UNCHANGED*
+ *    (the lead moved on between the scheduler's read and the write): an
+ *    accept needs the lead in 4 with hold_until <= now; a cancel needs it
+ *    in 1..3.
+ *  - cash fields set wm/pay/ref/cash_curr directly on any lead (an
+ *    advertiser adjusting a payout). A goal change never recomputes the
+ *    payouts of an approved lead*.
+ *  - An edit that changes none of the fields lead_diff() compares returns
+ *    LEAD_UNCHANGED: no history row. */
 #ifndef LEADSYNC_LEAD_H
 #define LEADSYNC_LEAD_H
 
@@ -18,6 +66,10 @@
 #define LEAD_TRACK_MAX 128
 #define LEAD_EXT_MAX 128
 #define LEAD_CURR_MAX 4 /* ISO 4217 code + NUL */
+#define LEAD_HOLD_DAYS_MAX 3650
+/* Reason of a cancel when neither the edit nor the offer names one: 2
+ * "changed mind", a neutral reason that does not count as trash. */
+#define LEAD_REASON_DEFAULT 2
 
 struct lead {
 	int64_t id;
@@ -62,7 +114,11 @@ enum lead_source {
 	SOURCE_DATES, /* the date-range poll: may cancel approved leads */
 	SOURCE_CHARGEBACK,
 };
-const char *lead_source_name(enum lead_source s); /* "poll", "postback", ... */
+/* "poll", "postback", "timer", "manual", "import", "dates", "chargeback";
+ * "unknown" for anything else. */
+const char *lead_source_name(enum lead_source s);
+/* The source named by lead_source_name(); 0 when unknown. */
+int lead_source_by_name(const char *name);
 
 /* Which fields of an edit are present. */
 enum lead_field {
@@ -84,7 +140,7 @@ enum lead_field {
 
 struct lead_edit {
 	unsigned set;      /* LF_* bits */
-	bool accept;
+	bool accept;       /* LF_ACCEPT with false is no edit */
 	int status;
 	int reason;
 	int hold_days;     /* -1: the offer's hold days (hold = true) */
@@ -108,18 +164,47 @@ enum lead_result {
 /* Applies e to old as source at time now. On LEAD_CHANGED *out is the new
  * lead; on LEAD_UNCHANGED *out equals *old; on LEAD_REFUSED *out equals
  * *old and err says why ("lead 17 is deleted and cannot be edited").
- * goal may be NULL (no payouts computed). */
+ * goal is the lead's current goal and may be NULL (no payouts computed);
+ * offer may be NULL (hold 0 days, no default reason, no cancel_approved).
+ * err is written only on LEAD_REFUSED. out may be old. */
 enum lead_result lead_apply(const struct lead *old, const struct lead_offer *offer,
 			    const struct lead_goal *goal, const struct lead_edit *e,
 			    enum lead_source source, int64_t now, struct lead *out, char *err,
 			    size_t errlen);
 
 /* Appends to before/after two JSON objects holding only the fields that
- * differ between a and b (names as in `lead show --json`). Returns the
- * number of differing fields, or -1 when a buffer is full. */
+ * differ between a and b (names as in `lead show --json`), compact and in
+ * this order: status, reason, comment, track, base, counts, curr, goal, wm,
+ * pay, ref, cash_curr, approved_at, hold_until. Money (base, wm, pay, ref)
+ * is a number in units (lead_money_format); times are ISO-8601 UTC strings
+ * ("2026-11-20T10:00:00Z"); reason, curr, goal, cash_curr, approved_at and
+ * hold_until are null when 0. No differences: "{}" and "{}", returns 0.
+ * Returns the number of differing fields, or -1 when a buffer is full
+ * (both buffers are then left as they were). */
+__attribute__((warn_unused_result))
 int lead_diff(const struct lead *a, const struct lead *b, struct buf *before, struct buf *after);
 
-/* Copies s into dst (size dstlen), cut on a UTF-8 boundary. */
+/* Copies s (NULL: "") into dst (size dstlen > 0), cut on a UTF-8 boundary
+ * so no character is split; bytes are otherwise copied as they are. */
 void lead_strlcpy(char *dst, size_t dstlen, const char *s);
+
+/* Writes cents as a decimal number of units with trailing zeros trimmed:
+ * 3000 → "30", 3050 → "30.5", 5 → "0.05", -150 → "-1.5". Valid as a JSON
+ * number. Returns the length written, or -1 when out (len bytes) is too
+ * small (out then holds ""). 24 bytes always suffice. */
+int lead_money_format(int64_t cents, char *out, size_t len);
+
+/* Parses "30", "30.5", "30.05", "-1.5" into cents. More than two decimals
+ * are rounded half away from zero ("0.125" → 13), as CRMs send payouts
+ * like 0.125 and refusing would lose the edit. Refused (-1, *cents
+ * untouched): empty text, spaces, "+", ".5", "5.", exponents, commas,
+ * anything past int64. Returns 0 on success. */
+__attribute__((warn_unused_result))
+int lead_money_parse(const char *s, int64_t *cents);
+
+/* Writes t (UNIX seconds) as "2026-11-20T10:00:00Z". Returns the length, or
+ * -1 when t is before 1970 or after 9999 or out (len bytes, 21 suffice) is
+ * too small. */
+int lead_time_format(int64_t t, char *out, size_t len);
 
 #endif
