@@ -1,0 +1,88 @@
+/* import: `leadsync import`, JSON lines of advertisers, offers, goals and
+ * leads upserted into the database (DESIGN.md "Interfaces other tools rely
+ * on"). One line is one record: {"advertiser": {...}}, {"offer": {...}},
+ * {"goal": {...}} or {"lead": {...}}. Blank lines and lines starting with
+ * '#' are skipped.
+ *
+ * One file is one transaction: the first bad line (invalid JSON or UTF-8,
+ * an unknown record kind, a missing required key, a value of the wrong type
+ * or range, an unknown offer, advertiser, currency or goal code, a database
+ * error) rolls everything back and import_run() returns -1 with
+ * "line N: what is wrong" in err. Nothing is written then.
+ *
+ * Keys and fields (required ones marked *; a key that is not listed here is
+ * ignored, so a line may carry more than this):
+ *   advertiser  id*, name*, api_key*
+ *   offer       id*, advertiser*, name*, rule (null: not polled), params
+ *               (object of strings, numbers, booleans), secret_params (array
+ *               of param names), intervals {processing, accepted, dates}
+ *               (seconds, null: the rule's), batch {processing, accepted} or
+ *               one number for both, days (a number, or {dates}), hold_days,
+ *               reject_reason, reject_after_days, tz (IANA zone), landing_url,
+ *               click_param, enabled, status_words, cancel_approved,
+ *               rate_limit (requests per minute)
+ *   goal        offer*, code*, payout* (fixed, percent, recurring),
+ *               currency* (ISO code), wm, pay, ref (money; percents when
+ *               payout is percent), name
+ *   lead        offer*, status* (1..12), id or ext* (one at least), ext,
+ *               created (ISO-8601; no zone means UTC), goal (the goal's
+ *               code), click_id (UUID), base, counts, reason, comment, track,
+ *               curr and cash_curr (ISO codes), wm, pay, ref, request_id,
+ *               customer_id, approved_at, hold_until
+ * Money is a JSON number or a decimal string in units ("30.5"), 0 up to
+ * 999999999999.99; more than two decimals are rounded (lead_money_parse).
+ * Ids are positive integers up to 2^53. In intervals/batch/days, a key that
+ * is not a variant is an error (a typo would otherwise be lost); a group
+ * given replaces all of it (a variant left out becomes null).
+ *
+ * Upsert keys: advertiser and offer by id, goal by (offer, code), lead by id
+ * when given, else by (offer, ext). An existing record keeps the fields a
+ * line leaves out (a line is a patch); a new one gets the defaults. A field
+ * given as null is set to null (or its default when it cannot be null).
+ *
+ * Leads: a lead may appear once per file (by id, or by (offer, ext) for a
+ * line without id), and a line without id may not share its ext with
+ * another line. (offer, ext) is not unique in the database: a line without
+ * id whose ext matches several leads is refused. request_id is unique per
+ * offer, in the file and in the database. A lead's offer cannot change. The
+ * lead invariants hold after import: status 5 has a reason (the line's, the
+ * one it had, else the offer's reject_reason); a reason with any other
+ * status is dropped; status 4 has a hold_until (the line's, the one it had,
+ * else now + the offer's hold_days) and other statuses have none; a lead in
+ * 6..11 has an approved_at (the line's, the one it had, else its created
+ * time). Import does not run the approval mechanics: wm/pay/ref are what
+ * the line says (default 0). comment longer than LEAD_COMMENT_MAX - 1 bytes
+ * is cut on a UTF-8 boundary; a longer ext or track is an error.
+ *
+ * History: a new lead, and any change to an existing one, writes one
+ * lead_history row with source 'import' (source_id NULL): before {} and
+ * after the lead's non-empty fields for a new lead, the changed fields for
+ * an existing one, in lead_diff()'s form. A line that changes nothing
+ * writes nothing. Ids drawn for new leads come from the leads sequence,
+ * which is then raised past the largest imported id.
+ *
+ * Leads are staged with COPY into a temporary table and applied by a few
+ * set-based statements at the end, so a million leads is one pass. */
+#ifndef LEADSYNC_IMPORT_H
+#define LEADSYNC_IMPORT_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#define IMPORT_LINE_MAX ((size_t)1 << 20) /* bytes per line */
+
+struct import_stats {
+	size_t advertisers, offers, goals, leads; /* records read, per kind */
+	size_t lines; /* lines read, blank and comment lines included */
+};
+
+/* Reads JSON lines from in until EOF and upserts them in one transaction on
+ * c (which must not be inside a transaction). st is zeroed first and counts
+ * what was read, also on failure (up to the failing line). Returns 0, or -1
+ * with err set and nothing written. */
+__attribute__((warn_unused_result))
+int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,74 @@
+/* store: synchronous PostgreSQL access for the CLI (connect, migrate) and
+ * the small libpq helpers the other synchronous modules share (import,
+ * history). The daemon's non-blocking database work lives elsewhere.
+ *
+ * Errors: every function returns 0 (or a result) on success and -1 (or
+ * NULL) on failure with a one-line message in err, written in the style
+ * "migration 001_schema.sql: ERROR: relation \"x\" already exists". err is
+ * written only on failure.
+ *
+ * Migrations are migrations/NNN_name.sql, embedded into the binary at build
+ * time (scripts/embed-migrations.sh generates the table below) and applied
+ * in name order, each in its own transaction together with its row in
+ * schema_migrations. A migration must not contain BEGIN/COMMIT or anything
+ * that cannot run in a transaction block (CREATE INDEX CONCURRENTLY). */
+#ifndef LEADSYNC_STORE_H
+#define LEADSYNC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+struct store_migration {
+	const char *name; /* "001_schema.sql" */
+	const char *sql;
+};
+
+/* The embedded migrations in order, ended by a { NULL, NULL } row
+ * (generated: build/gen/migrations.c). */
+extern const struct store_migration store_migrations[];
+extern const size_t store_migrations_count;
+
+/* Opens a connection (conninfo: key=value string or URI) and sets the
+ * session up: UTF-8 client encoding, UTC time zone, quiet notices. On
+ * success *out is the connection (the caller PQfinish()es it); on failure
+ * *out is NULL and err says why, without the password. */
+__attribute__((warn_unused_result))
+int store_connect(const char *conninfo, PGconn **out, char *err, size_t errlen);
+
+/* Applies the embedded migrations that schema_migrations does not list.
+ * *applied is the number applied now (0: up to date). Safe to run from
+ * several processes at once: a session advisory lock serialises them and
+ * the later ones find nothing to do. On failure the migrations applied
+ * before the failing one stay applied; the failing one left nothing. */
+__attribute__((warn_unused_result))
+int store_migrate(PGconn *c, int *applied, char *err, size_t errlen);
+
+/* store_migrate() with an explicit list of n migrations (tests). */
+__attribute__((warn_unused_result))
+int store_migrate_list(PGconn *c, const struct store_migration *list, size_t n, int *applied,
+		       char *err, size_t errlen);
+
+/* Writes the error of r (or, when r is NULL or has none, of c) as one line
+ * "ERROR: message: detail" into out (truncated to len; always terminated).
+ * Returns out. */
+const char *store_error_text(const PGconn *c, const PGresult *r, char *out, size_t len);
+
+/* SQLSTATE of r ("23505"), or "" when there is none. */
+const char *store_sqlstate(const PGresult *r);
+
+/* Runs sql (text parameters, may be NULL for n == 0; a NULL parameter is
+ * SQL NULL). Returns the result when it is PGRES_COMMAND_OK or
+ * PGRES_TUPLES_OK (the caller PQclear()s it), else NULL with
+ * "what: ERROR: ..." in err; what names the statement for the message. */
+__attribute__((warn_unused_result))
+PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
+		      const char *const *params, char *err, size_t errlen);
+
+/* store_query() for statements whose result is not needed. */
+__attribute__((warn_unused_result))
+int store_exec(PGconn *c, const char *what, const char *sql, int n, const char *const *params,
+	       char *err, size_t errlen);
+
+#endif

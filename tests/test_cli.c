@@ -1,0 +1,214 @@
+/* test_cli: the leadsync binary as an operator runs it: status words,
+ * migrate, import, lead show, and the README's settings table. */
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "settings.h"
+
+static const char *bin(void)
+{
+	const char *b = getenv("LEADSYNC_TEST_BIN");
+
+	return b && *b ? b : "build/test/leadsync";
+}
+
+TEST(cli_status_json_prints_the_design_recognitions)
+{
+	char *argv[] = { (char *)bin(), "status", "sold", "Оплачен", "spam", "accepted",
+			 "В пути", "nonsense", "--json", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = test_run(argv, NULL, NULL, &out, &err);
+
+	if (rc != 0)
+		test__fail(__FILE__, __LINE__, "exit %d: %s", rc, err);
+	else if (strcmp(out,
+			"{\"text\":\"sold\",\"status\":10,\"reason\":null,\"accept\":false}\n"
+			"{\"text\":\"Оплачен\",\"status\":10,\"reason\":null,\"accept\":false}\n"
+			"{\"text\":\"spam\",\"status\":5,\"reason\":6,\"accept\":false}\n"
+			"{\"text\":\"accepted\",\"status\":6,\"reason\":null,\"accept\":true}\n"
+			"{\"text\":\"В пути\",\"status\":8,\"reason\":null,\"accept\":false}\n"
+			"{\"text\":\"nonsense\",\"status\":null,\"reason\":null,\"accept\":false}\n") != 0)
+		test__fail(__FILE__, __LINE__, "unexpected output:\n%s", out);
+	free(out);
+	free(err);
+}
+
+TEST(cli_unknown_command_and_bad_setting_are_usage_errors)
+{
+	char *a1[] = { (char *)bin(), "frobnicate", NULL };
+	char *a2[] = { (char *)bin(), "--batch-max", "0", "status", "x", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = test_run(a1, NULL, NULL, &out, &err);
+
+	if (rc != 2 || !strstr(err, "unknown command 'frobnicate'"))
+		test__fail(__FILE__, __LINE__, "exit %d: %s", rc, err);
+	free(out);
+	free(err);
+	if (test__failed())
+		return;
+	rc = test_run(a2, NULL, NULL, &out, &err);
+	if (rc != 2 || !strstr(err, "batch_max (LEADSYNC_BATCH_MAX): '0' is not a whole number in 1..100000"))
+		test__fail(__FILE__, __LINE__, "exit %d: %s", rc, err);
+	free(out);
+	free(err);
+}
+
+/* Runs the CLI with LEADSYNC_DB=db; returns the exit code, output in *out. */
+static int run_db(const char *db, char *const args[], const char *in, char **out, char **err)
+{
+	char *argv[16];
+	char env[1024];
+	const char *envp[] = { env, NULL };
+	size_t i;
+
+	snprintf(env, sizeof(env), "LEADSYNC_DB=%s", db);
+	argv[0] = (char *)bin();
+	for (i = 0; args[i] && i < 14; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	return test_run(argv, envp, in, out, err);
+}
+
+static const char network[] =
+	"{\"advertiser\": {\"id\": 1, \"name\": \"Acme\", \"api_key\": \"k-acme\"}}\n"
+	"{\"offer\": {\"id\": 10, \"advertiser\": 1, \"name\": \"Nutra X\", \"rule\": \"acme_crm\", "
+	"\"params\": {\"host\": \"127.0.0.1:9001\", \"key\": \"s3cret\"}, \"secret_params\": [\"key\"], "
+	"\"intervals\": {\"processing\": 600, \"accepted\": 10800, \"dates\": 3600}, "
+	"\"hold_days\": 7, \"reject_reason\": 2, \"reject_after_days\": 30, "
+	"\"tz\": \"Europe/Moscow\", \"landing_url\": \"https://shop.example/x\", "
+	"\"click_param\": \"click_id\", \"enabled\": true}}\n"
+	"{\"goal\": {\"offer\": 10, \"code\": \"lead\", \"payout\": \"fixed\", \"wm\": 5, \"pay\": 8, \"ref\": 0, \"currency\": \"USD\"}}\n"
+	"{\"lead\": {\"id\": 1001, \"offer\": 10, \"ext\": \"A-17\", \"status\": 2, "
+	"\"created\": \"2026-11-20T10:00:00Z\", \"goal\": \"lead\", \"click_id\": null, \"base\": 30, \"counts\": 1}}\n";
+
+TEST(cli_migrate_twice_then_import_and_show)
+{
+	char *db = test_db_fresh("ls_cli_flow");
+	char *mig[] = { "migrate", NULL };
+	char *imp[] = { "import", "-", NULL };
+	char *show[] = { "lead", "show", "1001", "--json", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	if (!db)
+		return;
+	rc = run_db(db, mig, NULL, &out, &err);
+	if (rc != 0 || !strstr(out, "applied "))
+		test__fail(__FILE__, __LINE__, "first migrate: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	if (!test__failed()) {
+		rc = run_db(db, mig, NULL, &out, &err);
+		if (rc != 0 || strcmp(out, "database is up to date\n") != 0)
+			test__fail(__FILE__, __LINE__, "second migrate: exit %d: %s%s", rc, out, err);
+		free(out);
+		free(err);
+	}
+	if (!test__failed()) {
+		rc = run_db(db, imp, network, &out, &err);
+		if (rc != 0 || !strstr(out, "1 advertisers, 1 offers, 1 goals, 1 leads"))
+			test__fail(__FILE__, __LINE__, "import: exit %d: %s%s", rc, out, err);
+		free(out);
+		free(err);
+	}
+	if (!test__failed()) {
+		rc = run_db(db, show, NULL, &out, &err);
+		if (rc != 0)
+			test__fail(__FILE__, __LINE__, "lead show: exit %d: %s", rc, err);
+		else {
+			const char *want[] = { "\"id\":1001", "\"offer\":10", "\"ext\":\"A-17\"",
+					       "\"status\":2", "\"created\":\"2026-11-20T10:00:00Z\"",
+					       "\"goal\":\"lead\"", "\"click_id\":null", "\"base\":30",
+					       "\"counts\":1", "\"reason\":null", "\"approved_at\":null",
+					       "\"hold_until\":null", "\"history\":[{", "\"source\":\"import\"" };
+			size_t i;
+
+			for (i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+				if (!strstr(out, want[i])) {
+					test__fail(__FILE__, __LINE__, "lead show lacks %s: %s", want[i], out);
+					break;
+				}
+		}
+		free(out);
+		free(err);
+	}
+	free(db);
+}
+
+TEST(cli_import_bad_line_names_it_and_writes_nothing)
+{
+	char *db = test_db_fresh("ls_cli_badline");
+	char *mig[] = { "migrate", NULL };
+	char *imp[] = { "import", NULL, NULL };
+	char *show[] = { "lead", "show", "1001", NULL };
+	char *out = NULL, *err = NULL, *path = NULL;
+	struct buf f;
+	int rc;
+
+	if (!db)
+		return;
+	buf_init(&f, 0);
+	if (buf_adds(&f, network) < 0 ||
+	    buf_adds(&f, "{\"lead\": {\"id\": 1002, \"offer\": 10, \"ext\": \"A-18\", \"status\": 13}}\n") < 0)
+		goto out;
+	path = test_tmpfile(f.p);
+	imp[1] = path;
+	rc = run_db(db, mig, NULL, &out, &err);
+	free(out);
+	free(err);
+	if (rc != 0) {
+		test__fail(__FILE__, __LINE__, "migrate failed");
+		goto out;
+	}
+	rc = run_db(db, imp, NULL, &out, &err);
+	if (rc != 1 || !strstr(err, "line 5:") || !strstr(err, "nothing was written"))
+		test__fail(__FILE__, __LINE__, "import: exit %d: %s", rc, err);
+	free(out);
+	free(err);
+	if (test__failed())
+		goto out;
+	rc = run_db(db, show, NULL, &out, &err);
+	if (rc != 1 || !strstr(err, "lead 1001 not found"))
+		test__fail(__FILE__, __LINE__, "lead 1001 exists after a failed import: %d %s", rc, out);
+	free(out);
+	free(err);
+out:
+	if (path)
+		unlink(path);
+	free(path);
+	buf_release(&f);
+	free(db);
+}
+
+TEST(cli_readme_settings_table_matches_the_binary)
+{
+	struct buf md;
+	FILE *f = fopen("README.md", "r");
+	char *readme = NULL;
+	long n;
+
+	buf_init(&md, 0);
+	if (!f) {
+		test__fail(__FILE__, __LINE__, "cannot open README.md");
+		return;
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	readme = calloc(1, (size_t)n + 1);
+	if (readme && fread(readme, 1, (size_t)n, f) != (size_t)n)
+		n = 0;
+	fclose(f);
+	if (settings_describe(&md, true) < 0)
+		test__fail(__FILE__, __LINE__, "settings_describe failed");
+	else if (!readme || !strstr(readme, md.p))
+		test__fail(__FILE__, __LINE__,
+			   "README.md's settings table is stale: paste `build/leadsync settings --markdown` "
+			   "between the settings markers:\n%s", md.p);
+	free(readme);
+	buf_release(&md);
+}

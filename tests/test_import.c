@@ -1,0 +1,543 @@
+/* test_import: `leadsync import` (import.c) and `lead show` (history.c)
+ * against a real PostgreSQL. */
+#include "test.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "buf.h"
+#include "history.h"
+#include "import.h"
+#include "store.h"
+
+/* DESIGN.md's example, one record per line. */
+#define IMPORT_T_ADV "{\"advertiser\": {\"id\": 1, \"name\": \"Acme\", \"api_key\": \"k-acme\"}}\n"
+#define IMPORT_T_OFFER                                                                  \
+	"{\"offer\": {\"id\": 10, \"advertiser\": 1, \"name\": \"Nutra X\", \"rule\": "    \
+	"\"acme_crm\", \"params\": {\"host\": \"127.0.0.1:9001\", \"key\": \"s3cret\"}, "   \
+	"\"secret_params\": [\"key\"], \"intervals\": {\"processing\": 600, \"accepted\": " \
+	"10800, \"dates\": 3600}, \"hold_days\": 7, \"reject_reason\": 2, "                 \
+	"\"reject_after_days\": 30, \"tz\": \"Europe/Moscow\", \"landing_url\": "           \
+	"\"https://shop.example/x\", \"click_param\": \"click_id\", \"enabled\": true}}\n"
+#define IMPORT_T_GOAL                                                                   \
+	"{\"goal\": {\"offer\": 10, \"code\": \"lead\", \"payout\": \"fixed\", \"wm\": 5, " \
+	"\"pay\": 8, \"ref\": 0, \"currency\": \"USD\"}}\n"
+#define IMPORT_T_LEAD                                                                   \
+	"{\"lead\": {\"id\": 1001, \"offer\": 10, \"ext\": \"A-17\", \"status\": 2, "       \
+	"\"created\": \"2026-11-20T10:00:00Z\", \"goal\": \"lead\", \"click_id\": null, "   \
+	"\"base\": 30, \"counts\": 1}}\n"
+#define IMPORT_T_EXAMPLE IMPORT_T_ADV IMPORT_T_OFFER IMPORT_T_GOAL IMPORT_T_LEAD
+
+static PGconn *import_t_db(const char *name)
+{
+	char *ci = test_db_fresh(name);
+	char err[1024];
+	PGconn *c = NULL;
+	int applied;
+
+	if (!ci)
+		return NULL;
+	if (store_connect(ci, &c, err, sizeof(err)) < 0 ||
+	    store_migrate(c, &applied, err, sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "database %s: %s", name, err);
+		PQfinish(c);
+		c = NULL;
+	}
+	free(ci);
+	return c;
+}
+
+/* import_run() over text. */
+static int import_t_run(PGconn *c, const char *text, struct import_stats *st, char *err,
+			size_t errlen)
+{
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	int rc;
+
+	if (!in) {
+		snprintf(err, errlen, "fmemopen failed");
+		return -2;
+	}
+	rc = import_run(c, in, st, err, errlen);
+	fclose(in);
+	return rc;
+}
+
+/* First value of the first row of sql ("" for NULL), into out. */
+static const char *import_t_value(PGconn *c, const char *sql, char *out, size_t len)
+{
+	PGresult *r = PQexec(c, sql);
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || !PQntuples(r))
+		snprintf(out, len, "(error: %s)", PQresultErrorMessage(r));
+	else
+		snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return out;
+}
+
+/* Runs a statement that returns nothing; true when it worked. */
+static bool import_t_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok;
+}
+
+#define ASSERT_SQL(c, sql, want)                                                         \
+	do {                                                                             \
+		char v_[4096];                                                           \
+		ASSERT_STREQ(import_t_value((c), (sql), v_, sizeof(v_)), (want));        \
+	} while (0)
+
+/* Everything the import may write, as one line, to see that a failed import
+ * wrote nothing. */
+#define IMPORT_T_COUNTS                                                                  \
+	"SELECT concat_ws(' ', (SELECT count(*) FROM advertisers), (SELECT count(*) FROM " \
+	"offers), (SELECT count(*) FROM goals), (SELECT count(*) FROM leads), (SELECT "    \
+	"count(*) FROM lead_history), (SELECT count(*) FROM poll_schedule))"
+
+TEST(import_design_example)
+{
+	PGconn *c = import_t_db("ls_import_example");
+	struct import_stats st;
+	char err[1024] = "";
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c, "# the example of DESIGN.md\n\n" IMPORT_T_EXAMPLE, &st, err,
+			       sizeof(err)),
+		  0);
+	ASSERT_EQ(st.lines, 6);
+	ASSERT_EQ(st.advertisers, 1);
+	ASSERT_EQ(st.offers, 1);
+	ASSERT_EQ(st.goals, 1);
+	ASSERT_EQ(st.leads, 1);
+	ASSERT_SQL(c, "SELECT concat_ws('|', id, name, api_key) FROM advertisers", "1|Acme|k-acme");
+	ASSERT_SQL(c,
+		   "SELECT concat_ws('|', id, advertiser, name, rule, params, secret_params,"
+		   " interval_processing, interval_accepted, interval_dates, batch_processing,"
+		   " days_dates, hold_days, reject_reason, reject_after_days, tz, landing_url,"
+		   " click_param, enabled, status_words, cancel_approved) FROM offers",
+		   "10|1|Nutra X|acme_crm|{\"key\": \"s3cret\", \"host\": \"127.0.0.1:9001\"}|{key}|"
+		   "600|10800|3600|7|2|30|Europe/Moscow|https://shop.example/x|click_id|t|{}|f");
+	ASSERT_SQL(c,
+		   "SELECT concat_ws('|', g.offer, g.code, g.payout, g.wm, g.pay, g.ref, c.iso)"
+		   " FROM goals g JOIN currencies c ON c.id = g.currency",
+		   "10|lead|fixed|5.00|8.00|0.00|USD");
+	ASSERT_SQL(c,
+		   "SELECT concat_ws('|', l.id, l.offer, l.ext, l.status, l.reason IS NULL,"
+		   " lead_time_json(l.created), g.code, l.click IS NULL, l.base, l.counts, l.wm,"
+		   " l.hold_until IS NULL, l.approved_at IS NULL)"
+		   " FROM leads l JOIN goals g ON g.id = l.goal",
+		   "1001|10|A-17|2|t|2026-11-20T10:00:00Z|lead|t|30.00|1|0.00|t|t");
+	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 10", "3");
+	/* the new lead says where it came from */
+	ASSERT_SQL(c, "SELECT concat_ws('|', source, source_id IS NULL, before, after->'status',"
+		      " after->'base', after->'created', after ? 'comment')"
+		      " FROM lead_history WHERE lead = 1001",
+		   "import|t|{}|2|30|\"2026-11-20T10:00:00Z\"|f");
+	PQfinish(c);
+}
+
+TEST(import_twice_changes_nothing)
+{
+	PGconn *c = import_t_db("ls_import_twice");
+	const char *rows = "SELECT string_agg(x, ',') FROM (SELECT xmin::text || updated AS x FROM"
+			   " advertisers UNION ALL SELECT xmin::text || updated FROM offers"
+			   " UNION ALL SELECT xmin::text || updated FROM goals UNION ALL"
+			   " SELECT xmin::text || updated FROM leads) t";
+	struct import_stats st;
+	char err[1024] = "", before[4096], after[4096];
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	import_t_value(c, rows, before, sizeof(before));
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	import_t_value(c, rows, after, sizeof(after));
+	ASSERT_STREQ(after, before);
+	ASSERT_SQL(c, IMPORT_T_COUNTS, "1 1 1 1 1 3");
+	PQfinish(c);
+}
+
+TEST(import_changed_fields_update_and_absent_fields_stay)
+{
+	PGconn *c = import_t_db("ls_import_update");
+	struct import_stats st;
+	char err[1024] = "";
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_run(c,
+			       "{\"advertiser\": {\"id\": 1, \"name\": \"Acme Ltd\", \"api_key\": \"k2\"}}\n"
+			       "{\"offer\": {\"id\": 10, \"advertiser\": 1, \"name\": \"Nutra Y\","
+			       " \"intervals\": {\"dates\": 7200}, \"hold_days\": null,"
+			       " \"future_field\": [1, 2]}}\n"
+			       "{\"goal\": {\"offer\": 10, \"code\": \"lead\", \"payout\": \"fixed\","
+			       " \"currency\": \"EUR\", \"wm\": \"6.5\"}}\n"
+			       "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 4, \"base\": 35.5}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT name || '|' || api_key FROM advertisers", "Acme Ltd|k2");
+	/* a given group sets all of it; a null NOT NULL field is its default */
+	ASSERT_SQL(c,
+		   "SELECT concat_ws('|', name, rule, tz, interval_processing IS NULL, interval_dates,"
+		   " hold_days, params->>'key') FROM offers",
+		   "Nutra Y|acme_crm|Europe/Moscow|t|7200|0|s3cret");
+	ASSERT_SQL(c, "SELECT concat_ws('|', wm, pay, currency) FROM goals", "6.50|8.00|978");
+	/* hold: now + the offer's hold days (now 0); ext and created kept */
+	ASSERT_SQL(c,
+		   "SELECT concat_ws('|', status, base, ext, lead_time_json(created),"
+		   " hold_until BETWEEN now() - interval '1 minute' AND now()) FROM leads",
+		   "4|35.50|A-17|2026-11-20T10:00:00Z|t");
+	ASSERT_SQL(c, "SELECT count(*) FROM lead_history WHERE lead = 1001", "2");
+	ASSERT_SQL(c,
+		   "SELECT before::text || ' ' || (after - 'hold_until')::text || ' ' ||"
+		   " (after->>'hold_until' IS NOT NULL)::text FROM lead_history ORDER BY id DESC"
+		   " LIMIT 1",
+		   "{\"base\": 30, \"status\": 2, \"hold_until\": null} {\"base\": 35.5, \"status\": 4}"
+		   " true");
+	PQfinish(c);
+}
+
+struct import_t_bad {
+	const char *line; /* line 3 of a file whose other lines are good */
+	const char *want; /* in the error */
+};
+
+TEST(import_bad_line_writes_nothing)
+{
+	static const struct import_t_bad cases[] = {
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10,", "line 3: invalid JSON at column" },
+		{ "{\"lead\": {}} {}", "line 3: text after the JSON value at column 13" },
+		{ "[1, 2]", "line 3: a line must be an object with one key" },
+		{ "{\"lead\": {\"id\": 1}, \"goal\": {}}", "line 3: a line must be an object with one key" },
+		{ "{\"webmaster\": {\"id\": 1}}", "line 3: unknown record 'webmaster'" },
+		{ "{\"lead\": 5}", "line 3: lead: the record must be an object" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1}}", "line 3: offer 11: missing 'name'" },
+		{ "{\"offer\": {\"id\": \"11\", \"advertiser\": 1, \"name\": \"x\"}}",
+		  "line 3: offer: 'id' must be a positive integer" },
+		{ "{\"offer\": {\"id\": 11.5, \"advertiser\": 1, \"name\": \"x\"}}",
+		  "line 3: offer: 'id' must be a positive integer" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"enabled\": 1}}",
+		  "line 3: offer 11: 'enabled' must be true or false" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 7, \"name\": \"x\"}}",
+		  "line 3: offer 11: unknown advertiser 7" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"Mars/Base\"}}",
+		  "line 3: offer 11: unknown time zone 'Mars/Base'" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"../../etc/passwd\"}}",
+		  "line 3: offer 11: unknown time zone '../../etc/passwd'" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"intervals\": {\"procesing\": 5}}}",
+		  "line 3: offer 11: 'intervals' has no variant 'procesing'" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"params\": {\"from\": \"x\"}}}",
+		  "line 3: offer 11: 'params': " },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"rule\": \"../x\"}}",
+		  "line 3: offer 11: 'rule' must be a name" },
+		{ "{\"advertiser\": {\"id\": 2, \"name\": \"B\", \"api_key\": \"k-acme\"}}",
+		  "line 3: advertiser 2: ERROR: duplicate key value" },
+		{ "{\"goal\": {\"offer\": 10, \"code\": \"sale\", \"payout\": \"fixed\", \"currency\": \"XXX\"}}",
+		  "line 3: goal: unknown currency 'XXX'" },
+		{ "{\"goal\": {\"offer\": 10, \"code\": \"sale\", \"payout\": \"cpa\", \"currency\": \"USD\"}}",
+		  "line 3: goal: 'payout' must be fixed, percent or recurring" },
+		{ "{\"goal\": {\"offer\": 10, \"code\": \"s\", \"payout\": \"percent\", \"currency\": \"USD\", \"wm\": 120}}",
+		  "line 3: goal: 'wm' is a percent and must be 0..100" },
+		{ "{\"goal\": {\"offer\": 99, \"code\": \"sale\", \"payout\": \"fixed\", \"currency\": \"USD\"}}",
+		  "line 3: goal: unknown offer 99" },
+		{ "{\"goal\": {\"offer\": 10, \"code\": \"sale\", \"payout\": \"fixed\", \"currency\": \"USD\", \"wm\": 1e12}}",
+		  "line 3: goal: 'wm' must be an amount" },
+		{ "{\"goal\": {\"offer\": 10, \"code\": \"sale\", \"payout\": \"fixed\", \"currency\": \"USD\", \"wm\": \"5,5\"}}",
+		  "line 3: goal: 'wm' must be an amount" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 13}}",
+		  "line 3: lead 1002: 'status' must be an integer 1..12" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10}}", "line 3: lead 1002: missing 'status'" },
+		{ "{\"lead\": {\"offer\": 10, \"status\": 2}}", "line 3: lead: give 'id' or 'ext'" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 2, \"created\": \"20.11.2026\"}}",
+		  "line 3: lead 1002: 'created' must be an ISO-8601 time" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 2, \"click_id\": \"nope\"}}",
+		  "line 3: lead 1002: 'click_id' must be a UUID" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 2, \"base\": -1}}",
+		  "line 3: lead 1002: 'base' must be an amount" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 99, \"status\": 2}}", "line 3: lead: unknown offer 99" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 2, \"goal\": \"sale\"}}",
+		  "line 3: lead: unknown goal 'sale' of offer 10" },
+		{ "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 3}}",
+		  "line 5: lead 1001 is already on line 3" },
+		{ "{\"lead\": {\"ext\": \"A-17\", \"offer\": 10, \"status\": 2}}",
+		  "line 5: lead: ext 'A-17' of offer 10 is already on line 3" },
+		{ "{\"lead\": {\"id\": 1002, \"offer\": 10, \"status\": 2, \"comment\": \"\xff\"}}",
+		  "line 3: not valid UTF-8 text" },
+	};
+	PGconn *c = import_t_db("ls_import_bad");
+	struct import_stats st;
+	struct buf text;
+	char err[1024];
+	size_t i;
+
+	ASSERT(c);
+	buf_init(&text, 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		buf_reset(&text);
+		ASSERT_EQ(buf_adds(&text, IMPORT_T_ADV IMPORT_T_OFFER), 0);
+		ASSERT_EQ(buf_adds(&text, cases[i].line), 0);
+		ASSERT_EQ(buf_adds(&text, "\n" IMPORT_T_GOAL IMPORT_T_LEAD), 0);
+		err[0] = '\0';
+		if (import_t_run(c, text.p, &st, err, sizeof(err)) != -1 ||
+		    !strstr(err, cases[i].want) || strncmp(err, cases[i].want, 7) != 0) {
+			test__fail(__FILE__, __LINE__, "case %zu (%s): got \"%s\", want \"%s\"", i,
+				   cases[i].line, err, cases[i].want);
+			break;
+		}
+		ASSERT_SQL(c, IMPORT_T_COUNTS, "0 0 0 0 0 0");
+		ASSERT(PQtransactionStatus(c) == PQTRANS_IDLE);
+	}
+	buf_release(&text);
+	/* the same connection still imports */
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	ASSERT_SQL(c, IMPORT_T_COUNTS, "1 1 1 1 1 3");
+	PQfinish(c);
+}
+
+TEST(import_lead_by_offer_and_ext)
+{
+	PGconn *c = import_t_db("ls_import_ext");
+	struct import_stats st;
+	char err[1024] = "";
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c,
+			       IMPORT_T_EXAMPLE
+			       "{\"lead\": {\"offer\": 10, \"ext\": \"B-1\", \"status\": 1}}\n"
+			       "{\"lead\": {\"offer\": 10, \"ext\": \"B-2\", \"status\": 1}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	/* new leads draw ids in line order, then the sequence passes 1001 */
+	ASSERT_SQL(c, "SELECT string_agg(id || ':' || ext, ',' ORDER BY id) FROM leads",
+		   "1:B-1,2:B-2,1001:A-17");
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"offer\": 10, \"ext\": \"B-2\", \"status\": 3,"
+			       " \"comment\": \"call\\tback\\n\\\\later\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT count(*) FROM leads", "3");
+	ASSERT_SQL(c, "SELECT status || '|' || comment FROM leads WHERE id = 2", "3|call\tback\n\\later");
+	ASSERT_SQL(c, "SELECT count(*) FROM lead_history WHERE lead = 2", "2");
+	ASSERT_SQL(c, "SELECT nextval(pg_get_serial_sequence('leads', 'id'))", "1002");
+	/* a lead named by id on one line and by ext on another is there twice */
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 3}}\n"
+			       "{\"lead\": {\"offer\": 10, \"ext\": \"A-17\", \"status\": 4}}\n",
+			       &st, err, sizeof(err)),
+		  -1);
+	ASSERT_STREQ(err, "line 2: lead 1001 is already on line 1");
+	/* request_id is unique per offer, in the file and in the database */
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 2, \"request_id\": \"r1\"}}\n"
+			       "{\"lead\": {\"id\": 1, \"offer\": 10, \"status\": 2, \"request_id\": \"r1\"}}\n",
+			       &st, err, sizeof(err)),
+		  -1);
+	ASSERT_STREQ(err, "line 2: lead: request_id 'r1' of offer 10 is already on line 1");
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 2, \"request_id\": \"r1\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(import_t_run(c,
+			       "\n{\"lead\": {\"id\": 1, \"offer\": 10, \"status\": 2, \"request_id\": \"r1\"}}\n",
+			       &st, err, sizeof(err)),
+		  -1);
+	ASSERT_STREQ(err, "line 2: lead: request_id 'r1' of offer 10 belongs to lead 1001");
+	/* two leads with one ext: the ext alone is not enough */
+	ASSERT(import_t_exec(c, "UPDATE leads SET ext = 'B-2' WHERE id = 1"));
+	ASSERT_EQ(import_t_run(c, "{\"lead\": {\"offer\": 10, \"ext\": \"B-2\", \"status\": 2}}\n",
+			       &st, err, sizeof(err)),
+		  -1);
+	ASSERT_STREQ(err, "line 1: lead: ext 'B-2' of offer 10 matches 2 leads: give the lead's id");
+	PQfinish(c);
+}
+
+TEST(import_keeps_the_lead_invariants)
+{
+	PGconn *c = import_t_db("ls_import_invariants");
+	struct import_stats st;
+	char err[1024] = "";
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c,
+			       IMPORT_T_EXAMPLE
+			       "{\"lead\": {\"id\": 2001, \"offer\": 10, \"status\": 5, \"ext\": \"c1\"}}\n"
+			       "{\"lead\": {\"id\": 2002, \"offer\": 10, \"status\": 5, \"reason\": 6}}\n"
+			       "{\"lead\": {\"id\": 2003, \"offer\": 10, \"status\": 10,"
+			       " \"created\": \"2026-11-20 13:00:00+03:00\", \"wm\": 5}}\n"
+			       "{\"lead\": {\"id\": 2004, \"offer\": 10, \"status\": 4,"
+			       " \"hold_until\": \"2026-12-01T00:00:00Z\"}}\n"
+			       "{\"lead\": {\"id\": 2005, \"offer\": 10, \"status\": 2, \"reason\": 6}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c,
+		   "SELECT string_agg(concat_ws(':', id, status, reason, lead_time_json(approved_at),"
+		   " lead_time_json(hold_until), wm), ',' ORDER BY id) FROM leads WHERE id > 2000",
+		   "2001:5:2:0.00,2002:5:6:0.00,2003:10:2026-11-20T10:00:00Z:5.00,"
+		   "2004:4:2026-12-01T00:00:00Z:0.00,2005:2:0.00");
+	/* leaving 4 clears the hold; 5 keeps the reason it had */
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"id\": 2004, \"offer\": 10, \"status\": 6}}\n"
+			       "{\"lead\": {\"id\": 2002, \"offer\": 10, \"status\": 5, \"comment\": \"x\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT concat_ws(':', status, hold_until, approved_at IS NOT NULL) FROM leads"
+		      " WHERE id = 2004",
+		   "6:t");
+	ASSERT_SQL(c, "SELECT reason FROM leads WHERE id = 2002", "6");
+	/* a lead cannot move to another offer */
+	ASSERT_EQ(import_t_run(c,
+			       "{\"offer\": {\"id\": 20, \"advertiser\": 1, \"name\": \"Other\"}}\n"
+			       "{\"lead\": {\"id\": 2002, \"offer\": 20, \"status\": 5}}\n",
+			       &st, err, sizeof(err)),
+		  -1);
+	ASSERT_STREQ(err, "line 2: lead 2002: belongs to offer 10, not 20: a lead cannot change its offer");
+	PQfinish(c);
+}
+
+TEST(import_many_leads_between_other_records)
+{
+	PGconn *c = import_t_db("ls_import_many");
+	struct import_stats st;
+	struct buf text;
+	char err[1024] = "";
+	int i;
+
+	ASSERT(c);
+	buf_init(&text, 0);
+	ASSERT_EQ(buf_adds(&text, "\xEF\xBB\xBF" IMPORT_T_ADV IMPORT_T_OFFER IMPORT_T_GOAL), 0);
+	for (i = 0; i < 6000; i++) {
+		ASSERT_EQ(buf_addf(&text,
+				   "{\"lead\": {\"id\": %d, \"offer\": 10, \"ext\": \"E%d\", \"status\":"
+				   " %d, \"goal\": \"lead\", \"base\": %d.25, \"comment\": \"%0200d\"}}\r\n",
+				   i + 1, i, i % 3 + 1, i, i),
+			  0);
+		/* an offer in the middle of the leads ends one COPY, starts another */
+		if (i == 3000)
+			ASSERT_EQ(buf_adds(&text, "   \n{\"offer\": {\"id\": 11, \"advertiser\": 1,"
+						  " \"name\": \"Second\"}}\n"),
+				  0);
+	}
+	ASSERT_EQ(import_t_run(c, text.p, &st, err, sizeof(err)), 0);
+	buf_release(&text);
+	ASSERT_EQ(st.leads, 6000);
+	ASSERT_EQ(st.offers, 2);
+	ASSERT_EQ(st.lines, 6005);
+	ASSERT_SQL(c, "SELECT count(*) || ' ' || sum(base) || ' ' || max(id) FROM leads",
+		   "6000 17998500.00 6000");
+	ASSERT_SQL(c, "SELECT count(*) FROM lead_history", "6000");
+	ASSERT_SQL(c, "SELECT ext || ' ' || length(comment) FROM leads WHERE id = 4000", "E3999 200");
+	PQfinish(c);
+}
+
+/* ---- lead show ---- */
+
+TEST(history_lead_show_json)
+{
+	static const char *const keys[] = {
+		"id", "offer", "ext", "status", "status_code", "created", "goal", "click_id",
+		"base", "counts", "reason", "comment", "track", "wm", "pay", "ref",
+		"approved_at", "hold_until", "curr", "cash_curr", "request_id", "customer_id",
+		"updated", "checked", "history",
+	};
+	PGconn *c = import_t_db("ls_history_json");
+	struct import_stats st;
+	struct buf out;
+	char err[1024] = "";
+	cJSON *j = NULL, *e, *h;
+	size_t i = 0;
+
+	ASSERT(c);
+	buf_init(&out, 0);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_run(c,
+			       "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 5, \"reason\": 3,"
+			       " \"comment\": \"no \\\"order\\\"\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	/* a row written with an earlier time comes first whatever its id */
+	ASSERT(import_t_exec(c, "INSERT INTO lead_history (lead, at, source, source_id, before,"
+				" after) VALUES (1001, '2026-11-20 10:00:05+00', 'poll', 17,"
+				" '{\"status\": 1}', '{\"status\": 2}')"));
+	ASSERT_EQ(history_lead_show(c, 1001, true, &out, err, sizeof(err)), 0);
+	ASSERT(out.len && out.p[out.len - 1] == '\n' && !memchr(out.p, '\n', out.len - 1));
+	j = cJSON_Parse(out.p);
+	ASSERT(j);
+	cJSON_ArrayForEach(e, j) {
+		if (i >= sizeof(keys) / sizeof(keys[0]) || strcmp(e->string, keys[i]) != 0) {
+			test__fail(__FILE__, __LINE__, "key %zu is '%s'", i, e->string);
+			goto out;
+		}
+		i++;
+	}
+	ASSERT_EQ(i, sizeof(keys) / sizeof(keys[0]));
+	ASSERT_CONTAINS(out.p, "{\"id\":1001,\"offer\":10,\"ext\":\"A-17\",\"status\":5,"
+			       "\"status_code\":\"cancel\",\"created\":\"2026-11-20T10:00:00Z\","
+			       "\"goal\":\"lead\",\"click_id\":null,\"base\":30,\"counts\":1,"
+			       "\"reason\":3,\"comment\":\"no \\\"order\\\"\",\"track\":\"\","
+			       "\"wm\":0,\"pay\":0,\"ref\":0,\"approved_at\":null,\"hold_until\":null,"
+			       "\"curr\":null,\"cash_curr\":null,\"request_id\":null,"
+			       "\"customer_id\":null,\"updated\":\"");
+	h = cJSON_GetObjectItemCaseSensitive(j, "history");
+	ASSERT(cJSON_IsArray(h));
+	ASSERT_EQ(cJSON_GetArraySize(h), 3);
+	e = cJSON_GetArrayItem(h, 0);
+	ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(e, "at")->valuestring, "2026-11-20T10:00:05Z");
+	ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(e, "source")->valuestring, "poll");
+	ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(e, "source_id")->valuedouble, 17);
+	e = cJSON_GetArrayItem(h, 1);
+	ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(e, "source")->valuestring, "import");
+	ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(e, "source_id")));
+	ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "before")), 0);
+	ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "after"),
+						   "status")->valuedouble,
+		  2);
+	e = cJSON_GetArrayItem(h, 2);
+	ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "before"),
+						   "status")->valuedouble,
+		  2);
+	ASSERT(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(e, "before"), "reason")));
+	ASSERT_EQ(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "after"),
+						   "reason")->valuedouble,
+		  3);
+	ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "after")), 3);
+out:
+	cJSON_Delete(j);
+	buf_release(&out);
+	PQfinish(c);
+}
+
+TEST(history_lead_show_text_and_unknown)
+{
+	PGconn *c = import_t_db("ls_history_text");
+	struct import_stats st;
+	struct buf out;
+	char err[1024] = "";
+
+	ASSERT(c);
+	buf_init(&out, 0);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_run(c, "{\"lead\": {\"id\": 1001, \"offer\": 10, \"status\": 4}}\n", &st,
+			       err, sizeof(err)),
+		  0);
+	ASSERT_EQ(history_lead_show(c, 1001, false, &out, err, sizeof(err)), 0);
+	ASSERT(strncmp(out.p, "lead 1001\n", 10) == 0);
+	ASSERT_CONTAINS(out.p, "\n  offer        10 Nutra X\n");
+	ASSERT_CONTAINS(out.p, "\n  status       4 hold (");
+	ASSERT_CONTAINS(out.p, "\n  reason       -\n");
+	ASSERT_CONTAINS(out.p, "\nhistory (2)\n");
+	ASSERT_CONTAINS(out.p, "Z  import           status 2, base 30, counts 1,");
+	ASSERT_CONTAINS(out.p, "Z  import           status 2 -> 4, hold_until null -> \"");
+	buf_reset(&out);
+	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), -1);
+	ASSERT_STREQ(err, "lead 99 not found");
+	buf_release(&out);
+	PQfinish(c);
+}

@@ -1,0 +1,234 @@
+/* test_store: migrations against a real PostgreSQL (store.c, migrations/). */
+#include "test.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store.h"
+
+/* First value of the first row of sql, malloc'd; NULL when there is none
+ * or the query fails. */
+static char *store_t_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0))
+		v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return v;
+}
+
+static bool store_t_is(PGconn *c, const char *sql, const char *want)
+{
+	char *v = store_t_value(c, sql);
+	bool ok = v && strcmp(v, want) == 0;
+
+	if (!ok)
+		printf("  %s: got %s, want %s\n", sql, v ? v : "(null)", want);
+	free(v);
+	return ok;
+}
+
+static PGconn *store_t_connect(const char *db)
+{
+	char *ci = test_db_fresh(db);
+	char err[512];
+	PGconn *c = NULL;
+
+	if (!ci)
+		return NULL;
+	if (store_connect(ci, &c, err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "connect: %s", err);
+	free(ci);
+	return c;
+}
+
+TEST(store_migrate_applies_all_then_nothing)
+{
+	PGconn *c = store_t_connect("ls_store_migrate");
+	char err[1024];
+	int applied = -1;
+
+	ASSERT(c);
+	ASSERT(store_migrations_count >= 1);
+	ASSERT_STREQ(store_migrations[0].name, "001_schema.sql");
+	ASSERT(store_migrations[store_migrations_count].name == NULL);
+	ASSERT_EQ(store_migrate(c, &applied, err, sizeof(err)), 0);
+	ASSERT_EQ(applied, (int)store_migrations_count);
+	ASSERT(store_t_is(c, "SELECT count(*) FROM schema_migrations", "1"));
+	ASSERT(store_t_is(c, "SELECT count(*) FROM currencies WHERE iso IN ('USD','EUR','RUB',"
+			     "'UAH','KZT','BYN','GBP','PLN','TRY','INR','BRL')",
+			  "11"));
+	ASSERT(store_t_is(c, "SELECT count(*) >= 20 FROM currencies", "t"));
+	ASSERT(store_t_is(c, "SELECT id FROM currencies WHERE iso = 'USD'", "840"));
+	ASSERT(store_t_is(c, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND"
+			     " tablename IN ('advertisers','offers','currencies','goals','clicks',"
+			     "'customers','leads','lead_history','poll_schedule','poll_runs',"
+			     "'postbacks_in')",
+			  "11"));
+	ASSERT_EQ(store_migrate(c, &applied, err, sizeof(err)), 0);
+	ASSERT_EQ(applied, 0);
+	ASSERT(store_t_is(c, "SELECT count(*) FROM schema_migrations", "1"));
+	PQfinish(c);
+}
+
+struct store_t_worker {
+	const char *conninfo;
+	int rc, applied;
+	char err[512];
+};
+
+static void *store_t_migrate_thread(void *arg)
+{
+	struct store_t_worker *w = arg;
+	PGconn *c = NULL;
+
+	w->rc = store_connect(w->conninfo, &c, w->err, sizeof(w->err));
+	if (w->rc == 0)
+		w->rc = store_migrate(c, &w->applied, w->err, sizeof(w->err));
+	PQfinish(c);
+	return NULL;
+}
+
+TEST(store_migrate_concurrently_applies_once)
+{
+	char *ci = test_db_fresh("ls_store_concurrent");
+	struct store_t_worker w[3];
+	pthread_t t[3];
+	PGconn *c = NULL;
+	char err[512];
+	int i, total = 0;
+
+	ASSERT(ci);
+	for (i = 0; i < 3; i++) {
+		w[i] = (struct store_t_worker){ .conninfo = ci, .rc = -1 };
+		ASSERT_EQ(pthread_create(&t[i], NULL, store_t_migrate_thread, &w[i]), 0);
+	}
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < 3; i++) {
+		if (w[i].rc != 0)
+			printf("  worker %d: %s\n", i, w[i].err);
+		ASSERT_EQ(w[i].rc, 0);
+		total += w[i].applied;
+	}
+	ASSERT_EQ(total, (int)store_migrations_count);
+	ASSERT_EQ(store_connect(ci, &c, err, sizeof(err)), 0);
+	ASSERT(store_t_is(c, "SELECT count(*) FROM schema_migrations", "1"));
+	PQfinish(c);
+	free(ci);
+}
+
+TEST(store_migrate_failure_names_the_migration_and_keeps_the_earlier)
+{
+	PGconn *c = store_t_connect("ls_store_fail");
+	const struct store_migration bad[] = {
+		{ "001_a.sql", "CREATE TABLE a (x int);" },
+		{ "002_b.sql", "CREATE TABLE b (x int);\n-- then a typo\nCREATE TABL c (x int);" },
+		{ "003_c.sql", "CREATE TABLE d (x int);" },
+	};
+	const struct store_migration fixed[] = {
+		bad[0],
+		{ "002_b.sql", "CREATE TABLE b (x int);" },
+		bad[2],
+	};
+	char err[1024];
+	int applied = -1;
+
+	ASSERT(c);
+	ASSERT_EQ(store_migrate_list(c, bad, 3, &applied, err, sizeof(err)), -1);
+	ASSERT_EQ(applied, 1);
+	if (getenv("TEST_VERBOSE"))
+		printf("  %s\n", err);
+	ASSERT_CONTAINS(err, "migration 002_b.sql: ERROR: syntax error at or near \"TABL\"");
+	ASSERT_CONTAINS(err, "(line 3)");
+	ASSERT(store_t_is(c, "SELECT to_regclass('a') IS NOT NULL", "t"));
+	ASSERT(store_t_is(c, "SELECT to_regclass('b') IS NULL AND to_regclass('d') IS NULL", "t"));
+	ASSERT(store_t_is(c, "SELECT string_agg(name, ',') FROM schema_migrations", "001_a.sql"));
+	/* the advisory lock was let go: the same session migrates again */
+	ASSERT_EQ(store_migrate_list(c, fixed, 3, &applied, err, sizeof(err)), 0);
+	ASSERT_EQ(applied, 2);
+	ASSERT(store_t_is(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", "0"));
+	PQfinish(c);
+}
+
+TEST(store_migrate_refuses_transaction_control_and_disorder)
+{
+	PGconn *c = store_t_connect("ls_store_refuse");
+	const struct store_migration commit[] = {
+		{ "001_a.sql", "CREATE TABLE a (x int); COMMIT;" },
+	};
+	const struct store_migration disorder[] = {
+		{ "002_b.sql", "SELECT 1" },
+		{ "001_a.sql", "SELECT 1" },
+	};
+	char err[1024];
+	int applied = -1;
+
+	ASSERT(c);
+	ASSERT_EQ(store_migrate_list(c, commit, 1, &applied, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "migration 001_a.sql: it ends the transaction");
+	ASSERT(store_t_is(c, "SELECT count(*) FROM schema_migrations", "0"));
+	ASSERT_EQ(store_migrate_list(c, disorder, 2, &applied, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "migration '001_a.sql' is out of order after '002_b.sql'");
+	ASSERT_EQ(applied, 0);
+	PQfinish(c);
+}
+
+TEST(store_connect_names_the_failure)
+{
+	PGconn *c = (PGconn *)1;
+	char err[512] = "";
+
+	ASSERT_EQ(store_connect("host=/nonexistent-leadsync-dir port=1 dbname=x connect_timeout=2",
+				&c, err, sizeof(err)),
+		  -1);
+	ASSERT(c == NULL);
+	ASSERT_CONTAINS(err, "cannot connect to the database: ");
+	ASSERT(!strchr(err, '\n'));
+}
+
+TEST(store_schema_keeps_the_lead_invariants)
+{
+	PGconn *c = store_t_connect("ls_store_schema");
+	char err[1024];
+	int applied;
+	size_t i;
+	static const char *const refused[] = {
+		"INSERT INTO leads (offer, status) VALUES (10, 13)",
+		"INSERT INTO leads (offer, status) VALUES (10, 5)",
+		"INSERT INTO leads (offer, status) VALUES (10, 4)",
+		"INSERT INTO leads (offer, status) VALUES (10, 6)",
+		"INSERT INTO leads (offer, status, reason) VALUES (10, 5, 100)",
+		"INSERT INTO leads (offer, status, request_id) VALUES (10, 1, 'r1')",
+		"INSERT INTO goals (offer, code, payout, currency) VALUES (10, 'g', 'cpa', 840)",
+		"INSERT INTO goals (offer, code, payout, currency, wm) VALUES (10, 'g', 'percent', 840, 101)",
+		"INSERT INTO offers (id, advertiser, name, rule) VALUES (11, 1, 'x', '../etc')",
+	};
+
+	ASSERT(c);
+	ASSERT_EQ(store_migrate(c, &applied, err, sizeof(err)), 0);
+	ASSERT_EQ(store_exec(c, "setup", "INSERT INTO advertisers (id, name, api_key) VALUES (1, 'a', 'k')",
+			     0, NULL, err, sizeof(err)), 0);
+	ASSERT_EQ(store_exec(c, "setup", "INSERT INTO offers (id, advertiser, name) VALUES (10, 1, 'o')",
+			     0, NULL, err, sizeof(err)), 0);
+	ASSERT_EQ(store_exec(c, "setup",
+			     "INSERT INTO leads (offer, status, request_id) VALUES (10, 1, 'r1')", 0,
+			     NULL, err, sizeof(err)), 0);
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		PGresult *r = PQexec(c, refused[i]);
+		bool failed = PQresultStatus(r) == PGRES_FATAL_ERROR;
+
+		PQclear(r);
+		if (!failed)
+			printf("  accepted: %s\n", refused[i]);
+		ASSERT(failed);
+	}
+	/* every offer has its three schedule rows */
+	ASSERT(store_t_is(c, "SELECT string_agg(variant, ',' ORDER BY variant) FROM poll_schedule"
+			     " WHERE offer = 10",
+			  "accepted,dates,processing"));
+	PQfinish(c);
+}
