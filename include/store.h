@@ -61,7 +61,8 @@ const char *store_sqlstate(const PGresult *r);
 /* Runs sql (text parameters, may be NULL for n == 0; a NULL parameter is
  * SQL NULL). Returns the result when it is PGRES_COMMAND_OK or
  * PGRES_TUPLES_OK (the caller PQclear()s it), else NULL with
- * "what: ERROR: ..." in err; what names the statement for the message. */
+ * "what: ERROR: ..." in err; what names the statement for the message. A
+ * missing table adds "(run 'leadsync migrate')". */
 __attribute__((warn_unused_result))
 PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
 		      const char *const *params, char *err, size_t errlen);

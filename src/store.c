@@ -62,7 +62,9 @@ PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
 
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return r;
-	snprintf(err, errlen, "%s: %s", what, store_error_text(c, r, msg, sizeof(msg)));
+	/* undefined_table: most likely a database that was never migrated */
+	snprintf(err, errlen, "%s: %s%s", what, store_error_text(c, r, msg, sizeof(msg)),
+		 strcmp(store_sqlstate(r), "42P01") == 0 ? " (run 'leadsync migrate')" : "");
 	PQclear(r);
 	return NULL;
 }

@@ -436,6 +436,26 @@ TEST(import_many_leads_between_other_records)
 	PQfinish(c);
 }
 
+TEST(import_without_schema_says_migrate)
+{
+	char *ci = test_db_fresh("ls_import_noschema");
+	struct import_stats st;
+	struct buf out;
+	PGconn *c = NULL;
+	char err[1024] = "";
+
+	ASSERT(ci);
+	ASSERT_EQ(store_connect(ci, &c, err, sizeof(err)), 0);
+	free(ci);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "currencies: ERROR: relation \"currencies\" does not exist (run 'leadsync migrate')");
+	buf_init(&out, 0);
+	ASSERT_EQ(history_lead_show(c, 1, true, &out, err, sizeof(err)), -1);
+	buf_release(&out);
+	ASSERT_CONTAINS(err, "(run 'leadsync migrate')");
+	PQfinish(c);
+}
+
 /* ---- lead show ---- */
 
 TEST(history_lead_show_json)
