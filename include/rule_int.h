@@ -1,0 +1,162 @@
+/* rule_int: what the rule runtime's files (rule.c, rule_lib.c,
+ * rule_pattern.c, rule_hash.c) share; not an API for other modules. */
+#ifndef LEADSYNC_RULE_INT_H
+#define LEADSYNC_RULE_INT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "rule.h"
+#include "status.h"
+
+enum rule_kill { RULE_KILL_NONE = 0, RULE_KILL_BUDGET, RULE_KILL_TIME, RULE_KILL_MEMORY };
+
+/* The state of the call under way (rule_prepare or rule_process). */
+struct rule_call {
+	enum rule_variant v;
+	const struct rule_batch *b;
+	struct rule_result *res;         /* log and notes (may be NULL in prepare) */
+	bool process;                    /* in process: the lead functions work */
+	struct rule_result *index;       /* the id index: res, or scratch */
+	struct rule_result scratch;      /* prepare's id index */
+	uint64_t *ext_slots;             /* e2i: tag << 32 | lead + 1; 0 empty */
+	size_t ext_nslots;
+	const struct rule_request *prev; /* rule_process: the answered request */
+	const char *body;
+	size_t len;
+	int http_status;
+	struct rule_request req;  /* being built; released by the caller of the pcall */
+	int64_t *ids;             /* macro context arrays, malloc'd */
+	const char **exts;
+	struct macro_ctx mctx;
+	char msg[512];            /* a failure found by our own C code */
+};
+
+struct rule_rt {
+	lua_State *L;
+	char *name;               /* as given: "rules/acme.lua" */
+	char short_src[LUA_IDSIZE];
+	struct rule_limits lim;
+	/* memory */
+	size_t mem_used;
+	unsigned long mem_hard;   /* refusals Lua will turn into a memory error */
+	const void *refused_ptr;  /* the last refusal, to tell Lua's retry */
+	size_t refused_size;
+	bool refused_pending;
+	char mem_where[LUA_IDSIZE + 24]; /* where the last refusal happened */
+	size_t mem_asked;
+	/* budget */
+	bool in_call;
+	int64_t remaining;        /* instructions left */
+	struct timespec deadline;
+	enum rule_kill killed;
+	char kill_msg[256];
+	/* registry references */
+	int ref_chunk;            /* the compiled chunk */
+	int ref_env_mt;           /* metatable of each call's _ENV */
+	int ref_env;              /* the current call's _ENV */
+	int ref_marks;            /* weak table: json.array / json.object marks */
+	int ref_proxy_mt[4];      /* metatables of e2i, ids, i2t, ide */
+	/* per variant, from load */
+	struct rule_variant_info info[RULE_VARIANTS];
+	struct status_words *words[RULE_VARIANTS];
+	struct rule_call *call;   /* NULL between calls */
+};
+
+static inline struct rule_rt *rule__rt(lua_State *L)
+{
+	return *(struct rule_rt **)lua_getextraspace(L);
+}
+
+/* rule.c */
+/* Ends the call: from now on the hook raises on every instruction and the
+ * sandbox's pcall re-raises. Sets kill_msg from where (may be NULL: the
+ * innermost Lua line). */
+void rule__kill(struct rule_rt *rt, enum rule_kill k, const char *where);
+/* Raises the kill error (never returns). */
+int rule__raise_kill(lua_State *L);
+/* Charges n units of work to the budget; kills and raises when it runs
+ * out or the deadline passed. */
+void rule__charge(lua_State *L, int64_t n);
+/* "rules/acme.lua:14" of the innermost Lua function with a line, or the
+ * rule's name. */
+void rule__where(lua_State *L, char *out, size_t n);
+/* Raises an error whose message is exactly the text given (no file:line
+ * added): for failures that are not the rule's, e.g. a bad answer. */
+__attribute__((noreturn, format(printf, 2, 3))) void rule__fail(lua_State *L, const char *fmt, ...);
+/* luaL_error with printf formats (%zu, %lld, %.40s ...): the message
+ * gets the position of the Lua code that called the C function. */
+__attribute__((noreturn, format(printf, 2, 3))) void rule__errorf(lua_State *L, const char *fmt, ...);
+/* The lead index of a result: the batch index of id, or -1. */
+long rule__find(const struct rule_result *r, const struct rule_batch *b, int64_t id);
+/* Adds a line to a bounded buffer of the result (notes, log). */
+void rule__line(struct buf *b, size_t max, size_t *dropped, const char *where, const char *text,
+		size_t len);
+
+/* rule_lib.c */
+/* Builds the sandbox's base table (library proxies, wrapped functions) and
+ * leaves it on the stack. */
+void rule__open_sandbox(lua_State *L);
+/* Builds the request table of a variant for prepare: expects the variant's
+ * table at vidx; pushes the request table. */
+void rule__push_request(lua_State *L, struct rule_rt *rt, int vidx);
+/* Turns the request table at idx into rt->call->req; prev gives the
+ * inherited fields (may be NULL). Raises on a bad request. */
+void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
+			  const struct rule_request *prev);
+/* Builds a lazy global (e2i, ids, ...) into the table at -1; returns 1
+ * when key named one, else 0 (nothing pushed). */
+int rule__lazy(lua_State *L, struct rule_rt *rt, const char *key);
+/* Encoders used by requests: append the value at idx to out, or raise. */
+void rule__json_encode(lua_State *L, int idx, struct buf *out);
+void rule__form_encode(lua_State *L, int idx, struct buf *out);
+/* A struct buf boxed in a userdata (freed by __gc if an error unwinds);
+ * pushed on the stack. */
+struct buf *rule__ubuf(lua_State *L, size_t max);
+
+/* rule_pattern.c: string.find/match/gmatch/gsub on a matcher that charges
+ * its steps to the budget. */
+int rule__str_find(lua_State *L);
+int rule__str_match(lua_State *L);
+int rule__str_gmatch(lua_State *L);
+int rule__str_gsub(lua_State *L);
+
+/* rule_hash.c: digests and base64, pure. MD5, SHA-1 and SHA-256 share
+ * one Merkle-Damgard frame: 64-byte blocks, a 64-bit length. */
+struct rule_hash_ctx {
+	uint32_t s[8];
+	unsigned char buf[64];
+	size_t fill;
+	uint64_t total;
+	const struct rule_hash *h;
+};
+struct rule_hash {
+	const char *name;
+	size_t size; /* digest bytes */
+	bool big_endian;
+	uint32_t iv[8];
+	void (*compress)(uint32_t *s, const unsigned char *block);
+};
+#define RULE_HASH_BLOCK 64
+#define RULE_HASH_MAX 32
+extern const struct rule_hash rule__md5, rule__sha1, rule__sha256;
+void rule__hash_init(struct rule_hash_ctx *c, const struct rule_hash *h);
+void rule__hash_update(struct rule_hash_ctx *c, const void *p, size_t n);
+void rule__hash_final(struct rule_hash_ctx *c, unsigned char *out);
+void rule__hash(const struct rule_hash *h, const void *p, size_t n, unsigned char *out);
+/* HMAC (RFC 2104) of msg under key; out holds h->size bytes. */
+void rule__hmac(const struct rule_hash *h, const void *key, size_t klen, const void *msg,
+		size_t mlen, unsigned char *out);
+/* Base64 of n bytes into out (4 * ((n + 2) / 3) bytes, no NUL); url: the
+ * URL-safe alphabet without padding. Returns the length written. */
+size_t rule__b64_encode(const unsigned char *p, size_t n, char *out, bool url);
+/* Decodes either alphabet, padding optional, whitespace not allowed;
+ * out needs 3 * (n / 4) + 3 bytes. Returns the length, or -1. */
+long rule__b64_decode(const char *s, size_t n, unsigned char *out);
+
+#endif

@@ -1,0 +1,1222 @@
+/* Tests of the rule runtime (src/rule*.c): the sandbox refuses every
+ * escape and survives it, edits go through the lead semantics, the seed's
+ * PHP snippets ported to Lua, the helpers (json, form, hashes, base64),
+ * requests and paging. */
+#include "rule.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "status.h"
+
+#define T_NAME "rules/t.lua"
+#define T_NOW INT64_C(1795000000)
+/* a process rule: the body given goes on line 2 of the file */
+#define T_HEAD "return { processing = { url = 'https://crm.example/api?ids={idsl}', process = function(data)\n"
+#define T_TAIL "\nend } }\n"
+
+static struct lead t_leads[3];
+static const struct rule_goal t_goals[] = {
+	{ 10, "lead", { 5, PAYOUT_FIXED, 500, 800, 0, 1 } },
+	{ 10, "sale", { 6, PAYOUT_PERCENT, 1000, 2000, 0, 1 } },
+};
+static const struct rule_currency t_curr[] = { { "USD", 1 }, { "EUR", 2 } };
+static const struct macro_param t_params[] = { { "host", "crm.example" }, { "key", "s3cret" } };
+
+static void t_batch(struct rule_batch *b, size_t n)
+{
+	static const struct {
+		int64_t id;
+		const char *ext;
+		int status;
+	} l[3] = { { 101, "A-1", 2 }, { 102, "A-2", 3 }, { 103, "777", 2 } };
+	size_t i;
+
+	memset(t_leads, 0, sizeof(t_leads));
+	for (i = 0; i < 3; i++) {
+		t_leads[i].id = l[i].id;
+		t_leads[i].offer = 10;
+		snprintf(t_leads[i].ext, sizeof(t_leads[i].ext), "%s", l[i].ext);
+		t_leads[i].status = l[i].status;
+		t_leads[i].goal = 5;
+		t_leads[i].base = 3000;
+		t_leads[i].counts = 1;
+		t_leads[i].created = T_NOW - 86400 * (int64_t)(i + 1);
+	}
+	memset(b, 0, sizeof(*b));
+	b->offer = 10;
+	b->leads = t_leads;
+	b->nleads = n;
+	b->params = t_params;
+	b->nparams = 2;
+	b->settings.hold_days = 7;
+	b->settings.reject_reason = 2;
+	b->goals = t_goals;
+	b->ngoals = 2;
+	b->currencies = t_curr;
+	b->ncurrencies = 2;
+	b->now = T_NOW;
+}
+
+static struct rule_rt *t_load(const char *src, const struct rule_limits *lim, char *err,
+			      size_t errlen)
+{
+	struct rule_rt *rt = NULL;
+
+	if (rule_load_buffer(T_NAME, src, strlen(src), lim, &rt, err, errlen) < 0)
+		return NULL;
+	return rt;
+}
+
+/* process body on the 3-lead batch into a fresh *res */
+static int t_process(struct rule_rt *rt, const char *body, struct rule_result *res, char *err,
+		     size_t errlen)
+{
+	struct rule_batch b;
+
+	t_batch(&b, 3);
+	rule_result_init(res);
+	return rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, res, err,
+			    errlen);
+}
+
+static const struct lead *t_after(const struct rule_result *r, int64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nchanges; i++)
+		if (t_leads[r->changes[i].lead].id == id)
+			return &r->changes[i].after;
+	return NULL;
+}
+
+/* The log of one process call with the given body code, or NULL (failure recorded). */
+static char *t_log(const char *code)
+{
+	char src[4096], err[512];
+	struct rule_rt *rt;
+	struct rule_result res;
+	char *out = NULL;
+
+	snprintf(src, sizeof(src), T_HEAD "%s" T_TAIL, code);
+	rt = t_load(src, NULL, err, sizeof(err));
+	if (!rt) {
+		test__fail(__FILE__, __LINE__, "load: %s", err);
+		return NULL;
+	}
+	if (t_process(rt, "{}", &res, err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "process: %s", err);
+	else
+		out = strdup(res.log.p ? res.log.p : "");
+	rule_result_release(&res);
+	rule_free(rt);
+	return out;
+}
+
+/* A rule whose line 2 runs `bad` when the answer says so, and otherwise
+ * approves lead 101: the bad call must fail with `want` in its message
+ * (and the position rules/t.lua:2), the next call must work. */
+static bool t_escape(const char *bad, const char *want, const struct rule_limits *lim)
+{
+	char src[4096], err[512];
+	struct rule_rt *rt;
+	struct rule_result res;
+	const struct lead *l;
+	bool ok = false;
+	int rc;
+
+	snprintf(src, sizeof(src),
+		 T_HEAD "if data.bad then %s end\nlead.setstc(e2i['A-1'], 'accept')" T_TAIL, bad);
+	rt = t_load(src, lim, err, sizeof(err));
+	if (!rt) {
+		test__fail(__FILE__, __LINE__, "load: %s", err);
+		return false;
+	}
+	rc = t_process(rt, "{\"bad\":true}", &res, err, sizeof(err));
+	if (rc == 0 || !strstr(err, want) || strncmp(err, T_NAME ":2: ", strlen(T_NAME ":2: "))) {
+		test__fail(__FILE__, __LINE__, "'%s': rc %d, message \"%s\", want \"%s:2: ...%s...\"",
+			   bad, rc, rc ? err : "", T_NAME, want);
+		goto out;
+	}
+	rule_result_release(&res);
+	if (t_process(rt, "{}", &res, err, sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "'%s': the next call failed: %s", bad, err);
+		goto out;
+	}
+	l = t_after(&res, 101);
+	if (res.nchanges != 1 || !l || l->status != LS_PACKING) {
+		test__fail(__FILE__, __LINE__, "'%s': the next call made %zu changes", bad,
+			   res.nchanges);
+		goto out;
+	}
+	ok = true;
+out:
+	rule_result_release(&res);
+	rule_free(rt);
+	return ok;
+}
+
+static const struct rule_limits t_small = {
+	.instructions = 2000000, .memory = (size_t)16 << 20, .time_ms = 5000,
+};
+
+/* ---- sandbox: what does not exist ------------------------------------ */
+
+TEST(rule_sandbox_no_io)
+{
+	ASSERT(t_escape("io.open('/etc/passwd')", "global 'io'", NULL));
+}
+
+TEST(rule_sandbox_no_os_execute)
+{
+	ASSERT(t_escape("os.execute('true')", "field 'execute'", NULL));
+	ASSERT(t_escape("os.getenv('HOME')", "field 'getenv'", NULL));
+	ASSERT(t_escape("os.remove('/tmp/x')", "field 'remove'", NULL));
+}
+
+TEST(rule_sandbox_no_load)
+{
+	ASSERT(t_escape("load('return 1')()", "global 'load'", NULL));
+	ASSERT(t_escape("loadstring('return 1')()", "global 'loadstring'", NULL));
+	ASSERT(t_escape("dofile('/etc/passwd')", "global 'dofile'", NULL));
+	ASSERT(t_escape("loadfile('/etc/passwd')", "global 'loadfile'", NULL));
+	ASSERT(t_escape("require('os')", "global 'require'", NULL));
+}
+
+TEST(rule_sandbox_no_debug_dump_gc)
+{
+	ASSERT(t_escape("debug.getregistry()", "global 'debug'", NULL));
+	ASSERT(t_escape("string.dump(function() end)", "field 'dump'", NULL));
+	ASSERT(t_escape("('x'):dump()", "method 'dump'", NULL));
+	ASSERT(t_escape("collectgarbage('stop')", "global 'collectgarbage'", NULL));
+	ASSERT(t_escape("package.loaded.os.execute('true')", "global 'package'", NULL));
+	ASSERT(t_escape("rawset(string, 'x', 1)", "global 'rawset'", NULL));
+}
+
+TEST(rule_sandbox_library_tables_are_read_only)
+{
+	ASSERT(t_escape("string.lower = nil", "'string' is read-only", NULL));
+	ASSERT(t_escape("table.x = 1", "'table' is read-only", NULL));
+	ASSERT(t_escape("lead.edit = function() end", "'lead' is read-only", NULL));
+	ASSERT(t_escape("setmetatable(string, {})", "cannot change a protected metatable", NULL));
+	ASSERT(t_escape("getmetatable('').__index.upper = nil", "attempt to index a boolean value",
+			NULL));
+	ASSERT(t_escape("getmetatable(_ENV).__index = {}", "attempt to index a boolean value", NULL));
+	ASSERT(t_escape("setmetatable(_ENV, nil)", "cannot change a protected metatable", NULL));
+}
+
+TEST(rule_sandbox_no_coroutine)
+{
+	ASSERT(t_escape("coroutine.wrap(function() while true do end end)()", "global 'coroutine'",
+			NULL));
+}
+
+TEST(rule_sandbox_no_gc_metamethod)
+{
+	ASSERT(t_escape("setmetatable({}, {__gc = function() while true do end end})",
+			"__gc metamethods are not allowed", NULL));
+}
+
+/* A global written in one call is gone in the next; so is a top-level local. */
+TEST(rule_sandbox_fresh_environment_per_call)
+{
+	char err[512];
+	const char *src = "local n = 0\n"
+			  "return { processing = { url = 'https://x/', process = function(data)\n"
+			  "n = n + 1; counter = (counter or 0) + 1; log(n, counter)\n"
+			  "end } }\n";
+	struct rule_rt *rt = t_load(src, NULL, err, sizeof(err));
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_STREQ(res.log.p, T_NAME ":3: 1\t1\n");
+	rule_result_release(&res);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_STREQ(res.log.p, T_NAME ":3: 1\t1\n");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* ---- sandbox: limits -------------------------------------------------- */
+
+TEST(rule_budget_endless_loop)
+{
+	ASSERT(t_escape("while true do end", "instruction budget exhausted (2000000)", &t_small));
+}
+
+TEST(rule_budget_loop_inside_pcall)
+{
+	ASSERT(t_escape("pcall(function() while true do end end) lead.edit(e2i['A-2'], {status = 5})",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("while true do pcall(error, 'x') end", "instruction budget exhausted",
+			&t_small));
+	/* the handler of a kill would run with hooks off: it is not run */
+	ASSERT(t_escape("xpcall(function() while true do end end, function(m) while true do end end)",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("xpcall(function() error('x') end, function(m) while true do end end)",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("local x <close> = setmetatable({}, {__close = function() while true do end end}) while true do end",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("string.gsub('abc', '%w', function(c) while true do end end)",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("table.sort({3, 2, 1}, function(a, b) while true do end end)",
+			"instruction budget exhausted", &t_small));
+}
+
+/* The budget cannot be caught: the edits made after the catch never land. */
+TEST(rule_budget_pcall_cannot_continue)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(T_HEAD "local ok = pcall(function() while true do end end)\n"
+					   "lead.edit(e2i['A-2'], {status = 5}) log('after', ok)" T_TAIL,
+				    &t_small, err, sizeof(err));
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, T_NAME ":2: instruction budget exhausted");
+	ASSERT_EQ(res.nchanges, 0);
+	ASSERT_EQ(res.log.len, 0);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_budget_wall_clock)
+{
+	const struct rule_limits lim = { .instructions = 2000000000, .time_ms = 50 };
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT(t_escape("while true do end", "time limit exceeded (50 ms)", &lim));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ASSERT((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+}
+
+TEST(rule_memory_string_bomb)
+{
+	ASSERT(t_escape("local s = string.rep('x', 1e9)", "string.rep: the result is over", &t_small));
+	ASSERT(t_escape("local s = ('x'):rep(2^62)", "string.rep: the result is over", &t_small));
+	ASSERT(t_escape("local s = 'xxxxxxxx' for i = 1, 40 do s = s .. s end",
+			"the largest allowed is 4194304)",
+			&t_small));
+	ASSERT(t_escape("pcall(function() local s = 'xxxxxxxx' for i = 1, 40 do s = s .. s end end)",
+			"memory limit exceeded", &t_small));
+	/* an empty string repeated for ever costs nothing */
+	ASSERT(t_escape("error(#string.rep('', 1e15) == 0 and 'empty' or 'full')", "empty", &t_small));
+}
+
+TEST(rule_memory_table_bomb)
+{
+	const struct rule_limits lim = { .instructions = 200000000, .memory = (size_t)16 << 20,
+					 .alloc_max = (size_t)16 << 20 };
+
+	ASSERT(t_escape("local t = {} for i = 1, 1e9 do t[i] = i end", "memory limit exceeded (16 MiB)",
+			&lim));
+	ASSERT(t_escape("local t = {} while true do t[#t + 1] = {} end", "memory limit exceeded",
+			&lim));
+	ASSERT(t_escape("local t = {} pcall(function() while true do t[#t + 1] = 'x' .. #t end end) t = nil",
+			"memory limit exceeded", &lim));
+}
+
+/* After a memory kill the heap is collected: the runtime is back to its size. */
+TEST(rule_memory_is_returned_after_a_kill)
+{
+	char err[512];
+	const struct rule_limits lim = { .memory = (size_t)16 << 20 };
+	struct rule_rt *rt = t_load(T_HEAD "local t = {} while true do t[#t + 1] = {} end" T_TAIL, &lim,
+				    err, sizeof(err));
+	struct rule_result res;
+	size_t before;
+
+	ASSERT(rt);
+	before = rule_memory(rt);
+	ASSERT(before < ((size_t)1 << 20));
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, T_NAME ":2: memory limit exceeded");
+	ASSERT(rule_memory(rt) < before + ((size_t)256 << 10));
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_pattern_catastrophic_is_bounded)
+{
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT(t_escape("local s = string.rep('a', 1e6) local m = s:match('(.-)*b')",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("local s = string.rep('a', 1e5) pcall(string.find, s, '.-.-.-b')",
+			"instruction budget exhausted", &t_small));
+	ASSERT(t_escape("local s = string.rep('a', 3e4) for w in s:gmatch('a*b') do end",
+			"instruction budget exhausted", &t_small));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ASSERT((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 5000);
+	ASSERT(t_escape("local s = string.rep('a', 2e6) s:find('a')", "over the pattern functions' limit",
+			&t_small));
+	ASSERT(t_escape("local p = string.rep('a', 300); string.find('x', p)", "pattern of 300 bytes", NULL));
+}
+
+TEST(rule_recursion_is_bounded)
+{
+	ASSERT(t_escape("local function f() return 1 + f() end f()", "stack overflow", NULL));
+	ASSERT(t_escape("local function f(s) return (s:gsub('.', f)) end f('abc')", "stack overflow",
+			NULL));
+}
+
+TEST(rule_table_move_is_charged)
+{
+	ASSERT(t_escape("table.move({}, 1, 1e12, 2)", "instruction budget exhausted", &t_small));
+}
+
+TEST(rule_error_messages_carry_file_and_line)
+{
+	ASSERT(t_escape("local d d.x = 1", "attempt to index a nil value (local 'd')", NULL));
+	ASSERT(t_escape("error('boom')", "boom", NULL));
+	ASSERT(t_escape("error('no position', 0)", "no position", NULL));
+	ASSERT(t_escape("error({})", "error object is a table value", NULL));
+	ASSERT(t_escape("error(setmetatable({}, {__tostring = function() while true do end end}))",
+			"error object is a table value", NULL));
+	ASSERT(t_escape("string.format('%d', 'x')", "bad argument #2 to 'format'", NULL));
+}
+
+TEST(rule_syntax_error_has_file_and_line)
+{
+	char err[512];
+	struct rule_rt *rt = t_load("return {\n processing = { url = 'x',\n process = function( end }}",
+				    NULL, err, sizeof(err));
+
+	ASSERT(!rt);
+	ASSERT_CONTAINS(err, T_NAME ":3: ");
+	ASSERT_CONTAINS(err, "near 'end'");
+}
+
+TEST(rule_binary_chunk_is_refused)
+{
+	char err[512];
+	struct rule_rt *rt = NULL;
+
+	ASSERT_EQ(rule_load_buffer(T_NAME, "\x1bLua\x54\x00", 6, NULL, &rt, err, sizeof(err)), -1);
+	ASSERT(!rt);
+	ASSERT_CONTAINS(err, T_NAME ": ");
+	ASSERT_CONTAINS(err, "binary chunk");
+}
+
+TEST(rule_load_checks_the_table)
+{
+	char err[512];
+
+	ASSERT(!t_load("return 5", NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "must return a table, not number");
+	ASSERT(!t_load("return { processing = { url = 'https://x/', fomat = 'json', process = print } }",
+		       NULL, err, sizeof(err)));
+	ASSERT_STREQ(err, T_NAME ": processing: unknown key 'fomat'");
+	ASSERT(!t_load("return { processing = { url = 'https://x/' } }", NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "no process function");
+	ASSERT(!t_load("return { processing = { url = 'https://x/', format = 'yaml', process = print } }",
+		       NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "format must be json, xml, form or text");
+	ASSERT(!t_load("return { processing = { url = 'https://x/', batch = 5000, process = print } }",
+		       NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "batch must be an integer in 1..1000");
+	ASSERT(!t_load("return { process = print }", NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "declares none of the variants");
+	ASSERT(!t_load("return { statuses = { x = 'nonsense' }, dates = { url = 'https://x/', process = print } }",
+		       NULL, err, sizeof(err)));
+	ASSERT_CONTAINS(err, "statuses['x']: unknown status 'nonsense'");
+	ASSERT(!t_load("while true do end", &t_small, err, sizeof(err)));
+	ASSERT_CONTAINS(err, T_NAME ":1: instruction budget exhausted");
+}
+
+TEST(rule_variant_info_reads_the_declaration)
+{
+	char err[512];
+	struct rule_variant_info vi;
+	struct rule_rt *rt = t_load(
+		"return { process = print, statuses = { [142] = 'accept' },\n"
+		" processing = { url = 'https://x/', batch = 25, format = 'xml', statuses = { lost = 5 } },\n"
+		" dates = { url = 'https://x/?from={from}', days = 7, prepare = print } }",
+		NULL, err, sizeof(err));
+
+	ASSERT(rt);
+	rule_variant_info(rt, RULE_PROCESSING, &vi);
+	ASSERT(vi.present);
+	ASSERT_EQ(vi.batch, 25);
+	ASSERT_EQ(vi.format, DECODE_XML);
+	ASSERT(!vi.prepare);
+	ASSERT_EQ(vi.status_words, 2);
+	rule_variant_info(rt, RULE_ACCEPTED, &vi);
+	ASSERT(!vi.present);
+	rule_variant_info(rt, RULE_DATES, &vi);
+	ASSERT(vi.present);
+	ASSERT_EQ(vi.days, 7);
+	ASSERT(vi.prepare);
+	ASSERT_EQ(vi.format, DECODE_JSON);
+	ASSERT_EQ(rule_variant_parse("dates"), RULE_DATES);
+	ASSERT_EQ(rule_variant_parse("nope"), -1);
+	rule_free(rt);
+}
+
+/* ---- edits ------------------------------------------------------------ */
+
+static struct rule_rt *t_rule(const char *body)
+{
+	char src[4096], err[512];
+	struct rule_rt *rt;
+
+	snprintf(src, sizeof(src), T_HEAD "%s" T_TAIL, body);
+	rt = t_load(src, NULL, err, sizeof(err));
+	if (!rt)
+		test__fail(__FILE__, __LINE__, "load: %s", err);
+	return rt;
+}
+
+TEST(rule_edit_outside_the_batch_is_refused)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule("local ok, why = lead.edit(999, {status = 5}) log(ok, why)\n"
+				    "lead.edit(e2i['A-1'], {status = 3})");
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 1);
+	ASSERT_EQ(res.changed, 1);
+	ASSERT_EQ(res.nchanges, 1);
+	ASSERT_CONTAINS(res.notes.p, T_NAME ":2: lead 999 is not in this batch");
+	ASSERT_CONTAINS(res.log.p, "nil\tlead 999 is not in this batch");
+	ASSERT_EQ(t_after(&res, 101)->status, LS_CALLBACK);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_edit_nil_id_is_counted_not_an_error)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule("lead.edit(e2i['nope'], {status = 5}) lead.setstc(nil, 'accept')");
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.unknown, 2);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(res.nchanges, 0);
+	ASSERT_EQ(res.edits, 2);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_edit_bad_values_are_refused)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule(
+		"lead.edit(101, {status = 13}) lead.edit(101, {status = 5, reason = 99})\n"
+		"lead.edit(101, {colour = 'red'}) lead.edit(101, {status = 'five'})\n"
+		"lead.edit(101, {curr = 'XYZ'}) lead.edit(101, {goal = 'nope'}) lead.edit(101, 'x')\n"
+		"lead.edit('A-1', {status = 5}) lead.edit(101, {cash = {tip = 1}})");
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 9);
+	ASSERT_EQ(res.nchanges, 0);
+	ASSERT_CONTAINS(res.notes.p, "lead 101: status 13 is not in 1..12");
+	ASSERT_CONTAINS(res.notes.p, "lead 101: reason 99 is not in 1..17");
+	ASSERT_CONTAINS(res.notes.p, "unknown field 'colour'");
+	ASSERT_CONTAINS(res.notes.p, "bad status 'five'");
+	ASSERT_CONTAINS(res.notes.p, "bad curr 'XYZ'");
+	ASSERT_CONTAINS(res.notes.p, "bad goal 'nope'");
+	ASSERT_CONTAINS(res.notes.p, "lead.edit needs a table of fields, not string");
+	ASSERT_CONTAINS(res.notes.p, "lead id 'A-1' is not an integer");
+	ASSERT_CONTAINS(res.notes.p, "unknown cash field 'tip'");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* A network that extended its reasons to 40 accepts reason 30. */
+TEST(rule_edit_reason_within_the_network_list)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule("lead.edit(101, {status = 5, reason = 30})");
+	struct rule_batch b;
+	struct rule_result res;
+
+	ASSERT(rt);
+	t_batch(&b, 3);
+	b.reasons_max = 40;
+	rule_result_init(&res);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(t_after(&res, 101)->reason, 30);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_edit_every_field)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule(
+		"lead.edit(101, {hold = true, comment = 'on hold', base = '12.50', counts = 2, curr = 'EUR', track = 'TRK1'})\n"
+		"lead.edit(102, {accept = 1, goal = 'sale', cash = {pay = 3.5, cc = 'EUR'}})\n"
+		"lead.edit(103, {hold = 3, comment = 42})");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(res.changed, 3);
+	l = t_after(&res, 101);
+	ASSERT(l);
+	ASSERT_EQ(l->status, LS_HOLD);
+	ASSERT_EQ(l->hold_until, T_NOW + 7 * 86400);
+	ASSERT_STREQ(l->comment, "on hold");
+	ASSERT_EQ(l->base, 1250);
+	ASSERT_EQ(l->counts, 2);
+	ASSERT_EQ(l->curr, 2);
+	ASSERT_STREQ(l->track, "TRK1");
+	l = t_after(&res, 102);
+	ASSERT(l);
+	ASSERT_EQ(l->status, LS_PACKING);
+	ASSERT_EQ(l->goal, 6);
+	ASSERT_EQ(l->pay, 350);
+	ASSERT_EQ(l->cash_curr, 2);
+	ASSERT_EQ(l->wm, 300); /* 10 % of 30.00 */
+	ASSERT_EQ(l->approved_at, T_NOW);
+	l = t_after(&res, 103);
+	ASSERT(l);
+	ASSERT_EQ(l->hold_until, T_NOW + 3 * 86400);
+	ASSERT_STREQ(l->comment, "42");
+	/* the originals are untouched */
+	ASSERT_EQ(t_leads[0].status, 2);
+	ASSERT_EQ(t_leads[0].comment[0], '\0');
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_setstc_setstatus_approve)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule(
+		"lead.setstc(101, ' Approved ') lead.setstatus(102, 'trash')\n"
+		"lead.approve(103, 'deposit 100') lead.setstatus(101, 'paid')");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(res.unrecognised, 0);
+	ASSERT_EQ(res.edits, 4);
+	l = t_after(&res, 101);
+	ASSERT_EQ(l->status, LS_PAID);
+	ASSERT_STREQ(l->comment, " Approved ");
+	ASSERT_EQ(l->wm, 500);
+	ASSERT_EQ(l->pay, 800);
+	ASSERT_EQ(res.changes[0].edits, 2);
+	l = t_after(&res, 102);
+	ASSERT_EQ(l->status, LS_CANCEL);
+	ASSERT_EQ(l->reason, REASON_TRASH_TEST);
+	ASSERT_EQ(l->comment[0], '\0');
+	l = t_after(&res, 103);
+	ASSERT_EQ(l->status, LS_PACKING);
+	ASSERT_STREQ(l->comment, "deposit 100");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_unrecognised_status_text)
+{
+	char err[512];
+	struct rule_rt *rt = t_rule("log(lead.setstatus(101, 'on the moon'))\n"
+				    "log(lead.setstc(102, 'gone fishing')) lead.setstc(103, nil)");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.unrecognised, 3);
+	ASSERT_EQ(res.nchanges, 1);
+	ASSERT(!t_after(&res, 101));
+	l = t_after(&res, 102);
+	ASSERT(l);
+	ASSERT_EQ(l->status, LS_CALLBACK);
+	ASSERT_STREQ(l->comment, "gone fishing");
+	ASSERT_CONTAINS(res.notes.p, T_NAME ":2: lead 101: unrecognised status 'on the moon'");
+	ASSERT_CONTAINS(res.log.p, "nil\tlead 101: unrecognised status 'on the moon'");
+	ASSERT_CONTAINS(res.log.p, "nil\tlead 102: unrecognised status 'gone fishing'");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* LeadVertex-style numbers: the rule's 1 and 2 are not our 1 and 2. */
+TEST(rule_status_map_beats_builtins)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { statuses = { [1] = 'accept', ['2'] = {status = 5, reason = 7}, spam = 'paid' },\n"
+		" processing = { url = 'https://x/', statuses = { [3] = 'callback' }, process = function(data)\n"
+		" for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end end } }",
+		NULL, err, sizeof(err));
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "[{\"id\":\"A-1\",\"status\":1},{\"id\":\"A-2\",\"status\":\"2\"},"
+				"{\"id\":777,\"status\":\"SPAM\"}]",
+			    &res, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(t_after(&res, 101)->status, LS_PACKING);
+	ASSERT_EQ(t_after(&res, 102)->status, LS_CANCEL);
+	ASSERT_EQ(t_after(&res, 102)->reason, REASON_DUPLICATE);
+	ASSERT_EQ(t_after(&res, 103)->status, LS_PAID);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_globals_of_process)
+{
+	char *log = t_log("log(#idl, idl[1], idsl, idel, ide[102], ids[102], i2t[103], inid)\n"
+			  "log(e2i['A-2'], e2i['777'], e2i[777], offer.id, offer.params.key, variant, page, http_status)\n"
+			  "log(currency.id('eur'), currency.id('XXX'), goal.bycode('sale'), goal.bycode(offer, 'lead'), goal.bycode(99, 'lead'))\n"
+			  "local n, s = 0, {} for k, v in pairs(e2i) do n = n + 1 if v == 102 then s[1] = k .. '=' .. v end end\n"
+			  "for k, v in pairs(ids) do if k == 102 then s[2] = 'ids ' .. k .. '=' .. v end end for k, v in pairs(ide) do if k == 103 then s[3] = 'ide ' .. k .. '=' .. v end end\n"
+			  "log(n, #e2i, table.concat(s, ' '), pcall(function() e2i.x = 1 end))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, T_NAME ":2: 3\t101\t101,102,103\tA-1,A-2,777\tA-2\t3\t1794740800\tnil\n");
+	ASSERT_CONTAINS(log, T_NAME ":3: 102\t103\t103\t10\ts3cret\tprocessing\t1\t200\n");
+	ASSERT_CONTAINS(log, T_NAME ":4: 2\tnil\t6\t5\tnil\n");
+	ASSERT_CONTAINS(log, T_NAME ":7: 3\t0\tA-2=102 ids 102=3 ide 103=777\tfalse\t" T_NAME ":7: 'e2i' is read-only\n");
+	free(log);
+}
+
+TEST(rule_lead_functions_only_in_process)
+{
+	char err[512];
+	struct rule_rt *rt = t_load("return { processing = { url = 'https://x/', prepare = function(r)\n"
+				    " lead.edit(101, {status = 5}) end, process = print } }",
+				    NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+
+	ASSERT(rt);
+	t_batch(&b, 3);
+	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, NULL, &q, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, T_NAME ":2: lead.edit is only available in process");
+	rule_free(rt);
+}
+
+/* Only the date-range check may cancel an approved lead (lead_apply's
+ * SOURCE_DATES); the dates variant also sees its dates and inid. */
+TEST(rule_dates_variant_is_the_dates_source)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { process = function(data) log(variant, from, tom, utom, inid) lead.setstatus(inid, 'cancel') end,\n"
+		" processing = { url = 'https://x/' }, dates = { url = 'https://x/?from={from}&to={to}' } }",
+		NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_result res;
+	struct macro_dates d;
+	const struct macro_civil from = { 2026, 11, 1 }, to = { 2026, 11, 3 };
+
+	ASSERT(rt);
+	ASSERT_EQ(macro_dates_compute("UTC", from, to, &d, err, sizeof(err)), 0);
+	t_batch(&b, 1);
+	t_leads[0].status = LS_PACKING;
+	t_leads[0].approved_at = T_NOW - 100;
+	rule_result_init(&res);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 1);
+	ASSERT_CONTAINS(res.notes.p, "lead 101 is approved");
+	ASSERT_CONTAINS(res.log.p, ":1: processing\tnil\tnil\tnil\t101\n");
+	rule_result_release(&res);
+	b.dates = &d;
+	rule_result_init(&res);
+	ASSERT_EQ(rule_process(rt, RULE_DATES, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(res.refused, 0);
+	ASSERT_EQ(t_after(&res, 101)->status, LS_CANCEL);
+	ASSERT_CONTAINS(res.log.p, ":1: dates\t2026-11-01\t2026-11-04\t1793750400\t101\n");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* ---- the seed's three PHP snippets, ported ---------------------------- */
+
+static struct rule_rt *t_file(const char *path)
+{
+	char err[512];
+	struct rule_rt *rt = NULL;
+
+	if (rule_load(path, NULL, &rt, err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "load %s: %s", path, err);
+	return rt;
+}
+
+TEST(rule_seed_switch)
+{
+	char err[512];
+	struct rule_rt *rt = t_file("tests/rules/sandbox/seed_switch.lua");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "[{\"id\":\"A-1\",\"status\":\"accept\"},{\"id\":\"A-2\",\"status\":\"cancel\"},"
+				"{\"id\":777,\"status\":\"trash\"},{\"id\":\"Z-9\",\"status\":\"accept\"},"
+				"{\"id\":\"A-1\",\"status\":\"unknown\"}]",
+			    &res, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(res.nchanges, 3);
+	ASSERT_EQ(res.unknown, 1);
+	ASSERT_EQ(res.refused, 0);
+	l = t_after(&res, 101);
+	ASSERT_EQ(l->status, LS_PACKING);
+	ASSERT_EQ(l->wm, 500);
+	ASSERT_EQ(l->approved_at, T_NOW);
+	l = t_after(&res, 102);
+	ASSERT_EQ(l->status, LS_CANCEL);
+	ASSERT_EQ(l->reason, 2); /* the offer's default */
+	l = t_after(&res, 103);
+	ASSERT_EQ(l->status, LS_CANCEL);
+	ASSERT_EQ(l->reason, REASON_TRASH_TEST);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_seed_setstc)
+{
+	char err[512];
+	struct rule_rt *rt = t_file("tests/rules/sandbox/seed_setstc.lua");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "[{\"id\":\"A-1\",\"status\":\"Confirmed\"},{\"id\":\"A-2\",\"status\":\"no answer\"},"
+				"{\"id\":\"777\",\"status\":\"duplicate\"},{\"id\":\"X\",\"status\":\"sold\"}]",
+			    &res, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(res.unknown, 1);
+	l = t_after(&res, 101);
+	ASSERT_EQ(l->status, LS_PACKING);
+	ASSERT_STREQ(l->comment, "Confirmed");
+	l = t_after(&res, 102);
+	ASSERT_EQ(l->status, LS_CALLBACK);
+	ASSERT_STREQ(l->comment, "no answer");
+	l = t_after(&res, 103);
+	ASSERT_EQ(l->status, LS_CANCEL);
+	ASSERT_EQ(l->reason, REASON_DUPLICATE);
+	ASSERT_STREQ(l->comment, "duplicate");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_seed_ftd)
+{
+	char err[512];
+	struct rule_rt *rt = t_file("tests/rules/sandbox/seed_ftd.lua");
+	struct rule_result res;
+	const struct lead *l;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "[{\"id\":\"A-1\",\"status\":\"deposit\",\"ftd\":1},"
+				"{\"id\":\"A-2\",\"status\":\"declined\",\"ftd\":0},"
+				"{\"id\":\"B-7\",\"status\":\"new\",\"ftd\":1}]",
+			    &res, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(res.nchanges, 2);
+	ASSERT_EQ(res.unknown, 0); /* the rule skips ids that are not ours itself */
+	l = t_after(&res, 101);
+	ASSERT_EQ(l->status, LS_PACKING);
+	ASSERT_STREQ(l->comment, "deposit");
+	l = t_after(&res, 102);
+	ASSERT_EQ(l->status, LS_CANCEL);
+	ASSERT_EQ(l->reason, 2);
+	ASSERT_STREQ(l->comment, "declined");
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_bad_answer_fails_the_call)
+{
+	char err[512];
+	struct rule_rt *rt = t_file("tests/rules/sandbox/seed_setstc.lua");
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "[{\"id\":", &res, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "answer (json, HTTP 200): json: ");
+	rule_result_release(&res);
+	ASSERT_EQ(t_process(rt, "", &res, err, sizeof(err)), 0); /* empty: an empty table */
+	ASSERT_EQ(res.nchanges, 0);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+TEST(rule_json_encode)
+{
+	char *log = t_log(
+		"log(json.encode({a = 1, b = {1, 2, 3}, c = 'x\"y\\n', d = json.null, e = true, f = 1.5, g = 0.1}))\n"
+		"log(json.encode({}), json.encode(json.object()), json.encode(json.array({})), json.encode({[1] = 'a', [3] = 'c'}))\n"
+		"log(json.encode('é'), json.encode(2^53), json.encode({x = {y = {}}}), pcall(json.encode, {f = print}))\n"
+		"local t = {} t.self = t log(pcall(json.encode, t))\n"
+		"log(json.decode('{\"a\":[1,2,{\"b\":null}]}').a[3].b == json.null, json.decode('nope'))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":2: {\"a\":1,\"b\":[1,2,3],\"c\":\"x\\\"y\\n\",\"d\":null,\"e\":true,\"f\":1.5,\"g\":0.1}\n");
+	ASSERT_CONTAINS(log, ":3: []\t{}\t[]\t{\"1\":\"a\",\"3\":\"c\"}\n");
+	ASSERT_CONTAINS(log, ":4: \"é\"\t9007199254740992\t{\"x\":{\"y\":[]}}\tfalse\t");
+	ASSERT_CONTAINS(log, "cannot encode a function value");
+	ASSERT_CONTAINS(log, ":5: false\t");
+	ASSERT_CONTAINS(log, "nested deeper than 64");
+	ASSERT_CONTAINS(log, ":6: true\tnil\tjson: ");
+	free(log);
+}
+
+TEST(rule_form_encode_like_http_build_query)
+{
+	char *log = t_log(
+		"log(form.encode({filter = {ids = {1, 2}}, key = 'a b&c', page = 2}))\n"
+		"log(form.encode({items = {{id = 1}, {id = 2}}, flag = true, off = false, none = json.null}))\n"
+		"log(form.encode({'x', 'y'}), form.encode({}), form.encode({a = {b = {c = 'd'}}}), form.escape('ü/?'), form.encode({['a[b]'] = 1, ['k=&'] = 2}))\n"
+		"local t = form.decode('filter[ids][]=1&filter[ids][]=2&q=a+b') log(t.filter.ids[2], t.q)");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":2: filter[ids][]=1&filter[ids][]=2&key=a%20b%26c&page=2\n");
+	ASSERT_CONTAINS(log, ":3: flag=1&items[0][id]=1&items[1][id]=2&off=0\n");
+	ASSERT_CONTAINS(log, ":4: 0=x&1=y\t\ta[b][c]=d\t%C3%BC%2F%3F\ta[b]=1&k%3D%26=2\n");
+	ASSERT_CONTAINS(log, ":5: 2\ta b\n");
+	free(log);
+}
+
+TEST(rule_hashes_match_known_vectors)
+{
+	char *log = t_log(
+		"log(hash.md5(''), hash.md5('abc'), hash.md5('The quick brown fox jumps over the lazy dog'))\n"
+		"log(hash.sha1(''), hash.sha1('abc'), hash.sha1(string.rep('a', 1000000)))\n"
+		"log(hash.sha256(''), hash.sha256('abc'), hash.sha256('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq'))\n"
+		"log(hash.sha256(string.rep('a', 1000000)), hash.md5(string.rep('a', 1000000)))\n"
+		"log(hash.hmac_sha256('Jefe', 'what do ya want for nothing?'), hash.hmac_md5('Jefe', 'what do ya want for nothing?'), hash.hmac_sha1('Jefe', 'what do ya want for nothing?'))\n"
+		"log(hash.hmac_sha256(string.rep('\\xaa', 131), 'Test Using Larger Than Block-Size Key - Hash Key First'))\n"
+		"log(base64.encode(hash.hmac_sha256('secret', 'GET\\n/api/orders?ids=101,102', true)), #hash.sha1('x', true))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":2: d41d8cd98f00b204e9800998ecf8427e\t900150983cd24fb0d6963f7d28e17f72\t9e107d9d372bb6826bd81d3542a419d6\n");
+	ASSERT_CONTAINS(log, ":3: da39a3ee5e6b4b0d3255bfef95601890afd80709\ta9993e364706816aba3e25717850c26c9cd0d89d\t34aa973cd4c4daa4f61eeb2bdbad27316534016f\n");
+	ASSERT_CONTAINS(log, ":4: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\t"
+			     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\t"
+			     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1\n");
+	ASSERT_CONTAINS(log, ":5: cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0\t7707d6ae4e027c70eea2a935c2296f21\n");
+	ASSERT_CONTAINS(log, ":6: 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843\t"
+			     "750c783e6ab0b503eaa86e310a5db738\teffcdf6ae5eb2fa2d27416d5f184df9c259a7c79\n");
+	ASSERT_CONTAINS(log, ":7: 60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54\n");
+	ASSERT_CONTAINS(log, ":8: JiJgKtbuU8KSZzQed6Moy6/jBMFhqmvJ9SRgPrBF1es=\t20\n");
+	free(log);
+}
+
+TEST(rule_base64_round_trip)
+{
+	char *log = t_log(
+		"local v = {'', 'f', 'fo', 'foo', 'foob', 'fooba', 'foobar'} local out = {}\n"
+		"for i, s in ipairs(v) do out[i] = base64.encode(s) assert(base64.decode(out[i]) == s) end log(table.concat(out, ','))\n"
+		"local bin = '' for i = 0, 255 do bin = bin .. string.char(i) end\n"
+		"log(base64.decode(base64.encode(bin)) == bin, base64.decode(base64.encode(bin, true)) == bin, base64.encode('\\xfb\\xff', true))\n"
+		"log(select('#', base64.decode('Zm9v!')), base64.decode('Zg'), base64.decode('Zh=='))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":3: ,Zg==,Zm8=,Zm9v,Zm9vYg==,Zm9vYmE=,Zm9vYmFy\n");
+	ASSERT_CONTAINS(log, ":5: true\ttrue\t-_8\n");
+	ASSERT_CONTAINS(log, ":6: 2\tf\tnil\tinvalid base64\n");
+	free(log);
+}
+
+TEST(rule_patterns_behave_like_lua)
+{
+	/* all(...) keeps every value of a call that is not the last argument */
+	char *log = t_log(
+		"local function all(...) local t = table.pack(...) for i = 1, t.n do t[i] = tostring(t[i]) end return table.concat(t, ' ') end\n"
+		"log(all(('hello world'):find('o w')), all(('hello'):find('l+')), all(('key=val'):match('(%w+)=(%w+)')))\n"
+		"log(all(('a,b,,c'):gsub(',', ';')), all(('abc'):gsub('%w', '%0%0')), all(('hello world'):gsub('o', {o = '0'})))\n"
+		"local t = {} for k, v in ('a=1, b=2'):gmatch('(%w+)=(%w+)') do t[#t + 1] = k .. v end log(table.concat(t, ' '))\n"
+		"log(all(('THE (quick) fox'):find('%((%a+)%)')), ('  trim  '):match('^%s*(.-)%s*$'), ('x'):match('()'))\n"
+		"log(('f(a(b)c)d'):match('%b()'), all(('THE END'):find('%f[%a]%a+', 2)), all(('abab'):gsub('(a)(b)', '%2%1')))\n"
+		"log(all(('2026-11-20'):match('^(%d+)-(%d+)-(%d+)$')), all(('a.b'):find('.', 1, true)), ('x'):rep(3, ','))\n"
+		"log(all(pcall(string.match, 'x', '(%')), all(pcall(string.gsub, 'x', 'x', '%2')))\n"
+		"log(all(('hello'):find('l', -2)), all(('hello'):find('xyz', 10)), all(('aaa'):gsub('a*', '-')), all(('abc'):gsub('', '.')))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":3: 5 7\t3 4\tkey val\n");
+	ASSERT_CONTAINS(log, ":4: a;b;;c 3\taabbcc 3\thell0 w0rld 2\n");
+	ASSERT_CONTAINS(log, ":5: a1 b2\n");
+	ASSERT_CONTAINS(log, ":6: 5 11 quick\ttrim\t1\n");
+	ASSERT_CONTAINS(log, ":7: (a(b)c)\t5 7\tbaba 2\n");
+	ASSERT_CONTAINS(log, ":8: 2026 11 20\t2 2\tx,x,x\n");
+	ASSERT_CONTAINS(log, ":9: false ");
+	ASSERT_CONTAINS(log, "malformed pattern (ends with '%')");
+	ASSERT_CONTAINS(log, "false invalid capture index %2");
+	ASSERT_CONTAINS(log, ":10: 4 4\tnil\t- 1\t.a.b.c. 4\n");
+	free(log);
+}
+
+/* ---- requests and paging ---------------------------------------------- */
+
+TEST(rule_prepare_expands_the_declaration)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { processing = { url = 'https://{host}/api?ids={idsl}&key={key}',\n"
+		" method = 'post', fields = { ids = '{ids}', ext = '{ide}', note = 'for {host}', n = 5, f = { k = '{key}' } },\n"
+		" headers = { ['X-API-KEY'] = '{key}' }, process = print } }",
+		NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+
+	ASSERT(rt);
+	t_batch(&b, 2);
+	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, NULL, &q, err, sizeof(err)), 0);
+	ASSERT_STREQ(q.method, "POST");
+	ASSERT_STREQ(q.url, "https://crm.example/api?ids=101,102&key=s3cret");
+	ASSERT_STREQ(q.body, "ext[]=A-1&ext[]=A-2&f[k]=s3cret&ids[]=101&ids[]=102&n=5&note=for%20crm.example");
+	ASSERT_EQ(q.body_len, strlen(q.body));
+	ASSERT_EQ(q.nheaders, 2);
+	ASSERT_STREQ(q.headers[0].name, "X-API-KEY");
+	ASSERT_STREQ(q.headers[0].value, "s3cret");
+	ASSERT_STREQ(q.headers[1].name, "Content-Type");
+	ASSERT_STREQ(q.headers[1].value, "application/x-www-form-urlencoded");
+	ASSERT_EQ(q.format, DECODE_JSON);
+	ASSERT_EQ(q.page, 1);
+	rule_request_release(&q);
+	rule_free(rt);
+}
+
+TEST(rule_prepare_get_fields_go_in_the_query)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { accepted = { url = 'https://x.example/orders?key={key}', fields = { ['filter[ids]'] = '{ids}' },\n"
+		" format = 'xml', process = print } }",
+		NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+
+	ASSERT(rt);
+	t_batch(&b, 2);
+	ASSERT_EQ(rule_prepare(rt, RULE_ACCEPTED, &b, NULL, &q, err, sizeof(err)), 0);
+	ASSERT_STREQ(q.method, "GET");
+	ASSERT_STREQ(q.url, "https://x.example/orders?key=s3cret&filter[ids][]=101&filter[ids][]=102");
+	ASSERT(!q.body);
+	ASSERT_EQ(q.nheaders, 0);
+	ASSERT_EQ(q.format, DECODE_XML);
+	rule_request_release(&q);
+	rule_free(rt);
+}
+
+/* A signing CRM: prepare builds a JSON body and an HMAC header. */
+TEST(rule_prepare_rewrites_and_signs)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { dates = { url = 'https://{host}/v2/orders', days = 3, process = print,\n"
+		" prepare = function(r)\n"
+		"  r.method = 'POST'\n"
+		"  r.body = json.encode({ from = from, to = to, since = ufrom, ids = idl })\n"
+		"  r.headers['X-Sign'] = hash.hmac_sha256(offer.params.key, r.body)\n"
+		"  r.headers['Content-Type'] = 'application/json'\n"
+		"  r.query = { page = 1 }\n"
+		" end } }",
+		NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+	struct macro_dates d;
+	const struct macro_civil from = { 2026, 11, 1 }, to = { 2026, 11, 3 };
+	size_t i;
+	int found = 0;
+
+	ASSERT(rt);
+	ASSERT_EQ(macro_dates_compute("UTC", from, to, &d, err, sizeof(err)), 0);
+	t_batch(&b, 1);
+	b.dates = &d;
+	ASSERT_EQ(rule_prepare(rt, RULE_DATES, &b, NULL, &q, err, sizeof(err)), 0);
+	ASSERT_STREQ(q.method, "POST");
+	ASSERT_STREQ(q.url, "https://crm.example/v2/orders?page=1");
+	ASSERT_STREQ(q.body, "{\"from\":\"2026-11-01\",\"ids\":[101],\"since\":1793491200,\"to\":\"2026-11-03\"}");
+	for (i = 0; i < q.nheaders; i++)
+		if (!strcmp(q.headers[i].name, "X-Sign") && strlen(q.headers[i].value) == 64)
+			found++;
+	ASSERT_EQ(found, 1);
+	rule_request_release(&q);
+	/* the dates variant without dates is refused before running */
+	b.dates = NULL;
+	ASSERT_EQ(rule_prepare(rt, RULE_DATES, &b, NULL, &q, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "needs the batch's dates");
+	rule_free(rt);
+}
+
+TEST(rule_prepare_refuses_bad_requests)
+{
+	char err[512];
+	struct rule_batch b;
+	struct rule_request q;
+	static const struct {
+		const char *prepare, *want;
+	} cases[] = {
+		{ "r.url = 'file:///etc/passwd'", "is not http:// or https://" },
+		{ "r.headers['X-A'] = 'a\\r\\nHost: evil'", "holds a line break" },
+		{ "r.headers['Bad Name'] = 'x'", "is not a token" },
+		{ "r.method = 'TRACE'", "method 'TRACE'" },
+		{ "r.url = 'https://x/a b'", "space or a control character" },
+		{ "return {}", "url must be a string" },
+	};
+	size_t i;
+
+	t_batch(&b, 3);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char src[512];
+		struct rule_rt *rt;
+
+		snprintf(src, sizeof(src),
+			 "return { processing = { url = 'https://x/', process = print, prepare = function(r)\n%s end } }",
+			 cases[i].prepare);
+		rt = t_load(src, NULL, err, sizeof(err));
+		ASSERT(rt);
+		ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, NULL, &q, err, sizeof(err)), -1);
+		ASSERT_CONTAINS(err, cases[i].want);
+		ASSERT_CONTAINS(err, T_NAME);
+		ASSERT(!q.url);
+		rule_free(rt);
+	}
+	/* an unknown macro fails the request with the rule and the field */
+	{
+		struct rule_rt *rt = t_load("return { processing = { url = 'https://x/{idz}', process = print } }",
+					    NULL, err, sizeof(err));
+
+		ASSERT(rt);
+		ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, NULL, &q, err, sizeof(err)), -1);
+		ASSERT_CONTAINS(err, T_NAME ": processing.url: unknown macro '{idz}'");
+		rule_free(rt);
+	}
+}
+
+TEST(rule_paging_next_and_cap)
+{
+	char err[512];
+	const struct rule_limits lim = { .pages_max = 3 };
+	struct rule_rt *rt = t_load(
+		"return { processing = { url = 'https://x/api?ids={idsl}', headers = { Auth = 'k' }, process = function(data)\n"
+		" for _, d in ipairs(data.orders) do lead.setstc(e2i[d.id], d.status) end\n"
+		" if data.more then return { next = { query = { page = page + 1 } } } end end } }",
+		&lim, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+	struct rule_result res;
+	const char *pages[] = {
+		"{\"orders\":[{\"id\":\"A-1\",\"status\":\"hold\"}],\"more\":true}",
+		"{\"orders\":[{\"id\":\"A-2\",\"status\":\"accept\"}],\"more\":true}",
+		"{\"orders\":[{\"id\":\"A-1\",\"status\":\"accept\"}],\"more\":true}",
+	};
+
+	ASSERT(rt);
+	t_batch(&b, 3);
+	rule_result_init(&res);
+	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, &res, &q, err, sizeof(err)), 0);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, pages[0], strlen(pages[0]), 200, &res,
+			       err, sizeof(err)),
+		  0);
+	rule_request_release(&q);
+	ASSERT(res.has_next);
+	ASSERT_STREQ(res.next.url, "https://x/api?ids=101,102,103&page=2");
+	ASSERT_EQ(res.next.page, 2);
+	ASSERT_EQ(res.next.nheaders, 1);
+	ASSERT_STREQ(res.next.headers[0].value, "k");
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[1], strlen(pages[1]), 200,
+			       &res, err, sizeof(err)),
+		  0);
+	ASSERT(res.has_next);
+	ASSERT_STREQ(res.next.url, "https://x/api?ids=101,102,103&page=3");
+	ASSERT_EQ(res.next.page, 3);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[2], strlen(pages[2]), 200,
+			       &res, err, sizeof(err)),
+		  0);
+	ASSERT(!res.has_next);
+	ASSERT(res.capped);
+	ASSERT_EQ(res.pages, 3);
+	ASSERT_CONTAINS(res.notes.p, "page limit of 3 reached");
+	/* edits chain across pages: hold, then accept */
+	ASSERT_EQ(res.nchanges, 2);
+	ASSERT_EQ(t_after(&res, 101)->status, LS_PACKING);
+	ASSERT_EQ(t_after(&res, 101)->hold_until, 0);
+	ASSERT_EQ(t_after(&res, 102)->status, LS_PACKING);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+TEST(rule_log_is_bounded)
+{
+	char err[512];
+	const struct rule_limits lim = { .log_max = 200 };
+	struct rule_rt *rt = t_load(T_HEAD "for i = 1, 100 do log('line', i) end\nprint(string.rep('x', 5000))" T_TAIL,
+				    &lim, err, sizeof(err));
+	struct rule_result res;
+
+	ASSERT(rt);
+	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
+	/* nine lines of 22 bytes fit in 200; "line 10" and the rest do not */
+	ASSERT_EQ(res.log.len, 9 * 22);
+	ASSERT_CONTAINS(res.log.p, T_NAME ":2: line\t1\n");
+	ASSERT_CONTAINS(res.log.p, T_NAME ":2: line\t9\n");
+	ASSERT_EQ(res.log_dropped, 92);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* The per-lead cost of decode + process on a big answer stays small. */
+TEST(rule_speed_ten_thousand_leads)
+{
+	enum { N = 10000 };
+	char err[512];
+	struct rule_rt *rt = t_file("tests/rules/sandbox/seed_setstc.lua");
+	struct lead *leads = calloc(N, sizeof(*leads));
+	struct rule_batch b;
+	struct rule_result res;
+	struct buf body;
+	struct timespec t0, t1;
+	double us;
+	size_t i;
+
+	ASSERT(rt && leads);
+	buf_init(&body, 0);
+	t_batch(&b, 0);
+	ASSERT_EQ(buf_addc(&body, '['), 0);
+	for (i = 0; i < N; i++) {
+		leads[i].id = 1000000 + (int64_t)i;
+		leads[i].offer = 10;
+		leads[i].status = LS_PROCESSING;
+		snprintf(leads[i].ext, sizeof(leads[i].ext), "E%zu", i);
+		ASSERT_EQ(buf_addf(&body, "%s{\"id\":\"E%zu\",\"status\":\"%s\"}", i ? "," : "", i,
+				   i % 3 == 0 ? "accepted" : i % 3 == 1 ? "cancelled" : "callback"),
+			  0);
+	}
+	ASSERT_EQ(buf_addc(&body, ']'), 0);
+	b.leads = leads;
+	b.nleads = N;
+	rule_result_init(&res);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, body.p, body.len, 200, &res, err,
+			       sizeof(err)),
+		  0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	us = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3 / N;
+	ASSERT_EQ(res.nchanges, N);
+	ASSERT_EQ(res.changes[N - 1].after.status, LS_PACKING); /* 9999: "accepted" */
+	ASSERT_EQ(res.changes[N - 2].after.status, LS_CALLBACK);
+	/* generous: this runs under ASan; the real figure is printed by the benchmark */
+	ASSERT(us < 50);
+	rule_result_release(&res);
+	buf_release(&body);
+	free(leads);
+	rule_free(rt);
+}
