@@ -26,7 +26,7 @@ OBJ      += build/obj/gen_migrations.o
 TOBJ     += build/tobj/gen_migrations.o
 TLIB_OBJ += build/tobj/gen_migrations.o
 
-.PHONY: all test check clean run deps bench
+.PHONY: all test check clean run deps bench bench-rule
 all: build/leadsync
 
 build/leadsync: $(OBJ)
@@ -77,3 +77,17 @@ deps:
 
 clean:
 	rm -rf build
+
+# Benchmarks: optimised, no sanitizers; each prints its figures beside the
+# baseline measured in the same run.
+BENCH_OBJ := $(filter-out build/obj/main.o,$(OBJ))
+build/bench/bench_rule: bench/bench_rule.c $(BENCH_OBJ) $(HDR) | build/bench
+	$(CC) $(ALL_CFLAGS) -o $@ bench/bench_rule.c $(BENCH_OBJ) $(PKG_LIBS)
+
+build/bench:
+	mkdir -p $@
+
+bench-rule: build/bench/bench_rule
+	build/bench/bench_rule $(BENCH_LEADS)
+
+bench: bench-rule

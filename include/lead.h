@@ -206,5 +206,9 @@ int lead_money_parse(const char *s, int64_t *cents);
  * -1 when t is before 1970 or after 9999 or out (len bytes, 21 suffice) is
  * too small. */
 int lead_time_format(int64_t t, char *out, size_t len);
+/* Parses ISO-8601: YYYY-MM-DD, optionally followed by T or space,
+ * HH:MM[:SS[.fraction]] and a zone (Z, +HH, +HHMM, +HH:MM; none means UTC)
+ * into UNIX time. Returns 0, or -1 when s is not such a time. */
+__attribute__((warn_unused_result)) int lead_time_parse(const char *s, int64_t *out);
 
 #endif

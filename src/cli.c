@@ -7,13 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
 #include "buf.h"
 #include "history.h"
 #include "import.h"
+#include "lead.h"
 #include "log.h"
+#include "rule.h"
+#include "ruletest.h"
 #include "settings.h"
 #include "status.h"
 #include "store.h"
@@ -251,6 +255,121 @@ static int cli_status(struct settings *s, int argc, char **argv)
 	return rc;
 }
 
+static int parse_now(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (lead_time_parse(s, out) == 0)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static const char rule_test_usage[] =
+	"usage: leadsync rule test RULE --variant processing|accepted|dates --leads LEADS.json\n"
+	"       --response FILE [--response FILE...] [--params JSON|FILE] [--now TIME]\n"
+	"       [--status N] [--from YYYY-MM-DD --to YYYY-MM-DD --tz ZONE] [--json]\n"
+	"RULE is a file, or a name in the rules folder (acme_crm: LEADSYNC_RULES/acme_crm.lua)\n";
+
+/* `leadsync rule test`: a rule on files, no database, no network. */
+static int cli_rule(struct settings *s, int argc, char **argv)
+{
+	struct ruletest_opts o;
+	struct rule_limits lim = { 0 };
+	struct buf out, path;
+	char err[2048];
+	const char *variant = NULL;
+	int i, rc = EXIT_USAGE;
+
+	memset(&o, 0, sizeof(o));
+	buf_init(&out, 0);
+	buf_init(&path, 4096);
+	o.http_status = 200;
+	o.now = (int64_t)time(NULL);
+	o.json = has_flag(&argc, argv, "--json");
+	if (argc < 3 || strcmp(argv[1], "test") != 0)
+		goto usage;
+	for (i = 3; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			goto usage;
+		i++;
+		if (strcmp(a, "--variant") == 0)
+			variant = v;
+		else if (strcmp(a, "--leads") == 0)
+			o.leads = v;
+		else if (strcmp(a, "--response") == 0) {
+			if (o.nresponses == RULETEST_PAGES_MAX) {
+				fprintf(stderr, "leadsync: rule test: at most %d --response files\n",
+					RULETEST_PAGES_MAX);
+				goto out;
+			}
+			o.responses[o.nresponses++] = v;
+		} else if (strcmp(a, "--params") == 0)
+			o.params = v;
+		else if (strcmp(a, "--now") == 0) {
+			if (parse_now(v, &o.now) < 0) {
+				fprintf(stderr, "leadsync: rule test: --now '%s' is not an ISO-8601 time or UNIX time\n", v);
+				goto out;
+			}
+		} else if (strcmp(a, "--status") == 0) {
+			char *end;
+			long n = strtol(v, &end, 10);
+
+			if (*end || n < 100 || n > 599) {
+				fprintf(stderr, "leadsync: rule test: --status '%s' is not an HTTP status\n", v);
+				goto out;
+			}
+			o.http_status = (int)n;
+		} else if (strcmp(a, "--from") == 0)
+			o.from = v;
+		else if (strcmp(a, "--to") == 0)
+			o.to = v;
+		else if (strcmp(a, "--tz") == 0)
+			o.tz = v;
+		else {
+			fprintf(stderr, "leadsync: rule test: unknown option '%s'\n", a);
+			goto usage;
+		}
+	}
+	if (!variant || !o.leads)
+		goto usage;
+	if (rule_variant_parse(variant) < 0) {
+		fprintf(stderr, "leadsync: rule test: variant '%s' is not processing, accepted or dates\n",
+			variant);
+		goto out;
+	}
+	o.variant = (enum rule_variant)rule_variant_parse(variant);
+	if (strchr(argv[2], '/') || strstr(argv[2], ".lua"))
+		o.rule = argv[2];
+	else if (buf_addf(&path, "%s/%s.lua", s->rules, argv[2]) < 0)
+		goto usage;
+	else
+		o.rule = path.p;
+	lim.instructions = s->rule_instructions;
+	lim.memory = (size_t)s->rule_memory_mb << 20;
+	lim.batch_max = (size_t)s->batch_max;
+	o.limits = &lim;
+	rc = ruletest_run(&o, &out, err, sizeof(err)) < 0 ? EXIT_FAIL : EXIT_OK;
+	if (print_buf(stdout, &out) < 0)
+		rc = EXIT_FAIL;
+	if (rc != EXIT_OK)
+		fprintf(stderr, "leadsync: rule test: %s\n", err);
+	goto out;
+usage:
+	fputs(rule_test_usage, stderr);
+out:
+	buf_release(&out);
+	buf_release(&path);
+	return rc;
+}
+
 static int cli_settings(struct settings *s, int argc, char **argv)
 {
 	bool md = has_flag(&argc, argv, "--markdown");
@@ -273,6 +392,8 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "migrate", cli_migrate, "", "apply the database migrations that are missing" },
 	{ "import", cli_import, "FILE|-", "upsert advertisers, offers, goals and leads from JSON lines" },
 	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes" },
+	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
+	  "run a rule on files: the request, the edits, the counters" },
 	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised" },
 	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables" },
 	{ "version", cli_version, "", "print the version" },

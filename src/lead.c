@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "status.h"
+#include "tz.h"
 
 #define LEAD_DAY 86400
 #define LEAD_TIME_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
@@ -615,4 +616,69 @@ out:
 	else if (out != old)
 		*out = *old;
 	return rc;
+}
+
+/* Reads exactly n decimal digits at s. */
+static bool lead__digits(const char *s, int n, int *out)
+{
+	int i, v = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* ISO-8601: YYYY-MM-DD, optionally followed by T or space, HH:MM[:SS[.f]]
+ * and a zone (Z, ±HH, ±HHMM, ±HH:MM; none means UTC). */
+int lead_time_parse(const char *s, int64_t *out)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, zh = 0, zm = 0, sign = 1;
+	const char *p = s;
+
+	if (strlen(s) < 10 || !lead__digits(p, 4, &y) || p[4] != '-' ||
+	    !lead__digits(p + 5, 2, &mo) || p[7] != '-' || !lead__digits(p + 8, 2, &d))
+		return -1;
+	p += 10;
+	if (*p == 'T' || *p == 't' || *p == ' ') {
+		p++;
+		if (!lead__digits(p, 2, &h) || p[2] != ':' || !lead__digits(p + 3, 2, &mi))
+			return -1;
+		p += 5;
+		if (*p == ':') {
+			if (!lead__digits(p + 1, 2, &sec))
+				return -1;
+			p += 3;
+			if (*p == '.' || *p == ',') {
+				p++;
+				if (*p < '0' || *p > '9')
+					return -1;
+				while (*p >= '0' && *p <= '9')
+					p++;
+			}
+		}
+		if (*p == 'Z' || *p == 'z') {
+			p++;
+		} else if (*p == '+' || *p == '-') {
+			sign = *p == '-' ? -1 : 1;
+			p++;
+			if (!lead__digits(p, 2, &zh))
+				return -1;
+			p += 2;
+			if (*p == ':')
+				p++;
+			if (*p && !lead__digits(p, 2, &zm))
+				return -1;
+			if (*p)
+				p += 2;
+		}
+	}
+	if (*p || !tz_date_valid(y, mo, d) || h > 23 || mi > 59 || sec > 59 || zh > 23 || zm > 59)
+		return -1;
+	*out = tz_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+	       sign * (zh * 3600 + zm * 60);
+	return 0;
 }
