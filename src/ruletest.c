@@ -675,6 +675,14 @@ static int summary_report(struct ruletest *t, struct buf *out, cJSON *report)
 			r->pages == 1 ? "" : "s", r->capped ? " (page cap reached)" : "");
 }
 
+static int change_cmp(const void *a, const void *b)
+{
+	const struct rule_change *x = *(const struct rule_change *const *)a;
+	const struct rule_change *y = *(const struct rule_change *const *)b;
+
+	return x->lead < y->lead ? -1 : x->lead > y->lead;
+}
+
 static void ruletest_release(struct ruletest *t)
 {
 	rule_request_release(&t->req);
@@ -776,8 +784,22 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 	if (page + 1 < o->nresponses && !o->json)
 		e |= buf_addf(out, "warning   %u --response file%s not used: the rule asked for no more pages\n",
 			      o->nresponses - page - 1, o->nresponses - page - 1 == 1 ? "" : "s");
-	for (i = 0; i < t.res.nchanges; i++)
-		e |= change_report(&t, &t.res.changes[i], out, changes);
+	/* Batch order, whatever order the rule touched the leads in (pairs()
+	 * over a decoded object runs in hash order), so output is stable. */
+	{
+		const struct rule_change **ord = calloc(t.res.nchanges + 1, sizeof(*ord));
+
+		if (!ord) {
+			snprintf(err, errlen, "out of memory");
+			goto report;
+		}
+		for (i = 0; i < t.res.nchanges; i++)
+			ord[i] = &t.res.changes[i];
+		qsort(ord, t.res.nchanges, sizeof(*ord), change_cmp);
+		for (i = 0; i < t.res.nchanges; i++)
+			e |= change_report(&t, ord[i], out, changes);
+		free(ord);
+	}
 	rc = 0;
 report:
 	if (o->json) {
