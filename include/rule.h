@@ -34,7 +34,10 @@
  *
  * Status maps: word (or number: 142 and "142" are the same key) →
  * a status number 1..12, a built-in word ("accept", "trash", "paid" ...,
- * read by status_recognise) or a table {status=, reason=, accept=}. The
+ * read by status_recognise), a table {status=, reason=, accept=} (accept
+ * with a status other than 6 is a load error), or false: the word is
+ * blocked and reads as unrecognised (for a CRM's numbers the rule leaves
+ * unmapped, which must never read as ours). The
  * variant's map is the shared map plus its own entries; it is consulted
  * before the built-in recognition (status_recognise's overrides), so a
  * CRM's own numbers never read as ours.

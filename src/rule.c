@@ -806,6 +806,13 @@ static void rule__status_value(lua_State *L, const char *what, const char *word,
 
 	memset(m, 0, sizeof(*m));
 	switch (lua_type(L, -1)) {
+	case LUA_TBOOLEAN:
+		/* false blocks the word: it reads as unrecognised, never as one of
+		 * ours (a CRM number 1..12 the rule does not map). */
+		if (lua_toboolean(L, -1))
+			rule__errorf(L, "%sstatuses['%s']: true is not a status (false blocks a word)",
+				     what, word);
+		return;
 	case LUA_TNUMBER:
 		n = lua_tointegerx(L, -1, &isnum);
 		if (!isnum || n < STATUS_MIN || n > STATUS_MAX)
@@ -842,6 +849,9 @@ static void rule__status_value(lua_State *L, const char *what, const char *word,
 		lua_pop(L, 1);
 		if (m->accept && !m->status)
 			m->status = LS_PACKING;
+		if (m->accept && m->status != LS_PACKING)
+			rule__errorf(L, "%sstatuses['%s']: accept approves into status 6; "
+				     "give accept or a status, not both", what, word);
 		if (!m->status)
 			rule__errorf(L, "%sstatuses['%s']: neither status nor accept", what, word);
 		break;

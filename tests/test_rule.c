@@ -1220,3 +1220,44 @@ TEST(rule_speed_ten_thousand_leads)
 	free(leads);
 	rule_free(rt);
 }
+
+TEST(rule_status_map_false_blocks_a_word)
+{
+	static const char text[] =
+		"return { statuses = { [\"3\"] = false },\n"
+		"  processing = { url = 'http://crm.example/x?ids={idel}',\n"
+		"    process = function(data) for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end end } }\n";
+	static const char bad[] =
+		"return { statuses = { won = { accept = true, status = 8 } },\n"
+		"  processing = { url = 'http://crm.example/x', process = function() end } }\n";
+	struct rule_rt *rt = NULL;
+	struct lead l;
+	struct rule_batch b;
+	struct rule_result res;
+	char err[512];
+	const char answer[] = "[{\"id\":\"E1\",\"status\":3}]";
+	int rc;
+
+	ASSERT_EQ(rule_load_buffer("rules/bad.lua", bad, strlen(bad), NULL, &rt, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "accept approves into status 6");
+	ASSERT_EQ(rule_load_buffer("rules/t.lua", text, strlen(text), NULL, &rt, err, sizeof(err)), 0);
+	memset(&l, 0, sizeof(l));
+	l.id = 7;
+	l.offer = 1;
+	l.status = 2;
+	l.counts = 1;
+	memcpy(l.ext, "E1", 3);
+	memset(&b, 0, sizeof(b));
+	b.offer = 1;
+	b.leads = &l;
+	b.nleads = 1;
+	b.now = 1795000000;
+	rule_result_init(&res);
+	rc = rule_process(rt, RULE_PROCESSING, &b, NULL, answer, strlen(answer), 200, &res, err,
+			  sizeof(err));
+	rule_free(rt);
+	if (rc != 0 || res.nchanges != 0 || res.unrecognised != 1)
+		test__fail(__FILE__, __LINE__, "rc %d changes %zu unrecognised %zu: %s", rc,
+			   res.nchanges, res.unrecognised, err);
+	rule_result_release(&res);
+}
