@@ -9,6 +9,7 @@
 #define LEADSYNC_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct buf {
@@ -34,6 +35,18 @@ __attribute__((warn_unused_result)) int buf_vaddf(struct buf *b, const char *fmt
 __attribute__((warn_unused_result)) int buf_add_json_str(struct buf *b, const char *s, size_t n);
 /* Appends s percent-encoded (RFC 3986 unreserved characters kept). */
 __attribute__((warn_unused_result)) int buf_add_urlenc(struct buf *b, const char *s, size_t n);
+/* True when s[0..n) is valid UTF-8 holding no NUL byte (text that a
+ * PostgreSQL text column takes as it is). */
+bool buf_utf8_ok(const char *s, size_t n);
+/* Appends s[0..n) as valid UTF-8 text without NULs: each byte that is NUL
+ * or not part of a valid UTF-8 sequence is written as the four characters
+ * \xNN; everything else is kept. For logs of what a client sent. */
+__attribute__((warn_unused_result)) int buf_add_text(struct buf *b, const char *s, size_t n);
+/* True when a[0..alen) equals b[0..blen), in a time that depends on the
+ * lengths only, never on where the bytes differ (keys, tokens). */
+bool buf_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
+/* Cuts b to at most n bytes on a UTF-8 character boundary. */
+void buf_cut_utf8(struct buf *b, size_t n);
 /* Takes the contents out: the caller frees the returned string; b is empty. */
 char *buf_steal(struct buf *b);
 

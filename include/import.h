@@ -1,8 +1,8 @@
 /* import: `leadsync import`, JSON lines of advertisers, offers, goals and
  * leads upserted into the database (DESIGN.md "Interfaces other tools rely
  * on"). One line is one record: {"advertiser": {...}}, {"offer": {...}},
- * {"goal": {...}} or {"lead": {...}}. Blank lines and lines starting with
- * '#' are skipped.
+ * {"goal": {...}}, {"lead": {...}} or {"click": {...}}. Blank lines and
+ * lines starting with '#' are skipped.
  *
  * One file is one transaction: the first bad line (invalid JSON or UTF-8,
  * an unknown record kind, a missing required key, a value of the wrong type
@@ -24,6 +24,8 @@
  *   goal        offer*, code*, payout* (fixed, percent, recurring),
  *               currency* (ISO code), wm, pay, ref (money; percents when
  *               payout is percent), name
+ *   click       id* (UUID), offer*, wm, created: a click recorded elsewhere,
+ *               so that postbacks naming it are taken
  *   lead        offer*, status* (1..12), id or ext* (one at least), ext,
  *               created (ISO-8601; no zone means UTC), goal (the goal's
  *               code), click_id (UUID), base, counts, reason, comment, track,
@@ -35,8 +37,8 @@
  * is not a variant is an error (a typo would otherwise be lost); a group
  * given replaces all of it (a variant left out becomes null).
  *
- * Upsert keys: advertiser and offer by id, goal by (offer, code), lead by id
- * when given, else by (offer, ext). An existing record keeps the fields a
+ * Upsert keys: advertiser, offer and click by id, goal by (offer, code),
+ * lead by id when given, else by (offer, ext). An existing record keeps the fields a
  * line leaves out (a line is a patch); a new one gets the defaults. A field
  * given as null is set to null (or its default when it cannot be null).
  *
@@ -67,6 +69,7 @@
 #define LEADSYNC_IMPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <libpq-fe.h>
@@ -74,7 +77,7 @@
 #define IMPORT_LINE_MAX ((size_t)1 << 20) /* bytes per line */
 
 struct import_stats {
-	size_t advertisers, offers, goals, leads; /* records read, per kind */
+	size_t advertisers, offers, goals, leads, clicks; /* records read, per kind */
 	size_t lines; /* lines read, blank and comment lines included */
 };
 
@@ -84,5 +87,12 @@ struct import_stats {
  * with err set and nothing written. */
 __attribute__((warn_unused_result))
 int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen);
+
+/* import_run() that also gives the id of each lead line's lead, in line
+ * order (the lead intake, POST /api/leads, answers with them): the first
+ * maxids go to ids, *nids is the number of lead lines. */
+__attribute__((warn_unused_result))
+int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
+		   size_t *nids, char *err, size_t errlen);
 
 #endif

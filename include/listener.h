@@ -99,6 +99,19 @@ struct listener_limits {
 	                             * answer is not lost to a reset [2 s] */
 };
 
+/* A request the listener answered itself (400, 408, 413, 414, 431) after
+ * it had read at least part of its target, for a caller that keeps a log
+ * of requests (the incoming-postback log). Valid during the call only. */
+struct listener_refusal {
+	const char *method; /* "POST" */
+	const char *target; /* the raw request target as far as it was read */
+	size_t target_len;
+	const char *remote; /* the peer's address */
+	int status;
+	const char *error;  /* the message the client was sent */
+};
+typedef void (*listener_refused_fn)(const struct listener_refusal *r, void *data);
+
 struct listener_config {
 	const char *addr; /* "host:port": "127.0.0.1:8080", "[::1]:8080";
 	                   * numeric hosts only; port 0 picks a free port */
@@ -106,6 +119,8 @@ struct listener_config {
 	                                      * listener (a static table) */
 	size_t nroutes;
 	struct listener_limits limits;
+	listener_refused_fn refused; /* may be NULL; called on the loop thread */
+	void *refused_data;
 };
 
 /* Counters, kept in one place for /metrics. */

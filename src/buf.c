@@ -161,6 +161,63 @@ int buf_add_json_str(struct buf *b, const char *s, size_t n)
 	return buf_addc(b, '"');
 }
 
+bool buf_utf8_ok(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	while (i < n) {
+		k = u[i] ? utf8_seq(u + i, n - i) : 0;
+		if (!k)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+int buf_add_text(struct buf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, run = 0, k;
+
+	while (i < n) {
+		k = u[i] ? utf8_seq(u + i, n - i) : 0;
+		if (k) {
+			i += k;
+			continue;
+		}
+		if (buf_add(b, s + run, i - run) < 0 || buf_addf(b, "\\x%02X", u[i]) < 0)
+			return -1;
+		run = ++i;
+	}
+	return buf_add(b, s + run, n - run);
+}
+
+bool buf_ct_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+	const volatile unsigned char *x = (const unsigned char *)a;
+	const volatile unsigned char *y = (const unsigned char *)b;
+	size_t i, n = alen > blen ? alen : blen;
+	unsigned diff = alen != blen;
+
+	if (!alen || !blen)
+		return alen == blen;
+	/* every byte of the longer one is read; the shorter repeats */
+	for (i = 0; i < n; i++)
+		diff |= (unsigned)(x[i % alen] ^ y[i % blen]);
+	return diff == 0;
+}
+
+void buf_cut_utf8(struct buf *b, size_t n)
+{
+	if (b->len <= n)
+		return;
+	while (n > 0 && ((unsigned char)b->p[n] & 0xc0) == 0x80)
+		n--;
+	b->len = n;
+	b->p[n] = '\0';
+}
+
 int buf_add_urlenc(struct buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";

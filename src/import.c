@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "click.h"
 #include "lead.h"
 #include "macro.h"
 #include "status.h"
@@ -148,6 +149,15 @@ static const struct import_field import_goal_fields[] = {
 	{ "pay", NULL, "pay", IT_MONEY, IF_NOT_NULL, 0, 0, NULL },
 	{ "ref", NULL, "ref", IT_MONEY, IF_NOT_NULL, 0, 0, NULL },
 	{ "name", NULL, "name", IT_TEXT, 0, 0, IMPORT_TEXT_MAX, NULL },
+};
+
+/* Clicks recorded elsewhere (another tracker, a demo), so that postbacks
+ * naming them are taken. */
+static const struct import_field import_click_fields[] = {
+	{ "id", NULL, "id", IT_UUID, IF_REQUIRED | IF_KEY, 0, 0, NULL },
+	{ "offer", NULL, "offer", IT_ID, IF_REQUIRED, 0, 0, NULL },
+	{ "wm", NULL, "wm", IT_ID, 0, 0, 0, NULL },
+	{ "created", NULL, "created", IT_TIME, IF_NOT_NULL, 0, 0, NULL },
 };
 
 /* The staging table import_leads has these columns after (line, rid,
@@ -377,29 +387,6 @@ static int import__money(const cJSON *x, int64_t *cents)
 	if (lead_money_parse(s, cents) < 0 || *cents < 0 || *cents > IMPORT_MONEY_MAX)
 		return -1;
 	return 0;
-}
-
-static bool import__uuid(const char *s, char out[37])
-{
-	size_t i;
-
-	if (strlen(s) != 36)
-		return false;
-	for (i = 0; i < 36; i++) {
-		char ch = s[i];
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (ch != '-')
-				return false;
-		} else if (ch >= 'A' && ch <= 'F') {
-			ch = (char)(ch - 'A' + 'a');
-		} else if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
-			return false;
-		}
-		out[i] = ch;
-	}
-	out[36] = '\0';
-	return true;
 }
 
 static bool import__name_ok(const char *s, size_t max)
@@ -643,7 +630,7 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 		v->num = t;
 		return import__put(im, v, tmp, strlen(tmp));
 	case IT_UUID:
-		if (!s || !import__uuid(s, tmp))
+		if (!s || !click_uuid_parse(s, tmp))
 			return import__fail(im, "'%s' must be a UUID", name);
 		return import__put(im, v, tmp, 36);
 	case IT_PAYOUT:
@@ -1159,6 +1146,8 @@ static const struct import_kind import_kinds[] = {
 	  offsetof(struct import_stats, goals), "offer", import__goal_check, import__upsert },
 	{ "lead", "leads", import_lead_fields, NFIELDS(import_lead_fields),
 	  offsetof(struct import_stats, leads), NULL, NULL, import__lead },
+	{ "click", "clicks", import_click_fields, NFIELDS(import_click_fields),
+	  offsetof(struct import_stats, clicks), "offer", NULL, import__upsert },
 };
 
 static int import__record(struct import *im, const char *text, size_t len)
@@ -1187,7 +1176,7 @@ static int import__record(struct import *im, const char *text, size_t len)
 		goto out;
 	}
 	if (!cJSON_IsObject(root) || cJSON_GetArraySize(root) != 1) {
-		import__fail(im, "a line must be an object with one key: advertiser, offer, goal or lead");
+		import__fail(im, "a line must be an object with one key: advertiser, offer, goal, lead or click");
 		goto out;
 	}
 	rec = root->child;
@@ -1197,7 +1186,7 @@ static int import__record(struct import *im, const char *text, size_t len)
 	if (!k) {
 		char q[96];
 
-		import__fail(im, "unknown record '%s': want advertiser, offer, goal or lead",
+		import__fail(im, "unknown record '%s': want advertiser, offer, goal, lead or click",
 			     import__q(rec->string, q, sizeof(q)));
 		goto out;
 	}
@@ -1247,7 +1236,29 @@ static int import__currencies(struct import *im)
 	return 0;
 }
 
-int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen)
+/* The staged leads' ids in line order, before the commit. */
+static int import__ids(struct import *im, int64_t *ids, size_t maxids, size_t *nids)
+{
+	PGresult *r;
+	int i, n;
+
+	*nids = 0;
+	if (!im->staged)
+		return 0;
+	r = store_query(im->c, "leads: ids", "SELECT rid FROM import_leads ORDER BY line", 0, NULL,
+			im->err, im->errlen);
+	if (!r)
+		return -1;
+	n = PQntuples(r);
+	for (i = 0; i < n && (size_t)i < maxids; i++)
+		ids[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+	*nids = (size_t)n;
+	PQclear(r);
+	return 0;
+}
+
+static int import__run(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
+		       size_t *nids, char *err, size_t errlen)
 {
 	struct import im = { .c = c, .st = st, .err = err, .errlen = errlen };
 	struct import_reader rd = { .in = in };
@@ -1305,6 +1316,8 @@ int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t e
 		goto out;
 	if (im.staged && import__apply_leads(&im) < 0)
 		goto out;
+	if (nids && import__ids(&im, ids, maxids, nids) < 0)
+		goto out;
 	rc = store_exec(c, "commit", "COMMIT", 0, NULL, err, errlen);
 	begun = false;
 out:
@@ -1318,4 +1331,16 @@ out:
 	buf_release(&im.copy);
 	buf_release(&rd.line);
 	return rc;
+}
+
+int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen)
+{
+	return import__run(c, in, st, NULL, 0, NULL, err, errlen);
+}
+
+int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
+		   size_t *nids, char *err, size_t errlen)
+{
+	*nids = 0;
+	return import__run(c, in, st, ids, maxids, nids, err, errlen);
 }

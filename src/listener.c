@@ -95,6 +95,8 @@ struct listener {
 	struct listener_limits lim;
 	const struct listener_route *routes;
 	size_t nroutes;
+	listener_refused_fn refused;
+	void *refused_data;
 	struct conn *conns; /* every conn not freed yet */
 	size_t nactive;     /* conns counted against max_connections */
 	struct listener_stats st;
@@ -650,6 +652,19 @@ static void conn_fail(struct conn *c, int status, const char *msg)
 
 	log_debug("http request refused", "status=%d remote=%s error=\"%s\"", status, c->remote, msg);
 	uv_timer_stop(&c->timer);
+	if (l->refused && c->req.url.len) {
+		struct listener_refusal r = {
+			/* the method is parsed before any of the target */
+			.method = http_method_str((enum http_method)c->parser.method),
+			.target = c->req.url.p,
+			.target_len = c->req.url.len,
+			.remote = c->remote,
+			.status = status,
+			.error = msg,
+		};
+
+		l->refused(&r, l->refused_data);
+	}
 	req_clear(&c->req);
 	listener__count(l, status);
 	c->keep_alive = false;
@@ -1395,6 +1410,8 @@ int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct li
 	l->loop = loop;
 	l->routes = cfg->routes;
 	l->nroutes = cfg->nroutes;
+	l->refused = cfg->refused;
+	l->refused_data = cfg->refused_data;
 	listener_fill_limits(&l->lim, &cfg->limits);
 	e = uv_tcp_init(loop, &l->server);
 	if (e < 0) {

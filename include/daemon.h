@@ -1,0 +1,66 @@
+/* daemon: `leadsync run`: one libuv loop holding the database pool, the
+ * HTTP listener and its routes, and (later) the CRM poller.
+ *
+ * Routes, in match order:
+ *   GET  /healthz               200 {"ok":true} when the database answers
+ *                               a query now, else 503 with Retry-After
+ *   POST /api/leads             lead intake (intake.h)
+ *   GET  /click/{offer}         click redirect (click.h)
+ *   GET|POST /{api_key}/s2s     postbacks (postback.h)
+ *   POST /{api_key}             postbacks with a JSON body
+ *
+ * Stop (SIGTERM, SIGINT, or daemon_stop()): the listener stops accepting
+ * and answers what is in flight (each postback after its commit), the
+ * postback log's backlog is tried once more, the database workers finish
+ * their queue and disconnect, and the loop ends. A second signal while
+ * stopping exits at once. SIGPIPE is ignored.
+ *
+ * daemon_start()/daemon_stop() run the same pieces on a caller's loop
+ * (tests run them in-process); daemon_run() is the whole program. Loop
+ * thread only. */
+#ifndef LEADSYNC_DAEMON_H
+#define LEADSYNC_DAEMON_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "listener.h"
+#include "poller.h"
+#include "settings.h"
+#include "timers.h"
+
+struct daemon;
+
+struct daemon_config {
+	const char *db;          /* libpq conninfo; required */
+	const char *listen;      /* "host:port"; port 0 picks one */
+	const char *admin_token; /* NULL or "": intake closed */
+	unsigned db_workers;     /* [2] */
+	size_t db_queue;         /* [20000] */
+	size_t commit_batch;     /* [500] */
+	struct listener_limits limits; /* 0 fields: the listener's defaults */
+	const struct timers_config *timers; /* hold expiry, reject-after, pruning
+	                                     * (timers.h); NULL: none (tests) */
+	const struct poller_config *poller; /* CRM polling (poller.h; its db is
+	                                     * the daemon's pool); NULL: none */
+};
+
+/* Starts the pool and the listener on loop (strings are copied). Returns 0
+ * and *out, or -1 with err set (what was started is closed by the loop). */
+__attribute__((warn_unused_result))
+int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon **out,
+		 char *err, size_t errlen);
+
+/* The port the listener bound. */
+int daemon_port(const struct daemon *d);
+
+/* Graceful stop as above; cb (may be NULL) runs from the loop when all is
+ * closed, and d is freed after it. Call once. */
+void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data);
+
+/* `leadsync run`: daemon_start() from the settings, signals, the loop until
+ * stopped. Returns the exit code: 0 after a clean stop, 1 when it could
+ * not start. */
+int daemon_run(const struct settings *s);
+
+#endif

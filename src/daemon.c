@@ -1,0 +1,331 @@
+/* daemon: `leadsync run`: the loop, the database pool, the listener and
+ * its routes, signals and the graceful stop (see daemon.h). */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "click.h"
+#include "db.h"
+#include "intake.h"
+#include "log.h"
+#include "postback.h"
+#include "timers.h"
+
+#define DAEMON_NROUTES 6
+
+struct daemon {
+	uv_loop_t *loop;
+	struct db *db;
+	struct listener *l;
+	struct postback *pb;
+	struct timers *timers;
+	struct poller *poller;
+	struct intake intake;
+	char *token;
+	struct listener_route routes[DAEMON_NROUTES];
+	bool stopping;
+	void (*stop_cb)(void *data);
+	void *stop_data;
+};
+
+/* ------------------------------------------------------------- healthz */
+
+struct daemon_health {
+	struct db_job job;
+	struct listener_req *req;
+};
+
+static int daemon__health_run(PGconn *c, struct db_job *j)
+{
+	PGresult *r = PQexec(c, "SELECT 1");
+	int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? DB_OK : DB_EFAIL;
+
+	if (rc != DB_OK)
+		snprintf(j->err, sizeof(j->err), "%s", PQerrorMessage(c));
+	PQclear(r);
+	return rc;
+}
+
+static void daemon__health_answer(struct listener_req *req, bool up)
+{
+	static const char ok[] = "{\"ok\":true,\"db\":\"up\"}";
+	static const char down[] = "{\"ok\":false,\"error\":\"database unreachable\"}";
+
+	if (up)
+		listener_respond(req, 200, "application/json", ok, sizeof(ok) - 1,
+				 "Cache-Control: no-store\r\n");
+	else
+		listener_respond(req, 503, "application/json", down, sizeof(down) - 1,
+				 "Retry-After: 5\r\nCache-Control: no-store\r\n");
+}
+
+static void daemon__health_done(struct db_job *j)
+{
+	struct daemon_health *h = j->data;
+
+	daemon__health_answer(h->req, j->status == DB_OK);
+	free(h);
+}
+
+static void daemon__health(struct listener_req *req, void *data)
+{
+	struct daemon *d = data;
+	struct daemon_health *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		listener_respond_error(req, 500, "out of memory");
+		return;
+	}
+	h->req = req;
+	h->job.run = daemon__health_run;
+	h->job.done = daemon__health_done;
+	h->job.data = h;
+	if (db_submit(d->db, &h->job) < 0) {
+		free(h);
+		daemon__health_answer(req, false);
+	}
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void daemon__free(struct daemon *d)
+{
+	free(d->token);
+	free(d);
+}
+
+static void daemon__db_closed(struct db *db, void *data)
+{
+	struct daemon *d = data;
+	void (*cb)(void *) = d->stop_cb;
+	void *cb_data = d->stop_data;
+
+	daemon__free(d);
+	if (cb)
+		cb(cb_data);
+}
+
+static void daemon__timers_closed(void *data)
+{
+	struct daemon *d = data;
+
+	db_close(d->db, daemon__db_closed, d);
+}
+
+static void daemon__pb_closed(void *data)
+{
+	struct daemon *d = data;
+	struct timers *t = d->timers;
+	struct poller *p = d->poller;
+
+	if (p) { /* in-flight polls finish (or are cut at the deadline) first */
+		d->poller = NULL;
+		poller_stop(p, daemon__pb_closed, d);
+		return;
+	}
+
+	/* the poller stops here, before the database it writes to */
+	d->timers = NULL;
+	if (t)
+		timers_close(t, daemon__timers_closed, d);
+	else
+		db_close(d->db, daemon__db_closed, d);
+}
+
+static void daemon__listener_closed(struct listener *l, void *data)
+{
+	struct daemon *d = data;
+
+	d->l = NULL;
+	postback_close(d->pb, daemon__pb_closed, d);
+}
+
+void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data)
+{
+	d->stopping = true;
+	d->stop_cb = cb;
+	d->stop_data = data;
+	log_info("stopping: answering what is in flight", "component=%s", "daemon");
+	listener_close(d->l, daemon__listener_closed, d);
+}
+
+/* --------------------------------------------------------------- start */
+
+int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon **out,
+		 char *err, size_t errlen)
+{
+	struct db_config dc = { 0 };
+	struct postback_config pc = { 0 };
+	struct listener_config lc = { 0 };
+	struct daemon *d = calloc(1, sizeof(*d));
+	char msg[512];
+
+	*out = NULL;
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->loop = loop;
+	if (cfg->admin_token && *cfg->admin_token) {
+		d->token = strdup(cfg->admin_token);
+		if (!d->token) {
+			snprintf(err, errlen, "out of memory");
+			daemon__free(d);
+			return -1;
+		}
+	}
+	dc.conninfo = cfg->db;
+	dc.workers = cfg->db_workers ? cfg->db_workers : 2;
+	dc.queue_max = cfg->db_queue ? cfg->db_queue : 20000;
+	dc.group_max = cfg->commit_batch ? cfg->commit_batch : 500;
+	if (db_open(loop, &dc, &d->db, err, errlen) < 0) {
+		daemon__free(d);
+		return -1;
+	}
+	pc.db = d->db;
+	if (postback_open(loop, &pc, &d->pb, err, errlen) < 0) {
+		db_close(d->db, NULL, NULL);
+		daemon__free(d);
+		return -1;
+	}
+	if (cfg->timers && timers_start(loop, d->db, cfg->timers, &d->timers, err, errlen) < 0) {
+		d->stop_cb = NULL;
+		postback_close(d->pb, daemon__pb_closed, d);
+		return -1;
+	}
+	if (cfg->poller) {
+		struct poller_config poc = *cfg->poller;
+
+		poc.db = d->db;
+		if (poller_start(loop, &poc, &d->poller, err, errlen) < 0) {
+			d->stop_cb = NULL;
+			postback_close(d->pb, daemon__pb_closed, d);
+			return -1;
+		}
+	}
+	d->intake.db = d->db;
+	d->intake.token = d->token;
+	d->routes[0] = (struct listener_route){ LISTENER_GET, "/healthz", daemon__health, d };
+	d->routes[1] = (struct listener_route){ LISTENER_POST, "/api/leads", intake_handle, &d->intake };
+	d->routes[2] = (struct listener_route){ LISTENER_GET, "/click/{offer}", click_handle, d->db };
+	d->routes[3] = (struct listener_route){ LISTENER_GET | LISTENER_POST, "/{api_key}/s2s",
+						postback_handle, d->pb };
+	d->routes[4] = (struct listener_route){ LISTENER_POST, "/{api_key}", postback_handle, d->pb };
+	lc.addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
+	lc.routes = d->routes;
+	lc.nroutes = 5;
+	lc.limits = cfg->limits;
+	lc.refused = postback_refused;
+	lc.refused_data = d->pb;
+	if (listener_start(loop, &lc, &d->l, msg, sizeof(msg)) < 0) {
+		snprintf(err, errlen, "%s", msg);
+		d->stop_cb = NULL;
+		postback_close(d->pb, daemon__pb_closed, d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+int daemon_port(const struct daemon *d)
+{
+	return listener_port(d->l);
+}
+
+/* ----------------------------------------------------------------- run */
+
+struct daemon_main {
+	uv_signal_t term, intr, hup;
+	struct daemon *d;
+	bool stopping;
+};
+
+static void daemon__signal_closed(uv_handle_t *h)
+{
+}
+
+static void daemon__stopped(void *data)
+{
+	struct daemon_main *m = data;
+
+	m->d = NULL;
+	uv_close((uv_handle_t *)&m->term, daemon__signal_closed);
+	uv_close((uv_handle_t *)&m->intr, daemon__signal_closed);
+	uv_close((uv_handle_t *)&m->hup, daemon__signal_closed);
+	log_info("stopped", "component=%s", "daemon");
+}
+
+/* SIGHUP: reload the rules; one that no longer loads keeps its version. */
+static void daemon__hup(uv_signal_t *s, int signum)
+{
+	struct daemon_main *m = s->data;
+
+	if (m->d && m->d->poller && !m->stopping)
+		log_info("signal: rules reloaded", "failed=%d", poller_reload_rules(m->d->poller));
+}
+
+static void daemon__signal(uv_signal_t *s, int signum)
+{
+	struct daemon_main *m = s->data;
+
+	if (m->stopping) {
+		log_warn("second signal: exiting now", "signal=%d", signum);
+		exit(1);
+	}
+	m->stopping = true;
+	log_info("signal: stopping", "signal=%d", signum);
+	daemon_stop(m->d, daemon__stopped, m);
+}
+
+int daemon_run(const struct settings *s)
+{
+	struct daemon_config cfg = { 0 };
+	struct daemon_main m = { 0 };
+	struct timers_config tc;
+	struct poller_config poc;
+	uv_loop_t loop;
+	char err[512];
+	int rc = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (uv_loop_init(&loop) < 0) {
+		log_error("cannot start the event loop", "component=%s", "daemon");
+		return 1;
+	}
+	cfg.db = s->db;
+	cfg.listen = s->listen;
+	cfg.admin_token = s->admin_token;
+	cfg.db_workers = (unsigned)s->db_workers;
+	cfg.db_queue = (size_t)s->db_queue;
+	cfg.commit_batch = (size_t)s->commit_batch;
+	timers_config_from_settings(s, &tc);
+	cfg.timers = &tc;
+	poller_config_from_settings(&poc, s);
+	cfg.poller = &poc;
+	if (daemon_start(&loop, &cfg, &m.d, err, sizeof(err)) < 0) {
+		char q[600];
+
+		log_error("cannot start", "error=%s", log_quote(q, sizeof(q), err));
+		uv_run(&loop, UV_RUN_DEFAULT); /* closes what had started */
+		goto out;
+	}
+	uv_signal_init(&loop, &m.term);
+	uv_signal_init(&loop, &m.intr);
+	uv_signal_init(&loop, &m.hup);
+	m.term.data = m.intr.data = m.hup.data = &m;
+	uv_signal_start(&m.hup, daemon__hup, SIGHUP);
+	uv_signal_start(&m.term, daemon__signal, SIGTERM);
+	uv_signal_start(&m.intr, daemon__signal, SIGINT);
+	log_info("listening", "addr=%s port=%d intake=%s", cfg.listen, daemon_port(m.d),
+		 cfg.admin_token && *cfg.admin_token ? "on" : "off");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rc = 0;
+out:
+	if (uv_loop_close(&loop) != 0)
+		log_warn("event loop closed with handles open", "component=%s", "daemon");
+	return rc;
+}

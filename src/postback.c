@@ -1,0 +1,1627 @@
+/* postback: S2S postbacks: parsed on the loop, applied in groups on the
+ * database workers (one query to resolve, lead_apply in C, one statement to
+ * write, one commit), answered one by one; and the incoming-postback log
+ * (see postback.h). */
+#include "postback.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "buf.h"
+#include "click.h"
+#include "lead.h"
+#include "log.h"
+#include "status.h"
+#include "store.h"
+
+#define PB_KEY_MAX 255
+#define PB_MONEY_MAX INT64_C(99999999999999) /* cents: numeric(14,2) */
+#define PB_TRIES 3          /* attempts of a group that lost a unique-key race */
+#define PB_BACKLOG_MS 1000  /* how often the backlog is retried */
+#define PB_QUOTE_MAX 64     /* bytes of a client's value quoted in a message */
+#define PB_LOG_TRIES 5      /* writes of a log row that fails for its own reason */
+
+enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
+
+static const struct {
+	const char *name;
+	size_t max;
+} pb_params[PB_NPARAMS] = {
+	[PB_CLICK] = { "click_id", 64 },   [PB_REQUEST] = { "request_id", 255 },
+	[PB_ACTION] = { "action", 64 },    [PB_STATUS] = { "status", STATUS_WORD_MAX },
+	[PB_PRICE] = { "price", 32 },      [PB_CUSTOMER] = { "customer_id", 255 },
+};
+
+enum pb_cust { PB_CUST_NONE = 0, PB_CUST_ACTIVATE, PB_CUST_DEACTIVATE };
+
+/* One request: copied out of the listener's request on arrival, so the
+ * worker never touches the listener, and kept as a log row when the
+ * database is away. */
+struct pb_item {
+	struct db_job job;
+	struct postback *p;
+	struct listener_req *req; /* NULL once answered, and for backlog rows */
+	struct pb_item *next;     /* in the backlog */
+	int64_t at_us;
+	char remote[64];
+	char method[16];
+	const char *path; /* masked; static text */
+	char *query;      /* for the log: sanitised and cut; NULL when none */
+	char *body;
+	char *key;        /* the api key as sent; NULL when no key can match */
+	size_t key_len;
+	char *v[PB_NPARAMS]; /* parameters; NULL when absent */
+	int64_t price;       /* cents, when v[PB_PRICE] */
+	enum pb_cust cust;
+	int pre_status;      /* 0, or the answer the request itself earns */
+	char pre_err[256];
+	bool log_only;       /* the results are final: only the log row is written */
+	unsigned log_tries;  /* failed writes of the log row alone */
+	/* results */
+	int http;
+	const char *outcome;
+	char err[256];
+	int64_t advertiser;
+	int64_t lead;
+	bool duplicate;
+	bool active;
+};
+
+struct postback {
+	uv_loop_t *loop;
+	struct db *db;
+	struct postback_config cfg;
+	uv_timer_t timer;
+	struct pb_item *backlog, *backlog_tail;
+	size_t nbacklog;
+	size_t backlog_bytes;
+	size_t inflight; /* items submitted and not completed */
+	bool closing;
+	bool flushed;    /* the last backlog flush at close was sent */
+	void (*close_cb)(void *data);
+	void *close_data;
+	struct postback_stats st;
+};
+
+/* --------------------------------------------------------------- text */
+
+/* s as a short, printable quotation for a message. */
+static const char *pb__quote(char *out, size_t outlen, const char *s)
+{
+	struct buf b;
+	size_t n = strlen(s);
+
+	buf_init(&b, 4 * PB_QUOTE_MAX + 8);
+	if (buf_add_text(&b, s, n > PB_QUOTE_MAX ? PB_QUOTE_MAX : n) < 0) {
+		snprintf(out, outlen, "?");
+	} else {
+		buf_cut_utf8(&b, PB_QUOTE_MAX);
+		snprintf(out, outlen, "%s%s", b.p ? b.p : "", n > PB_QUOTE_MAX ? "..." : "");
+	}
+	buf_release(&b);
+	return out;
+}
+
+/* A client's bytes for the log: valid UTF-8 text, at most max bytes. */
+static char *pb__logtext(const char *s, size_t n, size_t max)
+{
+	struct buf b;
+	char *out = NULL;
+
+	if (!n)
+		return NULL;
+	buf_init(&b, 4 * max + 16);
+	if (buf_add_text(&b, s, n > max ? max : n) == 0) {
+		buf_cut_utf8(&b, max);
+		if (n > max && buf_adds(&b, "...") < 0)
+			buf_cut_utf8(&b, b.len);
+		out = buf_steal(&b);
+	}
+	buf_release(&b);
+	return out;
+}
+
+/* The status word compared as status_postback() would: trimmed, any case. */
+static enum pb_cust pb__cust_word(const char *s)
+{
+	size_t n;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 8 && strncasecmp(s, "activate", 8) == 0)
+		return PB_CUST_ACTIVATE;
+	if (n == 10 && strncasecmp(s, "deactivate", 10) == 0)
+		return PB_CUST_DEACTIVATE;
+	return PB_CUST_NONE;
+}
+
+/* ------------------------------------------------------ request parsing */
+
+__attribute__((format(printf, 3, 4)))
+static void pb__pre(struct pb_item *it, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (it->pre_status)
+		return; /* the first problem is the one answered */
+	it->pre_status = status;
+	va_start(ap, fmt);
+	vsnprintf(it->pre_err, sizeof(it->pre_err), fmt, ap);
+	va_end(ap);
+}
+
+/* Takes one parameter's value. An empty value counts as absent. */
+static void pb__set(struct pb_item *it, int k, const char *s, size_t n)
+{
+	if (it->v[k] || !s || !n)
+		return;
+	if (!buf_utf8_ok(s, n)) {
+		pb__pre(it, 400, "'%s' is not valid UTF-8 text or holds a NUL byte", pb_params[k].name);
+		return;
+	}
+	if (n > pb_params[k].max) {
+		pb__pre(it, 400, "'%s' is longer than %zu bytes", pb_params[k].name, pb_params[k].max);
+		return;
+	}
+	it->v[k] = strndup(s, n);
+	if (!it->v[k])
+		pb__pre(it, 500, "out of memory");
+}
+
+static void pb__from_form(struct pb_item *it, const struct listener_form *f)
+{
+	int k;
+
+	for (k = 0; k < PB_NPARAMS; k++) {
+		size_t n = 0;
+		const char *s = listener_form_get(f, pb_params[k].name, &n);
+
+		pb__set(it, k, s, n);
+	}
+}
+
+static bool pb__json_body(const char *ctype, const char *body, size_t len)
+{
+	size_t i;
+
+	if (ctype && (strncasecmp(ctype, "application/json", 16) == 0 || strstr(ctype, "+json")))
+		return true;
+	if (ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0)
+		return false;
+	for (i = 0; i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' ||
+				body[i] == '\n'); i++)
+		;
+	return i < len && (body[i] == '{' || body[i] == '[');
+}
+
+/* cJSON cuts a string at an escaped NUL; such a body is refused. */
+static bool pb__json_has_nul(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + 6 <= n; i++)
+		if (s[i] == '\\' && s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' &&
+		    s[i + 4] == '0' && s[i + 5] == '0')
+			return true;
+	return false;
+}
+
+static void pb__from_json(struct pb_item *it, const char *body, size_t len)
+{
+	const char *end = NULL;
+	cJSON *root;
+	int k;
+
+	root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+	if (!root) {
+		size_t at = end && end >= body ? (size_t)(end - body) : 0;
+		const unsigned char *u = (const unsigned char *)body + at;
+
+		if (at + 3 <= len && u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0x9c || u[2] == 0x9d))
+			pb__pre(it, 400, "malformed JSON at byte %zu: a typographic quote where '\"' belongs",
+				at + 1);
+		else
+			pb__pre(it, 400, "malformed JSON at byte %zu", at + 1);
+		return;
+	}
+	for (; end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
+					   *end == '\n'); end++)
+		;
+	if (end && end < body + len) {
+		pb__pre(it, 400, "malformed JSON: text after the object at byte %zu",
+			(size_t)(end - body) + 1);
+		goto out;
+	}
+	if (!cJSON_IsObject(root)) {
+		pb__pre(it, 400, "the body must be one JSON object");
+		goto out;
+	}
+	if (pb__json_has_nul(body, len)) {
+		pb__pre(it, 400, "a JSON string holds a NUL character");
+		goto out;
+	}
+	for (k = 0; k < PB_NPARAMS; k++) {
+		const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, pb_params[k].name);
+		char tmp[64];
+		double d;
+
+		if (!x || cJSON_IsNull(x))
+			continue;
+		if (cJSON_IsString(x)) {
+			pb__set(it, k, x->valuestring, strlen(x->valuestring));
+			continue;
+		}
+		if (!cJSON_IsNumber(x)) {
+			pb__pre(it, 400, "'%s' must be a string or a number", pb_params[k].name);
+			continue;
+		}
+		d = x->valuedouble;
+		if (d == floor(d) && fabs(d) < 9007199254740992.0)
+			snprintf(tmp, sizeof(tmp), "%.0f", d);
+		else
+			snprintf(tmp, sizeof(tmp), "%.15g", d);
+		pb__set(it, k, tmp, strlen(tmp));
+	}
+out:
+	cJSON_Delete(root);
+}
+
+/* Reads the parameters and checks what can be checked without the
+ * database; the first problem becomes pre_status/pre_err. */
+static void pb__parse(struct pb_item *it, struct listener_req *req)
+{
+	static const int need_lead[] = { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS };
+	static const int need_cust[] = { PB_CLICK, PB_CUSTOMER, PB_STATUS };
+	const int *need;
+	size_t nneed, i, blen = 0;
+	const char *body = listener_req_body(req, &blen);
+	char missing[160] = "", q[4 * PB_QUOTE_MAX + 8];
+	char uuid[37];
+
+	if (listener_req_method(req) == LISTENER_POST && blen) {
+		if (pb__json_body(listener_req_header(req, "content-type"), body, blen)) {
+			pb__from_json(it, body, blen);
+		} else {
+			const struct listener_form *f = listener_req_body_form(req);
+
+			if (!f)
+				pb__pre(it, 500, "out of memory");
+			else
+				pb__from_form(it, f);
+		}
+	}
+	pb__from_form(it, listener_req_query_form(req));
+	if (it->pre_status)
+		return;
+	it->cust = it->v[PB_STATUS] ? pb__cust_word(it->v[PB_STATUS]) : PB_CUST_NONE;
+	need = it->cust ? need_cust : need_lead;
+	nneed = it->cust ? 3 : 4;
+	for (i = 0; i < nneed; i++)
+		if (!it->v[need[i]]) {
+			size_t m = strlen(missing);
+
+			snprintf(missing + m, sizeof(missing) - m, "%s'%s'", m ? ", " : "",
+				 pb_params[need[i]].name);
+		}
+	if (*missing) {
+		pb__pre(it, 400, "missing %s", missing);
+		return;
+	}
+	if (!click_uuid_parse(it->v[PB_CLICK], uuid)) {
+		pb__pre(it, 400, "'click_id' must be a UUID like c7e2206f-03af-49fa-9046-dd6aeaa44e9b, "
+			"not '%s'", pb__quote(q, sizeof(q), it->v[PB_CLICK]));
+		return;
+	}
+	memcpy(it->v[PB_CLICK], uuid, 37);
+	if (it->v[PB_PRICE] && (lead_money_parse(it->v[PB_PRICE], &it->price) < 0 ||
+				it->price < 0 || it->price > PB_MONEY_MAX))
+		pb__pre(it, 400, "'price' must be an amount like 30 or 30.50, not '%s'",
+			pb__quote(q, sizeof(q), it->v[PB_PRICE]));
+}
+
+static void pb__item_free(struct pb_item *it)
+{
+	int k;
+
+	if (!it)
+		return;
+	for (k = 0; k < PB_NPARAMS; k++)
+		free(it->v[k]);
+	free(it->query);
+	free(it->body);
+	free(it->key);
+	free(it);
+}
+
+static struct pb_item *pb__item_new(struct postback *p, struct listener_req *req)
+{
+	struct pb_item *it = calloc(1, sizeof(*it));
+	const char *path = listener_req_path(req), *q = listener_req_query(req), *key, *body;
+	size_t plen = strlen(path), klen = 0, blen = 0;
+	struct timeval tv;
+
+	if (!it)
+		return NULL;
+	it->p = p;
+	it->req = req;
+	gettimeofday(&tv, NULL);
+	it->at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	snprintf(it->remote, sizeof(it->remote), "%s", listener_req_remote(req));
+	snprintf(it->method, sizeof(it->method), "%s", listener_req_method_name(req));
+	it->path = plen >= 4 && strcmp(path + plen - 4, "/s2s") == 0 ? "/***/s2s" : "/***";
+	body = listener_req_body(req, &blen);
+	it->query = pb__logtext(q, strlen(q), POSTBACK_LOG_QUERY_MAX);
+	it->body = pb__logtext(body, blen, POSTBACK_LOG_BODY_MAX);
+	if ((q[0] && !it->query) || (blen && !it->body))
+		goto oom;
+	/* a key no advertiser can have is simply unknown (403) */
+	key = listener_req_param(req, "api_key", &klen);
+	if (key && klen && klen <= PB_KEY_MAX && buf_utf8_ok(key, klen)) {
+		it->key = strndup(key, klen);
+		it->key_len = klen;
+		if (!it->key)
+			goto oom;
+	}
+	return it;
+oom:
+	pb__item_free(it);
+	return NULL;
+}
+
+/* ------------------------------------------------------ worker: resolve */
+
+/* The resolve query: for each postback, its advertiser, the click's offer
+ * and goal, the lead with that request_id, the customer, a log id and, when
+ * the lead is new, a lead id. Leads are locked one by one in (offer,
+ * request_id) order, the order new leads are inserted in, so concurrent
+ * groups wait for each other and never deadlock; each is looked up by the
+ * unique (offer, request_id) index whatever the statistics say (a lateral
+ * lookup), and read by the locking scan itself, so a lead another
+ * transaction changed while we waited is seen as it is now. */
+static const char pb_resolve_sql[] =
+	"WITH x AS MATERIALIZED ("
+	" SELECT * FROM json_to_recordset($1::json)"
+	"  AS x(i integer, k text, c uuid, r text, a text, u text)"
+	"), q AS ("
+	" SELECT pg_get_serial_sequence('postbacks_in', 'id')::regclass AS pbs,"
+	"  pg_get_serial_sequence('leads', 'id')::regclass AS ls"
+	"), lk AS MATERIALIZED ("
+	" SELECT l.* FROM ("
+	"  SELECT DISTINCT cl.offer, x.r FROM x JOIN clicks cl ON cl.id = x.c"
+	"  JOIN offers o ON o.id = cl.offer JOIN advertisers a ON a.id = o.advertiser"
+	"  WHERE x.r IS NOT NULL AND a.api_key = x.k ORDER BY cl.offer, x.r) q"
+	" CROSS JOIN LATERAL ("
+	"  SELECT l.id, l.offer, l.request_id, l.status, l.reason, l.base, l.counts, l.curr,"
+	"  l.goal, l.wm, l.pay, l.ref, l.cash_curr, extract(epoch FROM l.created)::bigint AS cr,"
+	"  extract(epoch FROM l.approved_at)::bigint AS ap,"
+	"  extract(epoch FROM l.hold_until)::bigint AS hu, l.click"
+	"  FROM leads l WHERE l.offer = q.offer AND l.request_id = q.r FOR UPDATE) l"
+	")"
+	" SELECT x.i, a.id, a.api_key, o.id, o.advertiser, o.hold_days, o.reject_reason,"
+	"  o.cancel_approved, o.status_words::text,"
+	"  EXISTS (SELECT 1 FROM goals rg WHERE rg.offer = o.id AND rg.payout = 'recurring'),"
+	"  g.id, g.payout, g.wm, g.pay, g.ref, g.currency,"
+	"  lk.id, lk.status, lk.reason, lk.base, lk.counts, lk.curr, lk.goal, lk.wm, lk.pay,"
+	"  lk.ref, lk.cash_curr, lk.cr, lk.ap, lk.hu, lk.click,"
+	"  cu.active, nextval(q.pbs),"
+	"  CASE WHEN lk.id IS NULL AND x.r IS NOT NULL AND o.id IS NOT NULL THEN nextval(q.ls) END"
+	" FROM x CROSS JOIN q"
+	" LEFT JOIN advertisers a ON a.api_key = x.k"
+	" LEFT JOIN clicks cl ON cl.id = x.c"
+	" LEFT JOIN offers o ON o.id = cl.offer"
+	" LEFT JOIN goals g ON g.offer = o.id AND g.code = x.a"
+	" LEFT JOIN lk ON lk.offer = o.id AND lk.request_id = x.r"
+	" LEFT JOIN customers cu ON cu.offer = o.id AND cu.customer_id = x.u"
+	" ORDER BY x.i";
+
+enum {
+	R_I, R_ADV, R_KEY, R_OFFER, R_OFFER_ADV, R_HOLD_DAYS, R_REJECT_REASON, R_CANCEL_APPROVED,
+	R_WORDS, R_RECURRING, R_GOAL, R_PAYOUT, R_GWM, R_GPAY, R_GREF, R_GCURR, R_LID, R_LSTATUS,
+	R_LREASON, R_LBASE, R_LCOUNTS, R_LCURR, R_LGOAL, R_LWM, R_LPAY, R_LREF, R_LCASH_CURR,
+	R_LCREATED, R_LAPPROVED, R_LHOLD, R_LCLICK, R_CACTIVE, R_LOG_ID, R_NEW_ID, R_NCOLS
+};
+
+/* The write: new leads, changed leads, history rows, customers and the
+ * log rows, one statement. New leads go in (offer, request_id) order and
+ * customers in (offer, customer_id) order, so that two groups racing for
+ * the same keys wait for each other instead of deadlocking. */
+static const char pb_write_sql[] =
+	"WITH nl AS ("
+	" INSERT INTO leads (id, offer, request_id, customer_id, click, goal, status, reason,"
+	"  base, counts, curr, wm, pay, ref, cash_curr, created, approved_at, hold_until)"
+	" SELECT x.id, x.offer, x.r, x.u, x.c, x.g, x.s, x.rs, x.b, x.n, x.cu, x.wm, x.pay,"
+	"  x.ref, x.cc, to_timestamp(x.cr), to_timestamp(x.ap), to_timestamp(x.hu)"
+	" FROM json_to_recordset($1::json) AS x(id bigint, offer bigint, r text, u text, c uuid,"
+	"  g bigint, s smallint, rs smallint, b numeric, n integer, cu integer, wm numeric,"
+	"  pay numeric, ref numeric, cc integer, cr bigint, ap bigint, hu bigint)"
+	" ORDER BY x.offer, x.r"
+	"), ul AS ("
+	" UPDATE leads l SET goal = x.g, status = x.s, reason = x.rs, base = x.b, counts = x.n,"
+	"  curr = x.cu, wm = x.wm, pay = x.pay, ref = x.ref, cash_curr = x.cc,"
+	"  approved_at = to_timestamp(x.ap), hold_until = to_timestamp(x.hu), updated = now()"
+	" FROM json_to_recordset($2::json) AS x(id bigint, g bigint, s smallint, rs smallint,"
+	"  b numeric, n integer, cu integer, wm numeric, pay numeric, ref numeric, cc integer,"
+	"  ap bigint, hu bigint)"
+	" WHERE l.id = x.id"
+	"), hi AS ("
+	" INSERT INTO lead_history (lead, source, source_id, before, after)"
+	" SELECT x.lead, x.src, x.sid, x.b, x.a"
+	" FROM json_to_recordset($3::json) AS x(lead bigint, src text, sid bigint, b jsonb, a jsonb)"
+	"), cu AS ("
+	" INSERT INTO customers AS t (offer, customer_id, click, active)"
+	" SELECT x.offer, x.u, x.c, x.act"
+	" FROM json_to_recordset($4::json) AS x(offer bigint, u text, c uuid, act boolean)"
+	" ORDER BY x.offer, x.u"
+	" ON CONFLICT (offer, customer_id) DO UPDATE SET active = EXCLUDED.active, updated = now()"
+	"), pb AS ("
+	" INSERT INTO postbacks_in (id, at, remote, method, path, query, body, advertiser,"
+	"  http_status, outcome, error, lead) OVERRIDING SYSTEM VALUE"
+	" SELECT x.id, to_timestamp((x.at / 1000000.0)::double precision), x.remote, x.m, x.p,"
+	"  x.q, x.body, x.adv, x.st, x.oc, x.e, x.lead"
+	" FROM json_to_recordset($5::json) AS x(id bigint, at bigint, remote text, m text, p text,"
+	"  q text, body text, adv bigint, st integer, oc text, e text, lead bigint)"
+	")"
+	" SELECT 1";
+
+/* A lead the group touches, as it stands after the postbacks so far. */
+struct pb_lslot {
+	int64_t offer;
+	const char *rid;
+	struct lead cur;
+	char click[37]; /* "" when none */
+	const char *customer;
+	bool is_new;
+	bool dirty;
+};
+
+/* A customer the group touches. state: -1 unknown, 0 inactive, 1 active. */
+struct pb_cslot {
+	int64_t offer;
+	const char *cust;
+	const char *click;
+	int state;
+	bool dirty;
+};
+
+struct pb_words {
+	int64_t offer;
+	struct status_words *w;
+};
+
+/* One attempt at a group. */
+struct pb_txn {
+	PGconn *c;
+	struct pb_item **items;
+	size_t n;
+	PGresult *res;
+	struct pb_lslot *ls;
+	size_t nls;
+	struct pb_cslot *cs;
+	size_t ncs;
+	struct pb_words *ow;
+	size_t now_;
+	int64_t now;
+	struct buf hist, newl, updl, cust, log;
+	char err[512];
+};
+
+static bool pb__null(const struct pb_txn *t, int row, int col)
+{
+	return PQgetisnull(t->res, row, col);
+}
+
+static const char *pb__s(const struct pb_txn *t, int row, int col)
+{
+	return PQgetvalue(t->res, row, col);
+}
+
+static int64_t pb__i(const struct pb_txn *t, int row, int col)
+{
+	return PQgetisnull(t->res, row, col) ? 0 : strtoll(PQgetvalue(t->res, row, col), NULL, 10);
+}
+
+static int64_t pb__money(const struct pb_txn *t, int row, int col)
+{
+	int64_t v = 0;
+
+	if (!PQgetisnull(t->res, row, col) && lead_money_parse(PQgetvalue(t->res, row, col), &v) < 0)
+		v = 0;
+	return v;
+}
+
+static bool pb__b(const struct pb_txn *t, int row, int col)
+{
+	return !PQgetisnull(t->res, row, col) && PQgetvalue(t->res, row, col)[0] == 't';
+}
+
+/* The offer's status words ({"word": STATUS} or {"word": {"status": S,
+ * "reason": R, "accept": true}}), parsed once per group; NULL for none. A
+ * word that does not parse is skipped (import validated them). */
+static struct status_words *pb__words(struct pb_txn *t, int64_t offer, const char *json)
+{
+	struct status_words *w = NULL;
+	cJSON *root = NULL;
+	const cJSON *e;
+	size_t i;
+
+	for (i = 0; i < t->now_; i++)
+		if (t->ow[i].offer == offer)
+			return t->ow[i].w;
+	if (strcmp(json, "{}") != 0) {
+		root = cJSON_Parse(json);
+		w = root ? status_words_new() : NULL;
+	}
+	if (!w) {
+		cJSON_Delete(root);
+		root = NULL;
+	}
+	cJSON_ArrayForEach(e, root) {
+		struct status_match m = { 0, 0, false };
+		const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "status");
+		const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "reason");
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "accept");
+
+		if (cJSON_IsNumber(e)) {
+			m.status = (int)e->valuedouble;
+		} else {
+			m.status = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
+			m.reason = cJSON_IsNumber(r) ? (int)r->valuedouble : 0;
+			m.accept = cJSON_IsTrue(a);
+		}
+		if (status_words_add(w, e->string, m) < 0)
+			log_warn("offer status word skipped", "offer=%" PRId64, offer);
+	}
+	cJSON_Delete(root);
+	t->ow[t->now_].offer = offer;
+	t->ow[t->now_].w = w;
+	t->now_++;
+	return w;
+}
+
+/* ------------------------------------------------------ worker: results */
+
+__attribute__((format(printf, 4, 5)))
+static void pb__result(struct pb_item *it, int http, const char *outcome, const char *fmt, ...)
+{
+	va_list ap;
+
+	it->http = http;
+	it->outcome = outcome;
+	it->err[0] = '\0';
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(it->err, sizeof(it->err), fmt, ap);
+		va_end(ap);
+	}
+}
+
+static int pb__json_int_or_null(struct buf *b, const char *name, int64_t v)
+{
+	return v ? buf_addf(b, ",\"%s\":%" PRId64, name, v) : buf_addf(b, ",\"%s\":null", name);
+}
+
+static int pb__json_str_or_null(struct buf *b, const char *name, const char *s)
+{
+	if (!s || !*s)
+		return buf_addf(b, ",\"%s\":null", name);
+	if (buf_addf(b, ",\"%s\":", name) < 0)
+		return -1;
+	return buf_add_json_str(b, s, strlen(s));
+}
+
+static int pb__json_money(struct buf *b, const char *name, int64_t cents)
+{
+	char m[32];
+
+	if (lead_money_format(cents, m, sizeof(m)) < 0)
+		return -1;
+	return buf_addf(b, ",\"%s\":%s", name, m);
+}
+
+static int pb__json_sep(struct buf *b)
+{
+	return buf_addc(b, b->len ? ',' : '[');
+}
+
+/* One history row: the change from a to b (a NULL: a new lead). */
+static int pb__history(struct pb_txn *t, const struct pb_lslot *s, const struct lead *a,
+		       const struct lead *b, enum lead_source src, int64_t log_id)
+{
+	static const struct lead blank;
+	struct buf before, after;
+	char tm[32];
+	int rc = -1;
+
+	buf_init(&before, 1 << 16);
+	buf_init(&after, 1 << 16);
+	if (lead_diff(a ? a : &blank, b, &before, &after) < 0)
+		goto out;
+	if (!a) {
+		/* a new lead: before is {}, after its fields that are set,
+		 * also those lead_diff() leaves to set-based writers */
+		buf_reset(&before);
+		if (buf_adds(&before, "{}") < 0 || lead_time_format(b->created, tm, sizeof(tm)) < 0)
+			goto out;
+		after.len--; /* the closing brace */
+		if (buf_addf(&after, "%s\"created\":\"%s\"", after.len > 1 ? "," : "", tm) < 0 ||
+		    (s->click[0] && buf_addf(&after, ",\"click_id\":\"%s\"", s->click) < 0) ||
+		    (s->rid && (buf_adds(&after, ",\"request_id\":") < 0 ||
+				buf_add_json_str(&after, s->rid, strlen(s->rid)) < 0)) ||
+		    (s->customer && (buf_adds(&after, ",\"customer_id\":") < 0 ||
+				     buf_add_json_str(&after, s->customer, strlen(s->customer)) < 0)) ||
+		    buf_addc(&after, '}') < 0)
+			goto out;
+	}
+	if (pb__json_sep(&t->hist) < 0 ||
+	    buf_addf(&t->hist,
+		     "{\"lead\":%" PRId64 ",\"src\":\"%s\",\"sid\":%" PRId64 ",\"b\":%s,\"a\":%s}",
+		     b->id, lead_source_name(src), log_id, before.p, after.p) < 0)
+		goto out;
+	rc = 0;
+out:
+	buf_release(&before);
+	buf_release(&after);
+	return rc;
+}
+
+static struct pb_lslot *pb__lslot(struct pb_txn *t, int64_t offer, const char *rid)
+{
+	size_t i;
+
+	for (i = 0; i < t->nls; i++)
+		if (t->ls[i].offer == offer && strcmp(t->ls[i].rid, rid) == 0)
+			return &t->ls[i];
+	return NULL;
+}
+
+static struct pb_cslot *pb__cslot(struct pb_txn *t, int64_t offer, const char *cust, int row)
+{
+	struct pb_cslot *s;
+	size_t i;
+
+	for (i = 0; i < t->ncs; i++)
+		if (t->cs[i].offer == offer && strcmp(t->cs[i].cust, cust) == 0)
+			return &t->cs[i];
+	s = &t->cs[t->ncs++];
+	s->offer = offer;
+	s->cust = cust;
+	s->click = NULL;
+	s->dirty = false;
+	s->state = pb__null(t, row, R_CACTIVE) ? -1 : pb__b(t, row, R_CACTIVE);
+	return s;
+}
+
+/* The lead edit a recognised word asks for. */
+static void pb__edit(const struct status_match *m, struct lead_edit *e)
+{
+	memset(e, 0, sizeof(*e));
+	if (m->accept || status_is_approved(m->status)) {
+		e->set = LF_ACCEPT;
+		e->accept = true;
+		if (m->status > LS_PACKING) {
+			e->set |= LF_STATUS;
+			e->status = m->status;
+		}
+	} else if (m->status == LS_CANCEL) {
+		e->set = LF_STATUS;
+		e->status = LS_CANCEL;
+		if (m->reason) {
+			e->set |= LF_REASON;
+			e->reason = m->reason;
+		}
+	} else {
+		e->set = LF_STATUS;
+		e->status = LS_PROCESSING; /* seed 000's hold: not yet confirmed */
+	}
+}
+
+static void pb__customer(struct pb_txn *t, struct pb_item *it, int row, int64_t offer)
+{
+	const char *cust = it->v[PB_CUSTOMER];
+	char q[4 * PB_QUOTE_MAX + 8];
+	struct pb_cslot *s;
+	bool on = it->cust == PB_CUST_ACTIVATE;
+
+	if (!pb__b(t, row, R_RECURRING)) {
+		pb__result(it, 400, "invalid", "offer %" PRId64 " has no recurring goal: '%s' is for "
+			   "recurring customers", offer, on ? "activate" : "deactivate");
+		return;
+	}
+	s = pb__cslot(t, offer, cust, row);
+	it->active = on;
+	if (!on && s->state < 0) {
+		pb__result(it, 404, "invalid", "unknown customer_id '%s' of offer %" PRId64,
+			   pb__quote(q, sizeof(q), cust), offer);
+		return;
+	}
+	if (s->state == (int)on) {
+		it->duplicate = true;
+		pb__result(it, 200, "duplicate", NULL);
+		return;
+	}
+	if (s->state < 0)
+		s->click = it->v[PB_CLICK];
+	s->state = on;
+	s->dirty = true;
+	pb__result(it, 200, on ? "activated" : "deactivated", NULL);
+}
+
+/* A lead postback whose advertiser, click and offer are known. */
+static void pb__lead(struct pb_txn *t, struct pb_item *it, int row, int64_t offer)
+{
+	char q[4 * PB_QUOTE_MAX + 8], msg[256];
+	const char *word = it->v[PB_STATUS], *rid = it->v[PB_REQUEST];
+	struct lead_offer lo;
+	struct lead_goal g;
+	struct lead_edit e;
+	struct status_match m;
+	struct pb_lslot *s;
+	struct lead next;
+	enum lead_source src = SOURCE_POSTBACK;
+	enum lead_result r;
+	int64_t log_id = pb__i(t, row, R_LOG_ID);
+
+	if (!status_postback(pb__words(t, offer, pb__s(t, row, R_WORDS)), word, strlen(word), &m)) {
+		pb__result(it, 400, "invalid", "unknown status '%s': send hold, approved or rejected "
+			   "(or a word of their lists)", pb__quote(q, sizeof(q), word));
+		return;
+	}
+	if (m.status == LS_DELETED) {
+		pb__result(it, 400, "invalid", "status '%s' means deleted, which a postback cannot set",
+			   pb__quote(q, sizeof(q), word));
+		return;
+	}
+	if (pb__null(t, row, R_GOAL)) {
+		pb__result(it, 400, "invalid", "unknown action '%s' of offer %" PRId64,
+			   pb__quote(q, sizeof(q), it->v[PB_ACTION]), offer);
+		return;
+	}
+	memset(&g, 0, sizeof(g));
+	g.id = pb__i(t, row, R_GOAL);
+	g.payout = strcmp(pb__s(t, row, R_PAYOUT), "percent") == 0     ? PAYOUT_PERCENT
+		   : strcmp(pb__s(t, row, R_PAYOUT), "recurring") == 0 ? PAYOUT_RECURRING
+								       : PAYOUT_FIXED;
+	g.wm = pb__money(t, row, R_GWM);
+	g.pay = pb__money(t, row, R_GPAY);
+	g.ref = pb__money(t, row, R_GREF);
+	g.curr = (int)pb__i(t, row, R_GCURR);
+	if (g.payout == PAYOUT_PERCENT && !it->v[PB_PRICE]) {
+		pb__result(it, 400, "invalid", "missing 'price': action '%s' of offer %" PRId64
+			   " pays a percent of it", pb__quote(q, sizeof(q), it->v[PB_ACTION]), offer);
+		return;
+	}
+	if (g.payout == PAYOUT_RECURRING && !it->v[PB_CUSTOMER]) {
+		pb__result(it, 400, "invalid", "missing 'customer_id': action '%s' of offer %" PRId64
+			   " is recurring", pb__quote(q, sizeof(q), it->v[PB_ACTION]), offer);
+		return;
+	}
+	lo.hold_days = (int)pb__i(t, row, R_HOLD_DAYS);
+	lo.reject_reason = (int)pb__i(t, row, R_REJECT_REASON);
+	lo.cancel_approved = pb__b(t, row, R_CANCEL_APPROVED);
+	pb__edit(&m, &e);
+
+	s = pb__lslot(t, offer, rid);
+	if (!s && !pb__null(t, row, R_LID)) {
+		/* known to the database: the row locked by the resolve */
+		s = &t->ls[t->nls++];
+		memset(s, 0, sizeof(*s));
+		s->offer = offer;
+		s->rid = rid;
+		s->cur.id = pb__i(t, row, R_LID);
+		s->cur.offer = offer;
+		s->cur.status = (int)pb__i(t, row, R_LSTATUS);
+		s->cur.reason = (int)pb__i(t, row, R_LREASON);
+		s->cur.base = pb__money(t, row, R_LBASE);
+		s->cur.counts = (int)pb__i(t, row, R_LCOUNTS);
+		s->cur.curr = (int)pb__i(t, row, R_LCURR);
+		s->cur.goal = pb__i(t, row, R_LGOAL);
+		s->cur.wm = pb__money(t, row, R_LWM);
+		s->cur.pay = pb__money(t, row, R_LPAY);
+		s->cur.ref = pb__money(t, row, R_LREF);
+		s->cur.cash_curr = (int)pb__i(t, row, R_LCASH_CURR);
+		s->cur.created = pb__i(t, row, R_LCREATED);
+		s->cur.approved_at = pb__i(t, row, R_LAPPROVED);
+		s->cur.hold_until = pb__i(t, row, R_LHOLD);
+		if (!pb__null(t, row, R_LCLICK))
+			snprintf(s->click, sizeof(s->click), "%s", pb__s(t, row, R_LCLICK));
+	}
+	if (s) {
+		it->lead = s->cur.id;
+		if (s->click[0] && strcmp(s->click, it->v[PB_CLICK]) != 0) {
+			pb__result(it, 409, "refused", "request_id '%s' of offer %" PRId64
+				   " belongs to another click_id", pb__quote(q, sizeof(q), rid), offer);
+			return;
+		}
+		if (s->cur.goal && s->cur.goal != g.id) {
+			pb__result(it, 409, "refused", "request_id '%s' of offer %" PRId64
+				   " is a conversion of another action", pb__quote(q, sizeof(q), rid),
+				   offer);
+			return;
+		}
+		if (e.status == LS_CANCEL && status_is_approved(s->cur.status))
+			src = SOURCE_CHARGEBACK;
+		r = lead_apply(&s->cur, &lo, &g, &e, src, t->now, &next, msg, sizeof(msg));
+		if (r == LEAD_REFUSED) {
+			pb__result(it, 409, "refused", "%s", msg);
+			return;
+		}
+		if (r == LEAD_UNCHANGED) {
+			it->duplicate = true;
+			pb__result(it, 200, "duplicate", NULL);
+			return;
+		}
+		/* a real change carries the price along, and a goal to a lead
+		 * that had none */
+		if (it->v[PB_PRICE] && it->price != s->cur.base) {
+			e.set |= LF_BASE;
+			e.base = it->price;
+		}
+		if (!s->cur.goal) {
+			e.set |= LF_GOAL;
+			e.goal = g.id;
+			e.new_goal = &g;
+		}
+		if (lead_apply(&s->cur, &lo, &g, &e, src, t->now, &next, msg, sizeof(msg)) ==
+		    LEAD_REFUSED) {
+			pb__result(it, 409, "refused", "%s", msg);
+			return;
+		}
+		if (pb__history(t, s, &s->cur, &next, src, log_id) < 0) {
+			pb__result(it, 500, "error", "history row too large");
+			return;
+		}
+		s->cur = next;
+		s->dirty = true;
+		pb__result(it, 200, src == SOURCE_CHARGEBACK ? "chargeback" : "updated", NULL);
+		return;
+	}
+
+	/* a new conversion */
+	if (pb__null(t, row, R_NEW_ID)) {
+		pb__result(it, 500, "error", "no lead id drawn for a new lead");
+		return;
+	}
+	if (g.payout == PAYOUT_RECURRING) {
+		struct pb_cslot *cs = pb__cslot(t, offer, it->v[PB_CUSTOMER], row);
+
+		if (cs->state != 1) {
+			pb__result(it, 409, "refused", "customer_id '%s' of offer %" PRId64
+				   " is not active: activate it first",
+				   pb__quote(q, sizeof(q), it->v[PB_CUSTOMER]), offer);
+			return;
+		}
+	}
+	s = &t->ls[t->nls];
+	memset(s, 0, sizeof(*s));
+	s->offer = offer;
+	s->rid = rid;
+	s->customer = it->v[PB_CUSTOMER];
+	snprintf(s->click, sizeof(s->click), "%s", it->v[PB_CLICK]);
+	s->is_new = true;
+	s->cur.id = pb__i(t, row, R_NEW_ID);
+	s->cur.offer = offer;
+	s->cur.status = LS_PROCESSING;
+	s->cur.goal = g.id;
+	s->cur.base = it->v[PB_PRICE] ? it->price : 0;
+	s->cur.counts = 1;
+	s->cur.curr = g.curr;
+	s->cur.created = t->now;
+	if (e.status != LS_PROCESSING &&
+	    lead_apply(&s->cur, &lo, &g, &e, src, t->now, &s->cur, msg, sizeof(msg)) == LEAD_REFUSED) {
+		pb__result(it, 409, "refused", "%s", msg);
+		return;
+	}
+	if (pb__history(t, s, NULL, &s->cur, src, log_id) < 0) {
+		pb__result(it, 500, "error", "history row too large");
+		return;
+	}
+	t->nls++;
+	s->dirty = true;
+	it->lead = s->cur.id;
+	pb__result(it, 200, "created", NULL);
+}
+
+/* Decides one postback of the group. */
+static void pb__decide(struct pb_txn *t, struct pb_item *it, int row)
+{
+	char q[4 * PB_QUOTE_MAX + 8];
+	int64_t adv = pb__i(t, row, R_ADV), offer;
+	const char *key = pb__s(t, row, R_KEY);
+
+	if (it->log_only) {
+		if (adv && it->key && buf_ct_equal(key, strlen(key), it->key, it->key_len))
+			it->advertiser = adv;
+		return;
+	}
+	it->advertiser = 0;
+	it->lead = 0;
+	it->duplicate = false;
+	if (!adv || !it->key || !buf_ct_equal(key, strlen(key), it->key, it->key_len)) {
+		pb__result(it, 403, "invalid", "unknown api key");
+		return;
+	}
+	it->advertiser = adv;
+	if (it->pre_status) {
+		pb__result(it, it->pre_status, it->pre_status >= 500 ? "error" : "invalid", "%s",
+			   it->pre_err);
+		return;
+	}
+	if (pb__null(t, row, R_OFFER)) {
+		pb__result(it, 404, "invalid", "unknown click_id '%s'",
+			   pb__quote(q, sizeof(q), it->v[PB_CLICK]));
+		return;
+	}
+	offer = pb__i(t, row, R_OFFER);
+	if (pb__i(t, row, R_OFFER_ADV) != adv) {
+		pb__result(it, 403, "invalid", "click_id '%s' belongs to another advertiser's offer",
+			   pb__quote(q, sizeof(q), it->v[PB_CLICK]));
+		return;
+	}
+	if (it->cust)
+		pb__customer(t, it, row, offer);
+	else
+		pb__lead(t, it, row, offer);
+}
+
+/* ------------------------------------------------------ worker: the txn */
+
+static int pb__resolve_json(struct pb_txn *t, struct buf *b)
+{
+	size_t i;
+	int rc = buf_addc(b, '[');
+
+	for (i = 0; i < t->n && rc == 0; i++) {
+		const struct pb_item *it = t->items[i];
+		bool full = !it->log_only && !it->pre_status;
+
+		rc |= buf_addf(b, "%s{\"i\":%zu", i ? "," : "", i);
+		rc |= pb__json_str_or_null(b, "k", it->key);
+		rc |= pb__json_str_or_null(b, "c", full ? it->v[PB_CLICK] : NULL);
+		rc |= pb__json_str_or_null(b, "r", full && !it->cust ? it->v[PB_REQUEST] : NULL);
+		rc |= pb__json_str_or_null(b, "a", full && !it->cust ? it->v[PB_ACTION] : NULL);
+		rc |= pb__json_str_or_null(b, "u", full ? it->v[PB_CUSTOMER] : NULL);
+		rc |= buf_addc(b, '}');
+	}
+	rc |= buf_addc(b, ']');
+	return rc ? -1 : 0;
+}
+
+static int pb__lead_json(struct pb_txn *t, const struct pb_lslot *s)
+{
+	struct buf *b = s->is_new ? &t->newl : &t->updl;
+	const struct lead *l = &s->cur;
+	int rc = pb__json_sep(b);
+
+	rc |= buf_addf(b, "{\"id\":%" PRId64, l->id);
+	if (s->is_new) {
+		rc |= buf_addf(b, ",\"offer\":%" PRId64, s->offer);
+		rc |= pb__json_str_or_null(b, "r", s->rid);
+		rc |= pb__json_str_or_null(b, "u", s->customer);
+		rc |= pb__json_str_or_null(b, "c", s->click);
+		rc |= buf_addf(b, ",\"cr\":%" PRId64, l->created);
+	}
+	rc |= pb__json_int_or_null(b, "g", l->goal);
+	rc |= buf_addf(b, ",\"s\":%d", l->status);
+	rc |= pb__json_int_or_null(b, "rs", l->reason);
+	rc |= pb__json_money(b, "b", l->base);
+	rc |= buf_addf(b, ",\"n\":%d", l->counts);
+	rc |= pb__json_int_or_null(b, "cu", l->curr);
+	rc |= pb__json_money(b, "wm", l->wm);
+	rc |= pb__json_money(b, "pay", l->pay);
+	rc |= pb__json_money(b, "ref", l->ref);
+	rc |= pb__json_int_or_null(b, "cc", l->cash_curr);
+	rc |= pb__json_int_or_null(b, "ap", l->approved_at);
+	rc |= pb__json_int_or_null(b, "hu", l->hold_until);
+	rc |= buf_addc(b, '}');
+	return rc ? -1 : 0;
+}
+
+static int pb__log_json(struct pb_txn *t, const struct pb_item *it, int64_t log_id)
+{
+	struct buf *b = &t->log;
+	int rc = pb__json_sep(b);
+
+	rc |= buf_addf(b, "{\"id\":%" PRId64 ",\"at\":%" PRId64, log_id, it->at_us);
+	rc |= pb__json_str_or_null(b, "remote", it->remote);
+	rc |= pb__json_str_or_null(b, "m", it->method);
+	rc |= pb__json_str_or_null(b, "p", it->path);
+	rc |= pb__json_str_or_null(b, "q", it->query);
+	rc |= pb__json_str_or_null(b, "body", it->body);
+	rc |= pb__json_int_or_null(b, "adv", it->advertiser);
+	rc |= buf_addf(b, ",\"st\":%d", it->http);
+	rc |= pb__json_str_or_null(b, "oc", it->outcome);
+	rc |= pb__json_str_or_null(b, "e", it->err);
+	rc |= pb__json_int_or_null(b, "lead", it->lead);
+	rc |= buf_addc(b, '}');
+	return rc ? -1 : 0;
+}
+
+static bool pb__retryable(const PGresult *r)
+{
+	const char *st = store_sqlstate(r);
+
+	return strcmp(st, "23505") == 0 || strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0;
+}
+
+static void pb__txn_release(struct pb_txn *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->now_; i++)
+		status_words_free(t->ow[i].w);
+	free(t->ow);
+	free(t->ls);
+	free(t->cs);
+	PQclear(t->res);
+	buf_release(&t->hist);
+	buf_release(&t->newl);
+	buf_release(&t->updl);
+	buf_release(&t->cust);
+	buf_release(&t->log);
+}
+
+/* Prepares the two statements on a connection that lacks them: planning
+ * them costs more than running them for a small group. */
+static int pb__prepare(struct pb_txn *t)
+{
+	static const struct {
+		const char *name, *sql;
+		int n;
+	} st[] = {
+		{ "leadsync_pb_resolve", pb_resolve_sql, 1 },
+		{ "leadsync_pb_write", pb_write_sql, 5 },
+	};
+	char msg[400];
+	size_t i;
+
+	for (i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+		PGresult *r = PQdescribePrepared(t->c, st[i].name);
+		bool have = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+		PQclear(r);
+		if (have)
+			continue;
+		r = PQprepare(t->c, st[i].name, st[i].sql, st[i].n, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			snprintf(t->err, sizeof(t->err), "prepare: %s",
+				 store_error_text(t->c, r, msg, sizeof(msg)));
+			PQclear(r);
+			return -1;
+		}
+		PQclear(r);
+	}
+	return 0;
+}
+
+/* Runs a statement: sql, or the prepared statement of that name when
+ * prepared. 0 done, 1 a race worth another attempt, -1 failed. */
+static int pb__exec(struct pb_txn *t, const char *what, const char *sql, bool prepared, int n,
+		    const char *const *params, PGresult **out)
+{
+	PGresult *r = prepared ? PQexecPrepared(t->c, sql, n, params, NULL, NULL, 0)
+			       : PQexecParams(t->c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+	char msg[400];
+	int rc;
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		if (out)
+			*out = r;
+		else
+			PQclear(r);
+		return 0;
+	}
+	rc = pb__retryable(r) ? 1 : -1;
+	snprintf(t->err, sizeof(t->err), "%s: %s", what, store_error_text(t->c, r, msg, sizeof(msg)));
+	PQclear(r);
+	return rc;
+}
+
+/* One attempt: 0 committed, 1 lost a race (try again), -1 failed (err). */
+static int pb__attempt(PGconn *c, struct pb_item **items, size_t n, char *err, size_t errlen)
+{
+	struct pb_txn t;
+	struct buf in;
+	const char *params[5];
+	size_t i;
+	int rc = -1, got;
+
+	memset(&t, 0, sizeof(t));
+	t.c = c;
+	t.items = items;
+	t.n = n;
+	t.now = (int64_t)time(NULL);
+	buf_init(&in, 0);
+	buf_init(&t.hist, 0);
+	buf_init(&t.newl, 0);
+	buf_init(&t.updl, 0);
+	buf_init(&t.cust, 0);
+	buf_init(&t.log, 0);
+	t.ls = calloc(n, sizeof(*t.ls));
+	t.cs = calloc(n, sizeof(*t.cs));
+	t.ow = calloc(n, sizeof(*t.ow));
+	if (!t.ls || !t.cs || !t.ow || pb__resolve_json(&t, &in) < 0) {
+		snprintf(t.err, sizeof(t.err), "out of memory");
+		goto out;
+	}
+	rc = pb__prepare(&t);
+	if (rc)
+		goto out;
+	rc = pb__exec(&t, "begin", "BEGIN", false, 0, NULL, NULL);
+	if (rc)
+		goto out;
+	params[0] = in.p;
+	rc = pb__exec(&t, "resolve", "leadsync_pb_resolve", true, 1, params, &t.res);
+	if (rc)
+		goto out;
+	if ((size_t)PQntuples(t.res) != n || PQnfields(t.res) != R_NCOLS) {
+		snprintf(t.err, sizeof(t.err), "resolve: %d rows for %zu postbacks", PQntuples(t.res), n);
+		rc = -1;
+		goto out;
+	}
+	got = 0;
+	for (i = 0; i < n; i++) {
+		pb__decide(&t, items[i], (int)i);
+		got |= pb__log_json(&t, items[i], pb__i(&t, (int)i, R_LOG_ID));
+	}
+	for (i = 0; i < t.nls; i++)
+		if (t.ls[i].dirty)
+			got |= pb__lead_json(&t, &t.ls[i]);
+	for (i = 0; i < t.ncs; i++) {
+		const struct pb_cslot *s = &t.cs[i];
+
+		if (!s->dirty)
+			continue;
+		got |= pb__json_sep(&t.cust);
+		got |= buf_addf(&t.cust, "{\"offer\":%" PRId64, s->offer);
+		got |= pb__json_str_or_null(&t.cust, "u", s->cust);
+		got |= pb__json_str_or_null(&t.cust, "c", s->click);
+		got |= buf_addf(&t.cust, ",\"act\":%s}", s->state == 1 ? "true" : "false");
+	}
+	if (got) {
+		snprintf(t.err, sizeof(t.err), "out of memory");
+		rc = -1;
+		goto out;
+	}
+	{
+		struct buf *w[5] = { &t.newl, &t.updl, &t.hist, &t.cust, &t.log };
+
+		for (i = 0; i < 5; i++) {
+			if (w[i]->len)
+				got |= buf_addc(w[i], ']');
+			params[i] = w[i]->len ? w[i]->p : "[]";
+		}
+	}
+	if (got) {
+		snprintf(t.err, sizeof(t.err), "out of memory");
+		rc = -1;
+		goto out;
+	}
+	rc = pb__exec(&t, "write", "leadsync_pb_write", true, 5, params, NULL);
+	if (rc)
+		goto out;
+	rc = pb__exec(&t, "commit", "COMMIT", false, 0, NULL, NULL);
+out:
+	if (rc && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+		PQclear(PQexec(c, "ROLLBACK"));
+	if (rc)
+		snprintf(err, errlen, "%s", t.err);
+	buf_release(&in);
+	pb__txn_release(&t);
+	return rc;
+}
+
+/* Attempts with the retries a race deserves: 0 committed, -1 failed. */
+static int pb__commit(PGconn *c, struct pb_item **items, size_t n, char *err, size_t errlen)
+{
+	int rc = 1, tries;
+
+	for (tries = 0; tries < PB_TRIES && rc == 1; tries++)
+		rc = pb__attempt(c, items, n, err, errlen);
+	return rc ? -1 : 0;
+}
+
+/* The group function: all postbacks in one commit; when that fails, one
+ * by one; a postback that fails alone is answered 500 and its log row is
+ * written without the change. */
+static void pb__group(PGconn *c, struct db_job **jobs, size_t n)
+{
+	struct pb_item *it;
+	char err[512];
+	size_t i;
+
+	if (n == 1 || PQstatus(c) != CONNECTION_OK) {
+		/* fall through to the one-by-one path */
+	} else {
+		struct pb_item **items = calloc(n, sizeof(*items));
+
+		if (items) {
+			for (i = 0; i < n; i++)
+				items[i] = jobs[i]->data;
+			uint64_t t0 = uv_hrtime();
+
+			if (pb__commit(c, items, n, err, sizeof(err)) == 0) {
+				for (i = 0; i < n; i++)
+					jobs[i]->status = DB_OK;
+				free(items);
+				log_debug("postback group committed", "n=%zu ms=%.1f", n,
+					  (double)(uv_hrtime() - t0) / 1e6);
+				return;
+			}
+			free(items);
+			log_warn("postback group failed, applying one by one", "n=%zu error=\"%s\"", n,
+				 err);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		it = jobs[i]->data;
+		if (PQstatus(c) != CONNECTION_OK) {
+			jobs[i]->status = DB_EDOWN;
+			snprintf(jobs[i]->err, sizeof(jobs[i]->err), "database connection lost");
+			continue;
+		}
+		if (pb__commit(c, &it, 1, err, sizeof(err)) == 0) {
+			jobs[i]->status = DB_OK;
+			continue;
+		}
+		if (PQstatus(c) != CONNECTION_OK) {
+			jobs[i]->status = DB_EDOWN;
+			lead_strlcpy(jobs[i]->err, sizeof(jobs[i]->err), err);
+			continue;
+		}
+		log_error("postback failed", "error=\"%s\"", err);
+		if (!it->log_only) {
+			pb__result(it, 500, "error", "%s", err);
+			it->log_only = true;
+		}
+		if (pb__commit(c, &it, 1, err, sizeof(err)) == 0) {
+			jobs[i]->status = DB_OK;
+		} else {
+			jobs[i]->status = PQstatus(c) == CONNECTION_OK ? DB_EFAIL : DB_EDOWN;
+			lead_strlcpy(jobs[i]->err, sizeof(jobs[i]->err), err);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- loop */
+
+static void pb__submit(struct postback *p, struct pb_item *it);
+static void pb__close_step(struct postback *p);
+
+/* Memory a backlog row holds (what its bound counts). */
+static size_t pb__item_bytes(const struct pb_item *it)
+{
+	return sizeof(*it) + (it->query ? strlen(it->query) : 0) +
+	       (it->body ? strlen(it->body) : 0) + it->key_len;
+}
+
+static struct pb_item *pb__backlog_pop(struct postback *p)
+{
+	struct pb_item *it = p->backlog;
+
+	if (!it)
+		return NULL;
+	p->backlog = it->next;
+	if (!p->backlog)
+		p->backlog_tail = NULL;
+	p->nbacklog--;
+	p->backlog_bytes -= pb__item_bytes(it);
+	it->next = NULL;
+	return it;
+}
+
+static void pb__backlog_push_front(struct postback *p, struct pb_item *it)
+{
+	it->next = p->backlog;
+	p->backlog = it;
+	if (!p->backlog_tail)
+		p->backlog_tail = it;
+	p->nbacklog++;
+	p->backlog_bytes += pb__item_bytes(it);
+}
+
+static void pb__backlog_add(struct postback *p, struct pb_item *it)
+{
+	if (p->nbacklog >= p->cfg.backlog_max ||
+	    p->backlog_bytes + pb__item_bytes(it) > p->cfg.backlog_bytes_max) {
+		p->st.log_lost++;
+		log_warn("postback log row lost: backlog full", "status=%d outcome=%s", it->http,
+			 it->outcome ? it->outcome : "-");
+		pb__item_free(it);
+		return;
+	}
+	it->next = NULL;
+	if (p->backlog_tail)
+		p->backlog_tail->next = it;
+	else
+		p->backlog = it;
+	p->backlog_tail = it;
+	p->nbacklog++;
+	p->backlog_bytes += pb__item_bytes(it);
+}
+
+static void pb__respond(struct pb_item *it)
+{
+	struct postback *p = it->p;
+	struct listener_req *req = it->req;
+	char hdr[64];
+	struct buf b;
+
+	it->req = NULL;
+	p->st.requests++;
+	if (it->http == 200) {
+		p->st.ok++;
+		buf_init(&b, 1024);
+		if (it->cust) {
+			if (buf_adds(&b, "{\"ok\":true,\"lead\":null,\"duplicate\":") < 0 ||
+			    buf_adds(&b, it->duplicate ? "true" : "false") < 0 ||
+			    buf_adds(&b, ",\"customer_id\":") < 0 ||
+			    buf_add_json_str(&b, it->v[PB_CUSTOMER], strlen(it->v[PB_CUSTOMER])) < 0 ||
+			    buf_addf(&b, ",\"active\":%s}", it->active ? "true" : "false") < 0) {
+				buf_release(&b);
+				listener_respond_error(req, 500, "out of memory");
+				return;
+			}
+		} else if (buf_addf(&b, "{\"ok\":true,\"lead\":%" PRId64 ",\"duplicate\":%s}", it->lead,
+				    it->duplicate ? "true" : "false") < 0) {
+			buf_release(&b);
+			listener_respond_error(req, 500, "out of memory");
+			return;
+		}
+		listener_respond(req, 200, "application/json", b.p, b.len, NULL);
+		buf_release(&b);
+		return;
+	}
+	if (it->http == 503) {
+		p->st.unavailable++;
+		buf_init(&b, 1024);
+		snprintf(hdr, sizeof(hdr), "Retry-After: %u\r\n", p->cfg.retry_after_s);
+		if (buf_adds(&b, "{\"ok\":false,\"error\":") < 0 ||
+		    buf_add_json_str(&b, it->err, strlen(it->err)) < 0 || buf_addc(&b, '}') < 0)
+			listener_respond(req, 503, NULL, NULL, 0, hdr);
+		else
+			listener_respond(req, 503, "application/json", b.p, b.len, hdr);
+		buf_release(&b);
+		return;
+	}
+	if (it->http >= 500)
+		p->st.errors++;
+	else
+		p->st.invalid++;
+	/* a database error's text stays in the log, not in the answer */
+	listener_respond_error(req, it->http, it->http >= 500 ? "internal error" : it->err);
+}
+
+static void pb__done(struct db_job *j)
+{
+	struct pb_item *it = j->data;
+	struct postback *p = it->p;
+
+	p->inflight--;
+	if (j->status == DB_OK) {
+		if (it->req)
+			pb__respond(it);
+		pb__item_free(it);
+	} else {
+		if (!it->log_only) {
+			if (j->status == DB_EFAIL)
+				pb__result(it, 500, "error", "%s", j->err);
+			else
+				pb__result(it, 503, "unavailable", "database unreachable: try again later");
+			it->log_only = true;
+		}
+		if (it->req)
+			pb__respond(it);
+		if (j->status == DB_EFAIL && ++it->log_tries >= PB_LOG_TRIES) {
+			p->st.log_lost++;
+			log_error("postback log row lost: it cannot be written", "error=\"%s\"", j->err);
+			pb__item_free(it);
+		} else {
+			pb__backlog_add(p, it);
+		}
+	}
+	if (p->closing)
+		pb__close_step(p);
+}
+
+static void pb__submit(struct postback *p, struct pb_item *it)
+{
+	it->job.run = NULL;
+	it->job.group = pb__group;
+	it->job.done = pb__done;
+	it->job.data = it;
+	if (db_submit(p->db, &it->job) == 0) {
+		p->inflight++;
+		return;
+	}
+	if (!it->log_only) {
+		pb__result(it, 503, "unavailable", "too many postbacks in flight: try again later");
+		it->log_only = true;
+	}
+	if (it->req)
+		pb__respond(it);
+	pb__backlog_add(p, it);
+}
+
+/* Sends the backlog to the database: one row as a probe while it seems
+ * down, all of it once it is up. */
+static void pb__flush(struct postback *p)
+{
+	bool all = db_up(p->db);
+
+	while (p->backlog) {
+		struct pb_item *it = pb__backlog_pop(p);
+
+		it->job.run = NULL;
+		it->job.group = pb__group;
+		it->job.done = pb__done;
+		it->job.data = it;
+		if (db_submit(p->db, &it->job) < 0) {
+			pb__backlog_push_front(p, it);
+			break;
+		}
+		p->inflight++;
+		if (!all)
+			break;
+	}
+}
+
+static void pb__timer_cb(uv_timer_t *t)
+{
+	struct postback *p = t->data;
+
+	if (p->backlog && !p->closing)
+		pb__flush(p);
+}
+
+void postback_handle(struct listener_req *req, void *data)
+{
+	struct postback *p = data;
+	struct pb_item *it;
+
+	if (listener_req_method(req) == LISTENER_HEAD) {
+		static const char msg[] = "{\"ok\":false,\"error\":\"send a postback with GET or POST\"}";
+
+		listener_respond(req, 405, "application/json", msg, sizeof(msg) - 1,
+				 "Allow: GET, POST\r\n");
+		return;
+	}
+	it = pb__item_new(p, req);
+	if (!it) {
+		listener_respond_error(req, 500, "out of memory");
+		return;
+	}
+	pb__parse(it, req);
+	pb__submit(p, it);
+}
+
+void postback_refused(const struct listener_refusal *r, void *data)
+{
+	struct postback *p = data;
+	const char *t = r->target, *end = r->target + r->target_len, *q, *seg, *slash;
+	struct pb_item *it;
+	struct timeval tv;
+	size_t plen;
+
+	/* the path: /{api_key}/s2s or /{api_key} */
+	for (q = t; q < end && *q != '?' && *q != '#'; q++)
+		;
+	plen = (size_t)(q - t);
+	if (plen < 2 || t[0] != '/' || p->closing)
+		return;
+	seg = t + 1;
+	slash = memchr(seg, '/', plen - 1);
+	if (slash == seg || (slash && ((size_t)(t + plen - slash) != 4 || memcmp(slash, "/s2s", 4) != 0)))
+		return;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return;
+	it->p = p;
+	gettimeofday(&tv, NULL);
+	it->at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	snprintf(it->remote, sizeof(it->remote), "%s", r->remote);
+	snprintf(it->method, sizeof(it->method), "%s", r->method);
+	it->path = slash ? "/***/s2s" : "/***";
+	if (q < end && *q == '?')
+		it->query = pb__logtext(q + 1, (size_t)(end - q - 1), POSTBACK_LOG_QUERY_MAX);
+	if ((slash ? (size_t)(slash - seg) : plen - 1) <= PB_KEY_MAX &&
+	    buf_utf8_ok(seg, slash ? (size_t)(slash - seg) : plen - 1)) {
+		it->key_len = slash ? (size_t)(slash - seg) : plen - 1;
+		it->key = strndup(seg, it->key_len);
+	}
+	pb__result(it, r->status, r->status >= 500 ? "error" : "invalid", "%s", r->error);
+	it->log_only = true;
+	p->st.requests++;
+	p->st.invalid++;
+	pb__submit(p, it);
+}
+
+int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct postback **out,
+		  char *err, size_t errlen)
+{
+	struct postback *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->loop = loop;
+	p->db = cfg->db;
+	p->cfg = *cfg;
+	if (!p->cfg.backlog_max)
+		p->cfg.backlog_max = 10000;
+	if (!p->cfg.backlog_bytes_max)
+		p->cfg.backlog_bytes_max = (size_t)32 << 20;
+	if (!p->cfg.retry_after_s)
+		p->cfg.retry_after_s = 5;
+	uv_timer_init(loop, &p->timer);
+	p->timer.data = p;
+	uv_timer_start(&p->timer, pb__timer_cb, PB_BACKLOG_MS, PB_BACKLOG_MS);
+	uv_unref((uv_handle_t *)&p->timer);
+	*out = p;
+	return 0;
+}
+
+void postback_stats(const struct postback *p, struct postback_stats *out)
+{
+	*out = p->st;
+	out->backlog = p->nbacklog;
+}
+
+static void pb__closed_cb(uv_handle_t *h)
+{
+	struct postback *p = h->data;
+	void (*cb)(void *) = p->close_cb;
+	void *data = p->close_data;
+
+	free(p);
+	if (cb)
+		cb(data);
+}
+
+/* Close: wait for what is in flight, send the backlog once more if the
+ * database is up, wait again, then give up on what is left. */
+static void pb__close_step(struct postback *p)
+{
+	if (p->inflight)
+		return;
+	if (!p->flushed) {
+		p->flushed = true;
+		if (p->backlog && db_up(p->db)) {
+			pb__flush(p);
+			if (p->inflight)
+				return;
+		}
+	}
+	while (p->backlog) {
+		struct pb_item *it = pb__backlog_pop(p);
+
+		p->st.log_lost++;
+		log_warn("postback log row lost at exit", "status=%d outcome=%s method=%s", it->http,
+			 it->outcome ? it->outcome : "-", it->method);
+		pb__item_free(it);
+	}
+	if (!uv_is_closing((uv_handle_t *)&p->timer))
+		uv_close((uv_handle_t *)&p->timer, pb__closed_cb);
+}
+
+void postback_close(struct postback *p, void (*cb)(void *data), void *data)
+{
+	p->closing = true;
+	p->close_cb = cb;
+	p->close_data = data;
+	uv_timer_stop(&p->timer);
+	pb__close_step(p);
+}
