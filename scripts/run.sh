@@ -1,25 +1,86 @@
 #!/usr/bin/env bash
-# run.sh: the README's first command (`make run`). With LEADSYNC_DB set it
-# uses that database; otherwise it starts a private PostgreSQL under ./var
-# (kept between runs, stopped on exit), migrates it and imports the demo
-# network from scripts/demo/network.jsonl.
+# run.sh: the README's first command (`make run`).
+#
+# Without LEADSYNC_DB: starts a private PostgreSQL under ./var (kept between
+# runs), migrates it, imports the demo network of scripts/demo/network.jsonl
+# (on every start, so the demo starts over), starts the demo CRM (`leadsync
+# demo-crm` on 127.0.0.1:9001, where the demo offers point) and runs the
+# daemon, `leadsync run`, until Ctrl-C.
+# With LEADSYNC_DB set: migrates that database and runs the daemon on it;
+# no import, no demo CRM.
+#
+# Ctrl-C or SIGTERM stops the daemon (gracefully: SIGTERM), the demo CRM and
+# the private PostgreSQL: nothing is left running. The daemon and the CRM
+# run as children the script waits for, so a signal to the script is never
+# held up behind a foreground command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=build/leadsync
+bin=${LEADSYNC_BIN:-build/leadsync} # another build for trying this script
+crm_addr=127.0.0.1:9001
+crm_key=s3cret
 
-demo=
+pg=
+crm_pid=
+daemon_pid=
+
+stop_child() {
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	trap - EXIT INT TERM
+	stop_child "$daemon_pid"
+	stop_child "$crm_pid"
+	if [ -n "$pg" ]; then
+		scripts/pg-local stop "$pg"
+		echo "run: private PostgreSQL stopped"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 if [ -z "${LEADSYNC_DB:-}" ]; then
-	demo=1
 	mkdir -p var
-	LEADSYNC_DB=$(scripts/pg-local start "$PWD/var/pg")
+	pg=$PWD/var/pg
+	LEADSYNC_DB=$(scripts/pg-local start "$pg")
 	export LEADSYNC_DB
-	trap 'scripts/pg-local stop "$PWD/var/pg"' EXIT INT TERM
 	echo "run: private PostgreSQL in var/pg ($LEADSYNC_DB)"
 fi
 
 "$bin" migrate
-if [ -n "$demo" ]; then
+if [ -n "$pg" ]; then
 	"$bin" import scripts/demo/network.jsonl
-	echo "run: the demo network is in; lead 1001 as an operator sees it:"
-	"$bin" lead show 1001
 fi
+
+commands=$("$bin" help)
+if ! grep -q '^  run ' <<<"$commands"; then
+	# a binary from before the daemon: the demo data is all there is
+	echo "run: this leadsync has no 'run' yet; lead 1001 as an operator sees it:"
+	"$bin" lead show 1001
+	exit 0
+fi
+
+if [ -n "$pg" ]; then
+	"$bin" demo-crm --listen "$crm_addr" --key "$crm_key" &
+	crm_pid=$!
+	# ready when it answers; gone means it could not start (port taken?)
+	for _ in $(seq 50); do
+		sleep 0.1
+		kill -0 "$crm_pid" 2>/dev/null || { crm_pid=; echo "run: the demo CRM did not start" >&2; exit 1; }
+		(exec 3<>"/dev/tcp/${crm_addr%:*}/${crm_addr#*:}") 2>/dev/null && break
+	done
+	echo "run: demo CRM on $crm_addr; the demo offers poll it every few seconds"
+	echo "run: why a lead has its status: LEADSYNC_DB='$LEADSYNC_DB' $bin lead show 1001"
+fi
+
+echo "run: leadsync run on ${LEADSYNC_LISTEN:-127.0.0.1:8080}; Ctrl-C stops it"
+"$bin" run &
+daemon_pid=$!
+rc=0
+wait "$daemon_pid" || rc=$?
+daemon_pid=
+exit "$rc"
