@@ -21,6 +21,25 @@ struct settings {
 	long batch_max;        /* hard cap on a rule's batch */
 	long rule_instructions; /* Lua instruction budget per call */
 	long rule_memory_mb;   /* Lua memory cap per runtime */
+	long db_workers;       /* database threads of the daemon, one connection each */
+	long db_queue;         /* database jobs waiting, at most */
+	long commit_batch;     /* postbacks (clicks) applied in one commit, at most */
+	char *tz;              /* time zone of offers that name none */
+	long poll_pairs;       /* (offer, variant) pairs polled at once */
+	long poll_batches;     /* CRM requests (batches of leads) in flight at once */
+	long poll_lease;       /* seconds a claimed pair stays leased without a heartbeat */
+	long poll_backoff_min; /* seconds before a failed pair's first retry */
+	long poll_backoff_max; /* longest back-off, seconds */
+	long dates_max_age;    /* days back the dates variant looks */
+	long poll_keep_days;   /* poll_runs retention, days; 0 keeps them */
+	long crm_in_flight;    /* CRM requests in flight, all hosts */
+	long crm_per_host;     /* CRM requests in flight per host */
+	long crm_timeout;      /* seconds a CRM request may take */
+	long crm_max_mb;       /* largest CRM answer, MiB */
+	long timer_interval;   /* seconds between rounds of the hold and reject-after timers */
+	long timer_batch;      /* leads per timer statement */
+	long prune_interval;   /* seconds between prunes of poll runs and postbacks */
+	long postbacks_keep_days; /* postbacks_in retention, days; 0 keeps them */
 };
 
 enum setting_type { SETTING_STR, SETTING_INT };

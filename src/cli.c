@@ -12,10 +12,13 @@
 #include <libpq-fe.h>
 
 #include "buf.h"
+#include "demo_crm.h"
+#include "daemon.h"
 #include "history.h"
 #include "import.h"
 #include "lead.h"
 #include "log.h"
+#include "poller.h"
 #include "rule.h"
 #include "ruletest.h"
 #include "settings.h"
@@ -125,8 +128,9 @@ static int cli_import(struct settings *s, int argc, char **argv)
 			in == stdin ? "-" : argv[1], err);
 		goto out;
 	}
-	printf("imported %zu line%s: %zu advertisers, %zu offers, %zu goals, %zu leads\n", st.lines,
-	       st.lines == 1 ? "" : "s", st.advertisers, st.offers, st.goals, st.leads);
+	printf("imported %zu line%s: %zu advertisers, %zu offers, %zu goals, %zu leads, %zu clicks\n",
+	       st.lines, st.lines == 1 ? "" : "s", st.advertisers, st.offers, st.goals, st.leads,
+	       st.clicks);
 	rc = EXIT_OK;
 out:
 	if (in && in != stdin)
@@ -179,6 +183,57 @@ out:
 	buf_release(&out);
 	PQfinish(c);
 	return rc;
+}
+
+static const char check_usage[] =
+	"usage: leadsync check OFFER [--variant processing|accepted|dates] [--dry-run]\n";
+
+/* `leadsync check`: one poll of an offer now, as the daemon would make it. */
+static int cli_check(struct settings *s, int argc, char **argv)
+{
+	bool dry = has_flag(&argc, argv, "--dry-run");
+	struct poller_config pc;
+	struct buf out;
+	char err[2048];
+	const char *variant = NULL;
+	int64_t offer;
+	int i, v = -1, rc;
+
+	if (argc < 2)
+		goto usage;
+	for (i = 2; i < argc; i++) {
+		if (strncmp(argv[i], "--variant=", 10) == 0)
+			variant = argv[i] + 10;
+		else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc)
+			variant = argv[++i];
+		else
+			goto usage;
+	}
+	if (parse_id(argv[1], &offer) < 0) {
+		fprintf(stderr, "leadsync: check: '%s' is not an offer id\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	if (variant && (v = rule_variant_parse(variant)) < 0) {
+		fprintf(stderr, "leadsync: check: variant '%s' is not processing, accepted or dates\n",
+			variant);
+		return EXIT_USAGE;
+	}
+	if (!s->db || !*s->db) {
+		fprintf(stderr, "leadsync: no database configured: set LEADSYNC_DB or --db\n");
+		return EXIT_FAIL;
+	}
+	poller_config_from_settings(&pc, s);
+	buf_init(&out, 0);
+	rc = poller_check(s->db, &pc, offer, v, dry, &out, err, sizeof(err));
+	if (print_buf(stdout, &out) < 0 && rc == 0)
+		rc = 1;
+	if (rc < 0)
+		fprintf(stderr, "leadsync: check: %s\n", err);
+	buf_release(&out);
+	return rc == 0 ? EXIT_OK : EXIT_FAIL;
+usage:
+	fputs(check_usage, stderr);
+	return EXIT_USAGE;
 }
 
 /* Appends s padded with spaces to width columns (UTF-8 aware, so Cyrillic
@@ -382,6 +437,57 @@ static int cli_settings(struct settings *s, int argc, char **argv)
 	return rc;
 }
 
+static int cli_run(struct settings *s, int argc, char **argv)
+{
+	if (argc != 1) {
+		fprintf(stderr, "usage: leadsync run\n");
+		return EXIT_USAGE;
+	}
+	if (!s->db || !*s->db) {
+		fprintf(stderr, "leadsync: no database configured: set LEADSYNC_DB or --db\n");
+		return EXIT_FAIL;
+	}
+	return daemon_run(s) == 0 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* `leadsync demo-crm`: the CRM of `make run`. --listen is the settings'
+ * flag; left at the daemon's default it means the demo's own address. */
+static int cli_demo_crm(struct settings *s, int argc, char **argv)
+{
+	struct demo_crm_config cfg = { 0 };
+	const char *listen_def = NULL;
+	size_t i;
+	int a;
+
+	for (i = 0; i < settings_count; i++)
+		if (strcmp(settings_table[i].name, "listen") == 0)
+			listen_def = settings_table[i].def;
+	cfg.addr = listen_def && strcmp(s->listen, listen_def) == 0 ? DEMO_CRM_LISTEN : s->listen;
+	for (a = 1; a < argc; a++) {
+		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
+		char *end = NULL;
+
+		if (!v)
+			goto usage;
+		if (strcmp(argv[a], "--key") == 0 && *v)
+			cfg.key = v;
+		else if (strcmp(argv[a], "--seed") == 0)
+			cfg.seed = strtoull(v, &end, 10);
+		else if (strcmp(argv[a], "--step-ms") == 0)
+			cfg.step_ms = strtoull(v, &end, 10);
+		else
+			goto usage;
+		if (end && (*end || end == v || *v == '-'))
+			goto usage;
+		a++;
+	}
+	return demo_crm_run(&cfg) == 0 ? EXIT_OK : EXIT_FAIL;
+usage:
+	fprintf(stderr, "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] "
+			"[--step-ms MS]\n");
+	return EXIT_USAGE;
+}
+
 static int cli_version(struct settings *s, int argc, char **argv)
 {
 	printf("leadsync %s\n", LEADSYNC_VERSION);
@@ -392,6 +498,11 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "migrate", cli_migrate, "", "apply the database migrations that are missing" },
 	{ "import", cli_import, "FILE|-", "upsert advertisers, offers, goals and leads from JSON lines" },
 	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes" },
+	{ "check", cli_check, "OFFER [--variant V] [--dry-run]",
+	  "poll an offer's CRM now: the request, the answer, the edits" },
+	{ "run", cli_run, "", "run the daemon: listener, postbacks, timers and the CRM poller" },
+	{ "demo-crm", cli_demo_crm, "[--key KEY] [--seed N]",
+	  "the demo CRM of `make run` (--listen, default 127.0.0.1:9001)" },
 	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
 	  "run a rule on files: the request, the edits, the counters" },
 	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised" },

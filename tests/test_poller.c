@@ -1,0 +1,1334 @@
+/* test_poller: the scheduler and the poller against a real PostgreSQL and
+ * the mock CRM over loopback, with rules written by the tests. */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "db.h"
+#include "import.h"
+#include "mock_crm.h"
+#include "poller.h"
+#include "scheduler.h"
+#include "store.h"
+
+/* The test CRM's rule: ids as an external-id list, the answer an array of
+ * {id, status}; statuses are read as words. */
+static const char pt_rule_crm[] =
+	"return {\n"
+	"  process = function(data)\n"
+	"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"  end,\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}&key={key}', batch = 2 },\n"
+	"  accepted = { url = 'http://{host}/{path}?ids={idel}&key={key}' },\n"
+	"  dates = { url = 'http://{host}/{path}?from={from}&to={to}&key={key}', days = 7 },\n"
+	"}\n";
+
+/* Fails on every answer, at a known line. */
+static const char pt_rule_boom[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}' },\n"
+	"  process = function(data)\n"
+	"    error('boom')\n"
+	"  end,\n"
+	"}\n";
+
+/* Does not load. */
+static const char pt_rule_broken[] = "return {\n  processing = { url = \n}\n";
+
+/* Pages: asks for ?page=2 .. until the answer says it is the last. */
+static const char pt_rule_paged[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}', batch = 50,\n"
+	"    process = function(data)\n"
+	"      for _, d in ipairs(data.data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"      if data.current_page < data.last_page then\n"
+	"        return { next = { query = { page = data.current_page + 1 } } }\n"
+	"      end\n"
+	"    end },\n"
+	"}\n";
+
+struct pt_env {
+	char *ci;
+	PGconn *c;
+	uv_loop_t loop;
+	bool loop_ok;
+	struct db *db;
+	struct poller *p[2];
+	struct mock_crm *m;
+	char rules[64];
+	bool stopped[2];
+};
+
+/* What a MOCK_FUNC route answers: every asked id (ids=A,B) with status,
+ * or, for a date query, the ids listed in dates_ids. */
+struct pt_route {
+	const char *status;
+	const char *dates_ids; /* "A-1,A-2" */
+	const char *sql;       /* run on conn before answering (a "postback") */
+	PGconn *conn;
+	unsigned delay_ms;
+};
+
+static void pt_answer(const struct mock_request *req, struct mock_answer *ans, void *data)
+{
+	struct pt_route *rt = data;
+	const char *q = strstr(req->query, "ids="), *list;
+	char ids[4096];
+	size_t n = 0;
+	char *tok, *save;
+	int e = 0;
+
+	if (rt->sql && rt->conn) {
+		PGresult *r = PQexec(rt->conn, rt->sql);
+
+		PQclear(r);
+	}
+	ans->delay_ms = rt->delay_ms;
+	list = q ? q + 4 : rt->dates_ids ? rt->dates_ids : "";
+	snprintf(ids, sizeof(ids), "%.*s", (int)strcspn(list, "&"), list);
+	e |= buf_addc(&ans->body, '[');
+	for (tok = strtok_r(ids, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		e |= buf_addf(&ans->body, "%s{\"id\":\"%s\",\"status\":\"%s\"}", n++ ? "," : "", tok,
+			      rt->status);
+	e |= buf_addc(&ans->body, ']');
+	if (e)
+		ans->status = 500;
+}
+
+static bool pt_write(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/%s.lua", dir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	ok = fputs(text, f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
+static int pt_import(PGconn *c, const char *text, char *err, size_t errlen)
+{
+	struct import_stats st;
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	int rc;
+
+	if (!in)
+		return -1;
+	rc = import_run(c, in, &st, err, errlen);
+	fclose(in);
+	return rc;
+}
+
+/* A value of the first row, malloc'd ("" for NULL); NULL when no row. */
+static char *pt_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r))
+		v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return v;
+}
+
+static bool pt_is(PGconn *c, const char *sql, const char *want)
+{
+	char *v = pt_value(c, sql);
+	bool ok = v && strcmp(v, want) == 0;
+
+	if (!ok)
+		printf("  %s\n    got %s, want %s\n", sql, v ? v : "(no row)", want);
+	free(v);
+	return ok;
+}
+
+static bool pt_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok;
+}
+
+/* A fresh database with the schema, a rules folder with the test rules,
+ * a loop and a pool. */
+static bool pt_open(struct pt_env *e, const char *name, const struct mock_route *routes,
+		    size_t nroutes)
+{
+	struct db_config dc = { .workers = 2, .retry_min_ms = 50, .retry_max_ms = 200 };
+	char err[1024];
+	int applied;
+
+	memset(e, 0, sizeof(*e));
+	e->ci = test_db_fresh(name);
+	if (!e->ci)
+		return false;
+	if (store_connect(e->ci, &e->c, err, sizeof(err)) < 0 ||
+	    store_migrate(e->c, &applied, err, sizeof(err)) < 0) {
+		printf("  %s: %s\n", name, err);
+		return false;
+	}
+	snprintf(e->rules, sizeof(e->rules), "/tmp/leadsync-rules-XXXXXX");
+	if (!mkdtemp(e->rules) || !pt_write(e->rules, "pt_crm", pt_rule_crm) ||
+	    !pt_write(e->rules, "pt_boom", pt_rule_boom) ||
+	    !pt_write(e->rules, "pt_broken", pt_rule_broken) ||
+	    !pt_write(e->rules, "pt_paged", pt_rule_paged))
+		return false;
+	if (routes && mock_crm_start(&e->m, routes, nroutes) < 0)
+		return false;
+	if (uv_loop_init(&e->loop) < 0)
+		return false;
+	e->loop_ok = true;
+	dc.conninfo = e->ci;
+	if (db_open(&e->loop, &dc, &e->db, err, sizeof(err)) < 0) {
+		printf("  db_open: %s\n", err);
+		return false;
+	}
+	return true;
+}
+
+static void pt_config(struct pt_env *e, struct poller_config *c, const char *worker)
+{
+	memset(c, 0, sizeof(*c));
+	c->db = e->db;
+	c->rules_dir = e->rules;
+	c->tz = "UTC";
+	c->sched.worker = worker;
+	c->sched.tick_ms = 20;
+	c->sched.lease_s = 30;
+	c->sched.backoff_min_s = 120;
+	c->sched.backoff_max_s = 600;
+	c->http_limits.timeout_ms = 2000;
+	c->http_limits.connect_timeout_ms = 1000;
+	c->http_limits.max_response_bytes = 64 << 10;
+	c->stop_deadline_ms = 2000;
+}
+
+static bool pt_start(struct pt_env *e, int i, const struct poller_config *c)
+{
+	char err[512];
+
+	if (poller_start(&e->loop, c, &e->p[i], err, sizeof(err)) < 0) {
+		printf("  poller_start: %s\n", err);
+		return false;
+	}
+	return true;
+}
+
+struct pt_wait {
+	struct pt_env *e;
+	uint64_t deadline;
+	uint64_t claims[2]; /* claims made before the wait began */
+	bool idle;
+};
+
+static void pt_wait_cb(uv_timer_t *t)
+{
+	struct pt_wait *w = t->data;
+	struct poller_stats st;
+	bool idle = true;
+	int i;
+
+	/* idle only counts once a claim made after the wait began found
+	 * nothing: the test may have made pairs due just before */
+	for (i = 0; i < 2; i++)
+		if (w->e->p[i] && !w->e->stopped[i]) {
+			poller_stats(w->e->p[i], &st);
+			if (!poller_idle(w->e->p[i]) || st.sched.claims < w->claims[i] + 2)
+				idle = false;
+		}
+	if (idle || uv_now(t->loop) > w->deadline) {
+		w->idle = idle;
+		uv_stop(t->loop);
+	}
+}
+
+/* Runs the loop until every poller is idle (true) or timeout_ms passed. */
+static bool pt_run_idle(struct pt_env *e, uint64_t timeout_ms)
+{
+	struct pt_wait w = { .e = e };
+	struct poller_stats st;
+	uv_timer_t t;
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (e->p[i] && !e->stopped[i]) {
+			poller_stats(e->p[i], &st);
+			w.claims[i] = st.sched.claims;
+		}
+	uv_update_time(&e->loop);
+	w.deadline = uv_now(&e->loop) + timeout_ms;
+	uv_timer_init(&e->loop, &t);
+	t.data = &w;
+	uv_timer_start(&t, pt_wait_cb, 10, 10);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	return w.idle;
+}
+
+static void pt_stopped(void *data)
+{
+	*(bool *)data = true;
+}
+
+static void pt_db_closed(struct db *d, void *data)
+{
+	*(bool *)data = true;
+}
+
+static void pt_stop_pollers(struct pt_env *e)
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (e->p[i] && !e->stopped[i]) {
+			poller_stop(e->p[i], pt_stopped, &e->stopped[i]);
+			while (!e->stopped[i] && uv_run(&e->loop, UV_RUN_ONCE))
+				;
+			e->p[i] = NULL;
+		}
+}
+
+static void pt_close(struct pt_env *e)
+{
+	char cmd[128];
+	bool closed = false;
+
+	if (e->loop_ok) {
+		pt_stop_pollers(e);
+		if (e->db) {
+			db_close(e->db, pt_db_closed, &closed);
+			while (!closed && uv_run(&e->loop, UV_RUN_ONCE))
+				;
+		}
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		if (uv_loop_close(&e->loop) != 0)
+			test__fail(__FILE__, __LINE__, "the loop has handles left open");
+	}
+	if (e->m)
+		mock_crm_stop(e->m);
+	PQfinish(e->c);
+	free(e->ci);
+	if (e->rules[0] && strncmp(e->rules, "/tmp/leadsync-rules-", 20) == 0) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->rules);
+		if (system(cmd) != 0)
+			printf("  could not remove %s\n", e->rules);
+	}
+}
+
+/* An advertiser, and offer id using rule with {host} on the mock at path. */
+static int pt_offer(struct buf *b, int64_t id, const char *rule, int port, const char *path,
+		    const char *extra)
+{
+	return buf_addf(b,
+			"{\"offer\": {\"id\": %" PRId64 ", \"advertiser\": 1, \"name\": \"O%" PRId64
+			"\", \"rule\": \"%s\", \"params\": {\"host\": \"127.0.0.1:%d\", \"path\": "
+			"\"%s\", \"key\": \"s3cret-%" PRId64 "\"}, \"secret_params\": [\"key\"]%s%s}}\n"
+			"{\"goal\": {\"offer\": %" PRId64 ", \"code\": \"lead\", \"payout\": \"fixed\","
+			" \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n",
+			id, id, rule, port, path, id, extra ? ", " : "", extra ? extra : "", id);
+}
+
+static int pt_lead(struct buf *b, int64_t id, int64_t offer, int status, const char *created)
+{
+	return buf_addf(b,
+			"{\"lead\": {\"id\": %" PRId64 ", \"offer\": %" PRId64 ", \"ext\": \"E-%" PRId64
+			"\", \"status\": %d, \"created\": \"%s\", \"goal\": \"lead\", \"base\": 30}}\n",
+			id, offer, id, status, created);
+}
+
+#define PT_ADV "{\"advertiser\": {\"id\": 1, \"name\": \"Acme\", \"api_key\": \"k-acme\"}}\n"
+
+/* Keeps the pairs that sql's WHERE does not select from polling now. */
+static bool pt_hold_except(PGconn *c, const char *where)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+		 "UPDATE poll_schedule SET next_due = now() + interval '1 day' WHERE NOT (%s)", where);
+	return pt_exec(c, sql);
+}
+
+/* ------------------------------------------------------------ pure helpers */
+
+TEST(scheduler_backoff_doubles_with_jitter_and_cap)
+{
+	unsigned i, v;
+
+	ASSERT_EQ(scheduler_backoff_s(0, 30, 3600, 0), 15);
+	ASSERT_EQ(scheduler_backoff_s(0, 30, 3600, 15), 30);
+	ASSERT_EQ(scheduler_backoff_s(0, 30, 3600, 16), 15); /* rnd % 16 */
+	ASSERT_EQ(scheduler_backoff_s(1, 30, 3600, 30), 60);
+	ASSERT_EQ(scheduler_backoff_s(3, 30, 3600, 0), 120);
+	ASSERT_EQ(scheduler_backoff_s(30, 30, 3600, 0), 1800);
+	ASSERT_EQ(scheduler_backoff_s(1000, 30, 3600, 1800), 3600);
+	for (i = 0; i < 1000; i++) {
+		v = scheduler_backoff_s((int)(i % 12), 30, 3600, (uint32_t)(i * 2654435761u));
+		ASSERT(v >= 15 && v <= 3600);
+	}
+}
+
+TEST(scheduler_worker_id_is_host_pid_random)
+{
+	char a[SCHED_WORKER_MAX], b[SCHED_WORKER_MAX], pid[32];
+
+	ASSERT_EQ(scheduler_worker_id(a, sizeof(a)), 0);
+	ASSERT_EQ(scheduler_worker_id(b, sizeof(b)), 0);
+	snprintf(pid, sizeof(pid), ":%ld:", (long)getpid());
+	ASSERT_CONTAINS(a, pid);
+	ASSERT(strcmp(a, b) != 0);
+	ASSERT_EQ(strlen(strrchr(a, ':') + 1), 8);
+	ASSERT_EQ(scheduler_worker_id(a, 4), -1);
+}
+
+TEST(poller_mask_hides_secrets_in_values_and_query)
+{
+	const char *secrets[] = { "s3 cret", "s3%20cret", "s3+cret" };
+	struct buf out;
+
+	buf_init(&out, 0);
+	{
+	const char *u1 = "http://h/s3%20cret/x?key=s3%20cret&token=abc&ids=1,2&q=s3+cret#f";
+	const char *t2 = "error: key s3 cret is wrong, token=abc";
+	const char *u3 = "http://h/x?apiKey=k1&Signature=zz&name=x";
+
+	ASSERT_EQ(poller_mask(secrets, 3, u1, strlen(u1), true, &out), 0);
+	ASSERT_STREQ(out.p, "http://h/***/x?key=***&token=***&ids=1,2&q=***#f");
+	buf_reset(&out);
+	ASSERT_EQ(poller_mask(secrets, 3, t2, strlen(t2), false, &out), 0);
+	ASSERT_STREQ(out.p, "error: key *** is wrong, token=abc");
+	buf_reset(&out);
+	ASSERT_EQ(poller_mask(NULL, 0, u3, strlen(u3), true, &out), 0);
+	ASSERT_STREQ(out.p, "http://h/x?apiKey=***&Signature=***&name=x");
+	ASSERT(poller_secret_name("api_key") && poller_secret_name("X-Auth") &&
+	       poller_secret_name("password") && !poller_secret_name("host") &&
+	       !poller_secret_name("ids"));
+	}
+	buf_release(&out);
+}
+
+/* ------------------------------------------------------------ scheduler SQL */
+
+TEST(scheduler_sql_claims_once_releases_and_backs_off)
+{
+	struct pt_env e;
+	struct buf imp;
+	struct sched_pair **pairs = NULL, *one = NULL;
+	struct sched_release rel[2];
+	struct sched_key keys[2];
+	bool alive[2];
+	static const unsigned iv[RULE_VARIANTS] = { 600, 10800, 3600 };
+	char err[1024];
+	size_t n = 0, i;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_sched_sql", NULL, 0));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", 1, "x", "\"intervals\": {\"processing\": 100}"), 0);
+	ASSERT_EQ(pt_offer(&imp, 11, "pt_crm", 1, "x", "\"enabled\": false"), 0);
+	ASSERT_EQ(pt_offer(&imp, 12, "pt_crm", 1, "x", NULL), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_exec(e.c, "UPDATE offers SET rule = NULL WHERE id = 12"));
+	/* only offer 10 is enabled with a rule: its three pairs */
+	ASSERT_EQ(scheduler_sql_claim(e.c, "w1", 60, 10, iv, &pairs, &n, err, sizeof(err)), 0);
+	ASSERT_EQ(n, 3);
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(pairs[i]->offer, 10);
+		ASSERT_EQ(pairs[i]->missed, 0);
+		ASSERT_EQ(pairs[i]->interval_s, pairs[i]->variant == RULE_PROCESSING ? 100
+						: pairs[i]->variant == RULE_ACCEPTED	 ? 10800
+											 : 3600);
+		free(pairs[i]);
+	}
+	free(pairs);
+	/* leased: nobody else gets them */
+	ASSERT_EQ(scheduler_sql_claim(e.c, "w2", 60, 10, iv, &pairs, &n, err, sizeof(err)), 0);
+	ASSERT_EQ(n, 0);
+	free(pairs);
+	ASSERT_EQ(scheduler_sql_lease(e.c, "w2", 60, 10, RULE_PROCESSING, iv, &one, err, sizeof(err)),
+		  -1);
+	ASSERT_CONTAINS(err, "offer 10 processing is being polled by 'w1'");
+	/* heartbeat: w1's pairs are alive, w2 has none */
+	keys[0].offer = 10;
+	keys[0].variant = RULE_PROCESSING;
+	keys[1].offer = 10;
+	keys[1].variant = RULE_DATES;
+	ASSERT_EQ(scheduler_sql_heartbeat(e.c, "w1", 60, keys, 2, alive, err, sizeof(err)), 0);
+	ASSERT(alive[0] && alive[1]);
+	ASSERT_EQ(scheduler_sql_heartbeat(e.c, "w2", 60, keys, 2, alive, err, sizeof(err)), 0);
+	ASSERT(!alive[0] && !alive[1]);
+	/* releases: ok, failed; a release of w2 touches nothing */
+	memset(rel, 0, sizeof(rel));
+	rel[0].offer = 10;
+	rel[0].variant = RULE_PROCESSING;
+	rel[0].end = SCHED_OK;
+	rel[0].delay_s = 100;
+	rel[0].run = 77;
+	rel[1].offer = 10;
+	rel[1].variant = RULE_ACCEPTED;
+	rel[1].end = SCHED_FAILED;
+	rel[1].delay_s = 300;
+	rel[1].error = "HTTP 500";
+	ASSERT_EQ(scheduler_sql_release(e.c, "w2", rel, 2, err, sizeof(err)), 0);
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner = 'w1'", "3"));
+	ASSERT_EQ(scheduler_sql_release(e.c, "w1", rel, 2, err, sizeof(err)), 0);
+	ASSERT(pt_is(e.c,
+		     "SELECT lease_owner IS NULL, fail_count, last_run, last_ok IS NOT NULL,"
+		     " round(extract(epoch FROM next_due - now()))::text FROM poll_schedule"
+		     " WHERE offer = 10 AND variant = 'processing'",
+		     "t"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', fail_count, last_run, last_ok IS NOT NULL,"
+		     " round(extract(epoch FROM next_due - now()))) FROM poll_schedule"
+		     " WHERE offer = 10 AND variant = 'processing'",
+		     "0 77 t 100"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', fail_count, last_error, last_ok IS NULL,"
+		     " round(extract(epoch FROM next_due - now()))) FROM poll_schedule"
+		     " WHERE offer = 10 AND variant = 'accepted'",
+		     "1 HTTP 500 t 300"));
+	/* requeue keeps the due time and the fail count */
+	rel[0].variant = RULE_DATES;
+	rel[0].end = SCHED_REQUEUE;
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() - interval '1 hour'"
+			    " WHERE offer = 10 AND variant = 'dates'"));
+	ASSERT_EQ(scheduler_sql_release(e.c, "w1", rel, 1, err, sizeof(err)), 0);
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, next_due < now())"
+		     " FROM poll_schedule WHERE offer = 10 AND variant = 'dates'",
+		     "t 0 t"));
+	/* the check's lease takes a pair whatever its due time or enabled flag */
+	ASSERT_EQ(scheduler_sql_lease(e.c, "w3", 60, 11, RULE_ACCEPTED, iv, &one, err, sizeof(err)), 0);
+	ASSERT_EQ(one->offer, 11);
+	ASSERT_EQ(one->variant, RULE_ACCEPTED);
+	free(one);
+	ASSERT_EQ(scheduler_sql_lease(e.c, "w3", 60, 99, RULE_ACCEPTED, iv, &one, err, sizeof(err)),
+		  -1);
+	ASSERT_CONTAINS(err, "offer 99 not found");
+	buf_release(&imp);
+	pt_close(&e);
+}
+
+/* ------------------------------------------------------------ end to end */
+
+TEST(poller_end_to_end_changes_leads_history_and_runs)
+{
+	struct pt_route ok = { .status = "approved" }, cb = { .status = "callback" },
+			dates = { .status = "cancelled", .dates_ids = "E-301,E-302,E-999" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &ok },
+		{ .path = "/cb", .kind = MOCK_FUNC, .fn = pt_answer, .data = &cb },
+		{ .path = "/dates", .kind = MOCK_FUNC, .fn = pt_answer, .data = &dates },
+	};
+	struct mock_request reqs[32];
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024], want[512];
+	size_t n, i;
+	int port, nok = 0, ndates = 0;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_e2e", routes, 3));
+	port = mock_crm_port(e.m);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", port, "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_crm", port, "cb", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 30, "pt_crm", port, "dates", "\"tz\": \"Europe/Moscow\""), 0);
+	/* 10: five leads in processing (batch 2: three requests), one in 5 */
+	for (i = 0; i < 5; i++)
+		ASSERT_EQ(pt_lead(&imp, 101 + (int64_t)i, 10, 2 + (int)(i % 3), "2026-01-10T10:00:00Z"),
+			  0);
+	ASSERT_EQ(pt_lead(&imp, 106, 10, 5, "2026-01-10T10:00:00Z"), 0);
+	/* 20: one lead in processing, one in accepted (7) */
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 202, 20, 7, "2026-01-10T10:00:00Z"), 0);
+	/* 30: open leads on two days far apart: two date requests */
+	ASSERT_EQ(pt_lead(&imp, 301, 30, 3, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 302, 30, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_exec(e.c, "UPDATE leads SET created = now() - interval '20 days' WHERE id = 301"));
+	ASSERT(pt_exec(e.c, "UPDATE leads SET created = now() - interval '2 days' WHERE id = 302"));
+	ASSERT(pt_hold_except(e.c, "(offer IN (10, 20) AND variant <> 'dates') OR"
+				   " (offer = 30 AND variant = 'dates')"));
+	pt_config(&e, &pc, "w-e2e");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	poller_stats(e.p[0], &st);
+
+	/* the leads: approved (with the goal's payouts), callback, cancelled by
+	 * date; 202 (7) cannot go back to callback: refused */
+	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+		     "101:6 102:6 103:6 104:6 105:6 106:5 201:3 202:7 301:5 302:5"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', wm, pay, approved_at IS NOT NULL, reason)"
+			  " FROM leads WHERE id = 101", "5.00 8.00 t"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE checked IS NOT NULL", "9"));
+	/* history: one row per changed lead, naming its poll run */
+	ASSERT(pt_is(e.c,
+		     "SELECT count(*) FROM lead_history h JOIN poll_runs r ON r.id = h.source_id"
+		     " AND r.offer = 10 WHERE h.source = 'poll' AND h.lead BETWEEN 101 AND 105",
+		     "5"));
+	ASSERT(pt_is(e.c,
+		     "SELECT before::text || ' ' || (after->>'status') FROM lead_history"
+		     " WHERE lead = 201 AND source = 'poll'",
+		     "{\"status\": 2} 3"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(source, ',') FROM lead_history WHERE lead = 301"
+			  " AND source <> 'import'", "dates"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE lead IN (106, 202)"
+			  " AND source <> 'import'", "0"));
+	/* poll runs: one per request */
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', count(*), sum(leads_asked), sum(leads_changed),"
+		     " sum(pages), min(outcome), max(outcome), min(http_status), bool_or(caught_up),"
+		     " min(worker)) FROM poll_runs WHERE offer = 10 AND variant = 'processing'",
+		     "3 5 5 3 ok ok 200 f w-e2e"));
+	snprintf(want, sizeof(want),
+		 "SELECT count(*) FROM poll_runs WHERE url = 'http://127.0.0.1:%d/ok?ids=E-101,E-102"
+		 "&key=***' AND method = 'GET' AND leads_asked = 2 AND bytes > 0", port);
+	ASSERT(pt_is(e.c, want, "1"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
+			  " OR answer_head LIKE '%s3cret%'", "0"));
+	ASSERT(pt_is(e.c,
+		     "SELECT answer_head FROM poll_runs WHERE offer = 20 AND variant = 'processing'",
+		     "[{\"id\":\"E-201\",\"status\":\"callback\"}]"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', outcome, leads_asked, leads_changed, leads_refused,"
+		     " notes LIKE '%202%') FROM poll_runs WHERE offer = 20 AND variant = 'accepted'",
+		     "ok 1 0 1 t"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', count(*), sum(leads_asked), sum(leads_changed),"
+		     " sum(leads_unknown), min(outcome), max(outcome))"
+		     " FROM poll_runs WHERE offer = 30 AND variant = 'dates'",
+		     "2 2 2 4 ok ok"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs", "7"));
+	/* the schedule: released, due again after the interval */
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, last_ok IS NOT NULL,"
+		     " round(extract(epoch FROM next_due - now()) / 10) * 10,"
+		     " last_run = (SELECT max(id) FROM poll_runs WHERE offer = 10))"
+		     " FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
+		     "t 0 t 600 t"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+	/* the requests the CRM saw: the date ranges in Moscow time */
+	n = mock_crm_requests(e.m, reqs, 32);
+	ASSERT_EQ(n, 7);
+	for (i = 0; i < n; i++) {
+		if (strcmp(reqs[i].path, "/ok") == 0)
+			nok++;
+		if (strcmp(reqs[i].path, "/dates") == 0) {
+			ndates++;
+			ASSERT_CONTAINS(reqs[i].query, "from=");
+			ASSERT_CONTAINS(reqs[i].query, "&key=s3cret-30");
+		}
+	}
+	ASSERT_EQ(nok, 3);
+	ASSERT_EQ(ndates, 2);
+	{
+		char *d = pt_value(e.c, "SELECT 'from=' || to_char((now() - interval '2 days')"
+					" AT TIME ZONE 'Europe/Moscow', 'YYYY-MM-DD')");
+		bool seen = false;
+
+		for (i = 0; d && i < n; i++)
+			if (strstr(reqs[i].query, d))
+				seen = true;
+		free(d);
+		ASSERT(seen);
+	}
+	ASSERT_EQ(st.runs, 5); /* 10 accepted had nothing to ask */
+	ASSERT_EQ(st.runs_ok, 5);
+	ASSERT_EQ(st.batches, 7);
+	ASSERT_EQ(st.leads_changed, 8);
+	ASSERT_EQ(st.sched.claimed, 5);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+/* ------------------------------------------------------------ failures */
+
+static struct pt_route pt_ok_route = { .status = "approved" };
+
+/* Offer 10 on /ok and offer 20 on bad_path (or with bad_rule, or at a dead
+ * port) poll in the same run: 10's lead is approved; 20's run fails with
+ * want, writes its poll_runs row, changes nothing and backs off. */
+static void pt_failure(const char *dbname, const char *bad_path, const char *bad_rule,
+		       bool dead_port, const char *want, const char *want_err, long want_status)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+		{ .path = "/slow", .kind = MOCK_FIXED, .body = "[]", .delay_ms = 3000 },
+		{ .path = "/500", .kind = MOCK_FIXED, .status = 500, .body = "oops" },
+		{ .path = "/429", .kind = MOCK_FIXED, .status = 429, .headers = "Retry-After: 900\r\n",
+		  .body = "slow down" },
+		{ .path = "/bad", .kind = MOCK_FIXED, .body = "[{\"id\": \"E-201\", \"status\": " },
+		{ .path = "/big", .kind = MOCK_CHUNKED, .size = 200000 },
+		{ .path = "/drip", .kind = MOCK_DRIP, .body = "[{\"id\":\"E-201\",\"status\":\"approved\"}]",
+		  .drip_ms = 100 },
+	};
+	struct mock_route good[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct mock_crm *gm = NULL;
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024], sql[512];
+	int port, dead = 1;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, dbname, routes, sizeof(routes) / sizeof(routes[0])));
+	/* the good offer's CRM is another host: a 429's hold is per host */
+	ASSERT_EQ(mock_crm_start(&gm, good, 1), 0);
+	port = mock_crm_port(e.m);
+	if (dead_port) {
+		struct sockaddr_in sa;
+		socklen_t sl = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ASSERT(fd >= 0);
+		ASSERT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+		ASSERT(getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+		close(fd);
+		dead = ntohs(sa.sin_port);
+	}
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(gm), "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, bad_rule ? bad_rule : "pt_crm", dead_port ? dead : port,
+			   bad_path ? bad_path : "ok", NULL),
+		  0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-fail");
+	pc.http_limits.timeout_ms = 700;
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+		     "101:6 201:2"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(outcome, ' ') FROM poll_runs WHERE offer = 10", "ok"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 20", "1"));
+	ASSERT(pt_is(e.c, "SELECT outcome FROM poll_runs WHERE offer = 20", want));
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM poll_runs WHERE offer = 20 AND error LIKE '%%%s%%'", want_err);
+	ASSERT(pt_is(e.c, sql, "1"));
+	snprintf(sql, sizeof(sql), "%ld", want_status);
+	ASSERT(pt_is(e.c, "SELECT coalesce(http_status, 0) FROM poll_runs WHERE offer = 20",
+		     want_status >= 0 ? sql : "0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE lead = 201 AND source = 'poll'",
+		     "0"));
+	/* the failing pair backs off (min 120 s with jitter: 60..120 s), the good
+	 * one is due after its interval */
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, last_error IS NOT NULL,"
+		     " next_due > now() + interval '55 seconds', last_ok IS NULL)"
+		     " FROM poll_schedule WHERE offer = 20 AND variant = 'processing'",
+		     "t 1 t t t"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', fail_count, last_error IS NULL)"
+		     " FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
+		     "0 t"));
+	if (strcmp(bad_path ? bad_path : "", "429") == 0)
+		ASSERT(pt_is(e.c,
+			     "SELECT next_due > now() + interval '850 seconds' FROM poll_schedule"
+			     " WHERE offer = 20 AND variant = 'processing'",
+			     "t"));
+	/* secrets stay out of the record, whatever failed */
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
+			  " OR error LIKE '%s3cret%'", "0"));
+	buf_release(&imp);
+	pt_close(&e);
+	mock_crm_stop(gm);
+}
+
+TEST(poller_failure_timeout)
+{
+	pt_failure("ls_poller_f_timeout", "slow", NULL, false, "timeout", "", -1);
+}
+
+TEST(poller_failure_connection_refused)
+{
+	pt_failure("ls_poller_f_refused", "ok", NULL, true, "connect_error", "", -1);
+}
+
+TEST(poller_failure_http_500)
+{
+	pt_failure("ls_poller_f_500", "500", NULL, false, "http_error", "HTTP 500", 500);
+}
+
+TEST(poller_failure_429_retry_after_holds_the_pair)
+{
+	pt_failure("ls_poller_f_429", "429", NULL, false, "http_error", "HTTP 429", 429);
+}
+
+TEST(poller_failure_malformed_answer)
+{
+	pt_failure("ls_poller_f_bad", "bad", NULL, false, "decode_error", "answer (json, HTTP 200)",
+		   200);
+}
+
+TEST(poller_failure_answer_over_the_cap)
+{
+	pt_failure("ls_poller_f_big", "big", NULL, false, "too_large", "", 200);
+}
+
+TEST(poller_failure_slow_drip)
+{
+	pt_failure("ls_poller_f_drip", "drip", NULL, false, "timeout", "", 200);
+}
+
+TEST(poller_failure_rule_error_names_file_and_line)
+{
+	pt_failure("ls_poller_f_rule", "ok", "pt_boom", false, "rule_error", "pt_boom.lua:4: boom",
+		   200);
+}
+
+TEST(poller_failure_rule_that_does_not_load)
+{
+	pt_failure("ls_poller_f_load", "ok", "pt_broken", false, "rule_error", "pt_broken.lua:", -1);
+}
+
+/* ------------------------------------------------------------ concurrency */
+
+static void pt_stop_cb(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+static void pt_run_for(struct pt_env *e, uint64_t ms)
+{
+	uv_timer_t t;
+
+	uv_timer_init(&e->loop, &t);
+	uv_timer_start(&t, pt_stop_cb, ms, 0);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+}
+
+TEST(poller_postback_change_is_not_clobbered)
+{
+	struct pt_route pb = { .status = "approved",
+			       .sql = "UPDATE leads SET status = 5, reason = 7 WHERE id = 101" };
+	struct mock_route routes[] = {
+		{ .path = "/pb", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pb },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_clobber", routes, 1));
+	ASSERT_EQ(store_connect(e.ci, &pb.conn, err, sizeof(err)), 0);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "pb", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 102, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-pb");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	/* 101 keeps what the "postback" wrote while the CRM was asked; 102 is
+	 * approved */
+	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status || ':' || coalesce(reason, 0), ' '"
+			  " ORDER BY id) FROM leads", "101:5:7 102:6:0"));
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', outcome, leads_asked, leads_changed, leads_skipped,"
+		     " notes LIKE '%lead 101 changed meanwhile%') FROM poll_runs",
+		     "ok 2 1 1 t"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(lead::text, ',') FROM lead_history WHERE source = 'poll'",
+		     "102"));
+	pt_close(&e);
+	PQfinish(pb.conn);
+	buf_release(&imp);
+}
+
+TEST(poller_two_workers_never_poll_a_pair_at_once)
+{
+	struct pt_route slow = { .status = "callback", .delay_ms = 60 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = pt_answer, .data = &slow },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats a, b;
+	struct buf imp;
+	char err[1024];
+	int i;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_two", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ(pt_offer(&imp, 10 + i, "pt_crm", mock_crm_port(e.m), "slow",
+				   "\"intervals\": {\"processing\": 1}"),
+			  0);
+		ASSERT_EQ(pt_lead(&imp, 100 + i, 10 + i, 2, "2026-01-10T10:00:00Z"), 0);
+	}
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-a");
+	pc.sched.claim_max = 2;
+	pc.sched.pairs_max = 3;
+	ASSERT(pt_start(&e, 0, &pc));
+	pc.sched.worker = "w-b";
+	ASSERT(pt_start(&e, 1, &pc));
+	/* every pair is due again a second after each run: both workers go on
+	 * claiming the same pairs */
+	pt_run_for(&e, 2600);
+	poller_stats(e.p[0], &a);
+	poller_stats(e.p[1], &b);
+	pt_stop_pollers(&e);
+	ASSERT(pt_is(e.c, "SELECT count(*) >= 16 FROM poll_runs WHERE outcome = 'ok'", "t"));
+	ASSERT(pt_is(e.c, "SELECT count(DISTINCT worker) FROM poll_runs", "2"));
+	ASSERT(pt_is(e.c,
+		     "SELECT count(*) FROM poll_runs x JOIN poll_runs y ON x.offer = y.offer"
+		     " AND x.variant = y.variant AND x.id < y.id"
+		     " AND x.started < y.finished AND y.started < x.finished",
+		     "0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE outcome <> 'ok'", "0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+	ASSERT(a.sched.claimed > 0 && b.sched.claimed > 0);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_expired_lease_is_taken_over)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_takeover", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	/* 10: its daemon was killed mid-poll and its lease ran out; 20: leased
+	 * by a live daemon */
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'dead:1:0', lease_until ="
+			    " now() - interval '1 second' WHERE offer = 10 AND variant = 'processing'"));
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'alive:2:0', lease_until ="
+			    " now() + interval '1 hour' WHERE offer = 20 AND variant = 'processing'"));
+	pt_config(&e, &pc, "w-new");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	poller_stats(e.p[0], &st);
+	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+		     "101:6 201:2"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(offer || ':' || worker, ' ') FROM poll_runs", "10:w-new"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(offer || ':' || coalesce(lease_owner, '-'), ' '"
+			  " ORDER BY offer) FROM poll_schedule WHERE variant = 'processing'",
+		     "10:- 20:alive:2:0"));
+	ASSERT_EQ(st.sched.taken_over, 1);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_lost_lease_writes_no_lead)
+{
+	struct pt_route steal = { .status = "approved",
+				  .sql = "UPDATE poll_schedule SET lease_owner = 'thief'"
+					 " WHERE offer = 10 AND variant = 'processing'" };
+	struct mock_route routes[] = {
+		{ .path = "/steal", .kind = MOCK_FUNC, .fn = pt_answer, .data = &steal },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_lost", routes, 1));
+	ASSERT_EQ(store_connect(e.ci, &steal.conn, err, sizeof(err)), 0);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "steal", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-lost");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed) FROM poll_runs",
+		     "lease_lost 0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "0"));
+	/* the thief's lease is left alone */
+	ASSERT(pt_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
+			  " AND variant = 'processing'", "thief"));
+	pt_close(&e);
+	PQfinish(steal.conn);
+	buf_release(&imp);
+}
+
+/* ------------------------------------------------------------ schedule details */
+
+TEST(poller_caught_up_runs_are_recorded)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_caught_up", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 30, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	/* 10 (a lead) and 20 (none) were polled before and missed runs while
+	 * the daemon was down; 30 is on time */
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
+			    " next_due = now() - interval '35 minutes' WHERE offer = 10"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
+			    " next_due = now() - interval '25 minutes' WHERE offer = 20"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '10 minutes',"
+			    " next_due = now() WHERE offer = 30 AND variant = 'processing'"));
+	pt_config(&e, &pc, "w-cu");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	/* one run each, not one per missed interval */
+	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', offer, outcome, caught_up, missed,"
+			  " leads_asked), ' ' ORDER BY offer) FROM poll_runs",
+		     "10:ok:t:3:1 20:caught_up:t:2:0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE variant = 'processing'"
+			  " AND next_due > now() + interval '9 minutes'", "3"));
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_pages_are_fetched_within_one_batch)
+{
+	struct mock_route routes[] = {
+		{ .path = "/paged", .kind = MOCK_PAGED, .pages = 3, .per_page = 2 },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct mock_request reqs[8];
+	struct buf imp;
+	char err[1024];
+	int i;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_pages", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_paged", mock_crm_port(e.m), "paged", NULL), 0);
+	for (i = 1; i <= 6; i++)
+		ASSERT_EQ(buf_addf(&imp, "{\"lead\": {\"id\": %d, \"offer\": 10, \"ext\": \"%d\","
+					 " \"status\": 3, \"created\": \"2026-01-10T10:00:00Z\"}}\n",
+				   100 + i, i),
+			  0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-pages");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), sum(pages), sum(leads_changed), min(outcome))"
+			  " FROM poll_runs", "1 3 6 ok"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 2", "6"));
+	ASSERT_EQ(mock_crm_requests(e.m, reqs, 8), 3);
+	ASSERT_STREQ(reqs[2].query, "page=3");
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_stop_cuts_requests_short_and_requeues)
+{
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FIXED, .body = "[]", .delay_ms = 3000 },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+	uint64_t t0;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_stop", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "slow", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-stop");
+	pc.stop_deadline_ms = 150;
+	ASSERT(pt_start(&e, 0, &pc));
+	pt_run_for(&e, 300);
+	ASSERT_EQ(mock_crm_requests(e.m, NULL, 0), 1);
+	t0 = uv_hrtime();
+	pt_stop_pollers(&e);
+	ASSERT((uv_hrtime() - t0) / 1000000 < 1500);
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
+		     "cancelled shutting down: request cancelled"));
+	/* given back as it was: due at once, not counted as a failure */
+	ASSERT(pt_is(e.c,
+		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, next_due <= now(),"
+		     " last_ok IS NULL) FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
+		     "t 0 t t"));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+/* ------------------------------------------------------------ rules, check */
+
+TEST(poller_reload_keeps_the_previous_rule_when_the_new_one_fails)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_reload", routes, 1));
+	ASSERT(pt_write(e.rules, "pt_rl", pt_rule_crm));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_rl", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-rl");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "6"));
+	/* the file breaks: the reload fails and the loaded version stays */
+	ASSERT(pt_write(e.rules, "pt_rl", pt_rule_broken));
+	ASSERT_EQ(poller_reload_rules(e.p[0]), 1);
+	ASSERT(pt_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (102, 10, 'E-102', 2)"));
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 102", "6"));
+	/* a good new version replaces it */
+	ASSERT(pt_write(e.rules, "pt_rl",
+			"return { processing = { url = 'http://{host}/{path}?ids={idel}',"
+			" process = function(d) for _, x in ipairs(d) do"
+			" lead.setstatus(e2i[x.id], 'callback') end end } }\n"));
+	ASSERT_EQ(poller_reload_rules(e.p[0]), 0);
+	ASSERT(pt_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (103, 10, 'E-103', 2)"));
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 103", "3"));
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_check_reports_and_dry_run_writes_nothing)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp, out;
+	char err[1024], want[256];
+
+	buf_init(&imp, 0);
+	buf_init(&out, 0);
+	ASSERT(pt_open(&e, "ls_poller_check", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", "\"enabled\": false"), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 102, 10, 3, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	pt_config(&e, &pc, NULL);
+	pc.db = NULL;
+	ASSERT_EQ(poller_check(e.ci, &pc, 10, RULE_PROCESSING, true, &out, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "request   GET http://127.0.0.1:%d/ok?ids=E-101,E-102&key=***",
+		 mock_crm_port(e.m));
+	ASSERT_CONTAINS(out.p, want);
+	ASSERT_CONTAINS(out.p, "answer    HTTP 200");
+	ASSERT_CONTAINS(out.p, "[{\"id\":\"E-101\",\"status\":\"approved\"}");
+	ASSERT_CONTAINS(out.p, "edit      lead 101 {\"status\":2");
+	ASSERT_CONTAINS(out.p, "\"status\":6");
+	ASSERT_CONTAINS(out.p, "result    ok: 2 asked, 2 changed");
+	ASSERT_CONTAINS(out.p, "dry run   nothing written");
+	ASSERT(!strstr(out.p, "s3cret"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs", "0"));
+	ASSERT(pt_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "2 3"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL"
+			  " OR last_ok IS NOT NULL", "0"));
+	/* for real: written, and rescheduled like a daemon's poll */
+	buf_reset(&out);
+	ASSERT_EQ(poller_check(e.ci, &pc, 10, -1, false, &out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out.p, "written   run ");
+	ASSERT_CONTAINS(out.p, "variant accepted");
+	ASSERT(pt_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "6 6"));
+	/* processing changed both; accepted then asked about them again */
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), min(outcome), bool_and(worker LIKE '%:check'),"
+			  " string_agg(variant || ':' || leads_changed, ',' ORDER BY id)) FROM poll_runs",
+		     "2 ok t processing:2,accepted:0"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NULL"
+			  " AND last_ok IS NOT NULL AND next_due > now() + interval '5 minutes'", "3"));
+	ASSERT_EQ(poller_check(e.ci, &pc, 99, -1, true, &out, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "offer 99 not found");
+	pt_close(&e);
+	buf_release(&imp);
+	buf_release(&out);
+}
+
+TEST(poller_bounds_requests_and_leads_in_flight)
+{
+	struct pt_route slow = { .status = "approved", .delay_ms = 20 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = pt_answer, .data = &slow },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+	int i, j;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_bounds", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	for (i = 0; i < 6; i++) {
+		ASSERT_EQ(pt_offer(&imp, 10 + i, "pt_crm", mock_crm_port(e.m), "slow", NULL), 0);
+		for (j = 0; j < 5; j++)
+			ASSERT_EQ(pt_lead(&imp, 100 + i * 10 + j, 10 + i, 2, "2026-01-10T10:00:00Z"), 0);
+	}
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-bounds");
+	pc.batches_max = 3;
+	pc.pair_batches_max = 2;
+	pc.leads_max = 4; /* at most 4 leads held: 2+2, or 2+1+1 */
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 20000));
+	poller_stats(e.p[0], &st);
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "30"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), sum(leads_asked), max(leads_asked))"
+			  " FROM poll_runs WHERE outcome = 'ok'", "18 30 2"));
+	ASSERT_EQ(mock_crm_requests(e.m, NULL, 0), 18);
+	ASSERT(mock_crm_max_in_flight(e.m) <= 3);
+	ASSERT(mock_crm_max_in_flight(e.m) >= 2);
+	ASSERT_EQ(st.runs_ok, 6);
+	ASSERT_EQ(st.batches_in_flight, 0);
+	ASSERT_EQ(st.leads_held, 0);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_offer_rate_limit_spaces_its_requests)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct mock_request reqs[8];
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+	size_t n, i;
+	int j;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_rate", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	/* 600 a minute: one request every 100 ms; three batches of two leads */
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", "\"rate_limit\": 600"), 0);
+	for (j = 0; j < 6; j++)
+		ASSERT_EQ(pt_lead(&imp, 101 + j, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-rate");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "6"));
+	n = mock_crm_requests(e.m, reqs, 8);
+	ASSERT_EQ(n, 3);
+	for (i = 1; i < n; i++)
+		ASSERT(reqs[i].t_arrive_us - reqs[i - 1].t_arrive_us >= 80000);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+TEST(poller_heartbeat_finds_a_lost_lease_and_cancels)
+{
+	struct pt_route steal = { .status = "approved", .delay_ms = 1500,
+				  .sql = "UPDATE poll_schedule SET lease_owner = 'thief'"
+					 " WHERE offer = 10 AND variant = 'processing'" };
+	struct mock_route routes[] = {
+		{ .path = "/steal", .kind = MOCK_FUNC, .fn = pt_answer, .data = &steal },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+	uint64_t t0;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_beat", routes, 1));
+	ASSERT_EQ(store_connect(e.ci, &steal.conn, err, sizeof(err)), 0);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "steal", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-beat");
+	pc.sched.heartbeat_ms = 50;
+	t0 = uv_hrtime();
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+	/* the request was cancelled long before the CRM answered */
+	ASSERT((uv_hrtime() - t0) / 1000000 < 1200);
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.sched.lost, 1);
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
+		     "lease_lost lease lost: request cancelled"));
+	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	ASSERT(pt_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
+			  " AND variant = 'processing'", "thief"));
+	pt_close(&e);
+	PQfinish(steal.conn);
+	buf_release(&imp);
+}
