@@ -47,6 +47,11 @@ __attribute__((warn_unused_result)) int buf_add_text(struct buf *b, const char *
 bool buf_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
 /* Cuts b to at most n bytes on a UTF-8 character boundary. */
 void buf_cut_utf8(struct buf *b, size_t n);
+/* Percent-decodes s[0..n) into out (room for n bytes); '+' becomes a
+ * space when plus is set (forms and query strings); a '%' not followed by
+ * two hex digits stays as written (PHP's urldecode). Returns the decoded
+ * length. */
+size_t buf_urldecode(char *out, const char *s, size_t n, bool plus);
 /* Takes the contents out: the caller frees the returned string; b is empty. */
 char *buf_steal(struct buf *b);
 

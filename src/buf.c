@@ -240,6 +240,36 @@ int buf_add_urlenc(struct buf *b, const char *s, size_t n)
 	return 0;
 }
 
+static int buf__hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+size_t buf_urldecode(char *out, const char *s, size_t n, bool plus)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '%' && i + 2 < n) {
+			int hi = buf__hexval(s[i + 1]), lo = buf__hexval(s[i + 2]);
+
+			if (hi >= 0 && lo >= 0) {
+				out[o++] = (char)(hi << 4 | lo);
+				i += 2;
+				continue;
+			}
+		}
+		out[o++] = plus && s[i] == '+' ? ' ' : s[i];
+	}
+	return o;
+}
+
 char *buf_steal(struct buf *b)
 {
 	char *p = b->p;

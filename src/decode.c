@@ -1,6 +1,8 @@
 /* decode: CRM answer bodies (json, xml, form, text) to Lua values for rules. */
 #include "decode.h"
 
+#include "buf.h"
+
 #include <expat.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -809,43 +811,17 @@ int decode_lua_xml_all(lua_State *L)
 
 /* ---- form ------------------------------------------------------------ */
 
-static int form__hex(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Pushes s percent-decoded, '+' as a space; a '%' not followed by two hex
  * digits stays as it is (PHP's urldecode). */
 static void form__push_decoded(lua_State *L, const char *s, size_t n)
 {
 	luaL_Buffer b;
-	char *o;
-	size_t i, k = 0;
-	int hi, lo;
 
 	if (!memchr(s, '%', n) && !memchr(s, '+', n)) {
 		lua_pushlstring(L, s, n);
 		return;
 	}
-	o = luaL_buffinitsize(L, &b, n);
-	for (i = 0; i < n; i++) {
-		if (s[i] == '+') {
-			o[k++] = ' ';
-		} else if (s[i] == '%' && i + 2 < n && (hi = form__hex((unsigned char)s[i + 1])) >= 0 &&
-			   (lo = form__hex((unsigned char)s[i + 2])) >= 0) {
-			o[k++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			o[k++] = s[i];
-		}
-	}
-	luaL_pushresultsize(&b, k);
+	luaL_pushresultsize(&b, buf_urldecode(luaL_buffinitsize(L, &b, n), s, n, true));
 }
 
 /* Pushes the key of one name part onto the stack: an empty part ("[]")

@@ -142,39 +142,6 @@ static void listener_maybe_done(struct listener *l);
 
 /* ---------------------------------------------------------------- forms */
 
-static int listener__hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decodes s[0..n) into out (room for n bytes); '+' becomes a space
- * when plus is set. A malformed escape is kept as written. Returns the
- * decoded length. */
-static size_t listener__decode(char *out, const char *s, size_t n, bool plus)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] == '%' && i + 2 < n) {
-			int hi = listener__hexval(s[i + 1]), lo = listener__hexval(s[i + 2]);
-
-			if (hi >= 0 && lo >= 0) {
-				out[o++] = (char)(hi << 4 | lo);
-				i += 2;
-				continue;
-			}
-		}
-		out[o++] = plus && s[i] == '+' ? ' ' : s[i];
-	}
-	return o;
-}
-
 int listener_form_parse(struct listener_form *f, const char *s, size_t len)
 {
 	size_t npieces = 1, i, start, k = 0;
@@ -206,11 +173,11 @@ int listener_form_parse(struct listener_form *f, const char *s, size_t len)
 		for (eq = start; eq < end && s[eq] != '='; eq++)
 			;
 		f->kv[k].name = text;
-		f->kv[k].name_len = listener__decode(text, s + start, eq - start, true);
+		f->kv[k].name_len = buf_urldecode(text, s + start, eq - start, true);
 		text += f->kv[k].name_len;
 		*text++ = '\0';
 		f->kv[k].value = text;
-		f->kv[k].value_len = eq < end ? listener__decode(text, s + eq + 1, end - eq - 1, true) : 0;
+		f->kv[k].value_len = eq < end ? buf_urldecode(text, s + eq + 1, end - eq - 1, true) : 0;
 		text += f->kv[k].value_len;
 		*text++ = '\0';
 		k++;
@@ -898,7 +865,7 @@ static int req_decode_params(struct listener_req *r)
 		if (buf_add(&r->pvals, prm->raw, prm->raw_len) < 0 || buf_addc(&r->pvals, '\0') < 0)
 			return -1;
 		prm->off = off;
-		prm->len = listener__decode(r->pvals.p + off, prm->raw, prm->raw_len, false);
+		prm->len = buf_urldecode(r->pvals.p + off, prm->raw, prm->raw_len, false);
 		r->pvals.p[off + prm->len] = '\0';
 	}
 	return 0;

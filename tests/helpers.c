@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "store.h"
 
 static void quiet_notice(void *arg, const char *msg)
 {
@@ -66,6 +67,28 @@ out:
 	buf_release(&ci);
 	buf_release(&sql);
 	return out;
+}
+
+PGconn *test_db_migrated(const char *name, char **conninfo)
+{
+	char *ci = test_db_fresh(name);
+	char err[1024];
+	PGconn *c = NULL;
+	int applied;
+
+	if (!ci)
+		return NULL;
+	if (store_connect(ci, &c, err, sizeof(err)) < 0 ||
+	    store_migrate(c, &applied, err, sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "database %s: %s", name, err);
+		PQfinish(c);
+		c = NULL;
+	}
+	if (conninfo && c)
+		*conninfo = ci;
+	else
+		free(ci);
+	return c;
 }
 
 static int drain(int fd, struct buf *b)

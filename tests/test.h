@@ -67,6 +67,12 @@ bool test__failed(void);
  * the server, set by scripts/test.sh). Returns a malloc'd libpq conninfo,
  * or NULL after recording a failure. */
 char *test_db_fresh(const char *name);
+/* A fresh database with every migration applied: returns an open
+ * connection (and, when conninfo is not NULL, the malloc'd conninfo), or
+ * NULL after recording a failure. PGconn is opaque here: include
+ * libpq-fe.h to use it. */
+struct pg_conn;
+struct pg_conn *test_db_migrated(const char *name, char **conninfo);
 /* Runs argv (argv[0] a path), feeding `in` (may be NULL) on stdin. Output
  * and error are captured into malloc'd strings; returns the exit status,
  * or -1. */

@@ -31,21 +31,7 @@
 
 static PGconn *import_t_db(const char *name)
 {
-	char *ci = test_db_fresh(name);
-	char err[1024];
-	PGconn *c = NULL;
-	int applied;
-
-	if (!ci)
-		return NULL;
-	if (store_connect(ci, &c, err, sizeof(err)) < 0 ||
-	    store_migrate(c, &applied, err, sizeof(err)) < 0) {
-		test__fail(__FILE__, __LINE__, "database %s: %s", name, err);
-		PQfinish(c);
-		c = NULL;
-	}
-	free(ci);
-	return c;
+	return test_db_migrated(name, NULL);
 }
 
 /* import_run() over text. */

@@ -22,24 +22,7 @@
 
 static PGconn *tt_db(const char *name, char **conninfo)
 {
-	char *ci = test_db_fresh(name);
-	char err[1024];
-	PGconn *c = NULL;
-	int applied;
-
-	if (!ci)
-		return NULL;
-	if (store_connect(ci, &c, err, sizeof(err)) < 0 ||
-	    store_migrate(c, &applied, err, sizeof(err)) < 0) {
-		test__fail(__FILE__, __LINE__, "database %s: %s", name, err);
-		PQfinish(c);
-		c = NULL;
-	}
-	if (conninfo && c)
-		*conninfo = ci;
-	else
-		free(ci);
-	return c;
+	return test_db_migrated(name, conninfo);
 }
 
 static int tt_import(PGconn *c, const char *text)
