@@ -53,7 +53,7 @@
  * redirect_error (transport, http_client.h); decode_error (a 2xx answer not
  * in the declared format), rule_error (the rule failed to load, prepare or
  * process; the message carries file:line), config_error (the offer's time
- * zone), db_error, lease_lost, cancelled (shutdown), internal_error,
+ * zone, or status_words that do not parse), db_error, lease_lost, cancelled (shutdown), internal_error,
  * caught_up. A transport failure, an http_error or a db_error stops the
  * pair's further batches (its CRM or database is in trouble); a
  * decode_error or rule_error fails that batch only. Any failure fails the
@@ -63,6 +63,12 @@
  * runtime per rule name; poller_reload_rules() (SIGHUP) reloads every
  * cached rule and keeps the previous version of one that no longer loads.
  * A rule that failed to load is tried again after rule_retry_s.
+ *
+ * An offer's status_words (status.h: read before the rule's map and the
+ * built-in words) are parsed on first use and cached per offer with the
+ * text they came from; the offer row is read with every claim, and the
+ * words are parsed again only when its text changed (an import), so a
+ * change takes effect at the offer's next claim.
  *
  * Secrets: the values of the offer's secret_params, and of params whose
  * name looks like a credential (key, token, secret, pass, auth, sign), are
@@ -153,6 +159,7 @@ struct poller_stats {
 		leads_unrecognised;
 	uint64_t rows_lost;               /* poll_runs rows that could not be written */
 	uint64_t rule_loads, rule_load_errors;
+	uint64_t words_parsed;            /* offers' status_words parsed (cache misses) */
 	/* gauges */
 	uint64_t pairs_in_flight, batches_in_flight, leads_held;
 };

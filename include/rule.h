@@ -40,7 +40,8 @@
  * unmapped, which must never read as ours). The
  * variant's map is the shared map plus its own entries; it is consulted
  * before the built-in recognition (status_recognise's overrides), so a
- * CRM's own numbers never read as ours.
+ * CRM's own numbers never read as ours, and after the offer's own words
+ * (struct rule_batch's status_words), which an admin sets per offer.
  *
  * Globals a call sees (fresh per call; everything else is the sandbox):
  *   both: idl (sequence of internal ids), idsl, idel (comma-joined; these
@@ -104,9 +105,11 @@
  * refusal of lead_apply refuses that edit: counted, its message (with
  * file:line) kept in notes, the rule goes on. edit(nil, ...) (e2i of an id
  * that is not ours) is skipped and counted as unknown. setstatus/setstc
- * read the text with the variant's map, then status_recognise; an
- * unrecognised text changes no status and is counted (setstc still writes
- * the raw text to the comment). approve(id, c) is edit(id, {accept=1,
+ * read the text with the offer's words (batch.status_words), then the
+ * variant's map, then the built-in words (status_recognise); the first
+ * that knows the word decides, a blocker (false) included (status.h,
+ * "Precedence"); an unrecognised or blocked text changes no status and is
+ * counted (setstc still writes the raw text to the comment). approve(id, c) is edit(id, {accept=1,
  * comment=c}). Edits apply at once, in order, to a working copy of the
  * lead (lead_apply, source SOURCE_DATES for the dates variant, else
  * SOURCE_POLL); the rule writes nothing itself.
@@ -145,6 +148,7 @@
 #include "decode.h"
 #include "lead.h"
 #include "macro.h"
+#include "status.h"
 
 #define RULE_DEFAULT_INSTRUCTIONS 50000000
 #define RULE_DEFAULT_MEMORY ((size_t)256 << 20)
@@ -242,6 +246,9 @@ struct rule_batch {
 	size_t ncurrencies;
 	int reasons_max;                 /* the network's highest reject reason;
 					  * 0: REASON_STD_MAX (17) */
+	const struct status_words *status_words; /* the offer's own words
+					  * (offers.status_words), read before the
+					  * rule's map; NULL: none */
 	int64_t now;                     /* time of the edits */
 };
 

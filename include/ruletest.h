@@ -6,7 +6,8 @@
  * writing a rule.
  *
  * The leads file is either an array of leads or an object
- *   {"offer": {"id", "hold_days", "reject_reason", "cancel_approved", "tz"},
+ *   {"offer": {"id", "hold_days", "reject_reason", "cancel_approved", "tz",
+ *              "status_words"},
  *    "goals": [{"code", "payout", "wm", "pay", "ref", "currency"}],
  *    "currencies": [{"iso": "USD", "id": 840}],
  *    "leads": [...]}
@@ -14,7 +15,11 @@
  * comment, track, base, counts, goal (a goal's code), curr (ISO), wm, pay,
  * ref, approved_at, hold_until. Money in units; times ISO-8601. Without
  * "goals", every lead gets a fixed goal "lead" paying 0; without
- * "currencies", a table of common ISO 4217 codes is used. */
+ * "currencies", a table of common ISO 4217 codes is used. The offer's
+ * "status_words" take the shape of the import record's (status.h,
+ * status_words_from_json: {"word": 10}, {"word": false}, {"word":
+ * {"status": 5, "reason": 7}}) and are read before the rule's map, as the
+ * poller reads offers.status_words. */
 #ifndef LEADSYNC_RULETEST_H
 #define LEADSYNC_RULETEST_H
 

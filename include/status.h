@@ -1,7 +1,7 @@
 /* status: the 12 lead statuses, the reject reasons, and recognition of the
  * status words CRMs and advertisers send (DESIGN.md "Status text
  * recognition" and "Push"). Pure: no I/O, no allocation except in
- * status_words. */
+ * status_words (and the JSON it is built from). */
 #ifndef LEADSYNC_STATUS_H
 #define LEADSYNC_STATUS_H
 
@@ -84,6 +84,52 @@ void status_words_free(struct status_words *w); /* NULL is a no-op */
 __attribute__((warn_unused_result))
 int status_words_add(struct status_words *w, const char *word, struct status_match m);
 size_t status_words_count(const struct status_words *w);
+
+/* Looks text up in w alone: the same folding, no numbers, no built-in
+ * words. Returns true when text is one of w's words and fills *m with its
+ * meaning; a blocker gives true with *m all zero (the word is known and
+ * means nothing: look no further). false, *m zeroed, when w is NULL or
+ * does not hold the word. text may be NULL when len is 0. */
+bool status_words_lookup(const struct status_words *w, const char *text, size_t len,
+			 struct status_match *m);
+
+/* Precedence (DESIGN.md "Status text recognition": "an offer (or its rule)
+ * can add or override words"). A rule's lead.setstatus/lead.setstc read a
+ * text with, in order: the offer's own words (offers.status_words, an
+ * admin's per-offer setting, the most specific), the rule's `statuses`
+ * map, then the built-in words of status_recognise(). The first level that
+ * knows the word decides, and a blocker decides too: a word the offer maps
+ * beats the rule's map and the built-ins; a word blocked at any level
+ * reads as unrecognised unless a level before it maps the word. Postbacks
+ * read the offer's words, then seed 000's table (status_postback). */
+
+/* The offer's status words as JSON: the shape of offers.status_words,
+ * which `leadsync import` takes and the poller, the postbacks and
+ * `leadsync rule test` read, all through these two functions:
+ *   {"word": STATUS}                           a status 1..12
+ *   {"word": false}                            blocked: reads as unrecognised
+ *   {"word": {"status": S, "reason": R, "accept": true}}
+ * In the object form status is 1..12, reason 1..REASON_MAX and needs
+ * status 5, accept is a boolean; accept true alone means 6 with the
+ * approval mechanics, and accept with a status other than 6 is refused (as
+ * in a rule's map); without accept true a status is required. Other keys
+ * of the object are ignored. A word must not be empty once trimmed nor
+ * longer than STATUS_WORD_MAX bytes once folded, and two words must not
+ * fold to the same text ("Won" and "won").
+ *
+ * On success returns 0 with *out the new table (status_words_free() frees
+ * it), or NULL when the object holds no word. On failure returns -1 with
+ * *out NULL and err set, naming the word: "word 'won': status 13 is not in
+ * 1..12"; the caller adds where the words came from. json is
+ * NUL-terminated text; the cJSON form takes an object already parsed (the
+ * caller keeps it). */
+__attribute__((warn_unused_result))
+int status_words_from_json(const char *json, struct status_words **out, char *err,
+			   size_t errlen);
+struct cJSON;
+__attribute__((warn_unused_result))
+int status_words_from_cjson(const struct cJSON *obj, struct status_words **out, char *err,
+			    size_t errlen);
 
 /* Polling dialect: trims, folds, then: the overrides (if any, may be NULL);
  * a number 1..12 written canonically ("7"; "07", "+7", "7.0", "0", "13" are

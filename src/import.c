@@ -445,37 +445,17 @@ out:
 	return rc;
 }
 
-/* Status words: {"word": STATUS} or {"word": {"status": S, "reason": R,
- * "accept": true}}. */
+/* Status words: checked by the parser the poller and the postbacks read
+ * them with (status.h, status_words_from_cjson), so what is stored is what
+ * they accept. */
 static int import__words(struct import *im, const cJSON *x, const char *name)
 {
-	const cJSON *e, *s, *r, *a;
-	int64_t v;
+	struct status_words *w = NULL;
+	char why[512];
+	int rc = status_words_from_cjson(x, &w, why, sizeof(why));
 
-	cJSON_ArrayForEach(e, x) {
-		if (!*e->string || strlen(e->string) > 255)
-			return import__fail(im, "'%s' has an empty or too long word", name);
-		if (cJSON_IsNumber(e)) {
-			if (!import__integer(e, STATUS_MIN, STATUS_MAX, &v))
-				return import__fail(im, "'%s.%s' must be a status 1..12", name,
-						    e->string);
-			continue;
-		}
-		if (!cJSON_IsObject(e))
-			return import__fail(im, "'%s.%s' must be a status or an object", name,
-					    e->string);
-		s = cJSON_GetObjectItemCaseSensitive(e, "status");
-		r = cJSON_GetObjectItemCaseSensitive(e, "reason");
-		a = cJSON_GetObjectItemCaseSensitive(e, "accept");
-		if ((s && !import__integer(s, STATUS_MIN, STATUS_MAX, &v)) ||
-		    (r && !import__integer(r, 1, REASON_MAX, &v)) || (a && !cJSON_IsBool(a)) ||
-		    (!s && !cJSON_IsTrue(a)))
-			return import__fail(im,
-					    "'%s.%s' must hold a status 1..12 or \"accept\": true, and "
-					    "maybe a reason 1..%d",
-					    name, e->string, REASON_MAX);
-	}
-	return 0;
+	status_words_free(w);
+	return rc < 0 ? import__fail(im, "'%s': %s", name, why) : 0;
 }
 
 static int import__names(struct import *im, struct import_val *v, const cJSON *x, const char *name)

@@ -17,6 +17,7 @@
 #include "lead.h"
 #include "log.h"
 #include "macro.h"
+#include "status.h"
 #include "store.h"
 #include "tz.h"
 
@@ -71,6 +72,23 @@ struct poll_offer {
 	size_t ngoals;
 	struct rule_currency *currs;
 	size_t ncurrs;
+	char *words; /* offers.status_words as text ("{}": none) */
+};
+
+/* An offer's status words, parsed (status_words_from_json) and shared by
+ * the pairs of that offer that poll with them, each holding a reference. */
+struct poll_words {
+	unsigned refs;
+	struct status_words *w; /* never NULL: an offer without words has no entry */
+	char json[];            /* the text they were parsed from */
+};
+
+/* The words cache: by offer id (open addressing, linear probing, at most
+ * half full; offer 0 is an empty slot, ids are positive). See
+ * poller__words_get for when an entry is reparsed. */
+struct poll_words_slot {
+	int64_t offer;
+	struct poll_words *cur; /* NULL: the offer had no words at its last claim */
 };
 
 struct poll_range {
@@ -90,6 +108,7 @@ struct poll_pair {
 	struct poll_offer off;
 	enum rule_variant v;
 	struct poll_rule *rule;
+	struct poll_words *words; /* the offer's words; NULL: none */
 	char rate_key[40];
 	size_t batch;
 	int days;
@@ -173,6 +192,8 @@ struct poller {
 	struct http_client *http;
 	bool own_http;
 	struct poll_rule_entry *rules;
+	struct poll_words_slot *words; /* the words cache */
+	size_t words_cap, words_used;
 	struct poll_pair *pairs;
 	unsigned npairs;
 	struct poll_pair *wait_head, *wait_tail;
@@ -436,6 +457,116 @@ int poller_reload_rules(struct poller *p)
 	return failed;
 }
 
+/* ------------------------------------------------------------ words cache */
+
+static void poller__words_put(struct poll_words *pw)
+{
+	if (pw && --pw->refs == 0) {
+		status_words_free(pw->w);
+		free(pw);
+	}
+}
+
+static size_t poller__words_home(int64_t offer, size_t cap)
+{
+	return (size_t)(((uint64_t)offer * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
+}
+
+/* The slot of offer; with add, made when missing (NULL: out of memory);
+ * without, NULL when missing. */
+static struct poll_words_slot *poller__words_slot(struct poller *p, int64_t offer, bool add)
+{
+	struct poll_words_slot *slot;
+	size_t i, cap;
+
+	for (i = p->words_cap ? poller__words_home(offer, p->words_cap) : 0; p->words_cap;
+	     i = (i + 1) & (p->words_cap - 1)) {
+		if (p->words[i].offer == offer)
+			return &p->words[i];
+		if (!p->words[i].offer)
+			break;
+	}
+	if (!add)
+		return NULL;
+	if (2 * (p->words_used + 1) > p->words_cap) {
+		cap = p->words_cap ? 2 * p->words_cap : 64;
+		slot = calloc(cap, sizeof(*slot));
+		if (!slot)
+			return NULL;
+		for (i = 0; i < p->words_cap; i++) {
+			size_t k;
+
+			if (!p->words[i].offer)
+				continue;
+			for (k = poller__words_home(p->words[i].offer, cap); slot[k].offer;)
+				k = (k + 1) & (cap - 1);
+			slot[k] = p->words[i];
+		}
+		free(p->words);
+		p->words = slot;
+		p->words_cap = cap;
+	}
+	for (i = poller__words_home(offer, p->words_cap); p->words[i].offer;)
+		i = (i + 1) & (p->words_cap - 1);
+	p->words[i].offer = offer;
+	p->words[i].cur = NULL;
+	p->words_used++;
+	return &p->words[i];
+}
+
+/* The status words of offer o, with a reference for the caller (*out NULL
+ * when the offer has none). The offer row, and so its status_words text, is
+ * read with every claim; the words are parsed again only when that text
+ * differs from the one the cached entry was parsed from, so an import that
+ * changes them takes effect at the offer's next claim and an unchanged
+ * offer is never reparsed. Pairs keep the version they began with. Entries
+ * live as long as the poller: one per offer that had words (an offer whose
+ * words went back to {} keeps an empty slot). Returns -1 with err (the
+ * offer named) when the words do not parse; nothing is cached then. */
+static int poller__words_get(struct poller *p, const struct poll_offer *o, struct poll_words **out,
+			     char *err, size_t errlen)
+{
+	struct poll_words_slot *s = poller__words_slot(p, o->id, false);
+	struct status_words *w = NULL;
+	struct poll_words *pw;
+	char why[POLL_ERR_MAX - 64];
+	size_t len;
+
+	*out = NULL;
+	if (s && s->cur && strcmp(s->cur->json, o->words) == 0) {
+		s->cur->refs++;
+		*out = s->cur;
+		return 0;
+	}
+	if (s) {
+		poller__words_put(s->cur);
+		s->cur = NULL;
+	}
+	if (status_words_from_json(o->words, &w, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "offer %" PRId64 ": status_words: %s", o->id, why);
+		return -1;
+	}
+	if (!w)
+		return 0;
+	len = strlen(o->words);
+	pw = malloc(sizeof(*pw) + len + 1);
+	if (pw && !s)
+		s = poller__words_slot(p, o->id, true);
+	if (!pw || !s) {
+		free(pw);
+		status_words_free(w);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pw->refs = 2; /* the cache's and the caller's */
+	pw->w = w;
+	memcpy(pw->json, o->words, len + 1);
+	s->cur = pw;
+	p->st.words_parsed++;
+	*out = pw;
+	return 0;
+}
+
 /* ------------------------------------------------------------ offers */
 
 static void poller__offer_release(struct poll_offer *o)
@@ -454,6 +585,7 @@ static void poller__offer_release(struct poll_offer *o)
 		free((char *)o->goals[i].code);
 	free(o->goals);
 	free(o->currs);
+	free(o->words);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -588,7 +720,7 @@ static const char poller_offers_sql[] =
 	"SELECT o.id, o.rule, o.params::text, array_to_json(o.secret_params)::text,"
 	" coalesce(o.batch_processing, 0), coalesce(o.batch_accepted, 0),"
 	" coalesce(o.days_dates, 0), o.hold_days, o.reject_reason, o.cancel_approved,"
-	" coalesce(o.tz, ''), coalesce(o.rate_limit, 0)"
+	" coalesce(o.tz, ''), coalesce(o.rate_limit, 0), o.status_words::text"
 	" FROM offers o WHERE o.id = ANY($1::bigint[])";
 
 static const char poller_goals_sql[] =
@@ -608,6 +740,11 @@ static int poller__fill_offer(struct poll_offer *o, const PGresult *r, int row, 
 	o->settings.cancel_approved = PQgetvalue(r, row, 9)[0] == 't';
 	snprintf(o->tz, sizeof(o->tz), "%s", PQgetvalue(r, row, 10));
 	o->rate_limit = poller__int(PQgetvalue(r, row, 11));
+	o->words = strdup(PQgetvalue(r, row, 12));
+	if (!o->words) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	return poller__offer_params(o, PQgetvalue(r, row, 2), PQgetvalue(r, row, 3), err, errlen);
 }
 
@@ -1191,6 +1328,7 @@ static void poller__pair_free(struct poll_pair *pr)
 {
 	poller__offer_release(&pr->off);
 	poller__rule_put(pr->rule);
+	poller__words_put(pr->words);
 	free(pr->ranges);
 	free(pr);
 }
@@ -1776,6 +1914,7 @@ static void poller__batch_start(struct poll_batch *b)
 	b->rb.ngoals = pr->off.ngoals;
 	b->rb.currencies = pr->off.currs;
 	b->rb.ncurrencies = pr->off.ncurrs;
+	b->rb.status_words = pr->words ? pr->words->w : NULL;
 	b->rb.now = (int64_t)time(NULL);
 	if (rule_prepare(pr->rule->rt, pr->v, &b->rb, &b->res, &b->req, err, sizeof(err)) < 0) {
 		poller__batch_fail(b, POLL_RULE_ERROR, "%s", err);
@@ -2041,6 +2180,11 @@ static void poller__pair_begin(struct poll_pair *pr)
 		poller__pair_maybe_finish(pr);
 		return;
 	}
+	if (poller__words_get(p, &pr->off, &pr->words, err, sizeof(err)) < 0) {
+		pr->stop_more = true;
+		poller__pair_record(pr, POLL_CONFIG_ERROR, err);
+		return;
+	}
 	pr->batch = info.batch ? info.batch : RULE_BATCH_DEFAULT;
 	if (pr->v != RULE_DATES && pr->off.batch[pr->v] > 0)
 		pr->batch = (size_t)pr->off.batch[pr->v];
@@ -2295,12 +2439,16 @@ static void poller__timers_init(struct poller *p)
 static void poller__free(struct poller *p)
 {
 	struct poll_rule_entry *e, *n;
+	size_t i;
 
 	for (e = p->rules; e; e = n) {
 		n = e->next;
 		poller__rule_put(e->cur);
 		free(e);
 	}
+	for (i = 0; i < p->words_cap; i++)
+		poller__words_put(p->words[i].cur);
+	free(p->words);
 	free(p);
 }
 

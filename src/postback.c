@@ -545,44 +545,22 @@ static bool pb__b(const struct pb_txn *t, int row, int col)
 	return !PQgetisnull(t->res, row, col) && PQgetvalue(t->res, row, col)[0] == 't';
 }
 
-/* The offer's status words ({"word": STATUS} or {"word": {"status": S,
- * "reason": R, "accept": true}}), parsed once per group; NULL for none. A
- * word that does not parse is skipped (import validated them). */
+/* The offer's status words (status_words_from_json, the parser the poller
+ * uses too), parsed once per group; NULL for none. Words that do not parse
+ * (import refuses them, so only a hand-edited row) are logged and the
+ * built-in words apply, as the postback cannot wait for a fix. */
 static struct status_words *pb__words(struct pb_txn *t, int64_t offer, const char *json)
 {
 	struct status_words *w = NULL;
-	cJSON *root = NULL;
-	const cJSON *e;
+	char err[256], q[300];
 	size_t i;
 
 	for (i = 0; i < t->now_; i++)
 		if (t->ow[i].offer == offer)
 			return t->ow[i].w;
-	if (strcmp(json, "{}") != 0) {
-		root = cJSON_Parse(json);
-		w = root ? status_words_new() : NULL;
-	}
-	if (!w) {
-		cJSON_Delete(root);
-		root = NULL;
-	}
-	cJSON_ArrayForEach(e, root) {
-		struct status_match m = { 0, 0, false };
-		const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "status");
-		const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "reason");
-		const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "accept");
-
-		if (cJSON_IsNumber(e)) {
-			m.status = (int)e->valuedouble;
-		} else {
-			m.status = cJSON_IsNumber(s) ? (int)s->valuedouble : 0;
-			m.reason = cJSON_IsNumber(r) ? (int)r->valuedouble : 0;
-			m.accept = cJSON_IsTrue(a);
-		}
-		if (status_words_add(w, e->string, m) < 0)
-			log_warn("offer status word skipped", "offer=%" PRId64, offer);
-	}
-	cJSON_Delete(root);
+	if (strcmp(json, "{}") != 0 && status_words_from_json(json, &w, err, sizeof(err)) < 0)
+		log_warn("offer status words ignored", "offer=%" PRId64 " err=%s", offer,
+			 log_quote(q, sizeof(q), err));
 	t->ow[t->now_].offer = offer;
 	t->ow[t->now_].w = w;
 	t->now_++;

@@ -1055,7 +1055,12 @@ static int lib_setstatus_as(lua_State *L, bool comment, const char *fn)
 		return lib_refuse(L, rt, "lead %" PRId64 ": a status text cannot be a %s",
 				  c->b->leads[idx].id, luaL_typename(L, 2));
 	memset(&e, 0, sizeof(e));
-	known = text && status_recognise(rt->words[c->v], text, l, &m);
+	/* the offer's words, then the variant's map, then the built-ins; a
+	 * blocker at a level stops there (status.h, "Precedence") */
+	if (text && status_words_lookup(c->b->status_words, text, l, &m))
+		known = m.status != 0;
+	else
+		known = text && status_recognise(rt->words[c->v], text, l, &m);
 	if (known && m.accept) {
 		e.set |= LF_ACCEPT;
 		e.accept = true;

@@ -40,6 +40,7 @@ struct ruletest {
 	struct macro_param *params;
 	size_t nparams;
 	struct macro_dates dates;
+	struct status_words *words; /* the offer's status_words; NULL: none */
 	struct rule_batch batch;
 	char tz[TZ_NAME_MAX + 1];
 	struct rule_rt *rt;
@@ -361,6 +362,15 @@ static int load_leads(struct ruletest *t, struct buf *tmp, char *err, size_t err
 			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(offer, "cancel_approved"));
 		if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(offer, "tz")))
 			snprintf(t->tz, sizeof(t->tz), "%s", v->valuestring);
+		if ((v = cJSON_GetObjectItemCaseSensitive(offer, "status_words")) && !cJSON_IsNull(v)) {
+			char why[256];
+
+			if (status_words_from_cjson(v, &t->words, why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "%s: offer \"status_words\": %s", t->o->leads, why);
+				return -1;
+			}
+			t->batch.status_words = t->words;
+		}
 	}
 	if (load_goals(t, cJSON_IsObject(t->leads_doc) ?
 				  cJSON_GetObjectItemCaseSensitive(t->leads_doc, "goals") : NULL,
@@ -695,6 +705,7 @@ static void ruletest_release(struct ruletest *t)
 	free(t->goals);
 	free(t->currs);
 	free(t->params);
+	status_words_free(t->words);
 	buf_release(&t->body);
 }
 

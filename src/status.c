@@ -3,8 +3,11 @@
 #include "status.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cJSON.h>
 
 /* ---- statuses and reasons ---------------------------------------------- */
 
@@ -473,6 +476,24 @@ static const struct status_word *status__override(const struct status_words *w,
 	return w->slot[i];
 }
 
+bool status_words_lookup(const struct status_words *w, const char *text, size_t len,
+			 struct status_match *m)
+{
+	char key[STATUS_WORD_MAX + 1];
+	const struct status_word *o = NULL;
+	int klen;
+
+	memset(m, 0, sizeof(*m));
+	if (!w || w->count == 0)
+		return false;
+	klen = status__fold(text, len, key);
+	if (klen > 0)
+		o = status__override(w, key, (size_t)klen);
+	if (o)
+		*m = o->m;
+	return o != NULL;
+}
+
 /* ---- recognition ------------------------------------------------------------ */
 
 /* The common path of both dialects: overrides, then (polling only) a
@@ -528,4 +549,143 @@ bool status_postback(const struct status_words *over, const char *text, size_t l
 {
 	return status__recognise(over, text, len, false, postback_words,
 				 sizeof(postback_words) / sizeof(postback_words[0]), m);
+}
+
+/* ---- words from JSON ------------------------------------------------------------ */
+
+/* An integer JSON number in min..max. */
+static bool status__json_int(const cJSON *v, int min, int max, int *out)
+{
+	if (!cJSON_IsNumber(v) || v->valuedouble < min || v->valuedouble > max ||
+	    v->valuedouble != (double)(int)v->valuedouble)
+		return false;
+	*out = (int)v->valuedouble;
+	return true;
+}
+
+/* One value of the object → *m; 0, or -1 with err. */
+static int status__json_value(const cJSON *e, struct status_match *m, char *err, size_t errlen)
+{
+	const cJSON *s, *r, *a;
+
+	memset(m, 0, sizeof(*m));
+	if (cJSON_IsFalse(e))
+		return 0; /* blocked */
+	if (cJSON_IsNumber(e)) {
+		if (status__json_int(e, STATUS_MIN, STATUS_MAX, &m->status))
+			return 0;
+		snprintf(err, errlen, "word '%.80s': status %g is not in 1..12", e->string,
+			 e->valuedouble);
+		return -1;
+	}
+	if (!cJSON_IsObject(e)) {
+		snprintf(err, errlen,
+			 "word '%.80s': give a status 1..12, false (blocked) or "
+			 "{\"status\", \"reason\", \"accept\"}",
+			 e->string);
+		return -1;
+	}
+	s = cJSON_GetObjectItemCaseSensitive(e, "status");
+	r = cJSON_GetObjectItemCaseSensitive(e, "reason");
+	a = cJSON_GetObjectItemCaseSensitive(e, "accept");
+	if (s && !status__json_int(s, STATUS_MIN, STATUS_MAX, &m->status)) {
+		snprintf(err, errlen, "word '%.80s': \"status\" is not in 1..12", e->string);
+		return -1;
+	}
+	if (r && !status__json_int(r, 1, REASON_MAX, &m->reason)) {
+		snprintf(err, errlen, "word '%.80s': \"reason\" is not in 1..%d", e->string,
+			 REASON_MAX);
+		return -1;
+	}
+	if (a && !cJSON_IsBool(a)) {
+		snprintf(err, errlen, "word '%.80s': \"accept\" is not true or false", e->string);
+		return -1;
+	}
+	m->accept = cJSON_IsTrue(a);
+	if (m->accept && m->status && m->status != LS_PACKING) {
+		snprintf(err, errlen,
+			 "word '%.80s': accept approves into status 6; give accept or a status, "
+			 "not both",
+			 e->string);
+		return -1;
+	}
+	if (m->accept)
+		m->status = LS_PACKING;
+	if (!m->status) {
+		snprintf(err, errlen, "word '%.80s': neither \"status\" nor \"accept\": true",
+			 e->string);
+		return -1;
+	}
+	if (m->reason && m->status != LS_CANCEL) {
+		snprintf(err, errlen, "word '%.80s': a reason needs status 5", e->string);
+		return -1;
+	}
+	return 0;
+}
+
+int status_words_from_cjson(const struct cJSON *obj, struct status_words **out, char *err,
+			    size_t errlen)
+{
+	struct status_words *w = NULL;
+	struct status_match m, prev;
+	const cJSON *e;
+	int rc = -1;
+
+	*out = NULL;
+	if (!cJSON_IsObject(obj)) {
+		snprintf(err, errlen, "status words must be a JSON object");
+		goto out;
+	}
+	if (!obj->child) {
+		rc = 0;
+		goto out;
+	}
+	w = status_words_new();
+	if (!w) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	cJSON_ArrayForEach(e, obj) {
+		char key[STATUS_WORD_MAX + 1];
+		int klen = status__fold(e->string, strlen(e->string), key);
+
+		if (klen <= 0) {
+			snprintf(err, errlen, "word '%.80s': empty, or longer than %d bytes", e->string,
+				 STATUS_WORD_MAX);
+			goto out;
+		}
+		if (status__json_value(e, &m, err, errlen) < 0)
+			goto out;
+		if (status_words_lookup(w, key, (size_t)klen, &prev)) {
+			snprintf(err, errlen, "word '%.80s': given twice (words compare folded: '%.80s')",
+				 e->string, key);
+			goto out;
+		}
+		if (status_words_add(w, key, m) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	*out = w;
+	w = NULL;
+	rc = 0;
+out:
+	status_words_free(w);
+	return rc;
+}
+
+int status_words_from_json(const char *json, struct status_words **out, char *err,
+			   size_t errlen)
+{
+	cJSON *root = json ? cJSON_Parse(json) : NULL;
+	int rc;
+
+	*out = NULL;
+	if (!root) {
+		snprintf(err, errlen, "status words are not valid JSON");
+		return -1;
+	}
+	rc = status_words_from_cjson(root, out, err, errlen);
+	cJSON_Delete(root);
+	return rc;
 }

@@ -1332,3 +1332,92 @@ TEST(poller_heartbeat_finds_a_lost_lease_and_cancels)
 	PQfinish(steal.conn);
 	buf_release(&imp);
 }
+
+/* ------------------------------------------------------------ offer words */
+
+/* A CRM with words of its own: the rule maps "won" to cancel and blocks
+ * "7"; an offer may map words itself (offers.status_words). */
+static const char pt_rule_words[] =
+	"return {\n"
+	"  statuses = { won = 'cancel', ['7'] = false },\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}&key={key}',\n"
+	"    process = function(data)\n"
+	"      for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"    end },\n"
+	"}\n";
+
+/* The offer's words beat the rule's map and the built-ins, a word the
+ * offer blocks is unrecognised, words that do not parse fail the run with
+ * config_error, and a change by import is read at the next claim while
+ * unchanged words are not parsed again. */
+TEST(poller_offer_status_words_come_first)
+{
+	struct pt_route won = { .status = "won" }, hold = { .status = "hold" };
+	struct mock_route routes[] = {
+		{ .path = "/won", .kind = MOCK_FUNC, .fn = pt_answer, .data = &won },
+		{ .path = "/hold", .kind = MOCK_FUNC, .fn = pt_answer, .data = &hold },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+	int port;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_words", routes, 2));
+	ASSERT(pt_write(e.rules, "pt_words", pt_rule_words));
+	port = mock_crm_port(e.m);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_words", port, "won", "\"status_words\": {\"Won\": 10}"), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_words", port, "won", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 30, "pt_words", port, "hold",
+			   "\"status_words\": {\"hold\": false, \"won\": 10}"), 0);
+	ASSERT_EQ(pt_offer(&imp, 40, "pt_words", port, "won", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 301, 30, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 401, 40, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	/* words import would refuse, written by hand */
+	ASSERT(pt_exec(e.c, "UPDATE offers SET status_words = '{\"won\": 13}' WHERE id = 40"));
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-words");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+
+	/* 10: the offer's "won" (paid, payouts computed) beats the rule's
+	 * cancel; 20: no offer words, the rule's map; 30: blocked by the
+	 * offer although the built-ins read "hold" as 4; 40: not polled */
+	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
+			  " FROM leads", "101:10 201:5:2 301:2 401:2"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', wm, pay) FROM leads WHERE id = 101", "5.00 8.00"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed, leads_unrecognised,"
+			  " notes LIKE '%lead 301: unrecognised status ''hold''%')"
+			  " FROM poll_runs WHERE offer = 30", "ok 0 1 t"));
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs WHERE offer = 40",
+		     "config_error offer 40: status_words: word 'won': status 13 is not in 1..12"));
+	ASSERT(pt_is(e.c, "SELECT fail_count FROM poll_schedule WHERE offer = 40"
+			  " AND variant = 'processing'", "1"));
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.words_parsed, 2);
+
+	/* an import changes offer 10's words; 30's stay as they were */
+	buf_reset(&imp);
+	ASSERT_EQ(buf_adds(&imp, "{\"offer\": {\"id\": 10, \"advertiser\": 1, \"name\": \"O10\","
+				 " \"status_words\": {\"won\": {\"status\": 5, \"reason\": 7}}}}\n"),
+		  0);
+	ASSERT_EQ(pt_lead(&imp, 102, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer IN (10, 30)"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_run_idle(&e, 10000));
+	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
+			  " FROM leads WHERE offer IN (10, 30)", "101:10 102:5:7 301:2"));
+	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 30 AND outcome = 'ok'"
+			  " AND leads_unrecognised = 1", "2"));
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.words_parsed, 3); /* 10 again; 30 from the cache */
+	pt_close(&e);
+	buf_release(&imp);
+}

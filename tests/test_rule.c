@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "ruletest.h"
 #include "status.h"
 
 #define T_NAME "rules/t.lua"
@@ -1260,4 +1262,143 @@ TEST(rule_status_map_false_blocks_a_word)
 		test__fail(__FILE__, __LINE__, "rc %d changes %zu unrecognised %zu: %s", rc,
 			   res.nchanges, res.unrecognised, err);
 	rule_result_release(&res);
+}
+
+/* The status of lead id after the poll; 0 when the rule did not change it. */
+static int t_status_of(const struct rule_result *r, int64_t id)
+{
+	const struct lead *l = t_after(r, id);
+
+	return l ? l->status : 0;
+}
+
+/* The offer's own words (batch.status_words) come first, then the rule's
+ * map, then the built-ins; a word blocked by the offer reads as
+ * unrecognised, one the offer maps beats the rule's blocker. */
+TEST(rule_offer_words_beat_the_map_and_builtins)
+{
+	static const char src[] =
+		"return { statuses = { won = 'cancel', ['7'] = false, lost = {status = 5, reason = 2} },\n"
+		" processing = { url = 'https://x/', process = function(data)\n"
+		" for _, d in ipairs(data) do log(lead.setstatus(e2i[d.id], d.status)) end end } }";
+	static const char first[] = "[{\"id\":\"A-1\",\"status\":\"Won\"},"
+				    "{\"id\":\"A-2\",\"status\":\"approved\"},"
+				    "{\"id\":777,\"status\":7}]";
+	static const char second[] = "[{\"id\":\"A-1\",\"status\":\"hold\"},"
+				     "{\"id\":\"A-2\",\"status\":\"LOST\"},"
+				     "{\"id\":777,\"status\":\"paid\"}]";
+	struct status_words *w = NULL;
+	struct rule_rt *rt = NULL;
+	struct rule_result res;
+	struct rule_batch b;
+	char err[512];
+
+	rule_result_init(&res);
+	ASSERT_EQ(status_words_from_json("{\"won\": 10, \"Approved\": {\"status\": 5, \"reason\": 7},"
+					 " \"7\": 3, \"HOLD\": false}",
+					 &w, err, sizeof(err)),
+		  0);
+	rt = t_load(src, NULL, err, sizeof(err));
+	if (!rt) {
+		test__fail(__FILE__, __LINE__, "load: %s", err);
+		goto out;
+	}
+	/* without the offer's words: the map, then the built-ins */
+	t_batch(&b, 3);
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, &res, err,
+			 sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "process: %s", err);
+		goto out;
+	}
+	if (t_status_of(&res, 101) != LS_CANCEL || t_status_of(&res, 102) != LS_PACKING ||
+	    t_status_of(&res, 103) || res.unrecognised != 1) {
+		test__fail(__FILE__, __LINE__, "without offer words: %d %d %d, %zu unrecognised",
+			   t_status_of(&res, 101), t_status_of(&res, 102), t_status_of(&res, 103),
+			   res.unrecognised);
+		goto out;
+	}
+	rule_result_release(&res);
+	/* with them: the offer's meaning wins over the map and the built-ins,
+	 * and over the map's blocker of 7 */
+	rule_result_init(&res);
+	t_batch(&b, 3);
+	b.status_words = w;
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, &res, err,
+			 sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "process: %s", err);
+		goto out;
+	}
+	if (res.unrecognised || res.refused || res.nchanges != 3 ||
+	    t_status_of(&res, 101) != LS_PAID || t_after(&res, 101)->wm != 500 ||
+	    t_status_of(&res, 102) != LS_CANCEL ||
+	    t_after(&res, 102)->reason != REASON_DUPLICATE ||
+	    t_status_of(&res, 103) != LS_CALLBACK) {
+		test__fail(__FILE__, __LINE__, "with offer words: %d %d %d, unrecognised %zu "
+			   "refused %zu", t_status_of(&res, 101), t_status_of(&res, 102),
+			   t_status_of(&res, 103), res.unrecognised, res.refused);
+		goto out;
+	}
+	rule_result_release(&res);
+	/* a word the offer blocks is unrecognised although the built-ins know
+	 * it; words the offer lacks go on to the map and the built-ins */
+	rule_result_init(&res);
+	t_batch(&b, 3);
+	b.status_words = w;
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, second, strlen(second), 200, &res, err,
+			 sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "process: %s", err);
+		goto out;
+	}
+	if (res.unrecognised != 1 || t_after(&res, 101) || t_status_of(&res, 102) != LS_CANCEL ||
+	    t_after(&res, 102)->reason != 2 || t_status_of(&res, 103) != LS_PAID) {
+		test__fail(__FILE__, __LINE__, "blocked: %d %d %d, unrecognised %zu",
+			   t_status_of(&res, 101), t_status_of(&res, 102), t_status_of(&res, 103),
+			   res.unrecognised);
+		goto out;
+	}
+	if (!res.notes.p || !strstr(res.notes.p, "lead 101: unrecognised status 'hold'"))
+		test__fail(__FILE__, __LINE__, "notes: %s", res.notes.p ? res.notes.p : "(none)");
+out:
+	rule_result_release(&res);
+	rule_free(rt);
+	status_words_free(w);
+}
+
+/* `leadsync rule test` reads the offer's words with the same parser as
+ * the poller: words it cannot mean stop the run, naming the word. */
+TEST(rule_test_refuses_bad_offer_words)
+{
+	static const char leads[] =
+		"{\"offer\": {\"id\": 10, \"status_words\": {\"ok\": 10, \"Hold\": true}},\n"
+		" \"leads\": [{\"id\": 1, \"ext\": \"A\", \"status\": 2,"
+		" \"created\": \"2026-11-20T10:00:00Z\"}]}\n";
+	char path[] = "/tmp/leadsync-rt-XXXXXX", err[512] = "";
+	struct ruletest_opts o;
+	struct buf out;
+	FILE *f;
+	int fd, rc;
+
+	fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	f = fdopen(fd, "w");
+	if (!f || fputs(leads, f) < 0) {
+		test__fail(__FILE__, __LINE__, "cannot write %s", path);
+		if (f)
+			fclose(f);
+		unlink(path);
+		return;
+	}
+	fclose(f);
+	memset(&o, 0, sizeof(o));
+	o.rule = "rules/json_setstc.lua";
+	o.variant = RULE_PROCESSING;
+	o.leads = path;
+	o.now = T_NOW;
+	o.http_status = 200;
+	buf_init(&out, 1 << 16);
+	rc = ruletest_run(&o, &out, err, sizeof(err));
+	unlink(path);
+	buf_release(&out);
+	ASSERT_EQ(rc, -1);
+	ASSERT_CONTAINS(err, ": offer \"status_words\": word 'Hold': give a status 1..12, false");
 }

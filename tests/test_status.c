@@ -574,3 +574,108 @@ TEST(status_overrides_many_words)
 out:
 	status_words_free(w);
 }
+
+/* The offer's words as JSON: every shape, folded keys, a blocker. */
+TEST(status_words_from_json_reads_every_shape)
+{
+	struct status_words *w = (struct status_words *)1;
+	struct status_match m;
+	char err[256] = "";
+
+	ASSERT_EQ(status_words_from_json(" { } ", &w, err, sizeof(err)), 0);
+	ASSERT(w == NULL);
+	ASSERT_EQ(status_words_from_json("{\"WON\": 10, \"Lost\": {\"status\": 5, \"reason\": 7},"
+					 " \"ok\": {\"accept\": true}, \"3\": false,"
+					 " \"six\": {\"status\": 6, \"accept\": true},"
+					 " \"  В  ПУТИ \": {\"status\": 8, \"accept\": false, \"note\": 1}}",
+					 &w, err, sizeof(err)),
+		  0);
+	ASSERT(w != NULL);
+	if (status_words_count(w) != 6)
+		test__fail(__FILE__, __LINE__, "count %zu != 6", status_words_count(w));
+	if (!check(__LINE__, status_recognise, w, "won", &(struct want){ 0, 10, 0, false }) ||
+	    !check(__LINE__, status_recognise, w, "LOST", &(struct want){ 0, 5, 7, false }) ||
+	    !check(__LINE__, status_recognise, w, "ok", &(struct want){ 0, 6, 0, true }) ||
+	    !check(__LINE__, status_recognise, w, "six", &(struct want){ 0, 6, 0, true }) ||
+	    !check(__LINE__, status_recognise, w, "в пути", &(struct want){ 0, 8, 0, false }) ||
+	    /* false blocks the built-in meaning of "3" */
+	    !check(__LINE__, status_recognise, w, "3", &(struct want){ 0, 0, 0, false }) ||
+	    !check(__LINE__, status_postback, w, "won", &(struct want){ 0, 10, 0, false }))
+		goto out;
+	/* the lookup sees the blocker as a known word with no meaning */
+	m.status = 99;
+	if (!status_words_lookup(w, " 3 ", 3, &m) || m.status || m.reason || m.accept)
+		test__fail(__FILE__, __LINE__, "'3' is not a known blocker");
+out:
+	status_words_free(w);
+}
+
+TEST(status_words_from_json_refuses_what_it_cannot_mean)
+{
+	static const struct {
+		const char *json, *want;
+	} bad[] = {
+		{ "{\"x\": 1", "status words are not valid JSON" },
+		{ "[1]", "status words must be a JSON object" },
+		{ "{\"x\": 13}", "word 'x': status 13 is not in 1..12" },
+		{ "{\"x\": 2.5}", "word 'x': status 2.5 is not in 1..12" },
+		{ "{\"x\": true}", "word 'x': give a status 1..12, false (blocked) or" },
+		{ "{\"x\": \"paid\"}", "word 'x': give a status" },
+		{ "{\"x\": null}", "word 'x': give a status" },
+		{ "{\"x\": {\"status\": 0}}", "word 'x': \"status\" is not in 1..12" },
+		{ "{\"x\": {\"status\": 5, \"reason\": 99}}", "word 'x': \"reason\" is not in 1.." },
+		{ "{\"x\": {\"status\": 2, \"reason\": 6}}", "word 'x': a reason needs status 5" },
+		{ "{\"x\": {\"reason\": 6}}", "word 'x': neither \"status\" nor \"accept\": true" },
+		{ "{\"x\": {\"accept\": false}}", "word 'x': neither" },
+		{ "{\"x\": {\"accept\": \"yes\"}}", "word 'x': \"accept\" is not true or false" },
+		{ "{\"x\": {\"status\": 5, \"accept\": true}}", "word 'x': accept approves into status 6" },
+		{ "{\"\": 2}", "word '': empty, or longer than 255 bytes" },
+		{ "{\" \\u00a0 \": 2}", "empty, or longer than" },
+		{ "{\"ok\": 2, \"Won\": 10, \" WON\": false}", "word ' WON': given twice" },
+	};
+	struct status_words *w;
+	char err[256], longj[400];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		w = (struct status_words *)1;
+		err[0] = '\0';
+		if (status_words_from_json(bad[i].json, &w, err, sizeof(err)) != -1 || w != NULL ||
+		    !strstr(err, bad[i].want)) {
+			test__fail(__FILE__, __LINE__, "%s: got '%s', want '%s'", bad[i].json, err,
+				   bad[i].want);
+			if (w != (struct status_words *)1)
+				status_words_free(w);
+			return;
+		}
+	}
+	snprintf(longj, sizeof(longj), "{\"%0*d\": 2}", STATUS_WORD_MAX + 1, 7);
+	ASSERT_EQ(status_words_from_json(longj, &w, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "empty, or longer than 255 bytes");
+	ASSERT_EQ(status_words_from_json(NULL, &w, err, sizeof(err)), -1);
+	ASSERT(w == NULL);
+}
+
+/* The lookup reads the table only: no numbers, no built-in words. */
+TEST(status_words_lookup_reads_the_table_only)
+{
+	struct status_words *w = status_words_new();
+	struct status_match m = { 1, 1, true };
+
+	ASSERT(w != NULL);
+	ASSERT(!status_words_lookup(NULL, "paid", 4, &m));
+	ASSERT_EQ(m.status, 0);
+	ASSERT(!status_words_lookup(w, "paid", 4, &m)); /* empty table */
+	if (status_words_add(w, "Ёлка", (struct status_match){ 9, 0, false }) < 0) {
+		test__fail(__FILE__, __LINE__, "status_words_add failed");
+		goto out;
+	}
+	if (status_words_lookup(w, "paid", 4, &m) || status_words_lookup(w, "7", 1, &m) ||
+	    status_words_lookup(w, NULL, 0, &m) || status_words_lookup(w, " ", 1, &m) || m.status)
+		test__fail(__FILE__, __LINE__, "a word the table lacks was found");
+	else if (!status_words_lookup(w, "\xc2\xa0 ЕЛКА ", strlen("\xc2\xa0 ЕЛКА "), &m) ||
+		 m.status != 9 || m.accept)
+		test__fail(__FILE__, __LINE__, "folded 'ЕЛКА' not found: status %d", m.status);
+out:
+	status_words_free(w);
+}
