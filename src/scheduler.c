@@ -543,12 +543,14 @@ out:
 
 static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 {
+	char q[512];
 	size_t i;
 
 	s->claim_pending = false;
 	s->st.claims++;
 	if (j->job.status != DB_OK) {
-		log_debug("claim failed", "worker=%s err=%s", s->worker, j->job.err);
+		log_debug("claim failed", "worker=%s err=%s", s->worker,
+			  log_quote(q, sizeof(q), j->job.err));
 		s->more = false;
 		s->last_empty = false;
 		return;
@@ -573,7 +575,8 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 
 			if (j->lerr[0])
 				log_warn("poll not started", "worker=%s offer=%" PRId64 " variant=%s err=%s",
-					 s->worker, p->offer, rule_variant_name(p->variant), j->lerr);
+					 s->worker, p->offer, rule_variant_name(p->variant),
+					 log_quote(q, sizeof(q), j->lerr));
 			if (s->cfg.on_drop)
 				s->cfg.on_drop(p, s->cfg.ud);
 			scheduler_done(s, p, &r);
@@ -592,12 +595,14 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 static void sched__beat_done(struct scheduler *s, struct sched_job *j)
 {
 	struct sched_pair *p, *next;
+	char q[512];
 	size_t i;
 
 	s->beat_pending = false;
 	s->st.heartbeats++;
 	if (j->job.status != DB_OK) {
-		log_warn("heartbeat failed", "worker=%s err=%s", s->worker, j->job.err);
+		log_warn("heartbeat failed", "worker=%s err=%s", s->worker,
+			 log_quote(q, sizeof(q), j->job.err));
 		return;
 	}
 	for (p = s->head; p; p = next) {
@@ -620,6 +625,7 @@ static void sched__done_cb(struct db_job *job)
 {
 	struct sched_job *j = job->data;
 	struct scheduler *s = j->s;
+	char q[512];
 
 	s->jobs--;
 	switch (j->kind) {
@@ -634,7 +640,8 @@ static void sched__done_cb(struct db_job *job)
 		if (job->status != DB_OK) {
 			s->st.release_errors++;
 			log_warn("lease not released", "worker=%s offer=%" PRId64 " variant=%s err=%s",
-				 s->worker, j->rel.offer, rule_variant_name(j->rel.variant), job->err);
+				 s->worker, j->rel.offer, rule_variant_name(j->rel.variant),
+				 log_quote(q, sizeof(q), job->err));
 		}
 		break;
 	}

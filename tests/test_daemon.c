@@ -1,0 +1,1097 @@
+/* test_daemon: `leadsync run` as child processes (the instrumented binary,
+ * LEADSYNC_TEST_BIN) against a real PostgreSQL and the mock CRM over
+ * loopback: two daemons on one database, kill -9 and lease take-over, the
+ * database restarted mid-run, graceful stop, SIGHUP reload, postbacks while
+ * the poller is busy. Every test runs its body in a helper and cleans up
+ * after it whatever happened: no child is left running, no server left
+ * behind. A failed test shows the end of each daemon's log (DM_SHOW_LOG=1:
+ * every test does). */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "buf.h"
+#include "import.h"
+#include "mock_crm.h"
+#include "scheduler.h"
+#include "store.h"
+
+#define DM_SEED_CLICK "c7e2206f-03af-49fa-9046-dd6aeaa44e9b"
+
+/* The tests' CRM rule: ids as a list of external ids; the answer an array
+ * of {id, status}, statuses read as words. Only processing is declared, so
+ * only processing pairs make requests. */
+static const char dm_rule_crm[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"  end,\n"
+	"}\n";
+
+/* ------------------------------------------------------------ environment */
+
+struct dm_daemon {
+	pid_t pid;     /* 0: never started */
+	bool reaped;
+	int status;    /* wait status, once reaped */
+	char log[64];  /* its stdout and stderr */
+	int port;
+	char worker[SCHED_WORKER_MAX];
+};
+
+struct dm_env {
+	char *ci;
+	PGconn *c;
+	struct mock_crm *m;
+	char rules[64];
+	char pgdir[64]; /* a private server's directory; "" none */
+	struct dm_daemon d[2];
+};
+
+/* What a MOCK_FUNC route answers: every asked id (ids=A,B) with status
+ * (alt_status once *flip is set), after delay_ms plus up to jitter_ms. */
+struct dm_route {
+	const char *status;
+	const char *alt_status;
+	atomic_bool *flip;
+	unsigned delay_ms;
+	unsigned jitter_ms;
+};
+
+static void dm_answer(const struct mock_request *req, struct mock_answer *ans, void *data)
+{
+	struct dm_route *rt = data;
+	const char *q = strstr(req->query, "ids="), *st = rt->status;
+	char ids[4096];
+	char *tok, *save;
+	size_t n = 0;
+	int e = 0;
+
+	if (rt->flip && atomic_load(rt->flip))
+		st = rt->alt_status;
+	ans->delay_ms = rt->delay_ms;
+	if (rt->jitter_ms) { /* the mock's thread only: a plain LCG will do */
+		static uint32_t seed = 12345;
+
+		seed = seed * 1103515245u + 12345u;
+		ans->delay_ms += (seed >> 8) % rt->jitter_ms;
+	}
+	snprintf(ids, sizeof(ids), "%.*s", q ? (int)strcspn(q + 4, "&") : 0, q ? q + 4 : "");
+	e |= buf_addc(&ans->body, '[');
+	for (tok = strtok_r(ids, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		e |= buf_addf(&ans->body, "%s{\"id\":\"%s\",\"status\":\"%s\"}", n++ ? "," : "", tok,
+			      st);
+	e |= buf_addc(&ans->body, ']');
+	if (e)
+		ans->status = 500;
+}
+
+static uint64_t dm_ms(void)
+{
+	return mock_now_us() / 1000;
+}
+
+static void dm_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool dm_write_file(const char *path, const char *text)
+{
+	char tmp[300];
+	FILE *f;
+	bool ok;
+
+	/* written beside and renamed: a reload never reads half a file */
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return false;
+	ok = fputs(text, f) >= 0;
+	if (fclose(f) != 0 || !ok)
+		return false;
+	return rename(tmp, path) == 0;
+}
+
+static bool dm_rule(struct dm_env *e, const char *name, const char *text)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s.lua", e->rules, name);
+	return dm_write_file(path, text);
+}
+
+/* A value of the first row of sql on c, malloc'd ("" for NULL); NULL when
+ * there is no row or the query failed. */
+static char *dm_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r))
+		v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return v;
+}
+
+static long dm_long(PGconn *c, const char *sql)
+{
+	char *v = dm_value(c, sql);
+	long n = v && *v ? strtol(v, NULL, 10) : -1;
+
+	free(v);
+	return n;
+}
+
+static bool dm_is(PGconn *c, const char *sql, const char *want)
+{
+	char *v = dm_value(c, sql);
+	bool ok = v && strcmp(v, want) == 0;
+
+	if (!ok)
+		printf("  %s\n    got %s, want %s\n", sql, v ? v : "(no row)", want);
+	free(v);
+	return ok;
+}
+
+static bool dm_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok;
+}
+
+/* Polls sql until it answers want (true) or timeout_ms passed (false, the
+ * last answer printed). */
+static bool dm_wait_sql(PGconn *c, const char *sql, const char *want, unsigned timeout_ms)
+{
+	uint64_t end = dm_ms() + timeout_ms;
+	char *v;
+
+	for (;;) {
+		v = dm_value(c, sql);
+		if (v && strcmp(v, want) == 0) {
+			free(v);
+			return true;
+		}
+		if (dm_ms() > end) {
+			printf("  waited %u ms for %s\n    got %s, want %s\n", timeout_ms, sql,
+			       v ? v : "(no row)", want);
+			free(v);
+			return false;
+		}
+		free(v);
+		dm_sleep_ms(50);
+	}
+}
+
+/* A fresh database (on LEADSYNC_TEST_PG, or on the server at base) with
+ * the schema, a rules folder holding dm_crm, and the mock CRM. */
+static bool dm_open(struct dm_env *e, const char *name, const char *base,
+		    const struct mock_route *routes, size_t nroutes)
+{
+	char err[1024];
+	int applied;
+
+	if (base) {
+		struct buf b;
+
+		buf_init(&b, 1024);
+		if (buf_addf(&b, "%s dbname=postgres", base) < 0) {
+			buf_release(&b);
+			return false;
+		}
+		e->ci = buf_steal(&b);
+		buf_release(&b);
+	} else {
+		e->ci = test_db_fresh(name);
+	}
+	if (!e->ci)
+		return false;
+	if (store_connect(e->ci, &e->c, err, sizeof(err)) < 0 ||
+	    store_migrate(e->c, &applied, err, sizeof(err)) < 0) {
+		printf("  %s: %s\n", name, err);
+		return false;
+	}
+	snprintf(e->rules, sizeof(e->rules), "/tmp/leadsync-dmrules-XXXXXX");
+	if (!mkdtemp(e->rules)) {
+		e->rules[0] = '\0';
+		return false;
+	}
+	if (!dm_rule(e, "dm_crm", dm_rule_crm))
+		return false;
+	if (routes && mock_crm_start(&e->m, routes, nroutes) < 0)
+		return false;
+	return true;
+}
+
+static int dm_import(struct dm_env *e, const char *text)
+{
+	struct import_stats st;
+	char err[1024];
+	FILE *in = fmemopen((void *)text, strlen(text), "r");
+	int rc;
+
+	if (!in)
+		return -1;
+	rc = import_run(e->c, in, &st, err, sizeof(err));
+	if (rc < 0)
+		printf("  import: %s\n", err);
+	fclose(in);
+	return rc;
+}
+
+#define DM_ADV "{\"advertiser\": {\"id\": 1, \"name\": \"Acme\", \"api_key\": \"advertiser_api_key\"}}\n"
+
+/* Offers first .. first+n-1 on rule at the mock's path, processing every
+ * second, each with `leads` leads in status 2 (ids offer*100 + 1 ..). */
+static int dm_offers(struct buf *b, int first, int n, const char *rule, int port,
+		     const char *path, int leads)
+{
+	int i, j, rc = 0;
+
+	for (i = first; i < first + n; i++) {
+		rc |= buf_addf(b,
+			       "{\"offer\": {\"id\": %d, \"advertiser\": 1, \"name\": \"O%d\","
+			       " \"rule\": \"%s\", \"params\": {\"host\": \"127.0.0.1:%d\","
+			       " \"path\": \"%s\"}, \"intervals\": {\"processing\": 1}}}\n"
+			       "{\"goal\": {\"offer\": %d, \"code\": \"lead\", \"payout\": \"fixed\","
+			       " \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n",
+			       i, i, rule, port, path, i);
+		for (j = 1; j <= leads; j++)
+			rc |= buf_addf(b,
+				       "{\"lead\": {\"id\": %d, \"offer\": %d, \"ext\": \"E-%d\","
+				       " \"status\": 2, \"created\": \"2026-11-01T10:00:00Z\","
+				       " \"goal\": \"lead\", \"base\": 30}}\n",
+				       i * 100 + j, i, i * 100 + j);
+	}
+	return rc;
+}
+
+/* The whole of a daemon's log, malloc'd ("" when there is none). */
+static char *dm_log(const struct dm_daemon *d)
+{
+	struct buf b;
+	char tmp[8192];
+	size_t n;
+	FILE *f = d->log[0] ? fopen(d->log, "r") : NULL;
+
+	buf_init(&b, 0);
+	while (f && (n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		if (buf_add(&b, tmp, n) < 0)
+			break;
+	if (f)
+		fclose(f);
+	if (!b.p)
+		return strdup("");
+	return buf_steal(&b);
+}
+
+/* Reaps d if it has exited (or waits up to timeout_ms for it). True once
+ * reaped. */
+static bool dm_reap(struct dm_daemon *d, unsigned timeout_ms)
+{
+	uint64_t end = dm_ms() + timeout_ms;
+	pid_t r;
+
+	if (!d->pid || d->reaped)
+		return true;
+	for (;;) {
+		r = waitpid(d->pid, &d->status, WNOHANG);
+		if (r == d->pid || (r < 0 && errno == ECHILD)) {
+			d->reaped = true;
+			return true;
+		}
+		if (dm_ms() >= end)
+			return false;
+		dm_sleep_ms(10);
+	}
+}
+
+/* The value after "key=" in the first log line holding msg, into out. */
+static bool dm_log_field(const char *log, const char *msg, const char *key, char *out,
+			 size_t outlen)
+{
+	const char *line = strstr(log, msg), *eol, *v;
+	char k[64];
+
+	if (!line)
+		return false;
+	eol = strchr(line, '\n');
+	snprintf(k, sizeof(k), " %s=", key);
+	v = strstr(line, k);
+	if (!v || (eol && v > eol))
+		return false;
+	v += strlen(k);
+	snprintf(out, outlen, "%.*s", (int)strcspn(v, " \n"), v);
+	return true;
+}
+
+/* Starts `leadsync run` as daemon i with the test's settings and extra
+ * ("NAME=value", NULL-terminated; may be NULL), and waits until it
+ * listens. Learns its port and worker id from its log. */
+static bool dm_start(struct dm_env *e, int i, const char *const *extra)
+{
+	struct dm_daemon *d = &e->d[i];
+	const char *bin = getenv("LEADSYNC_TEST_BIN");
+	extern char **environ;
+	char db[1024], rules[128], port[16];
+	char *envp[512], *argv[3], *log = NULL;
+	uint64_t end;
+	size_t n = 0, k;
+	int fd, devnull;
+	pid_t parent;
+	bool ok = false;
+
+	if (!bin || !*bin) {
+		printf("  LEADSYNC_TEST_BIN is not set: run the tests with 'make test'\n");
+		return false;
+	}
+	memset(d, 0, sizeof(*d));
+	snprintf(d->log, sizeof(d->log), "/tmp/leadsync-daemon-XXXXXX");
+	fd = mkstemp(d->log);
+	if (fd < 0) {
+		d->log[0] = '\0';
+		return false;
+	}
+	devnull = open("/dev/null", O_RDONLY);
+	snprintf(db, sizeof(db), "LEADSYNC_DB=%s", e->ci);
+	snprintf(rules, sizeof(rules), "LEADSYNC_RULES=%s", e->rules);
+	/* ours first: getenv() takes the first of a name */
+	envp[n++] = db;
+	envp[n++] = rules;
+	envp[n++] = "LEADSYNC_LISTEN=127.0.0.1:0";
+	envp[n++] = "LEADSYNC_LOG_LEVEL=info";
+	envp[n++] = "LEADSYNC_POLL_LEASE=5";
+	envp[n++] = "LEADSYNC_POLL_BACKOFF_MIN=1";
+	envp[n++] = "LEADSYNC_POLL_BACKOFF_MAX=2";
+	envp[n++] = "LEADSYNC_CRM_TIMEOUT=40";
+	for (k = 0; extra && extra[k] && n < 40; k++)
+		envp[n++] = (char *)extra[k];
+	for (k = 0; environ[k] && n < 511; k++)
+		envp[n++] = environ[k];
+	envp[n] = NULL;
+	argv[0] = (char *)bin;
+	argv[1] = "run";
+	argv[2] = NULL;
+	parent = getpid();
+	d->pid = fork();
+	if (d->pid < 0) {
+		d->pid = 0;
+		close(fd);
+		close(devnull);
+		return false;
+	}
+	if (d->pid == 0) {
+		/* dies with the test process, whatever happens to it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		dup2(devnull, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		closefrom(3); /* not the mock's sockets nor the test's connections */
+		execve(bin, argv, envp);
+		_exit(127);
+	}
+	close(fd);
+	close(devnull);
+	end = dm_ms() + 15000;
+	while (dm_ms() < end) {
+		free(log);
+		log = dm_log(d);
+		if (strstr(log, "msg=\"listening\"")) {
+			ok = dm_log_field(log, "msg=\"listening\"", "port", port, sizeof(port)) &&
+			     dm_log_field(log, "msg=\"poller started\"", "worker", d->worker,
+					  sizeof(d->worker));
+			d->port = (int)strtol(port, NULL, 10);
+			ok = ok && d->port > 0;
+			break;
+		}
+		if (dm_reap(d, 0))
+			break;
+		dm_sleep_ms(20);
+	}
+	if (!ok)
+		printf("  daemon %d did not start:\n%s\n", i, log ? log : "");
+	free(log);
+	return ok;
+}
+
+/* Sends sig to daemon i and waits up to timeout_ms for it to exit; true
+ * when it exited. *ms (may be NULL): how long it took. */
+static bool dm_signal_wait(struct dm_env *e, int i, int sig, unsigned timeout_ms, uint64_t *ms)
+{
+	struct dm_daemon *d = &e->d[i];
+	uint64_t t0 = dm_ms();
+	bool done;
+
+	if (!d->pid || d->reaped)
+		return d->reaped;
+	kill(d->pid, sig);
+	done = dm_reap(d, timeout_ms);
+	if (ms)
+		*ms = dm_ms() - t0;
+	return done;
+}
+
+static bool dm_exited_0(const struct dm_daemon *d)
+{
+	if (!d->reaped || !WIFEXITED(d->status) || WEXITSTATUS(d->status) != 0) {
+		printf("  daemon %d: %s %d\n", (int)d->pid,
+		       !d->reaped ? "still running" : WIFEXITED(d->status) ? "exit" : "signal",
+		       !d->reaped ? 0 : WIFEXITED(d->status) ? WEXITSTATUS(d->status)
+							  : WTERMSIG(d->status));
+		return false;
+	}
+	return true;
+}
+
+static int dm_pg_local(const char *cmd, const char *dir, char **out)
+{
+	char *argv[] = { "scripts/pg-local", (char *)cmd, (char *)dir, NULL };
+	const char *env[] = { "PG_FSYNC=off", NULL };
+	char *o = NULL, *er = NULL;
+	int rc = test_run(argv, env, NULL, &o, &er);
+
+	if (rc != 0)
+		printf("  pg-local %s: %s\n", cmd, er ? er : "");
+	if (out && o)
+		o[strcspn(o, "\n")] = '\0';
+	if (out)
+		*out = o;
+	else
+		free(o);
+	free(er);
+	return rc;
+}
+
+/* Kills and reaps what still runs, shows the logs of a failed test, and
+ * removes everything the test made. */
+static void dm_close(struct dm_env *e)
+{
+	char cmd[128];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct dm_daemon *d = &e->d[i];
+
+		if (d->pid && !d->reaped) {
+			kill(d->pid, SIGKILL);
+			if (waitpid(d->pid, &d->status, 0) == d->pid)
+				d->reaped = true;
+		}
+		if (d->log[0]) {
+			if (test__failed() || getenv("DM_SHOW_LOG")) {
+				char *log = dm_log(d);
+				size_t len = strlen(log);
+
+				printf("  --- daemon %d log (last 6 KB):\n%s\n", i,
+				       len > 6144 ? log + len - 6144 : log);
+				free(log);
+			}
+			unlink(d->log);
+		}
+	}
+	if (e->m)
+		mock_crm_stop(e->m);
+	PQfinish(e->c);
+	free(e->ci);
+	if (e->rules[0] && strncmp(e->rules, "/tmp/leadsync-dmrules-", 22) == 0) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->rules);
+		if (system(cmd) != 0)
+			printf("  could not remove %s\n", e->rules);
+	}
+	if (e->pgdir[0])
+		dm_pg_local("destroy", e->pgdir, NULL);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Requests the mock has read and not yet answered; of them, how many
+ * arrived after since_us. */
+static size_t dm_in_flight(struct mock_crm *m, uint64_t since_us, size_t *after)
+{
+	static struct mock_request reqs[4096];
+	size_t n = mock_crm_requests(m, reqs, 4096), i, open = 0;
+
+	if (after)
+		*after = 0;
+	for (i = 0; i < n && i < 4096; i++)
+		if (reqs[i].t_done_us == 0) {
+			open++;
+			if (after && reqs[i].t_arrive_us > since_us)
+				(*after)++;
+		}
+	return open;
+}
+
+/* A GET on the daemon's listener: the status, or -1. */
+static int dm_http_get(int port, const char *path)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 10 };
+	char req[1024], resp[512];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+	size_t got = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+		     path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+		while (got < sizeof(resp) - 1 &&
+		       (n = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0)
+			got += (size_t)n;
+		resp[got] = '\0';
+		if (strncmp(resp, "HTTP/1.1 ", 9) == 0)
+			status = (int)strtol(resp + 9, NULL, 10);
+	}
+	close(fd);
+	return status;
+}
+
+/* ------------------------------------------------------------ two daemons */
+
+static void dm_two_body(struct dm_env *e)
+{
+	/* answers that take 100-500 ms spread the due times, so both
+	 * daemons' ticks race for the same pairs */
+	struct dm_route slow = { .status = "callback", .delay_ms = 100, .jitter_ms = 400 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = dm_answer, .data = &slow },
+	};
+	static const char *const pairs15[] = { "LEADSYNC_POLL_PAIRS=15", NULL };
+	struct buf imp;
+	char sql[512];
+	int i;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_two", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 40, "dm_crm", mock_crm_port(e->m), "slow", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	/* at most 15 pairs each: 40 due pairs need both daemons */
+	ASSERT(dm_start(e, 0, pairs15));
+	ASSERT(dm_start(e, 1, pairs15));
+	ASSERT(strcmp(e->d[0].worker, e->d[1].worker) != 0);
+	dm_sleep_ms(4000);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_signal_wait(e, 1, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+	ASSERT(dm_exited_0(&e->d[1]));
+
+	/* both worked, and polled the same pairs at different times */
+	for (i = 0; i < 2; i++) {
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) >= 15 FROM poll_runs WHERE worker = '%s'", e->d[i].worker);
+		ASSERT(dm_is(e->c, sql, "t"));
+	}
+	ASSERT(dm_is(e->c, "SELECT count(*) >= 60 FROM poll_runs", "t"));
+	ASSERT(dm_is(e->c,
+		     "SELECT count(*) >= 3 FROM (SELECT offer FROM poll_runs GROUP BY offer"
+		     " HAVING count(DISTINCT worker) = 2) x",
+		     "t"));
+	/* never at once: for each pair, runs of different workers are disjoint */
+	ASSERT(dm_is(e->c,
+		     "SELECT count(*) FROM poll_runs x JOIN poll_runs y ON x.offer = y.offer"
+		     " AND x.variant = y.variant AND x.worker <> y.worker AND x.id < y.id"
+		     " AND x.started < y.finished AND y.started < x.finished",
+		     "0"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM poll_runs WHERE outcome <> 'ok'"
+			   " OR finished IS NULL OR finished < started", "0"));
+	/* each lead moved once, whoever polled it */
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM leads WHERE status = 3", "40"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "40"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+}
+
+TEST(daemon_two_on_one_database_never_poll_a_pair_at_once)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_two_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ kill -9 */
+
+static void dm_kill_body(struct dm_env *e)
+{
+	struct dm_route slow = { .status = "callback", .delay_ms = 1500 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = dm_answer, .data = &slow },
+	};
+	static const char *const pairs15[] = { "LEADSYNC_POLL_PAIRS=15", NULL };
+	struct buf imp;
+	char sql[1024], *log;
+	long held;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_kill", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 30, "dm_crm", mock_crm_port(e->m), "slow", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, pairs15));
+	ASSERT(dm_start(e, 1, pairs15));
+	/* daemon 0 dies while it holds leases with requests in flight */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) >= 5 FROM poll_schedule WHERE lease_owner = '%s'"
+		 " AND lease_until > now()", e->d[0].worker);
+	ASSERT(dm_wait_sql(e->c, sql, "t", 8000));
+	ASSERT(dm_signal_wait(e, 0, SIGKILL, 5000, NULL));
+	ASSERT(WIFSIGNALED(e->d[0].status) && WTERMSIG(e->d[0].status) == SIGKILL);
+	snprintf(sql, sizeof(sql),
+		 "CREATE TABLE dm_held AS SELECT offer, variant, lease_until, now() AS killed"
+		 " FROM poll_schedule WHERE lease_owner = '%s'", e->d[0].worker);
+	ASSERT(dm_exec(e->c, sql));
+	ASSERT(dm_exec(e->c, "CREATE TABLE dm_snap AS SELECT offer, variant, next_due"
+			     " FROM poll_schedule WHERE variant = 'processing'"));
+	held = dm_long(e->c, "SELECT count(*) FROM dm_held");
+	ASSERT(held >= 5);
+
+	/* after the lease runs out (5 s), the survivor polls every held pair */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dm_held h WHERE NOT EXISTS (SELECT 1 FROM poll_runs r"
+		 " WHERE r.offer = h.offer AND r.variant = h.variant AND r.worker = '%s'"
+		 " AND r.started > h.killed AND r.outcome = 'ok')", e->d[1].worker);
+	ASSERT(dm_wait_sql(e->c, sql, "0", 15000));
+	/* no pair stuck: every due time moved on */
+	ASSERT(dm_wait_sql(e->c,
+			   "SELECT count(*) FROM poll_schedule s JOIN dm_snap p USING (offer, variant)"
+			   " WHERE s.next_due <= p.next_due",
+			   "0", 8000));
+	/* not before the dead daemon's lease had run out */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM dm_held h JOIN poll_runs r ON r.offer = h.offer"
+		 " AND r.variant = h.variant AND r.worker = '%s' AND r.started > h.killed"
+		 " AND r.started < h.lease_until", e->d[1].worker);
+	ASSERT(dm_is(e->c, sql, "0"));
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM poll_runs WHERE worker = '%s'"
+				   " AND started > (SELECT max(killed) FROM dm_held)", e->d[0].worker);
+	ASSERT(dm_is(e->c, sql, "0"));
+	ASSERT(dm_signal_wait(e, 1, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[1]));
+	log = dm_log(&e->d[1]);
+	snprintf(sql, sizeof(sql), "from=%s", e->d[0].worker);
+	if (!strstr(log, "msg=\"lease taken over\"") || !strstr(log, sql)) {
+		free(log);
+		ASSERT(!"the survivor did not log taking the leases over");
+	}
+	free(log);
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM leads WHERE status = 3", "30"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "30"));
+}
+
+TEST(daemon_killed_daemons_pairs_are_taken_over_after_the_lease)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_kill_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ database restart */
+
+static void dm_restart_body(struct dm_env *e)
+{
+	static atomic_bool flip;
+	struct dm_route slow = { .status = "processing", .alt_status = "callback", .flip = &flip,
+				 .delay_ms = 800 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = dm_answer, .data = &slow },
+	};
+	struct buf imp;
+	char *base = NULL, *log, *restarted = NULL, sql[512];
+	uint64_t t_flip, end;
+	size_t after = 0;
+	bool seen;
+
+	atomic_store(&flip, false);
+	snprintf(e->pgdir, sizeof(e->pgdir), "/tmp/leadsync-pg.XXXXXX");
+	if (!mkdtemp(e->pgdir)) {
+		e->pgdir[0] = '\0';
+		ASSERT(!"mkdtemp");
+	}
+	ASSERT_EQ(dm_pg_local("start", e->pgdir, &base), 0);
+	seen = dm_open(e, "postgres", base, routes, 1);
+	free(base);
+	ASSERT(seen);
+	buf_init(&imp, 0);
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 10, "dm_crm", mock_crm_port(e->m), "slow", 2), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, NULL));
+	/* a first round answers "processing": nothing changes */
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) >= 10 FROM poll_runs WHERE outcome = 'ok'", "t",
+			   8000));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "0"));
+	/* from now on the CRM moves every lead to callback; the database goes
+	 * away while such answers are in flight */
+	t_flip = mock_now_us();
+	atomic_store(&flip, true);
+	end = dm_ms() + 5000;
+	for (;;) {
+		dm_in_flight(e->m, t_flip, &after);
+		if (after >= 3 || dm_ms() > end)
+			break;
+		dm_sleep_ms(10);
+	}
+	ASSERT(after >= 3);
+	PQfinish(e->c);
+	e->c = NULL;
+	ASSERT_EQ(dm_pg_local("stop", e->pgdir, NULL), 0);
+	dm_sleep_ms(1500);
+	ASSERT(dm_reap(&e->d[0], 0) == false); /* still running */
+	ASSERT_EQ(dm_pg_local("start", e->pgdir, NULL), 0);
+	{
+		char err[512];
+
+		ASSERT_EQ(store_connect(e->ci, &e->c, err, sizeof(err)), 0);
+	}
+	restarted = dm_value(e->c, "SELECT now()::text");
+	ASSERT(restarted);
+	/* it reconnects and polls again; every lead gets its change */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) >= 10 FROM poll_runs WHERE started > '%s' AND outcome = 'ok'",
+		 restarted);
+	free(restarted);
+	ASSERT(dm_wait_sql(e->c, sql, "t", 20000));
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM leads WHERE status = 3", "20", 10000));
+	ASSERT(dm_reap(&e->d[0], 0) == false);
+	/* each lead moved once: one poll history row, 2 -> 3, written with an
+	 * ok poll run that counted it */
+	ASSERT(dm_is(e->c,
+		     "SELECT count(*) FROM leads l WHERE (SELECT count(*) FROM lead_history h"
+		     " WHERE h.lead = l.id AND h.source = 'poll') <> 1",
+		     "0"));
+	ASSERT(dm_is(e->c,
+		     "SELECT count(*) FROM lead_history h JOIN poll_runs r ON r.id = h.source_id"
+		     " WHERE h.source = 'poll' AND r.outcome = 'ok' AND h.before->>'status' = '2'"
+		     " AND h.after->>'status' = '3' AND r.offer = (h.lead / 100)",
+		     "20"));
+	ASSERT(dm_is(e->c, "SELECT sum(leads_changed) FROM poll_runs", "20"));
+	/* the outage was seen, and survived */
+	log = dm_log(&e->d[0]);
+	seen = strstr(log, "level=warn") != NULL;
+	free(log);
+	ASSERT(seen);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+}
+
+TEST(daemon_survives_a_database_restart_mid_run_and_applies_once)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_restart_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ SIGTERM */
+
+static void dm_term_body(struct dm_env *e)
+{
+	struct dm_route quick = { .status = "callback", .delay_ms = 1500 };
+	struct dm_route held = { .status = "callback", .delay_ms = 30000 };
+	struct mock_route routes[] = {
+		{ .path = "/quick", .kind = MOCK_FUNC, .fn = dm_answer, .data = &quick },
+		{ .path = "/held", .kind = MOCK_FUNC, .fn = dm_answer, .data = &held },
+	};
+	static const char *const lease30[] = { "LEADSYNC_POLL_LEASE=30", NULL };
+	struct mock_request reqs[256];
+	struct buf imp;
+	char *log;
+	uint64_t t_term, ms = 0, end;
+	size_t n, i, open = 0, late = 0, quick_open = 0;
+	bool stopped;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_term", NULL, routes, 2));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 10, "dm_crm", mock_crm_port(e->m), "quick", 1), 0);
+	ASSERT_EQ(dm_offers(&imp, 30, 5, "dm_crm", mock_crm_port(e->m), "held", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	/* a lease longer than the stop deadline: released means released */
+	ASSERT(dm_start(e, 0, lease30));
+	end = dm_ms() + 8000;
+	while ((open = dm_in_flight(e->m, 0, NULL)) < 15 && dm_ms() < end)
+		dm_sleep_ms(5);
+	ASSERT_EQ(open, 15);
+	t_term = mock_now_us();
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 20000, &ms));
+	ASSERT(dm_exited_0(&e->d[0]));
+	/* the held requests are cut at the 10 s deadline */
+	printf("  stopped in %" PRIu64 " ms\n", ms);
+	ASSERT(ms >= 9000 && ms < 13000);
+	n = mock_crm_requests(e->m, reqs, 256);
+	for (i = 0; i < n; i++) {
+		if (reqs[i].t_arrive_us > t_term + 200000)
+			late++;
+		if (strcmp(reqs[i].path, "/quick") == 0 && reqs[i].t_arrive_us < t_term &&
+		    (reqs[i].t_done_us == 0 || reqs[i].t_done_us > t_term))
+			quick_open++;
+	}
+	ASSERT_EQ(n, 15);     /* no new claim after the signal */
+	ASSERT_EQ(late, 0);
+	ASSERT_EQ(quick_open, 10); /* the quick ones were in flight at the signal */
+	/* in-flight work finished and was applied */
+	ASSERT(dm_is(e->c,
+		     "SELECT concat_ws(' ', count(*), min(outcome), max(outcome), sum(leads_changed))"
+		     " FROM poll_runs WHERE offer < 30",
+		     "10 ok ok 10"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM leads WHERE status = 3 AND offer < 30", "10"));
+	/* what the deadline cut is recorded as cancelled, not applied, due again */
+	ASSERT(dm_is(e->c,
+		     "SELECT concat_ws(' ', count(*), min(outcome), max(outcome))"
+		     " FROM poll_runs WHERE offer >= 30",
+		     "5 cancelled cancelled"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM leads WHERE status = 2 AND offer >= 30", "5"));
+	ASSERT(dm_is(e->c,
+		     "SELECT count(*) FROM poll_schedule WHERE offer >= 30 AND variant = 'processing'"
+		     " AND next_due <= now() AND fail_count = 0",
+		     "5"));
+	/* every lease given back (the lease is 30 s: not merely run out) */
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+	log = dm_log(&e->d[0]);
+	stopped = strstr(log, "msg=\"stopped\"") != NULL;
+	free(log);
+	ASSERT(stopped);
+}
+
+TEST(daemon_sigterm_finishes_in_flight_work_and_releases_leases)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_term_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ SIGHUP */
+
+static const char dm_rule_v1[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/v1?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"  end,\n"
+	"}\n";
+
+/* Does not compile: line 3. */
+static const char dm_rule_broken[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/v1?ids={idel}', batch = 10 },\n"
+	"  process = function(data) for _, d in ipairs(data) do end end end,\n"
+	"}\n";
+
+/* The new version: another path, and every answer read as approved. */
+static const char dm_rule_v2[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/v2?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], 'approved') end\n"
+	"  end,\n"
+	"}\n";
+
+static bool dm_wait_log(struct dm_daemon *d, const char *needle, unsigned timeout_ms)
+{
+	uint64_t end = dm_ms() + timeout_ms;
+	char *log;
+	bool found;
+
+	for (;;) {
+		log = dm_log(d);
+		found = strstr(log, needle) != NULL;
+		free(log);
+		if (found || dm_ms() > end)
+			return found;
+		dm_sleep_ms(50);
+	}
+}
+
+static void dm_hup_body(struct dm_env *e)
+{
+	struct dm_route cb = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/v1", .kind = MOCK_FUNC, .fn = dm_answer, .data = &cb },
+		{ .path = "/v2", .kind = MOCK_FUNC, .fn = dm_answer, .data = &cb },
+	};
+	struct buf imp;
+	char *log, *line, sql[512];
+	long mark;
+	bool ok;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_hup", NULL, routes, 2));
+	ASSERT(dm_rule(e, "dm_hup", dm_rule_v1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 5, "dm_hup", mock_crm_port(e->m), "unused", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, NULL));
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM leads WHERE status = 3", "5", 8000));
+
+	/* a version that does not compile: logged with file and line, the
+	 * loaded version goes on polling */
+	ASSERT(dm_rule(e, "dm_hup", dm_rule_broken));
+	mark = dm_long(e->c, "SELECT max(id) FROM poll_runs");
+	kill(e->d[0].pid, SIGHUP);
+	ASSERT(dm_wait_log(&e->d[0], "rule reload failed", 5000));
+	log = dm_log(&e->d[0]);
+	line = strstr(log, "rule reload failed");
+	if (line)
+		line[strcspn(line, "\n")] = '\0';
+	printf("  %s\n", line ? line : "(no line)");
+	ok = line && strstr(line, "previous version kept") && strstr(line, "dm_hup.lua:3");
+	free(log);
+	ASSERT(ok);
+	snprintf(sql, sizeof(sql), "SELECT count(*) >= 10 FROM poll_runs WHERE id > %ld", mark);
+	ASSERT(dm_wait_sql(e->c, sql, "t", 8000));
+	snprintf(sql, sizeof(sql),
+		 "SELECT concat_ws(' ', min(outcome), max(outcome), bool_and(url LIKE '%%/v1?%%'))"
+		 " FROM poll_runs WHERE id > %ld", mark);
+	ASSERT(dm_is(e->c, sql, "ok ok t"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM leads WHERE status = 3", "5"));
+	ASSERT(kill(e->d[0].pid, 0) == 0);
+
+	/* a good version is taken on the next SIGHUP: the new path, the new
+	 * reading */
+	ASSERT(dm_rule(e, "dm_hup", dm_rule_v2));
+	mark = dm_long(e->c, "SELECT max(id) FROM poll_runs");
+	kill(e->d[0].pid, SIGHUP);
+	ASSERT(dm_wait_log(&e->d[0], "msg=\"rule reloaded\" rule=dm_hup", 5000));
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM leads WHERE status = 6", "5", 8000));
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) >= 5 FROM poll_runs WHERE id > %ld AND url LIKE '%%/v2?%%'"
+		 " AND outcome = 'ok'", mark);
+	ASSERT(dm_is(e->c, sql, "t"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM poll_runs WHERE outcome <> 'ok'", "0"));
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_sighup_keeps_a_broken_rule_out_and_takes_a_good_one)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_hup_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ postbacks */
+
+static void dm_postback_body(struct dm_env *e)
+{
+	struct dm_route slow = { .status = "callback", .delay_ms = 4000 };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = dm_answer, .data = &slow },
+	};
+	struct mock_request reqs[256];
+	struct buf imp;
+	char path[256];
+	uint64_t t0, t1, ts, worst = 0;
+	size_t n, i, across = 0;
+	int k, status;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_postback", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 20, "dm_crm", mock_crm_port(e->m), "slow", 1), 0);
+	/* the postbacks' offer has no rule: it is never polled */
+	ASSERT_EQ(buf_adds(&imp,
+			   "{\"offer\": {\"id\": 900, \"advertiser\": 1, \"name\": \"Push\","
+			   " \"landing_url\": \"https://shop.example/x\"}}\n"
+			   "{\"goal\": {\"offer\": 900, \"code\": \"lead\", \"payout\": \"fixed\","
+			   " \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"
+			   "{\"click\": {\"id\": \"" DM_SEED_CLICK "\", \"offer\": 900, \"wm\": 7}}\n"),
+		  0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, NULL));
+	t0 = dm_ms() + 8000;
+	while (dm_in_flight(e->m, 0, NULL) < 20 && dm_ms() < t0)
+		dm_sleep_ms(5);
+	ASSERT_EQ(dm_in_flight(e->m, 0, NULL), 20);
+	t0 = mock_now_us();
+	for (k = 1; k <= 6; k++) {
+		snprintf(path, sizeof(path),
+			 "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+			 "&request_id=dm-busy-%d&action=lead&status=hold", k);
+		ts = dm_ms();
+		status = dm_http_get(e->d[0].port, path);
+		ts = dm_ms() - ts;
+		if (ts > worst)
+			worst = ts;
+		ASSERT_EQ(status, 200);
+		dm_sleep_ms(400); /* spread over the time the polls are out */
+	}
+	t1 = mock_now_us();
+	printf("  slowest postback %" PRIu64 " ms\n", worst);
+	/* answered while the CRM still held every poll */
+	ASSERT(worst < 1000);
+	n = mock_crm_requests(e->m, reqs, 256);
+	for (i = 0; i < n; i++)
+		if (reqs[i].t_arrive_us < t0 && (reqs[i].t_done_us == 0 || reqs[i].t_done_us > t1))
+			across++;
+	ASSERT_EQ(across, 20);
+	ASSERT(dm_is(e->c,
+		     "SELECT concat_ws(' ', count(*), min(status), max(status)) FROM leads"
+		     " WHERE offer = 900 AND request_id LIKE 'dm-busy-%'",
+		     "6 2 2"));
+	ASSERT(dm_is(e->c, "SELECT count(*) FROM postbacks_in WHERE http_status = 200", "6"));
+	/* and the polls finish as usual */
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM leads WHERE status = 3 AND offer < 900",
+			   "20", 8000));
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_postbacks_answer_while_the_poller_is_busy)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_postback_body(&e);
+	dm_close(&e);
+}
