@@ -172,6 +172,15 @@ enum lead_result lead_apply(const struct lead *old, const struct lead_offer *off
 			    enum lead_source source, int64_t now, struct lead *out, char *err,
 			    size_t errlen);
 
+/* True only when lead_apply(cur, ..., e, ...) would surely answer
+ * LEAD_UNCHANGED, decided from a few fields without copying the lead, so
+ * the common poll (the CRM repeats what we know) stays cheap. Only edits
+ * of status, reason and comment that leave the status as it is qualify;
+ * for anything else it says false and the caller takes the full way.
+ * Kept beside lead_apply so the two change together; a test checks they
+ * agree on every combination. */
+bool lead_edit_is_noop(const struct lead *cur, const struct lead_edit *e);
+
 /* Appends to before/after two JSON objects holding only the fields that
  * differ between a and b (names as in `lead show --json`), compact and in
  * this order: status, reason, comment, track, base, counts, curr, goal, wm,

@@ -499,6 +499,36 @@ out:
 	return rc;
 }
 
+/* Mirrors lead_apply for an edit that keeps the status: no move check and
+ * no approval; the reason is cleared unless the status is 5 (then the
+ * edit's, else kept when valid); hold_until is cleared unless the status
+ * is 4 (then kept, unless a status 4 finds it unset); the comment is the
+ * edit's text when it fits whole. Deleted leads (12) take the full way. */
+bool lead_edit_is_noop(const struct lead *cur, const struct lead_edit *e)
+{
+	const unsigned only = LF_STATUS | LF_REASON | LF_COMMENT;
+	int s = cur->status;
+	bool st = e->set & LF_STATUS, rs = e->set & LF_REASON;
+
+	if ((e->set & ~only) || (st && e->status != s) || !status_valid(s) || s == LS_DELETED)
+		return false;
+	if (rs && !reason_valid(e->reason))
+		return false;
+	if (s == LS_CANCEL ? (rs ? e->reason != cur->reason : !reason_valid(cur->reason))
+			   : cur->reason != 0)
+		return false;
+	if (s == LS_HOLD ? st && cur->hold_until == 0 : cur->hold_until != 0)
+		return false;
+	if (e->set & LF_COMMENT) {
+		const char *t = e->comment ? e->comment : "";
+		size_t l = strnlen(t, LEAD_COMMENT_MAX);
+
+		if (l == LEAD_COMMENT_MAX || memcmp(cur->comment, t, l + 1) != 0)
+			return false;
+	}
+	return true;
+}
+
 enum lead_result lead_apply(const struct lead *old, const struct lead_offer *offer,
 			    const struct lead_goal *goal, const struct lead_edit *e,
 			    enum lead_source source, int64_t now, struct lead *out, char *err,

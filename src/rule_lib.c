@@ -700,6 +700,11 @@ static int lib_apply(lua_State *L, struct rule_rt *rt, size_t idx, const struct 
 	if ((e->set & LF_REASON) && (e->reason < 1 || e->reason > lib_reasons_max(b)))
 		return lib_refuse(L, rt, "lead %" PRId64 ": reason %d is not in 1..%d", cur->id,
 				  e->reason, lib_reasons_max(b));
+	if (lead_edit_is_noop(cur, e)) { /* the common poll: no copy, no lead_apply */
+		r->unchanged++;
+		lua_pushboolean(L, 1);
+		return 1;
+	}
 	if (!ch && r->nchanges == r->capchanges) {
 		size_t cap = r->capchanges ? 2 * r->capchanges : 16;
 		struct rule_change *nc = realloc(r->changes, cap * sizeof(*nc));

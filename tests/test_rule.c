@@ -1402,3 +1402,82 @@ TEST(rule_test_refuses_bad_offer_words)
 	ASSERT_EQ(rc, -1);
 	ASSERT_CONTAINS(err, ": offer \"status_words\": word 'Hold': give a status 1..12, false");
 }
+
+/* lib_apply answers "unchanged" for a repeated status without lead_apply;
+ * over a grid of lead states and status/reason/comment edits its verdict
+ * must be lead_apply's own. */
+TEST(rule_edit_unchanged_shortcut_agrees_with_lead_apply)
+{
+	static const char *const lcomm[] = { "processing", "" };
+	static const char *const ecomm[] = { NULL, "processing", "", "ok" };
+	static const int lreason[] = { 0, 2, 3 }, ereason[] = { 0, 2, 3 };
+	struct rule_rt *rt = t_rule(
+		"local d = data[1] lead.edit(101, {status = d.s > 0 and d.s or nil,\n"
+		"  reason = d.r > 0 and d.r or nil, comment = d.hc == 1 and d.c or nil})");
+	char body[256], err[512];
+	int st, lr, hu, lc, es, er, ec, cases = 0, same = 0;
+
+	ASSERT(rt);
+	for (st = 1; st <= 12; st++)
+	for (lr = 0; lr < 3; lr++)
+	for (hu = 0; hu < 2; hu++)
+	for (lc = 0; lc < 2; lc++)
+	for (es = 0; es < 3; es++) /* none, the lead's status, another */
+	for (er = 0; er < 3; er++)
+	for (ec = 0; ec < 4; ec++) {
+		struct rule_batch b;
+		struct rule_result res;
+		struct lead_edit e;
+		struct lead out;
+		enum lead_result want;
+		int s = es == 0 ? 0 : es == 1 ? st : st % 12 + 1;
+
+		if (!s && !ereason[er] && !ecomm[ec])
+			continue; /* an empty edit table is refused before lead_apply */
+		t_batch(&b, 1);
+		t_leads[0].status = st;
+		t_leads[0].reason = lreason[lr];
+		t_leads[0].hold_until = hu ? T_NOW + 86400 : 0;
+		snprintf(t_leads[0].comment, sizeof(t_leads[0].comment), "%s", lcomm[lc]);
+		memset(&e, 0, sizeof(e));
+		if (s) {
+			e.set |= LF_STATUS;
+			e.status = s;
+		}
+		if (ereason[er]) {
+			e.set |= LF_REASON;
+			e.reason = ereason[er];
+		}
+		if (ecomm[ec]) {
+			e.set |= LF_COMMENT;
+			e.comment = ecomm[ec];
+		}
+		want = lead_apply(&t_leads[0], &b.settings, &t_goals[0].goal, &e, SOURCE_POLL, T_NOW,
+				  &out, err, sizeof(err));
+		snprintf(body, sizeof(body), "[{\"s\":%d,\"r\":%d,\"hc\":%d,\"c\":\"%s\"}]", s,
+			 ereason[er], ecomm[ec] ? 1 : 0, ecomm[ec] ? ecomm[ec] : "");
+		rule_result_init(&res);
+		if (rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, &res, err,
+				 sizeof(err)) < 0) {
+			rule_result_release(&res);
+			rule_free(rt);
+			ASSERT_STREQ(err, "");
+		}
+		if (res.changed != (want == LEAD_CHANGED) || res.unchanged != (want == LEAD_UNCHANGED) ||
+		    res.refused != (want == LEAD_REFUSED)) {
+			rule_result_release(&res);
+			rule_free(rt);
+			test__fail(__FILE__, __LINE__,
+				   "lead %d/%d/%d/'%s', edit %s: lead_apply %d, rule changed %zu unchanged %zu refused %zu",
+				   st, lreason[lr], hu, lcomm[lc], body, (int)want, res.changed,
+				   res.unchanged, res.refused);
+			return;
+		}
+		cases++;
+		same += want == LEAD_UNCHANGED;
+		rule_result_release(&res);
+	}
+	rule_free(rt);
+	ASSERT_EQ(cases, 12 * 3 * 2 * 2 * (3 * 3 * 4 - 1));
+	ASSERT(same > 100); /* the grid does reach the shortcut */
+}
