@@ -196,7 +196,8 @@ const char *poller_worker(const struct poller *p);
  * Appends a report (each request, HTTP status, an excerpt of the answer,
  * the edits, the counters, the outcome) to out. dry_run writes nothing: no
  * lead change, no poll_runs row, no lease. Otherwise the pair is leased
- * (refused while another worker polls it), polled and written as the
+ * (refused while another worker polls it; extended every lease / 3 while
+ * polled, so a slow CRM cannot outlive it), polled and written as the
  * daemon would, and rescheduled. cfg supplies limits (db/http ignored).
  * Returns 0 when every poll succeeded, 1 when one failed (the report says
  * why), -1 when it could not run (err set: no database, unknown offer, no

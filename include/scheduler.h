@@ -9,7 +9,11 @@
  * lease_owner = its worker id ("host:pid:random"), lease_until = now() +
  * lease. While a pair is in flight a heartbeat extends its lease; a lease
  * the heartbeat no longer finds (another worker took the pair after it ran
- * out) is reported as lost, and the poller stops that pair. A daemon that
+ * out) is reported as lost, and the poller stops that pair. A release that
+ * fails (the database dropped) is kept (at most pairs_max) and retried by
+ * the next claim, before it claims, so a short outage does not hold those
+ * pairs for a whole lease (scheduler.c says why this cannot poll a pair
+ * twice at once); releases still pending at the stop run out. A daemon that
  * dies leaves its leases to run out, then any daemon claims the pairs.
  * Every writer of a poll checks the lease in its transaction (poller.c), so
  * two workers never write results of the same pair at once.
@@ -156,8 +160,9 @@ void scheduler_done(struct scheduler *s, struct sched_pair *pair, const struct s
  * timer is closed; s is freed when cb returns. Call once. */
 void scheduler_stop(struct scheduler *s, void (*cb)(void *data), void *data);
 
-/* True when nothing is in flight or pending and the last claim, made after
- * the last pair came back, found nothing due. */
+/* True when nothing is in flight or pending (a failed release included)
+ * and the last claim, made after the last pair came back, found nothing
+ * due. */
 bool scheduler_idle(const struct scheduler *s);
 void scheduler_stats(const struct scheduler *s, struct scheduler_stats *out);
 const char *scheduler_worker(const struct scheduler *s);

@@ -2596,9 +2596,57 @@ struct poll_check {
 	char *err;
 	size_t errlen;
 	bool finished;
+	/* The lease is extended every lease_s / 3 while a pair is polled, as the
+	 * daemon's scheduler does: a slow CRM (paging, retries, rate limits) can
+	 * take longer than one lease, and a daemon must not claim the pair
+	 * meanwhile. */
+	uv_timer_t beat;
+	struct db_job beat_job;
+	struct sched_key beat_key;
+	bool leased, beat_pending, beat_alive;
 };
 
 static void poller__check_next(struct poll_check *ck);
+
+static int poller__check_beat_run(PGconn *c, struct db_job *job)
+{
+	struct poll_check *ck = job->data;
+
+	return scheduler_sql_heartbeat(c, ck->p->worker, ck->lease_s, &ck->beat_key, 1,
+				       &ck->beat_alive, job->err, sizeof(job->err)) < 0
+		       ? DB_EFAIL
+		       : DB_OK;
+}
+
+static void poller__check_beat_done(struct db_job *job)
+{
+	struct poll_check *ck = job->data;
+
+	ck->p->jobs--;
+	ck->beat_pending = false;
+	if (job->status != DB_OK)
+		poller__rep(ck->p, "warning   the lease was not extended: %s\n", job->err);
+	else if (!ck->beat_alive && ck->leased)
+		poller__rep(ck->p, "warning   the lease was lost: another worker took the pair\n");
+}
+
+static void poller__check_beat_cb(uv_timer_t *t)
+{
+	struct poll_check *ck = t->data;
+
+	if (!ck->leased || ck->beat_pending || ck->dry)
+		return;
+	memset(&ck->beat_job, 0, sizeof(ck->beat_job));
+	ck->beat_job.data = ck;
+	ck->beat_job.run = poller__check_beat_run;
+	ck->beat_job.done = poller__check_beat_done;
+	ck->beat_key.offer = ck->offer;
+	ck->beat_key.variant = (enum rule_variant)ck->variants[ck->vi];
+	if (db_submit(ck->p->cfg.db, &ck->beat_job) < 0)
+		return;
+	ck->p->jobs++;
+	ck->beat_pending = true;
+}
 
 static int poller__check_run(PGconn *c, struct db_job *job)
 {
@@ -2712,6 +2760,7 @@ static void poller__check_done_cb(struct db_job *job)
 		return;
 	}
 	pr->check = ck;
+	ck->leased = !ck->dry;
 	poller__pair_begin(pr);
 }
 
@@ -2755,6 +2804,7 @@ static void poller__check_pair_done(struct poll_pair *pr, const struct sched_res
 	} else if (!pr->nbatches)
 		poller__rep(p, "done      no lead to ask about\n");
 	poller__rep(p, "\n");
+	ck->leased = false;
 	free(ck->rel.error);
 	memset(&ck->rel, 0, sizeof(ck->rel));
 	ck->rel.offer = sp->offer;
@@ -2806,6 +2856,7 @@ int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t 
 	struct db *db = NULL;
 	uv_loop_t loop;
 	bool http_closed = false, db_closed = false;
+	unsigned beat_ms;
 	int i, rc = -1;
 
 	memset(&ck, 0, sizeof(ck));
@@ -2848,9 +2899,15 @@ int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t 
 	ck.lease_s = c.sched.lease_s ? c.sched.lease_s : 60;
 	for (i = 0; i < RULE_VARIANTS; i++)
 		ck.intervals[i] = c.sched.interval_s[i] ? c.sched.interval_s[i] : defaults[i];
+	uv_timer_init(&loop, &ck.beat);
+	ck.beat.data = &ck;
+	beat_ms = ck.lease_s * 1000 / 3 ? ck.lease_s * 1000 / 3 : 1;
+	uv_timer_start(&ck.beat, poller__check_beat_cb, beat_ms, beat_ms);
+	uv_unref((uv_handle_t *)&ck.beat); /* the check's own work keeps the loop running */
 	poller__check_submit(&ck, CK_LOAD);
 	while (!ck.finished && uv_run(&loop, UV_RUN_ONCE))
 		;
+	uv_close((uv_handle_t *)&ck.beat, NULL);
 	rc = ck.finished ? ck.rc : -1;
 	if (!ck.finished)
 		snprintf(err, errlen, "the check stopped before it finished");

@@ -350,6 +350,10 @@ struct sched_job {
 	size_t nkeys;
 	/* release */
 	struct sched_release rel;
+	/* claim: failed releases retried first, on the same connection */
+	struct sched_release *retry;
+	size_t nretry;
+	bool retry_ok;
 };
 
 struct scheduler {
@@ -368,6 +372,10 @@ struct scheduler {
 	bool last_empty;
 	bool stopping;
 	uint32_t rng;            /* xorshift32 state for the back-off jitter */
+	/* Releases that did not reach the database, retried by the next claim
+	 * (at most pairs_max; see sched__claim_run). */
+	struct sched_release *retry;
+	size_t nretry;
 	void (*stop_cb)(void *);
 	void *stop_data;
 	struct scheduler_stats st;
@@ -417,6 +425,9 @@ static void sched__job_free(struct sched_job *j)
 
 	for (i = 0; i < j->npairs; i++)
 		free(j->pairs[i]);
+	for (i = 0; i < j->nretry; i++)
+		free(j->retry[i].error);
+	free(j->retry);
 	free(j->pairs);
 	free(j->keys);
 	free(j->alive);
@@ -473,11 +484,71 @@ fail:
 		 offer, rule_variant_name(v), "queue full or out of memory");
 }
 
+/* Failed releases are retried, not left to run out (a short outage would
+ * otherwise stall those pairs for a whole lease). A retry runs in the claim
+ * job, before the claim, on the same connection: only a claim can give
+ * this worker a new lease of the pair, and claims run one at a time, so a
+ * retry can never clear a lease that a later claim of ours took (the
+ * claim sees the retry's result). The one case left is a claim already
+ * running when a release fails: if the lease ran out meanwhile, that claim
+ * may take the pair again; sched__claim_done() then drops the pair's retry
+ * before another claim can carry it. So a retry only clears a lease of a
+ * run that has ended, and a pair is never polled twice at once. A retry
+ * whose lease ran out and was taken by another worker touches nothing
+ * (release only updates rows still leased to this worker), and one whose
+ * first try did commit is a no-op for the same reason.
+ *
+ * The other approach, letting the claim take this worker's own unexpired
+ * leases that are not in flight here, was not taken: a release in the db
+ * queue (not in flight any more, not yet written) would then clear the
+ * lease of the run the claim just started. */
+static void sched__retry_put(struct scheduler *s, struct sched_release *r, size_t n)
+{
+	size_t i, k;
+
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < s->nretry; k++)
+			if (s->retry[k].offer == r[i].offer && s->retry[k].variant == r[i].variant)
+				break;
+		if (k < s->nretry) { /* the newer result wins */
+			free(s->retry[k].error);
+			s->retry[k] = r[i];
+		} else if (s->nretry < s->cfg.pairs_max &&
+			   (s->retry || (s->retry = calloc(s->cfg.pairs_max, sizeof(*s->retry))))) {
+			s->retry[s->nretry++] = r[i];
+		} else {
+			log_warn("lease release dropped", "worker=%s offer=%" PRId64 " variant=%s"
+				 " reason=%s", s->worker, r[i].offer, rule_variant_name(r[i].variant),
+				 "too many releases pending");
+			free(r[i].error);
+		}
+		r[i].error = NULL;
+	}
+}
+
+/* A claim took the pair again: its pending release (of an earlier run) must
+ * not clear the new lease. */
+static void sched__retry_forget(struct scheduler *s, int64_t offer, enum rule_variant v)
+{
+	size_t k;
+
+	for (k = 0; k < s->nretry; k++)
+		if (s->retry[k].offer == offer && s->retry[k].variant == v) {
+			free(s->retry[k].error);
+			s->retry[k] = s->retry[--s->nretry];
+			return;
+		}
+}
+
 static int sched__claim_run(PGconn *c, struct db_job *job)
 {
 	struct sched_job *j = job->data;
 	struct scheduler *s = j->s;
 
+	/* a failure leaves them for the next claim; the claim itself still runs */
+	if (j->nretry)
+		j->retry_ok = scheduler_sql_release(c, s->worker, j->retry, j->nretry, job->err,
+						    sizeof(job->err)) == 0;
 	if (scheduler_sql_claim(c, s->worker, s->cfg.lease_s, j->want, s->cfg.interval_s, &j->pairs,
 				&j->npairs, job->err, sizeof(job->err)) < 0)
 		return DB_EFAIL;
@@ -548,6 +619,18 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 
 	s->claim_pending = false;
 	s->st.claims++;
+	if (j->nretry && j->retry_ok && j->job.status == DB_OK) {
+		s->seq++;
+		log_info("leases released on retry", "worker=%s pairs=%zu", s->worker, j->nretry);
+	} else if (j->nretry)
+		sched__retry_put(s, j->retry, j->nretry);
+	for (i = 0; i < j->nretry; i++)
+		free(j->retry[i].error);
+	free(j->retry);
+	j->retry = NULL;
+	j->nretry = 0;
+	for (i = 0; j->job.status == DB_OK && i < j->npairs; i++)
+		sched__retry_forget(s, j->pairs[i]->offer, j->pairs[i]->variant);
 	if (j->job.status != DB_OK) {
 		log_debug("claim failed", "worker=%s err=%s", s->worker,
 			  log_quote(q, sizeof(q), j->job.err));
@@ -642,6 +725,8 @@ static void sched__done_cb(struct db_job *job)
 			log_warn("lease not released", "worker=%s offer=%" PRId64 " variant=%s err=%s",
 				 s->worker, j->rel.offer, rule_variant_name(j->rel.variant),
 				 log_quote(q, sizeof(q), job->err));
+			if (!s->stopping)
+				sched__retry_put(s, &j->rel, 1);
 		}
 		break;
 	}
@@ -661,8 +746,16 @@ static void sched__claim(struct scheduler *s)
 		return;
 	j->want = room < s->cfg.claim_max ? room : s->cfg.claim_max;
 	j->job.run = sched__claim_run;
+	j->retry = s->retry;
+	j->nretry = s->nretry;
+	s->retry = NULL;
+	s->nretry = 0;
 	s->claim_seq = s->seq;
 	if (sched__submit(s, j) < 0) {
+		s->retry = j->retry;
+		s->nretry = j->nretry;
+		j->retry = NULL;
+		j->nretry = 0;
 		sched__job_free(j);
 		return;
 	}
@@ -795,8 +888,16 @@ static void sched__closed_cb(uv_handle_t *h)
 {
 	struct scheduler *s = h->data;
 
+	size_t i;
+
 	if (--s->open_handles)
 		return;
+	if (s->nretry)
+		log_warn("leases not released", "worker=%s pairs=%zu reason=%s", s->worker, s->nretry,
+			 "the database did not answer before the stop; they run out");
+	for (i = 0; i < s->nretry; i++)
+		free(s->retry[i].error);
+	free(s->retry);
 	if (s->stop_cb)
 		s->stop_cb(s->stop_data);
 	free(s);
@@ -821,7 +922,7 @@ void scheduler_stop(struct scheduler *s, void (*cb)(void *data), void *data)
 
 bool scheduler_idle(const struct scheduler *s)
 {
-	return !s->claim_pending && !s->inflight && !s->jobs && s->last_empty &&
+	return !s->claim_pending && !s->inflight && !s->jobs && !s->nretry && s->last_empty &&
 	       s->empty_seq == s->seq;
 }
 

@@ -1333,6 +1333,146 @@ TEST(poller_heartbeat_finds_a_lost_lease_and_cancels)
 	buf_release(&imp);
 }
 
+/* Runs the loop until sql (on the test's connection) answers want, or
+ * timeout_ms passed; true when it did. */
+struct pt_until {
+	struct pt_env *e;
+	const char *sql, *want;
+	uint64_t deadline;
+	bool met;
+};
+
+static void pt_until_cb(uv_timer_t *t)
+{
+	struct pt_until *u = t->data;
+	char *v = pt_value(u->e->c, u->sql);
+
+	u->met = v && strcmp(v, u->want) == 0;
+	free(v);
+	if (u->met || uv_now(t->loop) > u->deadline)
+		uv_stop(t->loop);
+}
+
+static bool pt_run_until(struct pt_env *e, const char *sql, const char *want, uint64_t timeout_ms)
+{
+	struct pt_until u = { .e = e, .sql = sql, .want = want };
+	uv_timer_t t;
+
+	uv_update_time(&e->loop);
+	u.deadline = uv_now(&e->loop) + timeout_ms;
+	uv_timer_init(&e->loop, &t);
+	t.data = &u;
+	uv_timer_start(&t, pt_until_cb, 10, 10);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	if (!u.met)
+		pt_is(e->c, sql, want); /* prints what it got */
+	return u.met;
+}
+
+/* The database drops the worker's connection in the middle of a release
+ * (a trigger kills its own backend, twice: the pool runs a job once more
+ * on a fresh connection before it gives up): the release is retried once the
+ * database answers again, so the pair is free (and polled again when due)
+ * long before its 30 s lease would have run out. */
+TEST(poller_failed_release_is_retried_after_the_database_returns)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+	uint64_t t0, ms;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_release_retry", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	ASSERT(pt_exec(e.c, "CREATE SEQUENCE pt_kill"));
+	ASSERT(pt_exec(e.c, "CREATE FUNCTION pt_kill_release() RETURNS trigger LANGUAGE plpgsql AS $$"
+			    " BEGIN IF nextval('pt_kill') <= 2 THEN"
+			    "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+			    " END IF; RETURN NEW; END $$"));
+	ASSERT(pt_exec(e.c, "CREATE TRIGGER pt_kill_release BEFORE UPDATE ON poll_schedule"
+			    " FOR EACH ROW WHEN (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL)"
+			    " EXECUTE FUNCTION pt_kill_release()"));
+	pt_config(&e, &pc, "w-retry");
+	t0 = uv_hrtime();
+	ASSERT(pt_start(&e, 0, &pc));
+	/* the run is written, its release dies with the connection, and the
+	 * retry frees the pair once the pool has reconnected */
+	ASSERT(pt_run_until(&e,
+			    "SELECT concat_ws(' ', coalesce(lease_owner, '-'), last_ok IS NOT NULL,"
+			    " fail_count) FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
+			    "- t 0", 10000));
+	ms = (uv_hrtime() - t0) / 1000000;
+	ASSERT(ms < 10000); /* the lease was 30 s */
+	ASSERT(pt_is(e.c, "SELECT last_value FROM pt_kill", "3"));
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.sched.release_errors, 1);
+	ASSERT_EQ(st.sched.done_ok, 1);
+	/* due again: claimed and polled again at once */
+	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+			    " AND variant = 'processing'"));
+	ASSERT(pt_run_idle(&e, 10000));
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.sched.claimed, 2);
+	ASSERT_EQ(st.sched.done_ok, 2);
+	ASSERT(pt_is(e.c, "SELECT next_due > now() + interval '1 minute' FROM poll_schedule"
+			  " WHERE offer = 10 AND variant = 'processing'", "t"));
+	ASSERT(pt_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
+			  " AND variant = 'processing'", "-"));
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+/* `leadsync check` keeps its lease while a slow CRM answers: with a 1 s
+ * lease, the lease is still ours (and not run out) 1.8 s into the request. */
+TEST(poller_check_extends_its_lease_while_the_crm_is_slow)
+{
+	struct pt_route slow = { .status = "approved",
+				 .sql = "SELECT pg_sleep(1.8); INSERT INTO pt_probe SELECT lease_owner,"
+					" lease_until > clock_timestamp() FROM poll_schedule"
+					" WHERE offer = 10 AND variant = 'processing'" };
+	struct mock_route routes[] = {
+		{ .path = "/slow", .kind = MOCK_FUNC, .fn = pt_answer, .data = &slow },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp, out;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	buf_init(&out, 0);
+	ASSERT(pt_open(&e, "ls_poller_check_beat", routes, 1));
+	ASSERT_EQ(store_connect(e.ci, &slow.conn, err, sizeof(err)), 0);
+	ASSERT(pt_exec(e.c, "CREATE TABLE pt_probe (owner text, alive boolean)"));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "slow", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	pt_config(&e, &pc, "w-check");
+	pc.db = NULL;
+	pc.sched.lease_s = 1;
+	pc.http_limits.timeout_ms = 5000;
+	ASSERT_EQ(poller_check(e.ci, &pc, 10, RULE_PROCESSING, false, &out, err, sizeof(err)), 0);
+	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', owner, alive) FROM pt_probe", "w-check t"));
+	ASSERT(!strstr(out.p, "warning"));
+	ASSERT(pt_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
+			  " AND variant = 'processing'", "-"));
+	pt_close(&e);
+	PQfinish(slow.conn);
+	buf_release(&imp);
+	buf_release(&out);
+}
+
 /* ------------------------------------------------------------ offer words */
 
 /* A CRM with words of its own: the rule maps "won" to cancel and blocks
