@@ -91,6 +91,41 @@ PGconn *test_db_migrated(const char *name, char **conninfo)
 	return c;
 }
 
+char *test_sql_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r))
+		v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return v;
+}
+
+bool test_sql_is(PGconn *c, const char *sql, const char *want)
+{
+	char *v = test_sql_value(c, sql);
+	bool ok = v && strcmp(v, want) == 0;
+
+	if (!ok)
+		printf("  %s\n    got %s, want %s\n", sql, v ? v : "(no row)", want);
+	free(v);
+	return ok;
+}
+
+bool test_sql_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		printf("  %s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	return ok;
+}
+
 static int drain(int fd, struct buf *b)
 {
 	char tmp[4096];

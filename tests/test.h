@@ -73,6 +73,13 @@ char *test_db_fresh(const char *name);
  * libpq-fe.h to use it. */
 struct pg_conn;
 struct pg_conn *test_db_migrated(const char *name, char **conninfo);
+/* The first value of the first row of sql on c, malloc'd ("" for SQL
+ * NULL); NULL when there is no row or the query failed (printed). */
+char *test_sql_value(struct pg_conn *c, const char *sql);
+/* True when sql's first value is want; prints what it got otherwise. */
+bool test_sql_is(struct pg_conn *c, const char *sql, const char *want);
+/* Runs sql; true when it worked (printed otherwise). */
+bool test_sql_exec(struct pg_conn *c, const char *sql);
 /* Runs argv (argv[0] a path), feeding `in` (may be NULL) on stdin. Output
  * and error are captured into malloc'd strings; returns the exit status,
  * or -1. */
