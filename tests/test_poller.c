@@ -134,42 +134,6 @@ static int pt_import(PGconn *c, const char *text, char *err, size_t errlen)
 	return rc;
 }
 
-/* A value of the first row, malloc'd ("" for NULL); NULL when no row. */
-static char *pt_value(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	char *v = NULL;
-
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r))
-		v = strdup(PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
-	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		printf("  %s: %s", sql, PQresultErrorMessage(r));
-	PQclear(r);
-	return v;
-}
-
-static bool pt_is(PGconn *c, const char *sql, const char *want)
-{
-	char *v = pt_value(c, sql);
-	bool ok = v && strcmp(v, want) == 0;
-
-	if (!ok)
-		printf("  %s\n    got %s, want %s\n", sql, v ? v : "(no row)", want);
-	free(v);
-	return ok;
-}
-
-static bool pt_exec(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-
-	if (!ok)
-		printf("  %s: %s", sql, PQresultErrorMessage(r));
-	PQclear(r);
-	return ok;
-}
-
 /* A fresh database with the schema, a rules folder with the test rules,
  * a loop and a pool. */
 static bool pt_open(struct pt_env *e, const char *name, const struct mock_route *routes,
@@ -367,7 +331,7 @@ static bool pt_hold_except(PGconn *c, const char *where)
 
 	snprintf(sql, sizeof(sql),
 		 "UPDATE poll_schedule SET next_due = now() + interval '1 day' WHERE NOT (%s)", where);
-	return pt_exec(c, sql);
+	return test_sql_exec(c, sql);
 }
 
 /* ------------------------------------------------------------ pure helpers */
@@ -449,7 +413,7 @@ TEST(scheduler_sql_claims_once_releases_and_backs_off)
 	ASSERT_EQ(pt_offer(&imp, 11, "pt_crm", 1, "x", "\"enabled\": false"), 0);
 	ASSERT_EQ(pt_offer(&imp, 12, "pt_crm", 1, "x", NULL), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
-	ASSERT(pt_exec(e.c, "UPDATE offers SET rule = NULL WHERE id = 12"));
+	ASSERT(test_sql_exec(e.c, "UPDATE offers SET rule = NULL WHERE id = 12"));
 	/* only offer 10 is enabled with a rule: its three pairs */
 	ASSERT_EQ(scheduler_sql_claim(e.c, "w1", 60, 10, iv, &pairs, &n, err, sizeof(err)), 0);
 	ASSERT_EQ(n, 3);
@@ -491,19 +455,19 @@ TEST(scheduler_sql_claims_once_releases_and_backs_off)
 	rel[1].delay_s = 300;
 	rel[1].error = "HTTP 500";
 	ASSERT_EQ(scheduler_sql_release(e.c, "w2", rel, 2, err, sizeof(err)), 0);
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner = 'w1'", "3"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner = 'w1'", "3"));
 	ASSERT_EQ(scheduler_sql_release(e.c, "w1", rel, 2, err, sizeof(err)), 0);
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT lease_owner IS NULL, fail_count, last_run, last_ok IS NOT NULL,"
 		     " round(extract(epoch FROM next_due - now()))::text FROM poll_schedule"
 		     " WHERE offer = 10 AND variant = 'processing'",
 		     "t"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', fail_count, last_run, last_ok IS NOT NULL,"
 		     " round(extract(epoch FROM next_due - now()))) FROM poll_schedule"
 		     " WHERE offer = 10 AND variant = 'processing'",
 		     "0 77 t 100"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', fail_count, last_error, last_ok IS NULL,"
 		     " round(extract(epoch FROM next_due - now()))) FROM poll_schedule"
 		     " WHERE offer = 10 AND variant = 'accepted'",
@@ -511,10 +475,10 @@ TEST(scheduler_sql_claims_once_releases_and_backs_off)
 	/* requeue keeps the due time and the fail count */
 	rel[0].variant = RULE_DATES;
 	rel[0].end = SCHED_REQUEUE;
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() - interval '1 hour'"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET next_due = now() - interval '1 hour'"
 			    " WHERE offer = 10 AND variant = 'dates'"));
 	ASSERT_EQ(scheduler_sql_release(e.c, "w1", rel, 1, err, sizeof(err)), 0);
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, next_due < now())"
 		     " FROM poll_schedule WHERE offer = 10 AND variant = 'dates'",
 		     "t 0 t"));
@@ -569,8 +533,8 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 	ASSERT_EQ(pt_lead(&imp, 301, 30, 3, "2026-01-10T10:00:00Z"), 0);
 	ASSERT_EQ(pt_lead(&imp, 302, 30, 2, "2026-01-10T10:00:00Z"), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
-	ASSERT(pt_exec(e.c, "UPDATE leads SET created = now() - interval '20 days' WHERE id = 301"));
-	ASSERT(pt_exec(e.c, "UPDATE leads SET created = now() - interval '2 days' WHERE id = 302"));
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET created = now() - interval '20 days' WHERE id = 301"));
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET created = now() - interval '2 days' WHERE id = 302"));
 	ASSERT(pt_hold_except(e.c, "(offer IN (10, 20) AND variant <> 'dates') OR"
 				   " (offer = 30 AND variant = 'dates')"));
 	pt_config(&e, &pc, "w-e2e");
@@ -580,26 +544,26 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 
 	/* the leads: approved (with the goal's payouts), callback, cancelled by
 	 * date; 202 (7) cannot go back to callback: refused */
-	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
 		     "101:6 102:6 103:6 104:6 105:6 106:5 201:3 202:7 301:5 302:5"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', wm, pay, approved_at IS NOT NULL, reason)"
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', wm, pay, approved_at IS NOT NULL, reason)"
 			  " FROM leads WHERE id = 101", "5.00 8.00 t"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE checked IS NOT NULL", "9"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM leads WHERE checked IS NOT NULL", "9"));
 	/* history: one row per changed lead, naming its poll run */
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT count(*) FROM lead_history h JOIN poll_runs r ON r.id = h.source_id"
 		     " AND r.offer = 10 WHERE h.source = 'poll' AND h.lead BETWEEN 101 AND 105",
 		     "5"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT before::text || ' ' || (after->>'status') FROM lead_history"
 		     " WHERE lead = 201 AND source = 'poll'",
 		     "{\"status\": 2} 3"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(source, ',') FROM lead_history WHERE lead = 301"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(source, ',') FROM lead_history WHERE lead = 301"
 			  " AND source <> 'import'", "dates"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE lead IN (106, 202)"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM lead_history WHERE lead IN (106, 202)"
 			  " AND source <> 'import'", "0"));
 	/* poll runs: one per request */
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', count(*), sum(leads_asked), sum(leads_changed),"
 		     " sum(pages), min(outcome), max(outcome), min(http_status), bool_or(caught_up),"
 		     " min(worker)) FROM poll_runs WHERE offer = 10 AND variant = 'processing'",
@@ -607,30 +571,30 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 	snprintf(want, sizeof(want),
 		 "SELECT count(*) FROM poll_runs WHERE url = 'http://127.0.0.1:%d/ok?ids=E-101,E-102"
 		 "&key=***' AND method = 'GET' AND leads_asked = 2 AND bytes > 0", port);
-	ASSERT(pt_is(e.c, want, "1"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
+	ASSERT(test_sql_is(e.c, want, "1"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
 			  " OR answer_head LIKE '%s3cret%'", "0"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT answer_head FROM poll_runs WHERE offer = 20 AND variant = 'processing'",
 		     "[{\"id\":\"E-201\",\"status\":\"callback\"}]"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', outcome, leads_asked, leads_changed, leads_refused,"
 		     " notes LIKE '%202%') FROM poll_runs WHERE offer = 20 AND variant = 'accepted'",
 		     "ok 1 0 1 t"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', count(*), sum(leads_asked), sum(leads_changed),"
 		     " sum(leads_unknown), min(outcome), max(outcome))"
 		     " FROM poll_runs WHERE offer = 30 AND variant = 'dates'",
 		     "2 2 2 4 ok ok"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs", "7"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs", "7"));
 	/* the schedule: released, due again after the interval */
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, last_ok IS NOT NULL,"
 		     " round(extract(epoch FROM next_due - now()) / 10) * 10,"
 		     " last_run = (SELECT max(id) FROM poll_runs WHERE offer = 10))"
 		     " FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
 		     "t 0 t 600 t"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
 	/* the requests the CRM saw: the date ranges in Moscow time */
 	n = mock_crm_requests(e.m, reqs, 32);
 	ASSERT_EQ(n, 7);
@@ -646,7 +610,7 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 	ASSERT_EQ(nok, 3);
 	ASSERT_EQ(ndates, 2);
 	{
-		char *d = pt_value(e.c, "SELECT 'from=' || to_char((now() - interval '2 days')"
+		char *d = test_sql_value(e.c, "SELECT 'from=' || to_char((now() - interval '2 days')"
 					" AT TIME ZONE 'Europe/Moscow', 'YYYY-MM-DD')");
 		bool seen = false;
 
@@ -728,37 +692,37 @@ static void pt_failure(const char *dbname, const char *bad_path, const char *bad
 	pc.http_limits.timeout_ms = 700;
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
 		     "101:6 201:2"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(outcome, ' ') FROM poll_runs WHERE offer = 10", "ok"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 20", "1"));
-	ASSERT(pt_is(e.c, "SELECT outcome FROM poll_runs WHERE offer = 20", want));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(outcome, ' ') FROM poll_runs WHERE offer = 10", "ok"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 20", "1"));
+	ASSERT(test_sql_is(e.c, "SELECT outcome FROM poll_runs WHERE offer = 20", want));
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM poll_runs WHERE offer = 20 AND error LIKE '%%%s%%'", want_err);
-	ASSERT(pt_is(e.c, sql, "1"));
+	ASSERT(test_sql_is(e.c, sql, "1"));
 	snprintf(sql, sizeof(sql), "%ld", want_status);
-	ASSERT(pt_is(e.c, "SELECT coalesce(http_status, 0) FROM poll_runs WHERE offer = 20",
+	ASSERT(test_sql_is(e.c, "SELECT coalesce(http_status, 0) FROM poll_runs WHERE offer = 20",
 		     want_status >= 0 ? sql : "0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE lead = 201 AND source = 'poll'",
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM lead_history WHERE lead = 201 AND source = 'poll'",
 		     "0"));
 	/* the failing pair backs off (min 120 s with jitter: 60..120 s), the good
 	 * one is due after its interval */
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, last_error IS NOT NULL,"
 		     " next_due > now() + interval '55 seconds', last_ok IS NULL)"
 		     " FROM poll_schedule WHERE offer = 20 AND variant = 'processing'",
 		     "t 1 t t t"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', fail_count, last_error IS NULL)"
 		     " FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
 		     "0 t"));
 	if (strcmp(bad_path ? bad_path : "", "429") == 0)
-		ASSERT(pt_is(e.c,
+		ASSERT(test_sql_is(e.c,
 			     "SELECT next_due > now() + interval '850 seconds' FROM poll_schedule"
 			     " WHERE offer = 20 AND variant = 'processing'",
 			     "t"));
 	/* secrets stay out of the record, whatever failed */
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE url LIKE '%s3cret%'"
 			  " OR error LIKE '%s3cret%'", "0"));
 	buf_release(&imp);
 	pt_close(&e);
@@ -856,13 +820,13 @@ TEST(poller_postback_change_is_not_clobbered)
 	ASSERT(pt_run_idle(&e, 10000));
 	/* 101 keeps what the "postback" wrote while the CRM was asked; 102 is
 	 * approved */
-	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status || ':' || coalesce(reason, 0), ' '"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status || ':' || coalesce(reason, 0), ' '"
 			  " ORDER BY id) FROM leads", "101:5:7 102:6:0"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', outcome, leads_asked, leads_changed, leads_skipped,"
 		     " notes LIKE '%lead 101 changed meanwhile%') FROM poll_runs",
 		     "ok 2 1 1 t"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(lead::text, ',') FROM lead_history WHERE source = 'poll'",
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(lead::text, ',') FROM lead_history WHERE source = 'poll'",
 		     "102"));
 	pt_close(&e);
 	PQfinish(pb.conn);
@@ -905,15 +869,15 @@ TEST(poller_two_workers_never_poll_a_pair_at_once)
 	poller_stats(e.p[0], &a);
 	poller_stats(e.p[1], &b);
 	pt_stop_pollers(&e);
-	ASSERT(pt_is(e.c, "SELECT count(*) >= 16 FROM poll_runs WHERE outcome = 'ok'", "t"));
-	ASSERT(pt_is(e.c, "SELECT count(DISTINCT worker) FROM poll_runs", "2"));
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c, "SELECT count(*) >= 16 FROM poll_runs WHERE outcome = 'ok'", "t"));
+	ASSERT(test_sql_is(e.c, "SELECT count(DISTINCT worker) FROM poll_runs", "2"));
+	ASSERT(test_sql_is(e.c,
 		     "SELECT count(*) FROM poll_runs x JOIN poll_runs y ON x.offer = y.offer"
 		     " AND x.variant = y.variant AND x.id < y.id"
 		     " AND x.started < y.finished AND y.started < x.finished",
 		     "0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE outcome <> 'ok'", "0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE outcome <> 'ok'", "0"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
 	ASSERT(a.sched.claimed > 0 && b.sched.claimed > 0);
 	pt_close(&e);
 	buf_release(&imp);
@@ -941,18 +905,18 @@ TEST(poller_expired_lease_is_taken_over)
 	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
 	/* 10: its daemon was killed mid-poll and its lease ran out; 20: leased
 	 * by a live daemon */
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'dead:1:0', lease_until ="
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'dead:1:0', lease_until ="
 			    " now() - interval '1 second' WHERE offer = 10 AND variant = 'processing'"));
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'alive:2:0', lease_until ="
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET lease_owner = 'alive:2:0', lease_until ="
 			    " now() + interval '1 hour' WHERE offer = 20 AND variant = 'processing'"));
 	pt_config(&e, &pc, "w-new");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
 	poller_stats(e.p[0], &st);
-	ASSERT(pt_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
 		     "101:6 201:2"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(offer || ':' || worker, ' ') FROM poll_runs", "10:w-new"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(offer || ':' || coalesce(lease_owner, '-'), ' '"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(offer || ':' || worker, ' ') FROM poll_runs", "10:w-new"));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(offer || ':' || coalesce(lease_owner, '-'), ' '"
 			  " ORDER BY offer) FROM poll_schedule WHERE variant = 'processing'",
 		     "10:- 20:alive:2:0"));
 	ASSERT_EQ(st.sched.taken_over, 1);
@@ -984,12 +948,12 @@ TEST(poller_lost_lease_writes_no_lead)
 	pt_config(&e, &pc, "w-lost");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed) FROM poll_runs",
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed) FROM poll_runs",
 		     "lease_lost 0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "0"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "0"));
 	/* the thief's lease is left alone */
-	ASSERT(pt_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
+	ASSERT(test_sql_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
 			  " AND variant = 'processing'", "thief"));
 	pt_close(&e);
 	PQfinish(steal.conn);
@@ -1019,22 +983,22 @@ TEST(poller_caught_up_runs_are_recorded)
 	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
 	/* 10 (a lead) and 20 (none) were polled before and missed runs while
 	 * the daemon was down; 30 is on time */
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
 			    " next_due = now() - interval '35 minutes' WHERE offer = 10"
 			    " AND variant = 'processing'"));
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '1 day',"
 			    " next_due = now() - interval '25 minutes' WHERE offer = 20"
 			    " AND variant = 'processing'"));
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '10 minutes',"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET last_ok = now() - interval '10 minutes',"
 			    " next_due = now() WHERE offer = 30 AND variant = 'processing'"));
 	pt_config(&e, &pc, "w-cu");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
 	/* one run each, not one per missed interval */
-	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', offer, outcome, caught_up, missed,"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', offer, outcome, caught_up, missed,"
 			  " leads_asked), ' ' ORDER BY offer) FROM poll_runs",
 		     "10:ok:t:3:1 20:caught_up:t:2:0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE variant = 'processing'"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE variant = 'processing'"
 			  " AND next_due > now() + interval '9 minutes'", "3"));
 	pt_close(&e);
 	buf_release(&imp);
@@ -1066,9 +1030,9 @@ TEST(poller_pages_are_fetched_within_one_batch)
 	pt_config(&e, &pc, "w-pages");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), sum(pages), sum(leads_changed), min(outcome))"
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', count(*), sum(pages), sum(leads_changed), min(outcome))"
 			  " FROM poll_runs", "1 3 6 ok"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 2", "6"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM leads WHERE status = 2", "6"));
 	ASSERT_EQ(mock_crm_requests(e.m, reqs, 8), 3);
 	ASSERT_STREQ(reqs[2].query, "page=3");
 	pt_close(&e);
@@ -1101,14 +1065,14 @@ TEST(poller_stop_cuts_requests_short_and_requeues)
 	t0 = uv_hrtime();
 	pt_stop_pollers(&e);
 	ASSERT((uv_hrtime() - t0) / 1000000 < 1500);
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
 		     "cancelled shutting down: request cancelled"));
 	/* given back as it was: due at once, not counted as a failure */
-	ASSERT(pt_is(e.c,
+	ASSERT(test_sql_is(e.c,
 		     "SELECT concat_ws(' ', lease_owner IS NULL, fail_count, next_due <= now(),"
 		     " last_ok IS NULL) FROM poll_schedule WHERE offer = 10 AND variant = 'processing'",
 		     "t 0 t t"));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
 	pt_close(&e);
 	buf_release(&imp);
 }
@@ -1136,26 +1100,26 @@ TEST(poller_reload_keeps_the_previous_rule_when_the_new_one_fails)
 	pt_config(&e, &pc, "w-rl");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "6"));
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 101", "6"));
 	/* the file breaks: the reload fails and the loaded version stays */
 	ASSERT(pt_write(e.rules, "pt_rl", pt_rule_broken));
 	ASSERT_EQ(poller_reload_rules(e.p[0]), 1);
-	ASSERT(pt_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (102, 10, 'E-102', 2)"));
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+	ASSERT(test_sql_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (102, 10, 'E-102', 2)"));
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
 			    " AND variant = 'processing'"));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 102", "6"));
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 102", "6"));
 	/* a good new version replaces it */
 	ASSERT(pt_write(e.rules, "pt_rl",
 			"return { processing = { url = 'http://{host}/{path}?ids={idel}',"
 			" process = function(d) for _, x in ipairs(d) do"
 			" lead.setstatus(e2i[x.id], 'callback') end end } }\n"));
 	ASSERT_EQ(poller_reload_rules(e.p[0]), 0);
-	ASSERT(pt_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (103, 10, 'E-103', 2)"));
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+	ASSERT(test_sql_exec(e.c, "INSERT INTO leads (id, offer, ext, status) VALUES (103, 10, 'E-103', 2)"));
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
 			    " AND variant = 'processing'"));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 103", "3"));
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 103", "3"));
 	pt_close(&e);
 	buf_release(&imp);
 }
@@ -1191,21 +1155,21 @@ TEST(poller_check_reports_and_dry_run_writes_nothing)
 	ASSERT_CONTAINS(out.p, "result    ok: 2 asked, 2 changed");
 	ASSERT_CONTAINS(out.p, "dry run   nothing written");
 	ASSERT(!strstr(out.p, "s3cret"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs", "0"));
-	ASSERT(pt_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "2 3"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs", "0"));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "2 3"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL"
 			  " OR last_ok IS NOT NULL", "0"));
 	/* for real: written, and rescheduled like a daemon's poll */
 	buf_reset(&out);
 	ASSERT_EQ(poller_check(e.ci, &pc, 10, -1, false, &out, err, sizeof(err)), 0);
 	ASSERT_CONTAINS(out.p, "written   run ");
 	ASSERT_CONTAINS(out.p, "variant accepted");
-	ASSERT(pt_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "6 6"));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "6 6"));
 	/* processing changed both; accepted then asked about them again */
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), min(outcome), bool_and(worker LIKE '%:check'),"
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', count(*), min(outcome), bool_and(worker LIKE '%:check'),"
 			  " string_agg(variant || ':' || leads_changed, ',' ORDER BY id)) FROM poll_runs",
 		     "2 ok t processing:2,accepted:0"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NULL"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NULL"
 			  " AND last_ok IS NOT NULL AND next_due > now() + interval '5 minutes'", "3"));
 	ASSERT_EQ(poller_check(e.ci, &pc, 99, -1, true, &out, err, sizeof(err)), -1);
 	ASSERT_CONTAINS(err, "offer 99 not found");
@@ -1244,8 +1208,8 @@ TEST(poller_bounds_requests_and_leads_in_flight)
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 20000));
 	poller_stats(e.p[0], &st);
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "30"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', count(*), sum(leads_asked), max(leads_asked))"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "30"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', count(*), sum(leads_asked), max(leads_asked))"
 			  " FROM poll_runs WHERE outcome = 'ok'", "18 30 2"));
 	ASSERT_EQ(mock_crm_requests(e.m, NULL, 0), 18);
 	ASSERT(mock_crm_max_in_flight(e.m) <= 3);
@@ -1282,7 +1246,7 @@ TEST(poller_offer_rate_limit_spaces_its_requests)
 	pt_config(&e, &pc, "w-rate");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "6"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM leads WHERE status = 6", "6"));
 	n = mock_crm_requests(e.m, reqs, 8);
 	ASSERT_EQ(n, 3);
 	for (i = 1; i < n; i++)
@@ -1323,10 +1287,10 @@ TEST(poller_heartbeat_finds_a_lost_lease_and_cancels)
 	ASSERT((uv_hrtime() - t0) / 1000000 < 1200);
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.sched.lost, 1);
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs",
 		     "lease_lost lease lost: request cancelled"));
-	ASSERT(pt_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
-	ASSERT(pt_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	ASSERT(test_sql_is(e.c, "SELECT lease_owner FROM poll_schedule WHERE offer = 10"
 			  " AND variant = 'processing'", "thief"));
 	pt_close(&e);
 	PQfinish(steal.conn);
@@ -1345,7 +1309,7 @@ struct pt_until {
 static void pt_until_cb(uv_timer_t *t)
 {
 	struct pt_until *u = t->data;
-	char *v = pt_value(u->e->c, u->sql);
+	char *v = test_sql_value(u->e->c, u->sql);
 
 	u->met = v && strcmp(v, u->want) == 0;
 	free(v);
@@ -1367,7 +1331,7 @@ static bool pt_run_until(struct pt_env *e, const char *sql, const char *want, ui
 	uv_close((uv_handle_t *)&t, NULL);
 	uv_run(&e->loop, UV_RUN_NOWAIT);
 	if (!u.met)
-		pt_is(e->c, sql, want); /* prints what it got */
+		test_sql_is(e->c, sql, want); /* prints what it got */
 	return u.met;
 }
 
@@ -1395,12 +1359,12 @@ TEST(poller_failed_release_is_retried_after_the_database_returns)
 	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
 	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
-	ASSERT(pt_exec(e.c, "CREATE SEQUENCE pt_kill"));
-	ASSERT(pt_exec(e.c, "CREATE FUNCTION pt_kill_release() RETURNS trigger LANGUAGE plpgsql AS $$"
+	ASSERT(test_sql_exec(e.c, "CREATE SEQUENCE pt_kill"));
+	ASSERT(test_sql_exec(e.c, "CREATE FUNCTION pt_kill_release() RETURNS trigger LANGUAGE plpgsql AS $$"
 			    " BEGIN IF nextval('pt_kill') <= 2 THEN"
 			    "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
 			    " END IF; RETURN NEW; END $$"));
-	ASSERT(pt_exec(e.c, "CREATE TRIGGER pt_kill_release BEFORE UPDATE ON poll_schedule"
+	ASSERT(test_sql_exec(e.c, "CREATE TRIGGER pt_kill_release BEFORE UPDATE ON poll_schedule"
 			    " FOR EACH ROW WHEN (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL)"
 			    " EXECUTE FUNCTION pt_kill_release()"));
 	pt_config(&e, &pc, "w-retry");
@@ -1414,20 +1378,20 @@ TEST(poller_failed_release_is_retried_after_the_database_returns)
 			    "- t 0", 10000));
 	ms = (uv_hrtime() - t0) / 1000000;
 	ASSERT(ms < 10000); /* the lease was 30 s */
-	ASSERT(pt_is(e.c, "SELECT last_value FROM pt_kill", "3"));
+	ASSERT(test_sql_is(e.c, "SELECT last_value FROM pt_kill", "3"));
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.sched.release_errors, 1);
 	ASSERT_EQ(st.sched.done_ok, 1);
 	/* due again: claimed and polled again at once */
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer = 10"
 			    " AND variant = 'processing'"));
 	ASSERT(pt_run_idle(&e, 10000));
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.sched.claimed, 2);
 	ASSERT_EQ(st.sched.done_ok, 2);
-	ASSERT(pt_is(e.c, "SELECT next_due > now() + interval '1 minute' FROM poll_schedule"
+	ASSERT(test_sql_is(e.c, "SELECT next_due > now() + interval '1 minute' FROM poll_schedule"
 			  " WHERE offer = 10 AND variant = 'processing'", "t"));
-	ASSERT(pt_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
+	ASSERT(test_sql_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
 			  " AND variant = 'processing'", "-"));
 	pt_close(&e);
 	buf_release(&imp);
@@ -1453,7 +1417,7 @@ TEST(poller_check_extends_its_lease_while_the_crm_is_slow)
 	buf_init(&out, 0);
 	ASSERT(pt_open(&e, "ls_poller_check_beat", routes, 1));
 	ASSERT_EQ(store_connect(e.ci, &slow.conn, err, sizeof(err)), 0);
-	ASSERT(pt_exec(e.c, "CREATE TABLE pt_probe (owner text, alive boolean)"));
+	ASSERT(test_sql_exec(e.c, "CREATE TABLE pt_probe (owner text, alive boolean)"));
 	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
 	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "slow", NULL), 0);
 	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
@@ -1463,9 +1427,9 @@ TEST(poller_check_extends_its_lease_while_the_crm_is_slow)
 	pc.sched.lease_s = 1;
 	pc.http_limits.timeout_ms = 5000;
 	ASSERT_EQ(poller_check(e.ci, &pc, 10, RULE_PROCESSING, false, &out, err, sizeof(err)), 0);
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', owner, alive) FROM pt_probe", "w-check t"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', owner, alive) FROM pt_probe", "w-check t"));
 	ASSERT(!strstr(out.p, "warning"));
-	ASSERT(pt_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
+	ASSERT(test_sql_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
 			  " AND variant = 'processing'", "-"));
 	pt_close(&e);
 	PQfinish(slow.conn);
@@ -1520,7 +1484,7 @@ TEST(poller_offer_status_words_come_first)
 	ASSERT_EQ(pt_lead(&imp, 401, 40, 2, "2026-01-10T10:00:00Z"), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
 	/* words import would refuse, written by hand */
-	ASSERT(pt_exec(e.c, "UPDATE offers SET status_words = '{\"won\": 13}' WHERE id = 40"));
+	ASSERT(test_sql_exec(e.c, "UPDATE offers SET status_words = '{\"won\": 13}' WHERE id = 40"));
 	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
 	pt_config(&e, &pc, "w-words");
 	ASSERT(pt_start(&e, 0, &pc));
@@ -1529,15 +1493,15 @@ TEST(poller_offer_status_words_come_first)
 	/* 10: the offer's "won" (paid, payouts computed) beats the rule's
 	 * cancel; 20: no offer words, the rule's map; 30: blocked by the
 	 * offer although the built-ins read "hold" as 4; 40: not polled */
-	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
 			  " FROM leads", "101:10 201:5:2 301:2 401:2"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', wm, pay) FROM leads WHERE id = 101", "5.00 8.00"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed, leads_unrecognised,"
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', wm, pay) FROM leads WHERE id = 101", "5.00 8.00"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, leads_changed, leads_unrecognised,"
 			  " notes LIKE '%lead 301: unrecognised status ''hold''%')"
 			  " FROM poll_runs WHERE offer = 30", "ok 0 1 t"));
-	ASSERT(pt_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs WHERE offer = 40",
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs WHERE offer = 40",
 		     "config_error offer 40: status_words: word 'won': status 13 is not in 1..12"));
-	ASSERT(pt_is(e.c, "SELECT fail_count FROM poll_schedule WHERE offer = 40"
+	ASSERT(test_sql_is(e.c, "SELECT fail_count FROM poll_schedule WHERE offer = 40"
 			  " AND variant = 'processing'", "1"));
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.words_parsed, 2);
@@ -1549,12 +1513,12 @@ TEST(poller_offer_status_words_come_first)
 		  0);
 	ASSERT_EQ(pt_lead(&imp, 102, 10, 2, "2026-01-10T10:00:00Z"), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
-	ASSERT(pt_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer IN (10, 30)"
+	ASSERT(test_sql_exec(e.c, "UPDATE poll_schedule SET next_due = now() WHERE offer IN (10, 30)"
 			    " AND variant = 'processing'"));
 	ASSERT(pt_run_idle(&e, 10000));
-	ASSERT(pt_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
 			  " FROM leads WHERE offer IN (10, 30)", "101:10 102:5:7 301:2"));
-	ASSERT(pt_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 30 AND outcome = 'ok'"
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE offer = 30 AND outcome = 'ok'"
 			  " AND leads_unrecognised = 1", "2"));
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.words_parsed, 3); /* 10 again; 30 from the cache */
