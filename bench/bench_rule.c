@@ -76,7 +76,7 @@ static double run_rule(struct rule_rt *rt, const struct lead *leads, size_t n, c
 	b.now = 1795100000;
 	rule_result_init(&res);
 	t0 = now_s();
-	if (rule_process(rt, RULE_PROCESSING, &b, NULL, ans->p, ans->len, 200, &res, err, sizeof(err)) < 0) {
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, ans->p, ans->len, 200, NULL, &res, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench: %s\n", err);
 		exit(1);
 	}
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 
 	L = luaL_newstate();
 	t_decode = now_s();
-	if (decode_push(L, DECODE_JSON, ans.p, ans.len, err, sizeof(err)) < 0) {
+	if (decode_push(L, DECODE_JSON, NULL, ans.p, ans.len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench: %s\n", err);
 		return 1;
 	}

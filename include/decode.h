@@ -3,8 +3,8 @@
  *   json  our own parser pushing straight onto the Lua stack (not cJSON:
  *         see src/decode.c; cJSON stays the encoder elsewhere). RFC 8259,
  *         strict: no comments, no trailing commas, no raw control
- *         characters in strings; a leading UTF-8 BOM is skipped; bytes of
- *         strings are not checked for UTF-8. Nesting capped at
+ *         characters in strings; a leading UTF-8 BOM is skipped; the text
+ *         is UTF-8 (see Charsets below). Nesting capped at
  *         DECODE_MAX_DEPTH (checked before descending, so a deep `[[[[`
  *         costs no stack). Objects → tables (a repeated key: the last
  *         wins), arrays → sequences (1-based), null → the sentinel of
@@ -25,7 +25,12 @@
  *         DECODE_MAX_DEPTH, a DOCTYPE with an internal subset and any
  *         entity declaration are refused (no billion laughs, no attribute
  *         default amplification); external entities and DTDs are never
- *         read. Encodings: those expat knows (UTF-8/16, ISO-8859-1, ASCII).
+ *         read. Encodings: those expat knows (UTF-8/16, ISO-8859-1,
+ *         US-ASCII) and, declared as encoding="windows-1251" (koi8-r,
+ *         cp866, iso-8859-5...), any single-byte charset glibc's iconv
+ *         knows (a byte map built per parse through expat's unknown
+ *         encoding handler). A multi-byte charset (Shift_JIS, GBK) works
+ *         only as the Content-Type charset. Values are UTF-8.
  *   form  query string → table, PHP parse_str style: pairs split on '&',
  *         '+' is a space, %XX decoded (a bad % stays as it is); `a[]=`
  *         appends (#t+1), `a[k]=` nests (k stays a string, up to
@@ -33,7 +38,7 @@
  *         PHP); a key without '=' gets ""; an empty name is skipped; an
  *         unclosed `a[b` is a plain key; raw whitespace around the whole
  *         body is dropped.
- *   text  the raw string.
+ *   text  the raw string (in UTF-8, see Charsets).
  * An empty body (len 0; or only whitespace for json, xml and form) decodes
  * to an empty table whatever the format. Bodies over DECODE_MAX_BODY are
  * refused.
@@ -44,7 +49,29 @@
  * under lua_pcall: a Lua memory error is reported as an error, never
  * thrown to the caller, and expat never sees a Lua error. Lua values and
  * the XML event buffer are allocated through L's allocator, so the rule
- * runtime's memory cap applies (expat's own parse state uses malloc). */
+ * runtime's memory cap applies (expat's own parse state uses malloc).
+ *
+ * Charsets. A rule always sees UTF-8. The charset comes from the answer's
+ * Content-Type (`application/json; charset=windows-1251`):
+ *   - utf-8 (or none): json and text are checked to be UTF-8 in one
+ *     linear pass before parsing (the fast path: no copy); form checks
+ *     each name and value once %-decoded; xml is left to expat, which
+ *     checks as it parses (and reads the XML declaration when there is no
+ *     charset).
+ *   - any other charset glibc's iconv knows (windows-1251, koi8-r, cp866,
+ *     iso-8859-5, utf-16...): the body is converted to UTF-8 with iconv
+ *     first (into a buffer from L's allocator, bounded by DECODE_MAX_BODY),
+ *     then parsed as UTF-8; form converts each %-decoded name and value
+ *     (a %CE is a byte of the charset). A byte the charset does not
+ *     define is an error naming it and its offset. Line, column and byte
+ *     numbers in later errors count bytes of the UTF-8 text.
+ *   - xml: the Content-Type charset wins over the XML declaration's
+ *     encoding (RFC 7303 section 3.2; the declaration is then ignored, and
+ *     an error says that it differed).
+ * A json, form or text answer that is not UTF-8 and declares no charset
+ * is an error that says so, at which byte, and names the usual charsets
+ * ("json: not UTF-8 at byte 17 (0xce 0xf2) and no charset declared ...").
+ * An unknown charset name is an error naming it. */
 #ifndef LEADSYNC_DECODE_H
 #define LEADSYNC_DECODE_H
 
@@ -55,15 +82,26 @@
 enum decode_format { DECODE_JSON = 0, DECODE_XML, DECODE_FORM, DECODE_TEXT };
 #define DECODE_MAX_DEPTH 64
 #define DECODE_MAX_BODY ((size_t)256 << 20)
+#define DECODE_CHARSET_MAX 48 /* longest charset name, NUL included */
 
 /* "json" → DECODE_JSON ... (case-insensitive); -1 when unknown or NULL. */
 int decode_format_parse(const char *name);
 /* "json" ...; "unknown" for a value outside the enum. */
 const char *decode_format_name(enum decode_format f);
 
+/* Decodes body (len bytes, may be NULL when len is 0) of format f onto L.
+ * content_type: the answer's Content-Type header value as sent (only its
+ * charset parameter is read), or NULL/"" when there was none. */
 __attribute__((warn_unused_result))
-int decode_push(lua_State *L, enum decode_format f, const char *body, size_t len, char *err,
-		size_t errlen);
+int decode_push(lua_State *L, enum decode_format f, const char *content_type, const char *body,
+		size_t len, char *err, size_t errlen);
+
+/* The charset parameter of a Content-Type value ("text/xml; charset=\"koi8-r\""
+ * → koi8-r) into out, as written. Returns 1 when there is one, 0 when
+ * there is none (or content_type is NULL), -1 when it is not a charset
+ * name (RFC 2978 characters only: no '/', so nothing like //IGNORE reaches
+ * iconv) or does not fit outlen. */
+int decode_charset(const char *content_type, char *out, size_t outlen);
 
 /* Pushes the JSON null sentinel (a unique light userdata). */
 void decode_push_null(lua_State *L);

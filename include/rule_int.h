@@ -30,6 +30,7 @@ struct rule_call {
 	const char *body;
 	size_t len;
 	int http_status;
+	const char *content_type; /* of the answer; NULL: none */
 	struct rule_request req;  /* being built; released by the caller of the pcall */
 	int64_t *ids;             /* macro context arrays, malloc'd */
 	const char **exts;

@@ -40,6 +40,8 @@ struct ruletest_opts {
 	const char *params;      /* path of a JSON object, or the object itself; may be NULL */
 	int64_t now;             /* time of the edits */
 	int http_status;         /* status the answers come with */
+	const char *content_type; /* Content-Type every answer comes with (its
+				   * charset converts them, decode.h); NULL: none */
 	const char *from, *to;   /* dates variant: YYYY-MM-DD; NULL: the leads' span */
 	const char *tz;          /* dates variant: the offer's zone; NULL: the file's or UTC */
 	bool json;               /* one JSON object instead of text */

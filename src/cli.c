@@ -328,7 +328,8 @@ static int parse_now(const char *s, int64_t *out)
 static const char rule_test_usage[] =
 	"usage: leadsync rule test RULE --variant processing|accepted|dates --leads LEADS.json\n"
 	"       --response FILE [--response FILE...] [--params JSON|FILE] [--now TIME]\n"
-	"       [--status N] [--from YYYY-MM-DD --to YYYY-MM-DD --tz ZONE] [--json]\n"
+	"       [--status N] [--content-type TYPE] [--from YYYY-MM-DD --to YYYY-MM-DD --tz ZONE]\n"
+	"       [--json]\n"
 	"RULE is a file, or a name in the rules folder (acme_crm: LEADSYNC_RULES/acme_crm.lua)\n";
 
 /* `leadsync rule test`: a rule on files, no database, no network. */
@@ -382,7 +383,9 @@ static int cli_rule(struct settings *s, int argc, char **argv)
 				goto out;
 			}
 			o.http_status = (int)n;
-		} else if (strcmp(a, "--from") == 0)
+		} else if (strcmp(a, "--content-type") == 0)
+			o.content_type = v;
+		else if (strcmp(a, "--from") == 0)
 			o.from = v;
 		else if (strcmp(a, "--to") == 0)
 			o.to = v;

@@ -3,7 +3,9 @@
 
 #include "buf.h"
 
+#include <errno.h>
 #include <expat.h>
+#include <iconv.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <math.h>
@@ -29,6 +31,15 @@ struct decode_ctx {
 	size_t errlen;
 	int failed; /* err holds our own message (else: a Lua error) */
 	struct xml_stream *xs;
+	/* charset conversion (see "Charsets" in decode.h) */
+	const char *ctype;         /* the Content-Type as given ("" when none) */
+	char charset[DECODE_CHARSET_MAX]; /* its charset parameter, "" when none */
+	int convert;               /* 1: charset is not UTF-8, iconv cd converts */
+	iconv_t cd;
+	lua_Alloc af;              /* L's allocator, for cv */
+	void *aud;
+	char *cv;                  /* converted text (of the body or of a form piece) */
+	size_t cvcap;
 };
 
 static char decode__null_tag;
@@ -93,6 +104,194 @@ static int decode__blank(const char *s, size_t n)
 		if (!decode__is_ws((unsigned char)s[i]))
 			return 0;
 	return 1;
+}
+
+/* ---- charsets -------------------------------------------------------- */
+
+/* RFC 2978 mime-charset characters. Nothing else reaches iconv_open: a '/'
+ * would let a CRM's header append glibc's //TRANSLIT or //IGNORE. */
+static int decode__charset_char(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'+-^_`{}~.:", ch));
+}
+
+int decode_charset(const char *content_type, char *out, size_t outlen)
+{
+	const char *p = content_type, *v;
+	size_t n;
+	int quoted;
+
+	if (outlen)
+		out[0] = '\0';
+	if (!p)
+		return 0;
+	/* parameters follow the media type, each after a ';' */
+	while ((p = strchr(p, ';'))) {
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncasecmp(p, "charset", 7) != 0)
+			continue;
+		v = p + 7;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v != '=')
+			continue;
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		quoted = *v == '"';
+		v += quoted;
+		for (n = 0; decode__charset_char((unsigned char)v[n]); n++)
+			;
+		if (n == 0 || (quoted && v[n] != '"') ||
+		    (!quoted && v[n] && v[n] != ';' && v[n] != ' ' && v[n] != '\t'))
+			return -1;
+		if (n >= outlen)
+			return -1;
+		memcpy(out, v, n);
+		out[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
+static int decode__is_utf8_name(const char *cs)
+{
+	return strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "utf8") == 0;
+}
+
+/* Offset of the first byte that does not belong to well-formed UTF-8
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF),
+ * or len when all do. ASCII, most of any CRM answer, goes 8 bytes a step. */
+static size_t decode__utf8_check(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char ch;
+		uint64_t w;
+
+		if (len - i >= 8) {
+			memcpy(&w, s + i, 8);
+			if (!(w & UINT64_C(0x8080808080808080))) {
+				i += 8;
+				continue;
+			}
+		}
+		ch = s[i];
+		if (ch < 0x80) {
+			i++;
+		} else if (ch >= 0xc2 && ch <= 0xdf) {
+			if (len - i < 2 || (s[i + 1] & 0xc0) != 0x80)
+				return i;
+			i += 2;
+		} else if (ch >= 0xe0 && ch <= 0xef) {
+			unsigned char lo = ch == 0xe0 ? 0xa0 : 0x80, hi = ch == 0xed ? 0x9f : 0xbf;
+
+			if (len - i < 3 || s[i + 1] < lo || s[i + 1] > hi || (s[i + 2] & 0xc0) != 0x80)
+				return i;
+			i += 3;
+		} else if (ch >= 0xf0 && ch <= 0xf4) {
+			unsigned char lo = ch == 0xf0 ? 0x90 : 0x80, hi = ch == 0xf4 ? 0x8f : 0xbf;
+
+			if (len - i < 4 || s[i + 1] < lo || s[i + 1] > hi ||
+			    (s[i + 2] & 0xc0) != 0x80 || (s[i + 3] & 0xc0) != 0x80)
+				return i;
+			i += 4;
+		} else {
+			return i;
+		}
+	}
+	return len;
+}
+
+/* "not UTF-8 at byte 17 (0xce 0xf2 ...)" plus what to do, into c->err. */
+static void decode__not_utf8(struct decode_ctx *c, const char *what, size_t at, const char *s,
+			     size_t n)
+{
+	char bytes[32] = "";
+	size_t i, k = 0;
+
+	for (i = 0; i < n && i < 4; i++)
+		k += (size_t)snprintf(bytes + k, sizeof(bytes) - k, "%s0x%02x", i ? " " : "",
+				      (unsigned char)s[i]);
+	snprintf(c->err, c->errlen,
+		 "%s: not UTF-8 at byte %zu (%s) and no charset declared (%s%s%s): a CRM that "
+		 "sends windows-1251, koi8-r or cp866 must say so in its Content-Type "
+		 "('; charset=windows-1251')",
+		 what, at, bytes, c->ctype[0] ? "Content-Type '" : "no Content-Type", c->ctype,
+		 c->ctype[0] ? "'" : "");
+	c->failed = 1;
+}
+
+/* Converts in (len bytes of c->charset) to UTF-8 in c->cv; *outlen gets
+ * its length. The output is bounded by DECODE_MAX_BODY and allocated
+ * through L's allocator (the rule runtime's memory cap applies). 0, or -1
+ * with c->err set ("what: ..."). */
+static int decode__convert(struct decode_ctx *c, const char *what, const char *in, size_t len,
+			   size_t *outlen)
+{
+	char *ip = (char *)in, *op;
+	size_t il = len, ol, used = 0, want = len + len / 2 + 64, r;
+	int flushed = 0;
+
+	iconv(c->cd, NULL, NULL, NULL, NULL); /* initial shift state */
+	for (;;) {
+		if (want > c->cvcap) {
+			char *np;
+
+			if (want > DECODE_MAX_BODY + 64)
+				want = DECODE_MAX_BODY + 64;
+			if (want <= c->cvcap)
+				goto toobig;
+			np = c->af(c->aud, c->cv, c->cv ? c->cvcap : 0, want);
+			if (!np) {
+				snprintf(c->err, c->errlen, "%s: not enough memory to convert from %s", what,
+					 c->charset);
+				goto fail;
+			}
+			c->cv = np;
+			c->cvcap = want;
+		}
+		op = c->cv + used;
+		ol = c->cvcap - used;
+		/* a stateful charset (ISO-2022) may owe bytes to return to its
+		 * initial state: iconv with no input writes them */
+		r = flushed ? iconv(c->cd, NULL, NULL, &op, &ol) : iconv(c->cd, &ip, &il, &op, &ol);
+		used = (size_t)(op - c->cv);
+		if (r != (size_t)-1) {
+			if (flushed)
+				break;
+			flushed = 1;
+			continue;
+		}
+		if (errno == E2BIG) {
+			want = c->cvcap * 2;
+			continue;
+		}
+		if (errno == EILSEQ)
+			snprintf(c->err, c->errlen, "%s: byte %zu (0x%02x) is not %s", what,
+				 (size_t)(ip - in), (unsigned char)*ip, c->charset);
+		else if (errno == EINVAL)
+			snprintf(c->err, c->errlen, "%s: ends inside a %s character (byte %zu)", what,
+				 c->charset, (size_t)(ip - in));
+		else
+			snprintf(c->err, c->errlen, "%s: cannot convert from %s: %s", what, c->charset,
+				 strerror(errno));
+		goto fail;
+	}
+	if (used > DECODE_MAX_BODY)
+		goto toobig;
+	*outlen = used;
+	return 0;
+toobig:
+	snprintf(c->err, c->errlen, "%s: over the %zu byte limit once converted from %s to UTF-8",
+		 what, (size_t)DECODE_MAX_BODY, c->charset);
+fail:
+	c->failed = 1;
+	return -1;
 }
 
 /* ---- json ------------------------------------------------------------ */
@@ -537,6 +736,8 @@ struct xml_stream {
 	size_t cntoff[DECODE_MAX_DEPTH];
 	int depth;
 	size_t rd; /* read offset while converting */
+	char declared[DECODE_CHARSET_MAX]; /* encoding="..." of the XML declaration */
+	char enc_note[96]; /* why an encoding was not usable ("" none) */
 };
 
 static void xml__stop(struct xml_stream *x, const char *fmt, ...)
@@ -679,12 +880,82 @@ static void XMLCALL xml__entity(void *ud, const XML_Char *name, int is_param,
 	xml__stop(ud, "entity declaration '%s' is refused", name);
 }
 
-/* Runs expat over the body into x's event stream; 0 or -1 with c->err. */
-static int xml__parse(struct xml_stream *x, struct decode_ctx *c)
+static void XMLCALL xml__decl(void *ud, const XML_Char *version, const XML_Char *encoding,
+			      int standalone)
+{
+	struct xml_stream *x = ud;
+
+	if (encoding)
+		snprintf(x->declared, sizeof(x->declared), "%s", encoding);
+}
+
+/* An encoding expat does not know (it knows UTF-8/16, ISO-8859-1 and
+ * US-ASCII): the 256-entry byte → code point map of a single-byte charset,
+ * built by asking glibc's iconv for each byte. A byte iconv refuses maps
+ * to -1 (expat then reports it as an invalid token where it occurs). A
+ * multi-byte charset (a byte iconv calls incomplete) is refused here: such
+ * an answer needs the charset in its Content-Type, which converts the
+ * whole body with iconv first. */
+static int XMLCALL xml__unknown_encoding(void *ud, const XML_Char *name, XML_Encoding *info)
+{
+	struct xml_stream *x = ud;
+	iconv_t cd = (iconv_t)-1;
+	int b, rc = XML_STATUS_ERROR;
+	size_t i;
+
+	for (i = 0; name[i]; i++)
+		if (!decode__charset_char((unsigned char)name[i]))
+			break;
+	if (name[i] || i == 0 || i >= DECODE_CHARSET_MAX) {
+		snprintf(x->enc_note, sizeof(x->enc_note), "is not a charset name");
+		goto out;
+	}
+	cd = iconv_open("UTF-8", name);
+	if (cd == (iconv_t)-1) {
+		snprintf(x->enc_note, sizeof(x->enc_note), "is not a charset iconv knows");
+		goto out;
+	}
+	for (b = 0; b < 256; b++) {
+		char in = (char)b, out[8], *ip = &in, *op = out;
+		size_t il = 1, ol = sizeof(out);
+		const unsigned char *u = (const unsigned char *)out;
+		int cp = -1;
+
+		iconv(cd, NULL, NULL, NULL, NULL);
+		if (iconv(cd, &ip, &il, &op, &ol) == (size_t)-1) {
+			if (errno == EINVAL) {
+				snprintf(x->enc_note, sizeof(x->enc_note),
+					 "is a multi-byte charset: only single-byte ones can be declared in "
+					 "the document");
+				goto out;
+			}
+		} else if (op - out == 1 && u[0] < 0x80) {
+			cp = u[0];
+		} else if (op - out == 2 && decode__utf8_check(u, 2) == 2) {
+			cp = (u[0] & 0x1f) << 6 | (u[1] & 0x3f);
+		} else if (op - out == 3 && decode__utf8_check(u, 3) == 3) {
+			cp = (u[0] & 0x0f) << 12 | (u[1] & 0x3f) << 6 | (u[2] & 0x3f);
+		} /* else: nothing (a shift byte) or beyond the BMP: not usable */
+		info->map[b] = cp;
+	}
+	info->data = NULL;
+	info->convert = NULL;
+	info->release = NULL;
+	rc = XML_STATUS_OK;
+out:
+	if (cd != (iconv_t)-1)
+		iconv_close(cd);
+	return rc;
+}
+
+/* Runs expat over body into x's event stream; 0 or -1 with c->err. enc:
+ * the encoding that overrides the document's declaration (NULL: none). */
+static int xml__parse(struct xml_stream *x, struct decode_ctx *c, const char *body, size_t len,
+		      const char *enc)
 {
 	int rc = -1;
 
-	x->xp = XML_ParserCreate(NULL);
+	x->xp = XML_ParserCreate(enc);
 	if (!x->xp) {
 		snprintf(c->err, c->errlen, "xml: not enough memory");
 		goto out;
@@ -695,12 +966,34 @@ static int xml__parse(struct xml_stream *x, struct decode_ctx *c)
 	XML_SetCharacterDataHandler(x->xp, xml__text);
 	XML_SetStartDoctypeDeclHandler(x->xp, xml__doctype);
 	XML_SetEntityDeclHandler(x->xp, xml__entity);
-	if (XML_Parse(x->xp, c->body, (int)c->len, XML_TRUE) != XML_STATUS_OK) {
-		if (!c->failed)
-			snprintf(c->err, c->errlen, "xml: line %lu column %lu: %s",
-				 (unsigned long)XML_GetCurrentLineNumber(x->xp),
-				 (unsigned long)XML_GetCurrentColumnNumber(x->xp) + 1,
-				 XML_ErrorString(XML_GetErrorCode(x->xp)));
+	XML_SetXmlDeclHandler(x->xp, xml__decl);
+	XML_SetUnknownEncodingHandler(x->xp, xml__unknown_encoding, x);
+	if (XML_Parse(x->xp, body, (int)len, XML_TRUE) != XML_STATUS_OK) {
+		enum XML_Error e = XML_GetErrorCode(x->xp);
+		int n;
+
+		if (c->failed)
+			goto out;
+		n = snprintf(c->err, c->errlen, "xml: line %lu column %lu: %s",
+			     (unsigned long)XML_GetCurrentLineNumber(x->xp),
+			     (unsigned long)XML_GetCurrentColumnNumber(x->xp) + 1,
+			     XML_ErrorString(e));
+		if (n < 0 || (size_t)n >= c->errlen)
+			goto out;
+		if (e == XML_ERROR_UNKNOWN_ENCODING && x->enc_note[0])
+			snprintf(c->err + n, c->errlen - (size_t)n, ": '%s' %s",
+				 enc ? enc : x->declared, x->enc_note);
+		else if (e == XML_ERROR_INVALID_TOKEN && c->charset[0] && x->declared[0] &&
+			 strcasecmp(c->charset, x->declared) != 0)
+			snprintf(c->err + n, c->errlen - (size_t)n,
+				 " (read as %s, the Content-Type charset, which overrides the "
+				 "declared encoding '%s')",
+				 c->charset, x->declared);
+		else if (e == XML_ERROR_INVALID_TOKEN && !c->charset[0] && !x->declared[0] &&
+			 decode__utf8_check((const unsigned char *)body, len) < len)
+			snprintf(c->err + n, c->errlen - (size_t)n,
+				 " (not UTF-8, and neither the Content-Type nor the XML declaration "
+				 "names a charset: e.g. encoding=\"windows-1251\")");
 		goto out;
 	}
 	rc = 0;
@@ -812,16 +1105,35 @@ int decode_lua_xml_all(lua_State *L)
 /* ---- form ------------------------------------------------------------ */
 
 /* Pushes s percent-decoded, '+' as a space; a '%' not followed by two hex
- * digits stays as it is (PHP's urldecode). */
-static void form__push_decoded(lua_State *L, const char *s, size_t n)
+ * digits stays as it is (PHP's urldecode). The charset applies to the
+ * decoded bytes (a %CE is a windows-1251 byte when that is the charset), so
+ * each name and value is converted, or checked as UTF-8, on its own. */
+static void form__push_decoded(lua_State *L, struct decode_ctx *c, const char *s, size_t n)
 {
 	luaL_Buffer b;
+	const char *d;
+	size_t dn, bad;
 
-	if (!memchr(s, '%', n) && !memchr(s, '+', n)) {
+	if (!memchr(s, '%', n) && !memchr(s, '+', n))
 		lua_pushlstring(L, s, n);
+	else
+		luaL_pushresultsize(&b, buf_urldecode(luaL_buffinitsize(L, &b, n), s, n, true));
+	d = lua_tolstring(L, -1, &dn);
+	if (c->convert) {
+		if (decode__convert(c, "form", d, dn, &dn) < 0) {
+			lua_pushlightuserdata(L, c);
+			lua_error(L);
+		}
+		lua_pushlstring(L, c->cv, dn);
+		lua_replace(L, -2);
 		return;
 	}
-	luaL_pushresultsize(&b, buf_urldecode(luaL_buffinitsize(L, &b, n), s, n, true));
+	bad = decode__utf8_check((const unsigned char *)d, dn);
+	if (bad < dn) {
+		decode__not_utf8(c, "form", (size_t)(s - c->body), d + bad, dn - bad);
+		lua_pushlightuserdata(L, c);
+		lua_error(L);
+	}
 }
 
 /* Pushes the key of one name part onto the stack: an empty part ("[]")
@@ -843,7 +1155,7 @@ static void form__pair(lua_State *L, struct decode_ctx *c, int root, const char 
 	int cur;
 
 	luaL_checkstack(L, 8, "form");
-	form__push_decoded(L, s, eq ? (size_t)(eq - s) : n);
+	form__push_decoded(L, c, s, eq ? (size_t)(eq - s) : n);
 	nm = lua_tolstring(L, -1, &nlen);
 	close = memchr(nm, '[', nlen);
 	baselen = close ? (size_t)(close - nm) : nlen;
@@ -892,7 +1204,7 @@ static void form__pair(lua_State *L, struct decode_ctx *c, int root, const char 
 	else
 		form__push_key(L, cur, nm + poff[nparts - 1], plen[nparts - 1]);
 	if (eq)
-		form__push_decoded(L, eq + 1, n - (size_t)(eq - s) - 1);
+		form__push_decoded(L, c, eq + 1, n - (size_t)(eq - s) - 1);
 	else
 		lua_pushliteral(L, "");
 	lua_rawset(L, cur);
@@ -953,15 +1265,25 @@ static int decode__protected(lua_State *L)
 	return 1;
 }
 
-int decode_push(lua_State *L, enum decode_format f, const char *body, size_t len, char *err,
-		size_t errlen)
+int decode_push(lua_State *L, enum decode_format f, const char *content_type, const char *body,
+		size_t len, char *err, size_t errlen)
 {
-	struct decode_ctx c = { f, body, len, err, errlen, 0, NULL };
+	struct decode_ctx c;
 	struct xml_stream x;
-	const char *name = decode_format_name(f);
+	const char *name = decode_format_name(f), *enc = NULL;
+	size_t bad;
 	int rc = -1;
 
+	memset(&c, 0, sizeof(c));
 	memset(&x, 0, sizeof(x));
+	c.f = f;
+	c.body = body;
+	c.len = len;
+	c.err = err;
+	c.errlen = errlen;
+	c.ctype = content_type ? content_type : "";
+	c.cd = (iconv_t)-1;
+	c.af = lua_getallocf(L, &c.aud);
 	if ((unsigned)f > DECODE_TEXT) {
 		snprintf(err, errlen, "decode: unknown format %d", (int)f);
 		goto out;
@@ -977,10 +1299,48 @@ int decode_push(lua_State *L, enum decode_format f, const char *body, size_t len
 		snprintf(err, errlen, "%s: lua stack overflow", name);
 		goto out;
 	}
-	if (f == DECODE_XML && c.len > 0 && !decode__blank(body, len)) {
+	if (decode_charset(content_type, c.charset, sizeof(c.charset)) < 0) {
+		snprintf(err, errlen, "%s: the charset of Content-Type '%s' is not a charset name", name,
+			 c.ctype);
+		goto out;
+	}
+	if (c.charset[0] && !decode__is_utf8_name(c.charset)) {
+		c.cd = iconv_open("UTF-8", c.charset);
+		if (c.cd == (iconv_t)-1) {
+			snprintf(err, errlen, "%s: unknown charset '%s' (Content-Type '%s')", name,
+				 c.charset, c.ctype);
+			goto out;
+		}
+		c.convert = 1;
+	}
+	/* json, text and xml are converted whole, before parsing; form piece
+	 * by piece (form__push_decoded) */
+	if (c.convert && f != DECODE_FORM && c.len > 0) {
+		if (decode__convert(&c, name, c.body, c.len, &c.len) < 0)
+			goto out;
+		c.body = c.cv;
+	} else if ((f == DECODE_JSON || f == DECODE_TEXT) && c.len > 0) {
+		bad = decode__utf8_check((const unsigned char *)c.body, c.len);
+		if (bad < c.len && c.charset[0]) {
+			snprintf(err, errlen, "%s: byte %zu (0x%02x) is not UTF-8, the charset the "
+				 "Content-Type declares ('%s')", name, bad, (unsigned char)c.body[bad],
+				 c.ctype);
+			goto out;
+		}
+		if (bad < c.len) {
+			decode__not_utf8(&c, name, bad, c.body + bad, c.len - bad);
+			goto out;
+		}
+	}
+	if (f == DECODE_XML && c.len > 0 && !decode__blank(c.body, c.len)) {
+		/* RFC 7303 3.2: the charset of the Content-Type wins over the XML
+		 * declaration; the body is UTF-8 by now */
+		if (c.charset[0])
+			enc = "UTF-8";
 		x.c = &c;
-		x.af = lua_getallocf(L, &x.aud);
-		if (xml__parse(&x, &c) < 0)
+		x.af = c.af;
+		x.aud = c.aud;
+		if (xml__parse(&x, &c, c.body, c.len, enc) < 0)
 			goto out;
 		c.xs = &x;
 	}
@@ -1000,5 +1360,9 @@ out:
 		x.af(x.aud, x.ev, x.evcap, 0);
 	if (x.tx)
 		x.af(x.aud, x.tx, x.txcap, 0);
+	if (c.cv)
+		c.af(c.aud, c.cv, c.cvcap, 0);
+	if (c.cd != (iconv_t)-1)
+		iconv_close(c.cd);
 	return rc;
 }

@@ -1880,7 +1880,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	}
 	b->rb.now = (int64_t)time(NULL);
 	if (rule_process(pr->rule->rt, pr->v, &b->rb, rq, res->body, res->body_len, (int)res->status,
-			 &b->res, err, sizeof(err)) < 0) {
+			 res->content_type, &b->res, err, sizeof(err)) < 0) {
 		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %ld): ",
 			 decode_format_name(rq->format), res->status);
 		if (!ok2xx)

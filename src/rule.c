@@ -539,7 +539,7 @@ static int rule__body_process(lua_State *L)
 	rule__function(L, 2, 3, "process"); /* 4 */
 	if (lua_type(L, 4) != LUA_TFUNCTION)
 		rule__errorf(L, "variant '%s' has no process function", rule_variant_name(c->v));
-	if (decode_push(L, fmt, c->body, c->len, msg, sizeof(msg)) < 0) {
+	if (decode_push(L, fmt, c->content_type, c->body, c->len, msg, sizeof(msg)) < 0) {
 		if (rt->mem_hard != hard) {
 			rule__kill(rt, RULE_KILL_MEMORY, rt->short_src);
 			rule__raise_kill(L);
@@ -724,7 +724,7 @@ out:
 
 int rule_process(struct rule_rt *rt, enum rule_variant v, const struct rule_batch *b,
 		 const struct rule_request *req, const char *body, size_t len, int http_status,
-		 struct rule_result *res, char *err, size_t errlen)
+		 const char *content_type, struct rule_result *res, char *err, size_t errlen)
 {
 	struct rule_call c;
 	struct rule_request prev;
@@ -753,6 +753,7 @@ int rule_process(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 	c.body = body;
 	c.len = body ? len : 0;
 	c.http_status = http_status;
+	c.content_type = content_type;
 	res->pages++;
 	if (rule__call(rt, &c, rule__body_process, err, errlen) < 0)
 		goto out;

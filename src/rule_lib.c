@@ -411,7 +411,7 @@ static int lib_decode(lua_State *L, enum decode_format f)
 	const char *s = luaL_checklstring(L, 1, &l);
 
 	lua_settop(L, 1);
-	if (decode_push(L, f, s, l, err, sizeof(err)) < 0) {
+	if (decode_push(L, f, NULL, s, l, err, sizeof(err)) < 0) {
 		if (rt->mem_hard != hard) {
 			rule__kill(rt, RULE_KILL_MEMORY, NULL);
 			return rule__raise_kill(L);

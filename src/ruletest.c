@@ -782,11 +782,15 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 		}
 		if (read_file(o->responses[page], &t.body, err, errlen) < 0)
 			goto report;
-		if (!o->json)
+		if (!o->json && o->content_type)
+			e |= buf_addf(out, "answer    page %u: HTTP %d, %zu bytes (%s) from %s\n",
+				      req->page, o->http_status, t.body.len, o->content_type,
+				      o->responses[page]);
+		else if (!o->json)
 			e |= buf_addf(out, "answer    page %u: HTTP %d, %zu bytes from %s\n", req->page,
 				      o->http_status, t.body.len, o->responses[page]);
 		if (rule_process(t.rt, o->variant, &t.batch, req, t.body.p, t.body.len, o->http_status,
-				 &t.res, err, errlen) < 0)
+				 o->content_type, &t.res, err, errlen) < 0)
 			goto report;
 		if (!t.res.has_next)
 			break;

@@ -44,7 +44,7 @@ static int decode_t_run(lua_State *L, enum decode_format f, const char *s, size_
 	int top = lua_gettop(L), rc;
 
 	err[0] = '\0';
-	rc = decode_push(L, f, s, n, err, errlen);
+	rc = decode_push(L, f, NULL, s, n, err, errlen);
 	if (rc == 0) {
 		if (lua_gettop(L) != top + 1)
 			return -2;

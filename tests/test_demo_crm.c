@@ -372,7 +372,7 @@ static int dt_poll(struct dt_srv *s, struct dt_net *n, enum rule_variant v, unsi
 		test__fail(__FILE__, __LINE__, "%zu of %zu orders in %s", i, nb, body->p);
 		goto out;
 	}
-	if (rule_process(n->rt, v, &b, &req, body->p, body->len, 200, &res, err, sizeof(err)) < 0) {
+	if (rule_process(n->rt, v, &b, &req, body->p, body->len, 200, NULL, &res, err, sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "process: %s", err);
 		goto out;
 	}

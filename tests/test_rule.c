@@ -80,7 +80,7 @@ static int t_process(struct rule_rt *rt, const char *body, struct rule_result *r
 
 	t_batch(&b, 3);
 	rule_result_init(res);
-	return rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, res, err,
+	return rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, NULL, res, err,
 			    errlen);
 }
 
@@ -549,7 +549,7 @@ TEST(rule_edit_reason_within_the_network_list)
 	t_batch(&b, 3);
 	b.reasons_max = 40;
 	rule_result_init(&res);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, NULL, &res, err, sizeof(err)), 0);
 	ASSERT_EQ(res.refused, 0);
 	ASSERT_EQ(t_after(&res, 101)->reason, 30);
 	rule_result_release(&res);
@@ -731,14 +731,14 @@ TEST(rule_dates_variant_is_the_dates_source)
 	t_leads[0].status = LS_PACKING;
 	t_leads[0].approved_at = T_NOW - 100;
 	rule_result_init(&res);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, "{}", 2, 200, NULL, &res, err, sizeof(err)), 0);
 	ASSERT_EQ(res.refused, 1);
 	ASSERT_CONTAINS(res.notes.p, "lead 101 is approved");
 	ASSERT_CONTAINS(res.log.p, ":1: processing\tnil\tnil\tnil\t101\n");
 	rule_result_release(&res);
 	b.dates = &d;
 	rule_result_init(&res);
-	ASSERT_EQ(rule_process(rt, RULE_DATES, &b, NULL, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(rule_process(rt, RULE_DATES, &b, NULL, "{}", 2, 200, NULL, &res, err, sizeof(err)), 0);
 	ASSERT_EQ(res.refused, 0);
 	ASSERT_EQ(t_after(&res, 101)->status, LS_CANCEL);
 	ASSERT_CONTAINS(res.log.p, ":1: dates\t2026-11-01\t2026-11-04\t1793750400\t101\n");
@@ -1125,7 +1125,7 @@ TEST(rule_paging_next_and_cap)
 	t_batch(&b, 3);
 	rule_result_init(&res);
 	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, &res, &q, err, sizeof(err)), 0);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, pages[0], strlen(pages[0]), 200, &res,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, pages[0], strlen(pages[0]), 200, NULL, &res,
 			       err, sizeof(err)),
 		  0);
 	rule_request_release(&q);
@@ -1134,13 +1134,13 @@ TEST(rule_paging_next_and_cap)
 	ASSERT_EQ(res.next.page, 2);
 	ASSERT_EQ(res.next.nheaders, 1);
 	ASSERT_STREQ(res.next.headers[0].value, "k");
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[1], strlen(pages[1]), 200,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[1], strlen(pages[1]), 200, NULL,
 			       &res, err, sizeof(err)),
 		  0);
 	ASSERT(res.has_next);
 	ASSERT_STREQ(res.next.url, "https://x/api?ids=101,102,103&page=3");
 	ASSERT_EQ(res.next.page, 3);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[2], strlen(pages[2]), 200,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, pages[2], strlen(pages[2]), 200, NULL,
 			       &res, err, sizeof(err)),
 		  0);
 	ASSERT(!res.has_next);
@@ -1207,7 +1207,7 @@ TEST(rule_speed_ten_thousand_leads)
 	b.nleads = N;
 	rule_result_init(&res);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, body.p, body.len, 200, &res, err,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, body.p, body.len, 200, NULL, &res, err,
 			       sizeof(err)),
 		  0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -1255,7 +1255,7 @@ TEST(rule_status_map_false_blocks_a_word)
 	b.nleads = 1;
 	b.now = 1795000000;
 	rule_result_init(&res);
-	rc = rule_process(rt, RULE_PROCESSING, &b, NULL, answer, strlen(answer), 200, &res, err,
+	rc = rule_process(rt, RULE_PROCESSING, &b, NULL, answer, strlen(answer), 200, NULL, &res, err,
 			  sizeof(err));
 	rule_free(rt);
 	if (rc != 0 || res.nchanges != 0 || res.unrecognised != 1)
@@ -1305,7 +1305,7 @@ TEST(rule_offer_words_beat_the_map_and_builtins)
 	}
 	/* without the offer's words: the map, then the built-ins */
 	t_batch(&b, 3);
-	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, &res, err,
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, NULL, &res, err,
 			 sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "process: %s", err);
 		goto out;
@@ -1323,7 +1323,7 @@ TEST(rule_offer_words_beat_the_map_and_builtins)
 	rule_result_init(&res);
 	t_batch(&b, 3);
 	b.status_words = w;
-	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, &res, err,
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, first, strlen(first), 200, NULL, &res, err,
 			 sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "process: %s", err);
 		goto out;
@@ -1344,7 +1344,7 @@ TEST(rule_offer_words_beat_the_map_and_builtins)
 	rule_result_init(&res);
 	t_batch(&b, 3);
 	b.status_words = w;
-	if (rule_process(rt, RULE_PROCESSING, &b, NULL, second, strlen(second), 200, &res, err,
+	if (rule_process(rt, RULE_PROCESSING, &b, NULL, second, strlen(second), 200, NULL, &res, err,
 			 sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "process: %s", err);
 		goto out;
@@ -1457,7 +1457,7 @@ TEST(rule_edit_unchanged_shortcut_agrees_with_lead_apply)
 		snprintf(body, sizeof(body), "[{\"s\":%d,\"r\":%d,\"hc\":%d,\"c\":\"%s\"}]", s,
 			 ereason[er], ecomm[ec] ? 1 : 0, ecomm[ec] ? ecomm[ec] : "");
 		rule_result_init(&res);
-		if (rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, &res, err,
+		if (rule_process(rt, RULE_PROCESSING, &b, NULL, body, strlen(body), 200, NULL, &res, err,
 				 sizeof(err)) < 0) {
 			rule_result_release(&res);
 			rule_free(rt);
