@@ -218,7 +218,7 @@ static void decode__not_utf8(struct decode_ctx *c, const char *what, size_t at, 
 		k += (size_t)snprintf(bytes + k, sizeof(bytes) - k, "%s0x%02x", i ? " " : "",
 				      (unsigned char)s[i]);
 	snprintf(c->err, c->errlen,
-		 "%s: not UTF-8 at byte %zu (%s) and no charset declared (%s%s%s): a CRM that "
+		 "%s: not UTF-8 at byte %zu (%s) and no charset declared (%s%.64s%s): a CRM that "
 		 "sends windows-1251, koi8-r or cp866 must say so in its Content-Type "
 		 "('; charset=windows-1251')",
 		 what, at, bytes, c->ctype[0] ? "Content-Type '" : "no Content-Type", c->ctype,
@@ -1300,14 +1300,14 @@ int decode_push(lua_State *L, enum decode_format f, const char *content_type, co
 		goto out;
 	}
 	if (decode_charset(content_type, c.charset, sizeof(c.charset)) < 0) {
-		snprintf(err, errlen, "%s: the charset of Content-Type '%s' is not a charset name", name,
+		snprintf(err, errlen, "%s: the charset of Content-Type '%.64s' is not a charset name", name,
 			 c.ctype);
 		goto out;
 	}
 	if (c.charset[0] && !decode__is_utf8_name(c.charset)) {
 		c.cd = iconv_open("UTF-8", c.charset);
 		if (c.cd == (iconv_t)-1) {
-			snprintf(err, errlen, "%s: unknown charset '%s' (Content-Type '%s')", name,
+			snprintf(err, errlen, "%s: unknown charset '%s' (Content-Type '%.64s')", name,
 				 c.charset, c.ctype);
 			goto out;
 		}
@@ -1323,7 +1323,7 @@ int decode_push(lua_State *L, enum decode_format f, const char *content_type, co
 		bad = decode__utf8_check((const unsigned char *)c.body, c.len);
 		if (bad < c.len && c.charset[0]) {
 			snprintf(err, errlen, "%s: byte %zu (0x%02x) is not UTF-8, the charset the "
-				 "Content-Type declares ('%s')", name, bad, (unsigned char)c.body[bad],
+				 "Content-Type declares ('%.64s')", name, bad, (unsigned char)c.body[bad],
 				 c.ctype);
 			goto out;
 		}

@@ -528,7 +528,7 @@ static int rule__body_process(lua_State *L)
 	struct rule_call *c = rt->call;
 	unsigned long hard = rt->mem_hard;
 	enum decode_format fmt = c->prev ? c->prev->format : rt->info[c->v].format;
-	char msg[256];
+	char msg[512];
 
 	lua_settop(L, 0);
 	rule__fresh_env(L, rt); /* 1 */

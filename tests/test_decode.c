@@ -38,13 +38,13 @@ static lua_State *decode_t_state(void)
 
 /* Decodes s into the global v; on failure checks the stack was left as it
  * was (returns -2 if not). */
-static int decode_t_run(lua_State *L, enum decode_format f, const char *s, size_t n, char *err,
-			size_t errlen)
+static int decode_t_run_ct(lua_State *L, enum decode_format f, const char *ct, const char *s,
+			   size_t n, char *err, size_t errlen)
 {
 	int top = lua_gettop(L), rc;
 
 	err[0] = '\0';
-	rc = decode_push(L, f, NULL, s, n, err, errlen);
+	rc = decode_push(L, f, ct, s, n, err, errlen);
 	if (rc == 0) {
 		if (lua_gettop(L) != top + 1)
 			return -2;
@@ -55,7 +55,15 @@ static int decode_t_run(lua_State *L, enum decode_format f, const char *s, size_
 	return rc;
 }
 
+static int decode_t_run(lua_State *L, enum decode_format f, const char *s, size_t n, char *err,
+			size_t errlen)
+{
+	return decode_t_run_ct(L, f, NULL, s, n, err, errlen);
+}
+
 #define DEC(f, s) decode_t_run(L, f, s, strlen(s), err, sizeof(err))
+/* with the answer's Content-Type */
+#define DECT(f, ct, s) decode_t_run_ct(L, f, ct, s, strlen(s), err, sizeof(err))
 
 /* Evaluates `return repr(<expr>)`; the result stays on the stack (so the
  * pointer lives until lua_close). */
@@ -633,5 +641,227 @@ TEST(decode_text_and_limits)
 	ASSERT_STREQ(err, "xml: body of 268435457 bytes is over the 268435456 byte limit");
 	ASSERT_EQ(decode_t_run(L, (enum decode_format)7, "x", 1, err, sizeof(err)), -1);
 	ASSERT_STREQ(err, "decode: unknown format 7");
+	lua_close(L);
+}
+
+/* ---- charsets -------------------------------------------------------- */
+
+/* "Отмена Холд" in UTF-8 and in the single-byte charsets CRMs send */
+#define T_UTF8 "\xd0\x9e\xd1\x82\xd0\xbc\xd0\xb5\xd0\xbd\xd0\xb0 \xd0\xa5\xd0\xbe\xd0\xbb\xd0\xb4"
+#define T_CP1251 "\xce\xf2\xec\xe5\xed\xe0 \xd5\xee\xeb\xe4"
+#define T_KOI8R "\xef\xd4\xcd\xc5\xce\xc1 \xe8\xcf\xcc\xc4"
+#define T_CP866 "\x8e\xe2\xac\xa5\xad\xa0 \x95\xae\xab\xa4"
+#define T_ISO5 "\xbe\xe2\xdc\xd5\xdd\xd0 \xc5\xde\xdb\xd4"
+
+TEST(decode_charset_of_a_content_type)
+{
+	char cs[DECODE_CHARSET_MAX];
+
+	ASSERT_EQ(decode_charset("application/json; charset=windows-1251", cs, sizeof(cs)), 1);
+	ASSERT_STREQ(cs, "windows-1251");
+	ASSERT_EQ(decode_charset("text/xml;charset=\"KOI8-R\"; q=1", cs, sizeof(cs)), 1);
+	ASSERT_STREQ(cs, "KOI8-R");
+	ASSERT_EQ(decode_charset("text/plain; format=flowed; Charset = cp866 ", cs, sizeof(cs)), 1);
+	ASSERT_STREQ(cs, "cp866");
+	ASSERT_EQ(decode_charset("application/json", cs, sizeof(cs)), 0);
+	ASSERT_STREQ(cs, "");
+	ASSERT_EQ(decode_charset("text/html; charsetx=utf-8", cs, sizeof(cs)), 0);
+	ASSERT_EQ(decode_charset(NULL, cs, sizeof(cs)), 0);
+	ASSERT_EQ(decode_charset("", cs, sizeof(cs)), 0);
+	/* nothing but a charset name reaches iconv_open: no //IGNORE */
+	ASSERT_EQ(decode_charset("text/plain; charset=cp1251//IGNORE", cs, sizeof(cs)), -1);
+	ASSERT_EQ(decode_charset("text/plain; charset=", cs, sizeof(cs)), -1);
+	ASSERT_EQ(decode_charset("text/plain; charset=\"utf-8", cs, sizeof(cs)), -1);
+	ASSERT_EQ(decode_charset("text/plain; charset=windows-1251", cs, 8), -1);
+}
+
+TEST(decode_json_text_form_in_the_content_type_charset)
+{
+	lua_State *L = decode_t_state();
+	char err[512];
+	static const struct {
+		const char *ct, *status;
+	} t[] = {
+		{ "application/json; charset=windows-1251", T_CP1251 },
+		{ "application/json; charset=\"koi8-r\"", T_KOI8R },
+		{ "application/json;charset=CP866", T_CP866 },
+		{ "text/json; charset=iso-8859-5", T_ISO5 },
+		{ "application/json; charset=utf-8", T_UTF8 },
+		{ "application/json", T_UTF8 },
+	};
+	size_t i;
+	char body[128];
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(body, sizeof(body), "[{\"id\": \"A-1\", \"status\": \"%s\"}]", t[i].status);
+		ASSERT_EQ(DECT(DECODE_JSON, t[i].ct, body), 0);
+		ASSERT_STREQ(lx(L, "v[1].status"), "string:" T_UTF8);
+		ASSERT_EQ(DECT(DECODE_TEXT, t[i].ct, t[i].status), 0);
+		ASSERT_STREQ(lx(L, "v"), "string:" T_UTF8);
+	}
+	/* form: the charset applies to the bytes once %-decoded */
+	ASSERT_EQ(DECT(DECODE_FORM, "application/x-www-form-urlencoded; charset=windows-1251",
+		       "status=%CE%F2%EC%E5%ED%E0+\xd5\xee\xeb\xe4&%CA=1"),
+		  0);
+	ASSERT_STREQ(lx(L, "v.status"), "string:" T_UTF8);
+	ASSERT_STREQ(lx(L, "v['\\xd0\\x9a']"), "string:1");
+	/* utf-16 is a charset iconv knows too */
+	ASSERT_EQ(decode_t_run_ct(L, DECODE_JSON, "application/json; charset=utf-16",
+				  "\xff\xfe[\0\"\0\x1e\x04\"\0]\0", 12, err, sizeof(err)),
+		  0);
+	ASSERT_STREQ(lx(L, "v[1]"), "string:\xd0\x9e");
+	lua_close(L);
+}
+
+TEST(decode_undeclared_non_utf8_is_an_error_that_says_where)
+{
+	lua_State *L = decode_t_state();
+	char err[512];
+
+	ASSERT_EQ(DEC(DECODE_JSON, "[{\"status\": \"" T_CP1251 "\"}]"), -1);
+	ASSERT_CONTAINS(err, "json: not UTF-8 at byte 13 (0xce 0xf2 0xec 0xe5) and no charset "
+			     "declared (no Content-Type)");
+	ASSERT_CONTAINS(err, "charset=windows-1251");
+	ASSERT_EQ(DECT(DECODE_JSON, "application/json", "{\"a\": \"\xff\"}"), -1);
+	ASSERT_CONTAINS(err, "json: not UTF-8 at byte 7 (0xff 0x22 0x7d) and no charset declared "
+			     "(Content-Type 'application/json')");
+	ASSERT_EQ(DEC(DECODE_TEXT, "ok " T_KOI8R), -1);
+	ASSERT_CONTAINS(err, "text: not UTF-8 at byte 3 (0xef 0xd4 0xcd 0xc5)");
+	ASSERT_EQ(DEC(DECODE_FORM, "a=1&status=%CE%F2"), -1);
+	ASSERT_CONTAINS(err, "form: not UTF-8 at byte 11 (0xce 0xf2)");
+	/* declared UTF-8 but is not */
+	ASSERT_EQ(DECT(DECODE_JSON, "application/json; charset=UTF-8", "[\"" T_CP1251 "\"]"), -1);
+	ASSERT_STREQ(err, "json: byte 2 (0xce) is not UTF-8, the charset the Content-Type declares "
+			  "('application/json; charset=UTF-8')");
+	/* a byte windows-1251 does not define */
+	ASSERT_EQ(DECT(DECODE_JSON, "application/json; charset=windows-1251", "[\"a\x98\"]"), -1);
+	ASSERT_STREQ(err, "json: byte 3 (0x98) is not windows-1251");
+	/* a charset nobody knows, and one that is not a name */
+	ASSERT_EQ(DECT(DECODE_JSON, "application/json; charset=x-martian", "[]"), -1);
+	ASSERT_STREQ(err, "json: unknown charset 'x-martian' (Content-Type 'application/json; "
+			  "charset=x-martian')");
+	ASSERT_EQ(DECT(DECODE_TEXT, "text/plain; charset=cp1251//TRANSLIT", "x"), -1);
+	ASSERT_CONTAINS(err, "is not a charset name");
+	ASSERT_EQ(lua_gettop(L), 0);
+	lua_close(L);
+}
+
+TEST(decode_utf8_check_is_strict)
+{
+	lua_State *L = decode_t_state();
+	char err[512];
+	static const char *const bad[] = {
+		"\"\xc0\x80\"",         /* overlong NUL */
+		"\"\xe0\x80\xaf\"",     /* overlong '/' */
+		"\"\xed\xa0\x80\"",     /* a surrogate */
+		"\"\xf4\x90\x80\x80\"", /* above U+10FFFF */
+		"\"\xf0\x9f\x98\"",     /* cut short */
+		"\"\x80\"",             /* a lone continuation byte */
+		"\"abcdefghijklmno\xfe\"", /* after a run of ASCII words */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_EQ(DEC(DECODE_JSON, bad[i]), -1);
+		ASSERT_CONTAINS(err, "not UTF-8 at byte ");
+	}
+	ASSERT_EQ(DEC(DECODE_JSON, "\"abcdefghijklmno\xfe\""), -1);
+	ASSERT_CONTAINS(err, "at byte 16 (0xfe 0x22)");
+	ASSERT_EQ(DEC(DECODE_JSON, "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80"
+				   "\xf4\x8f\xbf\xbf 12345678\xd0\x96\""),
+		  0);
+	lua_close(L);
+}
+
+TEST(decode_xml_declared_single_byte_encodings)
+{
+	lua_State *L = decode_t_state();
+	char err[512], body[256];
+	static const struct {
+		const char *enc, *text;
+	} t[] = {
+		{ "windows-1251", T_CP1251 },
+		{ "koi8-r", T_KOI8R },
+		{ "cp866", T_CP866 },
+		{ "ISO-8859-5", T_ISO5 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "<?xml version=\"1.0\" encoding=\"%s\"?>\n"
+			 "<orders><order id=\"%s\"><status>%s</status></order></orders>",
+			 t[i].enc, t[i].text, t[i].text);
+		ASSERT_EQ(DEC(DECODE_XML, body), 0);
+		ASSERT_STREQ(lx(L, "xfind(v, 'order').attr.id"), "string:" T_UTF8);
+		ASSERT_STREQ(lx(L, "xfind(xfind(v, 'order'), 'status').text"), "string:" T_UTF8);
+	}
+	/* a byte the charset leaves undefined is an error where it stands */
+	ASSERT_EQ(DEC(DECODE_XML, "<?xml version=\"1.0\" encoding=\"windows-1251\"?>\n<a>\x98</a>"),
+		  -1);
+	ASSERT_CONTAINS(err, "xml: line 2 column 4: ");
+	ASSERT_EQ(DEC(DECODE_XML, "<?xml version=\"1.0\" encoding=\"x-martian\"?><a/>"), -1);
+	ASSERT_STREQ(err, "xml: line 1 column 31: unknown encoding: 'x-martian' is not a charset "
+			  "iconv knows");
+	ASSERT_EQ(DEC(DECODE_XML, "<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a/>"), -1);
+	ASSERT_CONTAINS(err, "'Shift_JIS' is a multi-byte charset");
+	/* undeclared and not UTF-8: says so */
+	ASSERT_EQ(DEC(DECODE_XML, "<a>" T_CP1251 "</a>"), -1);
+	ASSERT_CONTAINS(err, "not UTF-8, and neither the Content-Type nor the XML declaration names "
+			     "a charset");
+	lua_close(L);
+}
+
+TEST(decode_xml_content_type_charset_wins_over_the_declaration)
+{
+	lua_State *L = decode_t_state();
+	char err[512];
+
+	/* RFC 7303: the HTTP charset is authoritative */
+	ASSERT_EQ(DECT(DECODE_XML, "text/xml; charset=koi8-r",
+		       "<?xml version=\"1.0\" encoding=\"windows-1251\"?><a>" T_KOI8R "</a>"),
+		  0);
+	ASSERT_STREQ(lx(L, "v.text"), "string:" T_UTF8);
+	ASSERT_EQ(DECT(DECODE_XML, "application/xml; charset=windows-1251", "<a>" T_CP1251 "</a>"),
+		  0);
+	ASSERT_STREQ(lx(L, "v.text"), "string:" T_UTF8);
+	ASSERT_EQ(DECT(DECODE_XML, "text/xml; charset=utf-8",
+		       "<?xml version=\"1.0\" encoding=\"windows-1251\"?><a>" T_UTF8 "</a>"),
+		  0);
+	ASSERT_STREQ(lx(L, "v.text"), "string:" T_UTF8);
+	/* a server that labels every answer utf-8: the error says why */
+	ASSERT_EQ(DECT(DECODE_XML, "text/xml; charset=utf-8",
+		       "<?xml version=\"1.0\" encoding=\"windows-1251\"?><a>" T_CP1251 "</a>"),
+		  -1);
+	ASSERT_CONTAINS(err, "(read as utf-8, the Content-Type charset, which overrides the "
+			     "declared encoding 'windows-1251')");
+	/* no charset in the Content-Type: the declaration decides */
+	ASSERT_EQ(DECT(DECODE_XML, "text/xml",
+		       "<?xml version=\"1.0\" encoding=\"windows-1251\"?><a>" T_CP1251 "</a>"),
+		  0);
+	ASSERT_STREQ(lx(L, "v.text"), "string:" T_UTF8);
+	ASSERT_EQ(DECT(DECODE_XML, "text/xml; charset=x-martian", "<a/>"), -1);
+	ASSERT_CONTAINS(err, "unknown charset 'x-martian'");
+	lua_close(L);
+}
+
+TEST(decode_conversion_is_under_the_memory_cap)
+{
+	struct decode_t_cap cap = { 0, (size_t)1 << 20 };
+	lua_State *L = lua_newstate(decode_t_alloc, &cap);
+	char err[512], *s;
+	size_t n = 2 << 20, used;
+	int rc;
+
+	ASSERT(L);
+	used = cap.used;
+	s = malloc(n);
+	memset(s, 0xce, n); /* 2 MB of windows-1251 'О': 4 MB of UTF-8 */
+	rc = decode_t_run_ct(L, DECODE_TEXT, "text/plain; charset=windows-1251", s, n, err,
+			     sizeof(err));
+	free(s);
+	ASSERT_EQ(rc, -1);
+	ASSERT_STREQ(err, "text: not enough memory to convert from windows-1251");
+	ASSERT_EQ(cap.used, used);
 	lua_close(L);
 }
