@@ -165,6 +165,7 @@ struct poll_batch {
 	unsigned pages;
 	size_t unknown, refused, unrecognised;
 	struct buf head;
+	char ctype[128];        /* Content-Type of the last answer ("": none) */
 	struct buf notes;
 	enum poll_outcome outcome;
 	char err[POLL_ERR_MAX];
@@ -1070,10 +1071,10 @@ static const char poller_run_sql[] =
 	" INSERT INTO poll_runs (offer, variant, worker, started, finished, method, url,"
 	"  http_status, bytes, leads_asked, leads_changed, leads_unknown, leads_refused,"
 	"  leads_unrecognised, leads_skipped, pages, outcome, error, answer_head, caught_up,"
-	"  missed, notes)"
+	"  missed, notes, content_type)"
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-	"  $15, $16, $17, $18, $19, $20, $21, $22)"
+	"  $15, $16, $17, $18, $19, $20, $21, $22, $28)"
 	" RETURNING id"
 	"), u AS ("
 	" UPDATE leads l SET status = x.s, reason = nullif(x.rs, 0), comment = x.cm,"
@@ -1142,7 +1143,7 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 			      const char *checked, int64_t *run, char *err, size_t errlen)
 {
 	char n[15][24];
-	const char *params[27];
+	const char *params[28];
 	PGresult *r;
 	int i = 0;
 
@@ -1186,7 +1187,8 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	params[i++] = applied;
 	params[i++] = checked;
 	params[i++] = b->v == RULE_DATES ? "dates" : "poll";
-	r = store_query(c, "poll run", poller_run_sql, 27, params, err, errlen);
+	params[i++] = b->ctype[0] ? b->ctype : NULL;
+	r = store_query(c, "poll run", poller_run_sql, 28, params, err, errlen);
 	if (!r)
 		return -1;
 	*run = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
@@ -1829,6 +1831,17 @@ static void poller__head(struct poll_batch *b, const char *body, size_t len)
 	buf_release(&esc);
 }
 
+/* The answer's Content-Type for the poll_runs row: a header may hold any
+ * byte, a text column only UTF-8, so anything but printable ASCII is '?'. */
+static void poller__ctype(struct poll_batch *b, const char *ct)
+{
+	size_t i;
+
+	for (i = 0; ct && ct[i] && i + 1 < sizeof(b->ctype); i++)
+		b->ctype[i] = ct[i] >= 0x20 && ct[i] < 0x7f ? ct[i] : '?';
+	b->ctype[i] = '\0';
+}
+
 static void poller__http_cb(struct http_client_req *req, struct http_result *res, void *ud)
 {
 	struct poll_batch *b = ud;
@@ -1845,6 +1858,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	if (res->outcome != HTTP_CANCELLED)
 		b->pages++;
 	poller__head(b, res->body, res->body_len);
+	poller__ctype(b, res->content_type);
 	if (p->report && res->outcome != HTTP_CANCELLED && res->status) {
 		poller__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
 			    res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);

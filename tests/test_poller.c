@@ -1525,3 +1525,88 @@ TEST(poller_offer_status_words_come_first)
 	pt_close(&e);
 	buf_release(&imp);
 }
+
+static const char pt_rule_cs_json[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}&key={key}',\n"
+	"    process = function(data)\n"
+	"      for _, d in ipairs(data) do lead.setstc(e2i[d.id], d.status) end\n"
+	"    end },\n"
+	"}\n";
+
+static const char pt_rule_cs_xml[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}&key={key}', format = 'xml',\n"
+	"    process = function(data)\n"
+	"      for _, o in ipairs(xml.all(data, 'order')) do\n"
+	"        lead.setstatus(e2i[o.attr.id], xml.find(o, 'status').text)\n"
+	"      end\n"
+	"    end },\n"
+	"}\n";
+
+/* windows-1251: Оплачен, Холд, Отмена */
+#define PT_CP_PAID "\xce\xef\xeb\xe0\xf7\xe5\xed"
+#define PT_CP_HOLD "\xd5\xee\xeb\xe4"
+#define PT_CP_CANCEL "\xce\xf2\xec\xe5\xed\xe0"
+
+/* Answers in windows-1251 reach the rule as UTF-8, so their status words
+ * are recognised: JSON by its Content-Type charset, XML by its declaration;
+ * an undeclared one fails as decode_error, and each run records the
+ * answer's Content-Type. */
+TEST(poller_windows_1251_answers_are_decoded)
+{
+	struct mock_route routes[] = {
+		{ .path = "/json1251", .kind = MOCK_FIXED,
+		  .headers = "Content-Type: application/json; charset=windows-1251\r\n",
+		  .body = "[{\"id\":\"E-101\",\"status\":\"" PT_CP_PAID "\"},"
+			  "{\"id\":\"E-102\",\"status\":\"" PT_CP_HOLD "\"}]" },
+		{ .path = "/xml1251", .kind = MOCK_FIXED, .headers = "Content-Type: text/xml\r\n",
+		  .body = "<?xml version=\"1.0\" encoding=\"windows-1251\"?>\n<orders>"
+			  "<order id=\"E-201\"><status>" PT_CP_CANCEL "</status></order>"
+			  "<order id=\"E-202\"><status>" PT_CP_PAID "</status></order></orders>" },
+		{ .path = "/undeclared", .kind = MOCK_FIXED,
+		  .body = "[{\"id\":\"E-301\",\"status\":\"" PT_CP_PAID "\"}]" },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+	int port;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_cs", routes, 3));
+	ASSERT(pt_write(e.rules, "pt_cs_json", pt_rule_cs_json));
+	ASSERT(pt_write(e.rules, "pt_cs_xml", pt_rule_cs_xml));
+	port = mock_crm_port(e.m);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_cs_json", port, "json1251", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_cs_xml", port, "xml1251", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 30, "pt_cs_json", port, "undeclared", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 102, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 202, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 301, 30, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-cs");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', id, status, reason), ' ' ORDER BY id)"
+			  " FROM leads", "101:10 102:4 201:5:2 202:10 301:2"));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(' ', offer, outcome, leads_unrecognised,"
+			  " content_type), ', ' ORDER BY offer) FROM poll_runs",
+			  "10 ok 0 application/json; charset=windows-1251, 20 ok 0 text/xml,"
+			  " 30 decode_error 0 application/json"));
+	ASSERT(test_sql_is(e.c, "SELECT error FROM poll_runs WHERE offer = 30",
+			  "answer (json, HTTP 200): json: not UTF-8 at byte 25 (0xce 0xef 0xeb 0xe0)"
+			  " and no charset declared (Content-Type 'application/json'): a CRM that"
+			  " sends windows-1251, koi8-r or cp866 must say so in its Content-Type"
+			  " ('; charset=windows-1251')"));
+	/* the comment setstc keeps is UTF-8 */
+	ASSERT(test_sql_is(e.c, "SELECT comment FROM leads WHERE id = 102",
+			   "\xd0\xa5\xd0\xbe\xd0\xbb\xd0\xb4"));
+	pt_close(&e);
+	buf_release(&imp);
+}
