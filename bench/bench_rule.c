@@ -3,7 +3,9 @@
  * measured in the same run, since these machines are noisy:
  *   parse   cJSON_ParseWithLength of the same answer (the library parse a
  *           naive implementation would use, without building Lua values);
- *   decode  our decode_push alone (json -> Lua values);
+ *   decode  our decode_push alone (json -> Lua values); also of an answer
+ *           in windows-1251 (its Content-Type says so: iconv to UTF-8
+ *           first, then the same parse);
  *   rule    decode + the seed's setstc one-liner over the answer.
  * Scenarios: one answer of N leads where the CRM reports what we already
  * know (the common poll: nothing changes), and N leads in batches of 1000
@@ -95,7 +97,8 @@ int main(int argc, char **argv)
 	struct buf ans;
 	struct rule_rt *rt;
 	char err[512];
-	double t_parse, t_decode, t_rule, t_batches = 0, mb;
+	double t_parse, t_decode, t_decode_cp, t_rule, t_batches = 0, mb;
+	struct buf cp;
 	lua_State *L;
 	cJSON *doc;
 
@@ -125,6 +128,21 @@ int main(int argc, char **argv)
 	t_decode = now_s() - t_decode;
 	lua_close(L);
 
+	/* "Обработка" in windows-1251, declared in the Content-Type */
+	buf_init(&cp, (size_t)1 << 30);
+	if (make_answer(&cp, leads, n, "\xce\xe1\xf0\xe0\xe1\xee\xf2\xea\xe0") < 0)
+		return 1;
+	L = luaL_newstate();
+	t_decode_cp = now_s();
+	if (decode_push(L, DECODE_JSON, "application/json; charset=windows-1251", cp.p, cp.len, err,
+			sizeof(err)) < 0) {
+		fprintf(stderr, "bench: %s\n", err);
+		return 1;
+	}
+	t_decode_cp = now_s() - t_decode_cp;
+	lua_close(L);
+	buf_release(&cp);
+
 	t_rule = run_rule(rt, leads, n, &ans, &changed);
 
 	/* Every lead changes: batches of 1000, as the poller sends them. */
@@ -140,6 +158,8 @@ int main(int argc, char **argv)
 	printf("bench-rule: %zu leads, one answer of %.1f MB\n", n, mb);
 	printf("  baseline cJSON parse only     %7.0f ns/lead\n", t_parse / (double)n * 1e9);
 	printf("  baseline decode to Lua only   %7.0f ns/lead\n", t_decode / (double)n * 1e9);
+	printf("  decode from windows-1251      %7.0f ns/lead  (%.2fx decode)\n",
+	       t_decode_cp / (double)n * 1e9, t_decode_cp / t_decode);
 	printf("  decode + rule, none change    %7.0f ns/lead  (%.2fx cJSON parse, %.2fx decode)\n",
 	       t_rule / (double)n * 1e9, t_rule / t_parse, t_rule / t_decode);
 	printf("  decode + rule, all change     %7.0f ns/lead  (%.2fx cJSON parse; 1000 per batch)\n",
