@@ -108,8 +108,9 @@ static int decode__blank(const char *s, size_t n)
 
 /* ---- charsets -------------------------------------------------------- */
 
-/* RFC 2978 mime-charset characters. Nothing else reaches iconv_open: a '/'
- * would let a CRM's header append glibc's //TRANSLIT or //IGNORE. */
+/* RFC 2978 mime-charset characters, and the '.' and ':' of some of glibc's
+ * names (ISO_8859-5:1988). Nothing else reaches iconv_open: a '/' would let
+ * a CRM's header append glibc's //TRANSLIT or //IGNORE. */
 static int decode__charset_char(unsigned char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -127,7 +128,7 @@ int decode_charset(const char *content_type, char *out, size_t outlen)
 	if (!p)
 		return 0;
 	/* parameters follow the media type, each after a ';' */
-	while ((p = strchr(p, ';'))) {
+	for (p = strchr(p, ';'); p; p = strchr(p, ';')) {
 		p++;
 		while (*p == ' ' || *p == '\t')
 			p++;
