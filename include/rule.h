@@ -331,10 +331,11 @@ int rule_prepare(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 /* Runs variant v's process on one answer (body, len; http_status and
  * content_type as the CRM sent them, content_type NULL when none) to the
  * request req (may be NULL: page 1, no inheritance), decoded by the
- * variant's format, in UTF-8 whatever the charset (decode.h). Edits, counters, notes and log go into
- * res; when process asks for a next page and the cap allows, res->next is
- * set (res->has_next). Returns 0, or -1 with err set (decode failure,
- * rule failure, limits). req may be &res->next: the call takes it over. */
+ * variant's format, in UTF-8 whatever the charset (decode.h). Edits,
+ * counters, notes and log go into res; when process asks for a next page
+ * and the cap allows, res->next is set (res->has_next). Returns 0, or -1
+ * with err set (decode failure, rule failure, limits). req may be
+ * &res->next: the call takes it over. */
 __attribute__((warn_unused_result))
 int rule_process(struct rule_rt *rt, enum rule_variant v, const struct rule_batch *b,
 		 const struct rule_request *req, const char *body, size_t len, int http_status,
