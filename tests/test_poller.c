@@ -366,32 +366,6 @@ TEST(scheduler_worker_id_is_host_pid_random)
 	ASSERT_EQ(scheduler_worker_id(a, 4), -1);
 }
 
-TEST(poller_mask_hides_secrets_in_values_and_query)
-{
-	const char *secrets[] = { "s3 cret", "s3%20cret", "s3+cret" };
-	struct buf out;
-
-	buf_init(&out, 0);
-	{
-	const char *u1 = "http://h/s3%20cret/x?key=s3%20cret&token=abc&ids=1,2&q=s3+cret#f";
-	const char *t2 = "error: key s3 cret is wrong, token=abc";
-	const char *u3 = "http://h/x?apiKey=k1&Signature=zz&name=x";
-
-	ASSERT_EQ(poller_mask(secrets, 3, u1, strlen(u1), true, &out), 0);
-	ASSERT_STREQ(out.p, "http://h/***/x?key=***&token=***&ids=1,2&q=***#f");
-	buf_reset(&out);
-	ASSERT_EQ(poller_mask(secrets, 3, t2, strlen(t2), false, &out), 0);
-	ASSERT_STREQ(out.p, "error: key *** is wrong, token=abc");
-	buf_reset(&out);
-	ASSERT_EQ(poller_mask(NULL, 0, u3, strlen(u3), true, &out), 0);
-	ASSERT_STREQ(out.p, "http://h/x?apiKey=***&Signature=***&name=x");
-	ASSERT(poller_secret_name("api_key") && poller_secret_name("X-Auth") &&
-	       poller_secret_name("password") && !poller_secret_name("host") &&
-	       !poller_secret_name("ids"));
-	}
-	buf_release(&out);
-}
-
 /* ------------------------------------------------------------ scheduler SQL */
 
 TEST(scheduler_sql_claims_once_releases_and_backs_off)
