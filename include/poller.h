@@ -140,6 +140,9 @@ struct poller_config {
 	size_t answer_head;            /* bytes of the answer kept [POLL_ANSWER_HEAD] */
 	unsigned stop_deadline_ms;     /* requests in flight may finish this long [10000] */
 	unsigned rule_retry_s;         /* [60] */
+	const char *check_save;        /* poller_check only: save each request as a
+					* `rule test` case folder here (the second
+					* and later as DIR.2, DIR.3 ...); NULL: none */
 };
 
 /* Fills c from the settings table's values (rules folder, limits, caps,

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "mask.h"
+#include "ruletest.h"
 #include "status.h"
 #include "store.h"
 #include "tz.h"
@@ -180,6 +181,8 @@ struct poll_batch {
 	size_t applied, skipped;
 	bool lease_lost;
 	int64_t run_id;
+	struct ruletest_page *saved; /* check --save: the pages as fetched */
+	size_t nsaved;
 };
 
 struct poller {
@@ -209,6 +212,7 @@ struct poller {
 	void *stop_data;
 	struct buf *report;  /* check mode: the report */
 	bool dry_run;
+	unsigned nsaved;     /* check --save: cases written */
 	struct poller_stats st;
 };
 
@@ -1277,6 +1281,98 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	return b;
 }
 
+/* ---- check --save: a batch kept as a `rule test` case folder ---- */
+
+static void poller__save_drop(struct poll_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nsaved; i++) {
+		free((char *)b->saved[i].body);
+		free((char *)b->saved[i].content_type);
+	}
+	free(b->saved);
+	b->saved = NULL;
+	b->nsaved = 0;
+}
+
+/* Keeps an answer as fetched; a copy that fails shows as a missing page
+ * when the case is replayed. */
+static void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
+			      const struct http_result *res)
+{
+	struct ruletest_page *v, *pg;
+	char *body;
+
+	if (!b->pair->p->cfg.check_save)
+		return;
+	v = realloc(b->saved, (b->nsaved + 1) * sizeof(*v));
+	if (!v)
+		return;
+	b->saved = v;
+	pg = &v[b->nsaved];
+	memset(pg, 0, sizeof(*pg));
+	body = malloc(res->body_len + 1);
+	if (!body)
+		return;
+	memcpy(body, res->body, res->body_len);
+	body[res->body_len] = '\0';
+	pg->body = body;
+	pg->len = res->body_len;
+	pg->status = (int)res->status;
+	pg->format = rq->format;
+	if (res->content_type && *res->content_type && !(pg->content_type = strdup(res->content_type))) {
+		free(body);
+		return;
+	}
+	b->nsaved++;
+}
+
+/* Writes the batch's case folder (once: the pages are dropped after). */
+static void poller__save_case(struct poll_batch *b)
+{
+	struct poll_pair *pr = b->pair;
+	struct poller *p = pr->p;
+	struct ruletest_save sv;
+	char dir[4096], err[1024];
+
+	if (!p->cfg.check_save || !b->nsaved)
+		return;
+	if (p->nsaved++ == 0)
+		snprintf(dir, sizeof(dir), "%s", p->cfg.check_save);
+	else
+		snprintf(dir, sizeof(dir), "%s.%u", p->cfg.check_save, p->nsaved);
+	memset(&sv, 0, sizeof(sv));
+	sv.dir = dir;
+	sv.rule = pr->off.rule;
+	sv.rules_dir = p->rules_dir;
+	sv.variant = pr->v;
+	sv.offer = pr->off.id;
+	sv.tz = pr->off.tz[0] ? pr->off.tz : p->tz;
+	sv.settings = pr->off.settings;
+	sv.status_words = pr->off.words;
+	sv.goals = pr->off.goals;
+	sv.ngoals = pr->off.ngoals;
+	sv.currs = pr->off.currs;
+	sv.ncurrs = pr->off.ncurrs;
+	sv.params = pr->off.params;
+	sv.nparams = pr->off.nparams;
+	sv.mask = &pr->off.mask;
+	sv.leads = b->leads;
+	sv.nleads = b->nleads;
+	sv.dates = b->has_dates ? &b->dates : NULL;
+	sv.now = b->rb.now;
+	sv.pages = b->saved;
+	sv.npages = b->nsaved;
+	sv.limits = &p->cfg.rule_limits;
+	if (ruletest_case_save(&sv, err, sizeof(err)) < 0)
+		poller__rep(p, "warning   case not saved: %s\n", err);
+	else
+		poller__rep(p, "saved     case %s: %zu lead%s, %zu page%s\n", dir, b->nleads,
+			    b->nleads == 1 ? "" : "s", b->nsaved, b->nsaved == 1 ? "" : "s");
+	poller__save_drop(b);
+}
+
 static void poller__batch_free(struct poll_batch *b)
 {
 	rule_request_release(&b->req);
@@ -1289,6 +1385,7 @@ static void poller__batch_free(struct poll_batch *b)
 	free(b->url);
 	free(b->chg);
 	free(b->after);
+	poller__save_drop(b);
 	free(b);
 }
 
@@ -1306,6 +1403,7 @@ static void poller__batch_fail(struct poll_batch *b, enum poll_outcome o, const 
 	va_end(ap);
 	poller__mask_inplace(&b->pair->off, b->err, sizeof(b->err));
 	poller__rep(b->pair->p, "error     %s: %s\n", poll_outcome_name(o), b->err);
+	poller__save_case(b);
 	poller__batch_write(b, W_ROW);
 }
 
@@ -1564,6 +1662,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		if (p->dry_run)
 			poller__rep(p, "dry run   nothing written\n");
 	}
+	poller__save_case(b);
 	b->applied = p->dry_run ? b->nchg : 0; /* else known after the write */
 	poller__batch_write(b, b->nchg ? W_FULL : W_LIGHT);
 }
@@ -1695,6 +1794,8 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	if (res->outcome != HTTP_CANCELLED)
 		b->pages++;
 	poller__head(b, res->body, res->body_len);
+	if (res->outcome == HTTP_OK)
+		poller__save_page(b, rq, res);
 	if (p->report && res->outcome != HTTP_CANCELLED && res->status) {
 		poller__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
 			    res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);
@@ -1728,7 +1829,8 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down");
 		return;
 	}
-	b->rb.now = (int64_t)time(NULL);
+	if (!p->cfg.check_save) /* a saved case replays with one --now */
+		b->rb.now = (int64_t)time(NULL);
 	if (rule_process(pr->rule->rt, pr->v, &b->rb, rq, res->body, res->body_len, (int)res->status,
 			 &b->res, err, sizeof(err)) < 0) {
 		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %ld): ",
