@@ -14,9 +14,8 @@
  * A lead: {"id", "ext", "status", "created"} and optionally reason,
  * comment, track, base, counts, goal (a goal's code), curr (ISO), wm, pay,
  * ref, cash_curr (ISO), approved_at, hold_until. Money in units; times
- * ISO-8601. Without
- * "goals", every lead gets a fixed goal "lead" paying 0; without
- * "currencies", a table of common ISO 4217 codes is used. The offer's
+ * ISO-8601. Without "goals", every lead gets a fixed goal "lead" paying
+ * 0; without "currencies", a table of common ISO 4217 codes is used. The offer's
  * "status_words" take the shape of the import record's (status.h,
  * status_words_from_json: {"word": 10}, {"word": false}, {"word":
  * {"status": 5, "reason": 7}}) and are read before the rule's map, as the
