@@ -39,7 +39,7 @@
  * poll_runs: one row per batch (request, with its pages counted), written
  * whatever the outcome (a failure in its own small statement): worker,
  * start and end (the daemon's clock), method and URL of the first page with
- * secrets masked (poller_mask_url), HTTP status and bytes (all pages),
+ * secrets masked (mask.h), HTTP status and bytes (all pages),
  * leads asked / changed / unknown / refused / unrecognised / skipped,
  * outcome, error, the first answer_head bytes of the last answer (valid
  * UTF-8; other bytes as \xNN; masked), notes (refused edits, unrecognised
@@ -140,6 +140,9 @@ struct poller_config {
 	size_t answer_head;            /* bytes of the answer kept [POLL_ANSWER_HEAD] */
 	unsigned stop_deadline_ms;     /* requests in flight may finish this long [10000] */
 	unsigned rule_retry_s;         /* [60] */
+	const char *check_save;        /* poller_check only: save each request as a
+					* `rule test` case folder here (the second
+					* and later as DIR.2, DIR.3 ...); NULL: none */
 };
 
 /* Fills c from the settings table's values (rules folder, limits, caps,
@@ -205,18 +208,5 @@ const char *poller_worker(const struct poller *p);
 __attribute__((warn_unused_result))
 int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t offer,
 		 int variant, bool dry_run, struct buf *out, char *err, size_t errlen);
-
-/* Masks secrets in text (pure; exposed for tests): every occurrence of a
- * value of secrets (as given: the offer loader lists each secret raw,
- * percent-encoded and form-encoded) becomes ***, the longest match first;
- * when url is true, the values of query parameters whose name looks like a
- * credential too. Appends to out; returns 0 or -1 when out is full. */
-__attribute__((warn_unused_result))
-int poller_mask(const char *const *secrets, size_t nsecrets, const char *text, size_t len, bool url,
-		struct buf *out);
-
-/* True when a parameter name looks like a credential (key, token, secret,
- * pass, auth, sign; case-insensitive substrings). */
-bool poller_secret_name(const char *name);
 
 #endif

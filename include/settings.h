@@ -40,6 +40,9 @@ struct settings {
 	long timer_batch;      /* leads per timer statement */
 	long prune_interval;   /* seconds between prunes of poll runs and postbacks */
 	long postbacks_keep_days; /* postbacks_in retention, days; 0 keeps them */
+	/* Bit i set: settings_table[i] came from its flag (a command that ranks
+	 * the flag above its own inputs, like `rule test --tz`, needs to know). */
+	unsigned long long from_flag;
 };
 
 enum setting_type { SETTING_STR, SETTING_INT };
@@ -66,6 +69,9 @@ extern const size_t settings_count;
 __attribute__((warn_unused_result))
 int settings_load(struct settings *s, int *argc, char **argv, char *err, size_t errlen);
 void settings_release(struct settings *s);
+/* True when the setting named name (settings_table's name) came from its
+ * flag rather than the environment or the default. */
+bool settings_from_flag(const struct settings *s, const char *name);
 /* Appends the settings as help text, or a Markdown table when markdown. */
 int settings_describe(struct buf *out, bool markdown);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,17 +28,49 @@
 
 #define LEADSYNC_VERSION "0.1.0"
 
+/* A subcommand: its handler, the line `leadsync help` shows, and the
+ * usage that `leadsync NAME --help` prints (cli_main answers --help and -h
+ * for every command from this row, before the handler runs). */
 struct cli_cmd {
 	const char *name;
 	int (*fn)(struct settings *s, int argc, char **argv);
 	const char *args;
 	const char *help;
+	const char *usage;
 };
 
 static int cli_help(struct settings *s, int argc, char **argv);
 
 /* Exit codes: 0 ok, 1 the work failed, 2 the command line is wrong. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* The command cli_main is running: its row names usage errors. */
+static const struct cli_cmd *cli_current;
+
+static int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A usage error: what is wrong (naming the argument), then the command's
+ * synopsis, on stderr. Returns EXIT_USAGE. */
+static int cli_usage(const char *fmt, ...)
+{
+	const char *p, *nl;
+	va_list ap;
+
+	fprintf(stderr, "leadsync: %s: ", cli_current ? cli_current->name : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	/* the synopsis only: the rest is for --help */
+	for (p = cli_current ? cli_current->usage : ""; *p && (strncmp(p, "usage:", 6) == 0 || *p == ' ');
+	     p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			nl = p + strlen(p) - 1;
+		fwrite(p, 1, (size_t)(nl + 1 - p), stderr);
+	}
+	return EXIT_USAGE;
+}
 
 static bool has_flag(int *argc, char **argv, const char *flag)
 {
@@ -83,10 +116,8 @@ static int cli_migrate(struct settings *s, int argc, char **argv)
 	char err[1024];
 	int applied = 0, rc = EXIT_FAIL;
 
-	if (argc != 1) {
-		fprintf(stderr, "usage: leadsync migrate\n");
-		return EXIT_USAGE;
-	}
+	if (argc != 1)
+		return cli_usage("unexpected argument '%s'", argv[1]);
 	if (open_db(s, &c) < 0)
 		goto out;
 	if (store_migrate(c, &applied, err, sizeof(err)) < 0) {
@@ -111,10 +142,10 @@ static int cli_import(struct settings *s, int argc, char **argv)
 	char err[1024];
 	int rc = EXIT_FAIL;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: leadsync import FILE|-\n");
-		return EXIT_USAGE;
-	}
+	if (argc < 2)
+		return cli_usage("missing FILE (or - for stdin)");
+	if (argc > 2)
+		return cli_usage("unexpected argument '%s'", argv[2]);
 	if (strcmp(argv[1], "-") == 0)
 		in = stdin;
 	else if (!(in = fopen(argv[1], "r"))) {
@@ -161,14 +192,14 @@ static int cli_lead(struct settings *s, int argc, char **argv)
 	int64_t id;
 	int rc = EXIT_FAIL;
 
-	if (argc != 3 || strcmp(argv[1], "show") != 0) {
-		fprintf(stderr, "usage: leadsync lead show ID [--json]\n");
-		return EXIT_USAGE;
-	}
-	if (parse_id(argv[2], &id) < 0) {
-		fprintf(stderr, "leadsync: lead show: '%s' is not a lead id\n", argv[2]);
-		return EXIT_USAGE;
-	}
+	if (argc < 2 || strcmp(argv[1], "show") != 0)
+		return cli_usage(argc < 2 ? "missing 'show'" : "unknown subcommand '%s'", argv[1]);
+	if (argc < 3)
+		return cli_usage("missing lead ID");
+	if (argc > 3)
+		return cli_usage("unexpected argument '%s'", argv[3]);
+	if (parse_id(argv[2], &id) < 0)
+		return cli_usage("'%s' is not a lead id", argv[2]);
 	buf_init(&out, 0);
 	if (open_db(s, &c) < 0)
 		goto out;
@@ -185,44 +216,46 @@ out:
 	return rc;
 }
 
-static const char check_usage[] =
-	"usage: leadsync check OFFER [--variant processing|accepted|dates] [--dry-run]\n";
-
-/* `leadsync check`: one poll of an offer now, as the daemon would make it. */
+/* `leadsync check`: one poll of an offer now, as the daemon would make it;
+ * --save DIR keeps it as a `rule test --case` folder. */
 static int cli_check(struct settings *s, int argc, char **argv)
 {
 	bool dry = has_flag(&argc, argv, "--dry-run");
 	struct poller_config pc;
 	struct buf out;
 	char err[2048];
-	const char *variant = NULL;
+	const char *variant = NULL, *save = NULL;
 	int64_t offer;
 	int i, v = -1, rc;
 
 	if (argc < 2)
-		goto usage;
+		return cli_usage("missing OFFER");
 	for (i = 2; i < argc; i++) {
 		if (strncmp(argv[i], "--variant=", 10) == 0)
 			variant = argv[i] + 10;
 		else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc)
 			variant = argv[++i];
+		else if (strncmp(argv[i], "--save=", 7) == 0)
+			save = argv[i] + 7;
+		else if (strcmp(argv[i], "--save") == 0 && i + 1 < argc)
+			save = argv[++i];
+		else if (strcmp(argv[i], "--variant") == 0 || strcmp(argv[i], "--save") == 0)
+			return cli_usage("%s needs a value", argv[i]);
 		else
-			goto usage;
+			return cli_usage("unexpected argument '%s'", argv[i]);
 	}
-	if (parse_id(argv[1], &offer) < 0) {
-		fprintf(stderr, "leadsync: check: '%s' is not an offer id\n", argv[1]);
-		return EXIT_USAGE;
-	}
-	if (variant && (v = rule_variant_parse(variant)) < 0) {
-		fprintf(stderr, "leadsync: check: variant '%s' is not processing, accepted or dates\n",
-			variant);
-		return EXIT_USAGE;
-	}
+	if (parse_id(argv[1], &offer) < 0)
+		return cli_usage("'%s' is not an offer id", argv[1]);
+	if (variant && (v = rule_variant_parse(variant)) < 0)
+		return cli_usage("--variant '%s' is not processing, accepted or dates", variant);
+	if (save && !*save)
+		return cli_usage("--save needs a folder");
 	if (!s->db || !*s->db) {
 		fprintf(stderr, "leadsync: no database configured: set LEADSYNC_DB or --db\n");
 		return EXIT_FAIL;
 	}
 	poller_config_from_settings(&pc, s);
+	pc.check_save = save;
 	buf_init(&out, 0);
 	rc = poller_check(s->db, &pc, offer, v, dry, &out, err, sizeof(err));
 	if (print_buf(stdout, &out) < 0 && rc == 0)
@@ -231,9 +264,6 @@ static int cli_check(struct settings *s, int argc, char **argv)
 		fprintf(stderr, "leadsync: check: %s\n", err);
 	buf_release(&out);
 	return rc == 0 ? EXIT_OK : EXIT_FAIL;
-usage:
-	fputs(check_usage, stderr);
-	return EXIT_USAGE;
 }
 
 /* Appends s padded with spaces to width columns (UTF-8 aware, so Cyrillic
@@ -325,12 +355,154 @@ static int parse_now(const char *s, int64_t *out)
 	return 0;
 }
 
-static const char rule_test_usage[] =
-	"usage: leadsync rule test RULE --variant processing|accepted|dates --leads LEADS.json\n"
-	"       --response FILE [--response FILE...] [--params JSON|FILE] [--now TIME]\n"
-	"       [--status N] [--content-type TYPE] [--from YYYY-MM-DD --to YYYY-MM-DD --tz ZONE]\n"
-	"       [--json]\n"
-	"RULE is a file, or a name in the rules folder (acme_crm: LEADSYNC_RULES/acme_crm.lua)\n";
+/* Reads `rule test` options (argv[0] is RULE) into o, from the command
+ * line or a case's args file (where names it). Returns 0, or EXIT_USAGE
+ * after saying which argument is wrong. */
+static int rule_test_opts(struct settings *s, int argc, char **argv, const char *where,
+			  struct ruletest_opts *o, struct buf *path)
+{
+	const char *variant = NULL;
+	char at[600] = "";
+	int i;
+
+	if (where)
+		snprintf(at, sizeof(at), "%s: ", where);
+	if (argc < 1 || argv[0][0] == '-')
+		return cli_usage("%smissing RULE", at);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--json") == 0) {
+			o->json = true;
+			continue;
+		}
+		if (strcmp(a, "--variant") != 0 && strcmp(a, "--leads") != 0 &&
+		    strcmp(a, "--response") != 0 && strcmp(a, "--params") != 0 &&
+		    strcmp(a, "--now") != 0 && strcmp(a, "--status") != 0 &&
+		    strcmp(a, "--from") != 0 && strcmp(a, "--to") != 0 && strcmp(a, "--tz") != 0 &&
+		    strcmp(a, "--secret") != 0 && strcmp(a, "--content-type") != 0)
+			return cli_usage("%sunknown option '%s'", at, a);
+		if (!v)
+			return cli_usage("%s%s needs a value", at, a);
+		i++;
+		if (strcmp(a, "--variant") == 0) {
+			variant = v;
+			if (rule_variant_parse(v) < 0)
+				return cli_usage("%s--variant '%s' is not processing, accepted or dates",
+						 at, v);
+			o->variant = (enum rule_variant)rule_variant_parse(v);
+		} else if (strcmp(a, "--leads") == 0)
+			o->leads = v;
+		else if (strcmp(a, "--response") == 0) {
+			if (o->nresponses == RULETEST_PAGES_MAX)
+				return cli_usage("%sat most %d --response files", at, RULETEST_PAGES_MAX);
+			o->responses[o->nresponses++] = v;
+		} else if (strcmp(a, "--params") == 0)
+			o->params = v;
+		else if (strcmp(a, "--now") == 0) {
+			if (parse_now(v, &o->now) < 0)
+				return cli_usage("%s--now '%s' is not an ISO-8601 time or UNIX time", at, v);
+		} else if (strcmp(a, "--status") == 0) {
+			char *end;
+			long n = strtol(v, &end, 10);
+
+			if (*end || end == v || n < 100 || n > 599)
+				return cli_usage("%s--status '%s' is not an HTTP status", at, v);
+			if (o->nstatuses == RULETEST_PAGES_MAX)
+				return cli_usage("%sat most %d --status", at, RULETEST_PAGES_MAX);
+			o->statuses[o->nstatuses++] = (int)n;
+		} else if (strcmp(a, "--from") == 0)
+			o->from = v;
+		else if (strcmp(a, "--to") == 0)
+			o->to = v;
+		else if (strcmp(a, "--tz") == 0)
+			o->tz = v;
+		else if (strcmp(a, "--content-type") == 0)
+			o->content_type = v;
+		else {
+			if (o->nsecrets == RULETEST_SECRETS_MAX)
+				return cli_usage("%sat most %d --secret", at, RULETEST_SECRETS_MAX);
+			o->secrets[o->nsecrets++] = v;
+		}
+	}
+	if (!variant)
+		return cli_usage("%smissing --variant", at);
+	if (!o->leads)
+		return cli_usage("%smissing --leads", at);
+	if (strchr(argv[0], '/') || strstr(argv[0], ".lua"))
+		o->rule = argv[0];
+	else if (buf_addf(path, "%s/%s.lua", s->rules, argv[0]) < 0)
+		return cli_usage("%sRULE '%s' is too long", at, argv[0]);
+	else
+		o->rule = path->p;
+	o->rule_label = argv[0];
+	return 0;
+}
+
+/* `leadsync rule test --case DIR`: runs a case folder, compares. */
+static int rule_test_case(struct settings *s, const char *dir, struct ruletest_opts *o,
+			  struct buf *path, struct buf *out)
+{
+	struct ruletest_case c;
+	struct buf diff;
+	char err[2048], where[600];
+	size_t dl = strlen(dir);
+	char *d = strdup(dir);
+	int rc, got;
+
+	buf_init(&diff, 0);
+	if (!d) {
+		fprintf(stderr, "leadsync: rule test: out of memory\n");
+		return EXIT_FAIL;
+	}
+	while (dl > 1 && d[dl - 1] == '/')
+		d[--dl] = '\0';
+	if (ruletest_case_read(d, &c, err, sizeof(err)) < 0) {
+		rc = cli_usage("--case '%s' is not a case folder: %s", d, err);
+		goto out;
+	}
+	snprintf(where, sizeof(where), "case %s/args", d);
+	if ((rc = rule_test_opts(s, c.argc, c.argv, where, o, path)) != 0)
+		goto out;
+	o->label_base = d;
+	got = ruletest_run(o, out, err, sizeof(err));
+	if (got == RULETEST_EUSAGE) {
+		rc = cli_usage("%s: %s", where, err);
+		goto out;
+	}
+	got = got < 0 ? EXIT_FAIL : EXIT_OK;
+	rc = EXIT_FAIL;
+	{
+		char want_name[700];
+
+		snprintf(want_name, sizeof(want_name), "%s/expected.txt", d);
+		switch (ruletest_diff(c.expected, out->p ? out->p : "", want_name, "rule test", &diff)) {
+		case 0:
+			if (got == c.exit_code) {
+				printf("ok        case %s: the report matches expected.txt\n", d);
+				rc = EXIT_OK;
+			}
+			break;
+		case 1:
+			break;
+		default:
+			fprintf(stderr, "leadsync: rule test: out of memory\n");
+			goto out;
+		}
+	}
+	if (rc != EXIT_OK) {
+		if (print_buf(stdout, &diff) < 0)
+			rc = EXIT_FAIL;
+		if (got != c.exit_code)
+			printf("exit      %d, expected %d\n", got, c.exit_code);
+		fprintf(stderr, "leadsync: rule test: case %s differs from its expected.txt\n", d);
+	}
+out:
+	ruletest_case_release(&c);
+	buf_release(&diff);
+	free(d);
+	return rc;
+}
 
 /* `leadsync rule test`: a rule on files, no database, no network. */
 static int cli_rule(struct settings *s, int argc, char **argv)
@@ -339,89 +511,51 @@ static int cli_rule(struct settings *s, int argc, char **argv)
 	struct rule_limits lim = { 0 };
 	struct buf out, path;
 	char err[2048];
-	const char *variant = NULL;
-	int i, rc = EXIT_USAGE;
+	int rc = EXIT_USAGE, r;
 
 	memset(&o, 0, sizeof(o));
 	buf_init(&out, 0);
 	buf_init(&path, 4096);
 	o.http_status = 200;
 	o.now = (int64_t)time(NULL);
-	o.json = has_flag(&argc, argv, "--json");
-	if (argc < 3 || strcmp(argv[1], "test") != 0)
-		goto usage;
-	for (i = 3; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!v)
-			goto usage;
-		i++;
-		if (strcmp(a, "--variant") == 0)
-			variant = v;
-		else if (strcmp(a, "--leads") == 0)
-			o.leads = v;
-		else if (strcmp(a, "--response") == 0) {
-			if (o.nresponses == RULETEST_PAGES_MAX) {
-				fprintf(stderr, "leadsync: rule test: at most %d --response files\n",
-					RULETEST_PAGES_MAX);
-				goto out;
-			}
-			o.responses[o.nresponses++] = v;
-		} else if (strcmp(a, "--params") == 0)
-			o.params = v;
-		else if (strcmp(a, "--now") == 0) {
-			if (parse_now(v, &o.now) < 0) {
-				fprintf(stderr, "leadsync: rule test: --now '%s' is not an ISO-8601 time or UNIX time\n", v);
-				goto out;
-			}
-		} else if (strcmp(a, "--status") == 0) {
-			char *end;
-			long n = strtol(v, &end, 10);
-
-			if (*end || n < 100 || n > 599) {
-				fprintf(stderr, "leadsync: rule test: --status '%s' is not an HTTP status\n", v);
-				goto out;
-			}
-			o.http_status = (int)n;
-		} else if (strcmp(a, "--content-type") == 0)
-			o.content_type = v;
-		else if (strcmp(a, "--from") == 0)
-			o.from = v;
-		else if (strcmp(a, "--to") == 0)
-			o.to = v;
-		else if (strcmp(a, "--tz") == 0)
-			o.tz = v;
-		else {
-			fprintf(stderr, "leadsync: rule test: unknown option '%s'\n", a);
-			goto usage;
-		}
-	}
-	if (!variant || !o.leads)
-		goto usage;
-	if (rule_variant_parse(variant) < 0) {
-		fprintf(stderr, "leadsync: rule test: variant '%s' is not processing, accepted or dates\n",
-			variant);
-		goto out;
-	}
-	o.variant = (enum rule_variant)rule_variant_parse(variant);
-	if (strchr(argv[2], '/') || strstr(argv[2], ".lua"))
-		o.rule = argv[2];
-	else if (buf_addf(&path, "%s/%s.lua", s->rules, argv[2]) < 0)
-		goto usage;
-	else
-		o.rule = path.p;
+	/* --tz is a setting too: as a flag it wins over the leads file's zone,
+	 * as LEADSYNC_TZ it only stands in for a file that names none */
+	o.tz = settings_from_flag(s, "tz") ? s->tz : NULL;
+	o.tz_default = s->tz;
 	lim.instructions = s->rule_instructions;
 	lim.memory = (size_t)s->rule_memory_mb << 20;
 	lim.batch_max = (size_t)s->batch_max;
 	o.limits = &lim;
-	rc = ruletest_run(&o, &out, err, sizeof(err)) < 0 ? EXIT_FAIL : EXIT_OK;
+	if (argc < 2) {
+		rc = cli_usage("missing 'test'");
+		goto out;
+	}
+	if (strcmp(argv[1], "test") != 0) {
+		rc = cli_usage("unknown subcommand '%s'", argv[1]);
+		goto out;
+	}
+	if (argc >= 3 && strcmp(argv[2], "--case") == 0) {
+		if (argc != 4) {
+			rc = cli_usage(argc < 4 ? "--case needs a folder"
+						: "--case takes no other argument: '%s'",
+				       argv[argc - 1]);
+			goto out;
+		}
+		rc = rule_test_case(s, argv[3], &o, &path, &out);
+		goto out;
+	}
+	if ((rc = rule_test_opts(s, argc - 2, argv + 2, NULL, &o, &path)) != 0)
+		goto out;
+	r = ruletest_run(&o, &out, err, sizeof(err));
+	if (r == RULETEST_EUSAGE) {
+		rc = cli_usage("%s", err);
+		goto out;
+	}
+	rc = r < 0 ? EXIT_FAIL : EXIT_OK;
 	if (print_buf(stdout, &out) < 0)
 		rc = EXIT_FAIL;
 	if (rc != EXIT_OK)
 		fprintf(stderr, "leadsync: rule test: %s\n", err);
-	goto out;
-usage:
-	fputs(rule_test_usage, stderr);
 out:
 	buf_release(&out);
 	buf_release(&path);
@@ -434,6 +568,8 @@ static int cli_settings(struct settings *s, int argc, char **argv)
 	struct buf out;
 	int rc;
 
+	if (argc > 1)
+		return cli_usage("unexpected argument '%s'", argv[1]);
 	buf_init(&out, 0);
 	rc = settings_describe(&out, md) < 0 || print_buf(stdout, &out) < 0 ? EXIT_FAIL : EXIT_OK;
 	buf_release(&out);
@@ -442,10 +578,8 @@ static int cli_settings(struct settings *s, int argc, char **argv)
 
 static int cli_run(struct settings *s, int argc, char **argv)
 {
-	if (argc != 1) {
-		fprintf(stderr, "usage: leadsync run\n");
-		return EXIT_USAGE;
-	}
+	if (argc != 1)
+		return cli_usage("unexpected argument '%s'", argv[1]);
 	if (!s->db || !*s->db) {
 		fprintf(stderr, "leadsync: no database configured: set LEADSYNC_DB or --db\n");
 		return EXIT_FAIL;
@@ -470,49 +604,95 @@ static int cli_demo_crm(struct settings *s, int argc, char **argv)
 		const char *v = a + 1 < argc ? argv[a + 1] : NULL;
 		char *end = NULL;
 
-		if (!v)
-			goto usage;
-		if (strcmp(argv[a], "--key") == 0 && *v)
+		if (strcmp(argv[a], "--key") != 0 && strcmp(argv[a], "--seed") != 0 &&
+		    strcmp(argv[a], "--step-ms") != 0)
+			return cli_usage("unexpected argument '%s'", argv[a]);
+		if (!v || !*v)
+			return cli_usage("%s needs a value", argv[a]);
+		if (strcmp(argv[a], "--key") == 0)
 			cfg.key = v;
 		else if (strcmp(argv[a], "--seed") == 0)
 			cfg.seed = strtoull(v, &end, 10);
-		else if (strcmp(argv[a], "--step-ms") == 0)
-			cfg.step_ms = strtoull(v, &end, 10);
 		else
-			goto usage;
+			cfg.step_ms = strtoull(v, &end, 10);
 		if (end && (*end || end == v || *v == '-'))
-			goto usage;
+			return cli_usage("%s '%s' is not a whole number", argv[a], v);
 		a++;
 	}
 	return demo_crm_run(&cfg) == 0 ? EXIT_OK : EXIT_FAIL;
-usage:
-	fprintf(stderr, "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] "
-			"[--step-ms MS]\n");
-	return EXIT_USAGE;
 }
 
 static int cli_version(struct settings *s, int argc, char **argv)
 {
+	if (argc > 1)
+		return cli_usage("unexpected argument '%s'", argv[1]);
 	printf("leadsync %s\n", LEADSYNC_VERSION);
 	return EXIT_OK;
 }
 
+static const char rule_usage[] =
+	"usage: leadsync rule test RULE --variant processing|accepted|dates --leads LEADS.json\n"
+	"         [--response FILE]... [--status N]... [--params JSON|FILE] [--now TIME]\n"
+	"         [--content-type TYPE] [--from YYYY-MM-DD --to YYYY-MM-DD] [--tz ZONE]\n"
+	"         [--secret NAME]... [--json]\n"
+	"       leadsync rule test --case DIR\n"
+	"Runs a rule on files: no database, no network. RULE is a file, or a name in the\n"
+	"rules folder (acme_crm: LEADSYNC_RULES/acme_crm.lua). One --response per page;\n"
+	"one --status for all pages, or one per page in order. --tz, else the leads\n"
+	"file's offer \"tz\", else LEADSYNC_TZ, else UTC: the dates variant's zone.\n"
+	"Secrets are masked: the offer's secret_params, each --secret NAME, and params\n"
+	"whose name looks like a credential (key, token, secret, password, auth).\n"
+	"--content-type gives every answer the Content-Type the CRM sends, so its\n"
+	"charset converts the answer to UTF-8 as in the daemon.\n"
+	"--case DIR runs a case folder (args, leads.json, answers, params.json,\n"
+	"expected.txt, optional exit; `leadsync check --save` writes one) and compares\n"
+	"its report with expected.txt: exit 0 on a match, 1 with a diff.\n";
+
 static const struct cli_cmd cli_cmds[] = {
-	{ "migrate", cli_migrate, "", "apply the database migrations that are missing" },
-	{ "import", cli_import, "FILE|-", "upsert advertisers, offers, goals and leads from JSON lines" },
-	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes" },
-	{ "check", cli_check, "OFFER [--variant V] [--dry-run]",
-	  "poll an offer's CRM now: the request, the answer, the edits" },
-	{ "run", cli_run, "", "run the daemon: listener, postbacks, timers and the CRM poller" },
+	{ "migrate", cli_migrate, "", "apply the database migrations that are missing",
+	  "usage: leadsync migrate\n" },
+	{ "import", cli_import, "FILE|-", "upsert advertisers, offers, goals and leads from JSON lines",
+	  "usage: leadsync import FILE|-\n"
+	  "Reads JSON lines (advertiser, offer, goal, lead, click records; - is stdin) and\n"
+	  "upserts them in one transaction: a bad line writes nothing.\n" },
+	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes",
+	  "usage: leadsync lead show ID [--json]\n" },
+	{ "check", cli_check, "OFFER [--variant V] [--dry-run] [--save DIR]",
+	  "poll an offer's CRM now: the request, the answer, the edits",
+	  "usage: leadsync check OFFER [--variant processing|accepted|dates] [--dry-run]\n"
+	  "         [--save DIR]\n"
+	  "Polls the offer now (every variant its rule declares, or --variant) as the\n"
+	  "daemon would, and writes the edits (--dry-run: nothing). --save DIR keeps each\n"
+	  "request as a case folder for `leadsync rule test --case DIR` (the second and\n"
+	  "later as DIR.2, DIR.3 ...): leads, params with secrets masked, every page of\n"
+	  "the answer, statuses, args and the report of this run as expected.txt.\n" },
+	{ "run", cli_run, "", "run the daemon: listener, postbacks, timers and the CRM poller",
+	  "usage: leadsync run\n" },
 	{ "demo-crm", cli_demo_crm, "[--key KEY] [--seed N]",
-	  "the demo CRM of `make run` (--listen, default 127.0.0.1:9001)" },
+	  "the demo CRM of `make run` (--listen, default 127.0.0.1:9001)",
+	  "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] [--step-ms MS]\n" },
 	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
-	  "run a rule on files: the request, the edits, the counters" },
-	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised" },
-	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables" },
-	{ "version", cli_version, "", "print the version" },
-	{ "help", cli_help, "", "this help" },
+	  "run a rule on files: the request, the edits, the counters", rule_usage },
+	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised",
+	  "usage: leadsync status TEXT... [--json]\n" },
+	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables",
+	  "usage: leadsync settings [--markdown]\n" },
+	{ "version", cli_version, "", "print the version", "usage: leadsync version\n" },
+	{ "help", cli_help, "[COMMAND]", "this help, or a command's usage",
+	  "usage: leadsync help [COMMAND]\n" },
 };
+
+#define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
+
+static const struct cli_cmd *cli_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CLI_NCMDS; i++)
+		if (strcmp(name, cli_cmds[i].name) == 0)
+			return &cli_cmds[i];
+	return NULL;
+}
 
 static int cli_help(struct settings *s, int argc, char **argv)
 {
@@ -520,14 +700,25 @@ static int cli_help(struct settings *s, int argc, char **argv)
 	size_t i;
 	int rc = 0;
 
+	if (argc > 2)
+		return cli_usage("unexpected argument '%s'", argv[2]);
+	if (argc == 2) {
+		const struct cli_cmd *c = cli_find(argv[1]);
+
+		if (!c)
+			return cli_usage("unknown command '%s'", argv[1]);
+		fputs(c->usage, stdout);
+		return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+	}
 	buf_init(&out, 0);
 	rc |= buf_adds(&out, "usage: leadsync [SETTINGS] COMMAND [ARGS]\n\ncommands:\n");
-	for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++) {
+	for (i = 0; i < CLI_NCMDS; i++) {
 		char head[64];
 
 		snprintf(head, sizeof(head), "%s %s", cli_cmds[i].name, cli_cmds[i].args);
 		rc |= buf_addf(&out, "  %-28s %s\n", head, cli_cmds[i].help);
 	}
+	rc |= buf_adds(&out, "\n`leadsync COMMAND --help` shows a command's usage.\n");
 	rc |= buf_adds(&out, "\nsettings (flag, environment variable):\n");
 	rc |= settings_describe(&out, false);
 	if (rc == 0)
@@ -536,11 +727,21 @@ static int cli_help(struct settings *s, int argc, char **argv)
 	return rc ? EXIT_FAIL : EXIT_OK;
 }
 
+/* True when args hold --help or -h (before a "--"). */
+static bool cli_wants_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
 int cli_main(int argc, char **argv)
 {
 	struct settings s;
 	char err[512];
-	size_t i;
 	int rc = EXIT_USAGE;
 
 	if (settings_load(&s, &argc, argv, err, sizeof(err)) < 0) {
@@ -549,18 +750,24 @@ int cli_main(int argc, char **argv)
 	}
 	log_level = log_level_parse(s.log_level);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		rc = cli_help(&s, argc, argv);
+		rc = cli_help(&s, 1, argv);
 		if (argc < 2)
 			rc = EXIT_USAGE;
 		goto out;
 	}
-	for (i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
-		if (strcmp(argv[1], cli_cmds[i].name) == 0) {
-			rc = cli_cmds[i].fn(&s, argc - 1, argv + 1);
-			goto out;
-		}
-	fprintf(stderr, "leadsync: unknown command '%s': see 'leadsync help'\n", argv[1]);
+	cli_current = cli_find(argv[1]);
+	if (!cli_current) {
+		fprintf(stderr, "leadsync: unknown command '%s': see 'leadsync help'\n", argv[1]);
+		goto out;
+	}
+	if (cli_wants_help(argc - 1, argv + 1)) {
+		fputs(cli_current->usage, stdout);
+		rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+		goto out;
+	}
+	rc = cli_current->fn(&s, argc - 1, argv + 1);
 out:
+	cli_current = NULL;
 	settings_release(&s);
 	return rc;
 }

@@ -17,6 +17,8 @@
 #include "lead.h"
 #include "log.h"
 #include "macro.h"
+#include "mask.h"
+#include "ruletest.h"
 #include "status.h"
 #include "store.h"
 #include "tz.h"
@@ -62,8 +64,7 @@ struct poll_offer {
 	char tz[TZ_NAME_MAX + 1];
 	struct macro_param *params;
 	size_t nparams;
-	char **secrets; /* values to mask, raw and encoded */
-	size_t nsecrets;
+	struct mask mask; /* the offer's secrets */
 	struct lead_offer settings;
 	int rate_limit;
 	int batch[2]; /* overrides for processing, accepted; 0: the rule's */
@@ -181,6 +182,8 @@ struct poll_batch {
 	size_t applied, skipped;
 	bool lease_lost;
 	int64_t run_id;
+	struct ruletest_page *saved; /* check --save: the pages as fetched */
+	size_t nsaved;
 };
 
 struct poller {
@@ -210,6 +213,7 @@ struct poller {
 	void *stop_data;
 	struct buf *report;  /* check mode: the report */
 	bool dry_run;
+	unsigned nsaved;     /* check --save: cases written */
 	struct poller_stats st;
 };
 
@@ -250,102 +254,11 @@ static void poller__rep(struct poller *p, const char *fmt, ...)
 
 /* ------------------------------------------------------------ masking */
 
-bool poller_secret_name(const char *name)
-{
-	static const char *const words[] = { "key", "token", "secret", "pass", "auth", "sign" };
-	char low[128];
-	size_t i;
-
-	for (i = 0; name[i] && i < sizeof(low) - 1; i++)
-		low[i] = (char)tolower((unsigned char)name[i]);
-	low[i] = '\0';
-	for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strstr(low, words[i]))
-			return true;
-	return false;
-}
-
-/* Masks the values of credential-looking query parameters of url. */
-static int poller__mask_query(const char *s, size_t len, struct buf *out)
-{
-	const char *q = memchr(s, '?', len), *end = s + len, *hash;
-	int e = 0;
-
-	if (!q)
-		return buf_add(out, s, len);
-	hash = memchr(q, '#', (size_t)(end - q));
-	if (!hash)
-		hash = end;
-	e |= buf_add(out, s, (size_t)(q + 1 - s));
-	for (q = q + 1; q < hash;) {
-		const char *amp = memchr(q, '&', (size_t)(hash - q)), *eq;
-		char name[128];
-		size_t nl;
-
-		if (!amp)
-			amp = hash;
-		eq = memchr(q, '=', (size_t)(amp - q));
-		nl = (size_t)((eq ? eq : amp) - q);
-		snprintf(name, sizeof(name), "%.*s", (int)(nl < sizeof(name) ? nl : sizeof(name) - 1), q);
-		if (eq && eq + 1 < amp && poller_secret_name(name)) {
-			e |= buf_add(out, q, (size_t)(eq + 1 - q));
-			e |= buf_adds(out, "***");
-		} else
-			e |= buf_add(out, q, (size_t)(amp - q));
-		if (amp < hash)
-			e |= buf_addc(out, '&');
-		q = amp + 1;
-	}
-	e |= buf_add(out, hash, (size_t)(end - hash));
-	return e ? -1 : 0;
-}
-
-int poller_mask(const char *const *secrets, size_t nsecrets, const char *text, size_t len, bool url,
-		struct buf *out)
-{
-	struct buf tmp;
-	size_t i = 0, run = 0, k;
-	int e = 0;
-
-	buf_init(&tmp, out->max);
-	while (i < len) {
-		size_t best = 0;
-
-		for (k = 0; k < nsecrets; k++) {
-			size_t sl = strlen(secrets[k]);
-
-			if (sl && sl > best && sl <= len - i && text[i] == secrets[k][0] &&
-			    memcmp(text + i, secrets[k], sl) == 0)
-				best = sl;
-		}
-		if (!best) {
-			i++;
-			continue;
-		}
-		e |= buf_add(&tmp, text + run, i - run);
-		e |= buf_adds(&tmp, "***");
-		i += best;
-		run = i;
-	}
-	e |= buf_add(&tmp, text + run, len - run);
-	if (!e)
-		e |= url ? poller__mask_query(tmp.p, tmp.len, out) : buf_add(out, tmp.p, tmp.len);
-	buf_release(&tmp);
-	return e ? -1 : 0;
-}
-
 /* Masks with the offer's secrets into a fresh string (NULL when out of
  * memory). */
 static char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url)
 {
-	struct buf b;
-
-	buf_init(&b, BUF_DEFAULT_MAX);
-	if (poller_mask((const char *const *)o->secrets, o->nsecrets, s, len, url, &b) < 0) {
-		buf_release(&b);
-		return NULL;
-	}
-	return buf_steal(&b);
+	return mask_dup(&o->mask, s, len, url ? MASK_URL : MASK_TEXT);
 }
 
 /* Replaces text in place with its masked form. */
@@ -353,7 +266,7 @@ static void poller__mask_inplace(const struct poll_offer *o, char *s, size_t siz
 {
 	char *m;
 
-	if (!o->nsecrets || !*s)
+	if (!o->mask.n || !*s)
 		return;
 	m = poller__masked(o, s, strlen(s), false);
 	if (m) {
@@ -579,71 +492,13 @@ static void poller__offer_release(struct poll_offer *o)
 		free((char *)o->params[i].value);
 	}
 	free(o->params);
-	for (i = 0; i < o->nsecrets; i++)
-		free(o->secrets[i]);
-	free(o->secrets);
+	mask_release(&o->mask);
 	for (i = 0; i < o->ngoals; i++)
 		free((char *)o->goals[i].code);
 	free(o->goals);
 	free(o->currs);
 	free(o->words);
 	memset(o, 0, sizeof(*o));
-}
-
-static int poller__add_secret(struct poll_offer *o, const char *s)
-{
-	char **v;
-	size_t i;
-
-	if (!*s)
-		return 0;
-	for (i = 0; i < o->nsecrets; i++)
-		if (strcmp(o->secrets[i], s) == 0)
-			return 0;
-	v = realloc(o->secrets, (o->nsecrets + 1) * sizeof(*v));
-	if (!v)
-		return -1;
-	o->secrets = v;
-	v[o->nsecrets] = strdup(s);
-	if (!v[o->nsecrets])
-		return -1;
-	o->nsecrets++;
-	return 0;
-}
-
-/* A secret value, and its percent- and form-encoded forms. */
-static int poller__add_secret_forms(struct poll_offer *o, const char *s)
-{
-	struct buf enc;
-	size_t i;
-	int rc = 0;
-
-	buf_init(&enc, 0);
-	rc |= poller__add_secret(o, s);
-	if (buf_add_urlenc(&enc, s, strlen(s)) < 0)
-		rc = -1;
-	else
-		rc |= poller__add_secret(o, enc.p);
-	for (i = 0; i + 2 < enc.len; i++)
-		if (enc.p[i] == '%' && enc.p[i + 1] == '2' && enc.p[i + 2] == '0')
-			break;
-	if (i + 2 < enc.len) { /* form encoding writes spaces as '+' */
-		struct buf f;
-		size_t j;
-
-		buf_init(&f, 0);
-		for (j = 0; j < enc.len; j++) {
-			if (j + 2 < enc.len && memcmp(enc.p + j, "%20", 3) == 0) {
-				rc |= buf_addc(&f, '+');
-				j += 2;
-			} else
-				rc |= buf_addc(&f, enc.p[j]);
-		}
-		rc |= poller__add_secret(o, f.p);
-		buf_release(&f);
-	}
-	buf_release(&enc);
-	return rc ? -1 : 0;
 }
 
 static char *poller__json_text(const cJSON *v)
@@ -698,9 +553,8 @@ static int poller__offer_params(struct poll_offer *o, const char *params, const 
 		cJSON_ArrayForEach(s, sec)
 		if (cJSON_IsString(s) && strcmp(s->valuestring, name) == 0)
 			secret_name = true;
-		if (secret_name || (poller_secret_name(name) && strlen(value) >= 4))
-			if (poller__add_secret_forms(o, value) < 0)
-				goto oom;
+		if (mask_param(&o->mask, name, value, secret_name) < 0)
+			goto oom;
 	}
 	rc = 0;
 	goto out;
@@ -1429,6 +1283,98 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	return b;
 }
 
+/* ---- check --save: a batch kept as a `rule test` case folder ---- */
+
+static void poller__save_drop(struct poll_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nsaved; i++) {
+		free((char *)b->saved[i].body);
+		free((char *)b->saved[i].content_type);
+	}
+	free(b->saved);
+	b->saved = NULL;
+	b->nsaved = 0;
+}
+
+/* Keeps an answer as fetched; a copy that fails shows as a missing page
+ * when the case is replayed. */
+static void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
+			      const struct http_result *res)
+{
+	struct ruletest_page *v, *pg;
+	char *body;
+
+	if (!b->pair->p->cfg.check_save)
+		return;
+	v = realloc(b->saved, (b->nsaved + 1) * sizeof(*v));
+	if (!v)
+		return;
+	b->saved = v;
+	pg = &v[b->nsaved];
+	memset(pg, 0, sizeof(*pg));
+	body = malloc(res->body_len + 1);
+	if (!body)
+		return;
+	memcpy(body, res->body, res->body_len);
+	body[res->body_len] = '\0';
+	pg->body = body;
+	pg->len = res->body_len;
+	pg->status = (int)res->status;
+	pg->format = rq->format;
+	if (res->content_type && *res->content_type && !(pg->content_type = strdup(res->content_type))) {
+		free(body);
+		return;
+	}
+	b->nsaved++;
+}
+
+/* Writes the batch's case folder (once: the pages are dropped after). */
+static void poller__save_case(struct poll_batch *b)
+{
+	struct poll_pair *pr = b->pair;
+	struct poller *p = pr->p;
+	struct ruletest_save sv;
+	char dir[4096], err[1024];
+
+	if (!p->cfg.check_save || !b->nsaved)
+		return;
+	if (p->nsaved++ == 0)
+		snprintf(dir, sizeof(dir), "%s", p->cfg.check_save);
+	else
+		snprintf(dir, sizeof(dir), "%s.%u", p->cfg.check_save, p->nsaved);
+	memset(&sv, 0, sizeof(sv));
+	sv.dir = dir;
+	sv.rule = pr->off.rule;
+	sv.rules_dir = p->rules_dir;
+	sv.variant = pr->v;
+	sv.offer = pr->off.id;
+	sv.tz = pr->off.tz[0] ? pr->off.tz : p->tz;
+	sv.settings = pr->off.settings;
+	sv.status_words = pr->off.words;
+	sv.goals = pr->off.goals;
+	sv.ngoals = pr->off.ngoals;
+	sv.currs = pr->off.currs;
+	sv.ncurrs = pr->off.ncurrs;
+	sv.params = pr->off.params;
+	sv.nparams = pr->off.nparams;
+	sv.mask = &pr->off.mask;
+	sv.leads = b->leads;
+	sv.nleads = b->nleads;
+	sv.dates = b->has_dates ? &b->dates : NULL;
+	sv.now = b->rb.now;
+	sv.pages = b->saved;
+	sv.npages = b->nsaved;
+	sv.limits = &p->cfg.rule_limits;
+	if (ruletest_case_save(&sv, err, sizeof(err)) < 0)
+		poller__rep(p, "warning   case not saved: %s\n", err);
+	else
+		poller__rep(p, "saved     case %s: %zu lead%s, %zu page%s\n", dir, b->nleads,
+			    b->nleads == 1 ? "" : "s", b->nsaved, b->nsaved == 1 ? "" : "s");
+	poller__save_drop(b);
+}
+
 static void poller__batch_free(struct poll_batch *b)
 {
 	rule_request_release(&b->req);
@@ -1441,6 +1387,7 @@ static void poller__batch_free(struct poll_batch *b)
 	free(b->url);
 	free(b->chg);
 	free(b->after);
+	poller__save_drop(b);
 	free(b);
 }
 
@@ -1458,6 +1405,7 @@ static void poller__batch_fail(struct poll_batch *b, enum poll_outcome o, const 
 	va_end(ap);
 	poller__mask_inplace(&b->pair->off, b->err, sizeof(b->err));
 	poller__rep(b->pair->p, "error     %s: %s\n", poll_outcome_name(o), b->err);
+	poller__save_case(b);
 	poller__batch_write(b, W_ROW);
 }
 
@@ -1716,6 +1664,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		if (p->dry_run)
 			poller__rep(p, "dry run   nothing written\n");
 	}
+	poller__save_case(b);
 	b->applied = p->dry_run ? b->nchg : 0; /* else known after the write */
 	poller__batch_write(b, b->nchg ? W_FULL : W_LIGHT);
 }
@@ -1859,6 +1808,8 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 		b->pages++;
 	poller__head(b, res->body, res->body_len);
 	poller__ctype(b, res->content_type);
+	if (res->outcome == HTTP_OK)
+		poller__save_page(b, rq, res);
 	if (p->report && res->outcome != HTTP_CANCELLED && res->status) {
 		poller__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
 			    res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);
@@ -1892,7 +1843,8 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down");
 		return;
 	}
-	b->rb.now = (int64_t)time(NULL);
+	if (!p->cfg.check_save) /* a saved case replays with one --now */
+		b->rb.now = (int64_t)time(NULL);
 	if (rule_process(pr->rule->rt, pr->v, &b->rb, rq, res->body, res->body_len, (int)res->status,
 			 res->content_type, &b->res, err, sizeof(err)) < 0) {
 		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %ld): ",

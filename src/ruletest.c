@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include <cJSON.h>
 
@@ -43,6 +45,9 @@ struct ruletest {
 	struct status_words *words; /* the offer's status_words; NULL: none */
 	struct rule_batch batch;
 	char tz[TZ_NAME_MAX + 1];
+	const char *zone;          /* the zone in force: --tz, the file's, LEADSYNC_TZ, UTC */
+	const cJSON *secret_names; /* the offer's secret_params */
+	struct mask mask;
 	struct rule_rt *rt;
 	struct rule_request req;
 	struct rule_result res;
@@ -255,6 +260,11 @@ static int load_lead(struct ruletest *t, const cJSON *j, struct lead *l, size_t 
 		snprintf(err, errlen, "lead %" PRId64 ": unknown currency '%s'", l->id, v->valuestring);
 		return -1;
 	}
+	if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(j, "cash_curr")) &&
+	    !(l->cash_curr = currency_by_iso(t, v->valuestring))) {
+		snprintf(err, errlen, "lead %" PRId64 ": unknown currency '%s'", l->id, v->valuestring);
+		return -1;
+	}
 	v = cJSON_GetObjectItemCaseSensitive(j, "goal");
 	if (cJSON_IsString(v)) {
 		if (!(l->goal = goal_by_code(t, v->valuestring))) {
@@ -362,6 +372,23 @@ static int load_leads(struct ruletest *t, struct buf *tmp, char *err, size_t err
 			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(offer, "cancel_approved"));
 		if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(offer, "tz")))
 			snprintf(t->tz, sizeof(t->tz), "%s", v->valuestring);
+		if ((v = cJSON_GetObjectItemCaseSensitive(offer, "secret_params")) && !cJSON_IsNull(v)) {
+			const cJSON *nm;
+
+			if (!cJSON_IsArray(v)) {
+				snprintf(err, errlen, "%s: offer \"secret_params\" must be an array of names",
+					 t->o->leads);
+				return -1;
+			}
+			cJSON_ArrayForEach(nm, v) {
+				if (!cJSON_IsString(nm)) {
+					snprintf(err, errlen, "%s: offer \"secret_params\" must be an array of names",
+						 t->o->leads);
+					return -1;
+				}
+			}
+			t->secret_names = v;
+		}
 		if ((v = cJSON_GetObjectItemCaseSensitive(offer, "status_words")) && !cJSON_IsNull(v)) {
 			char why[256];
 
@@ -408,20 +435,33 @@ static int load_params(struct ruletest *t, struct buf *tmp, char *err, size_t er
 	const char *p = t->o->params;
 	const cJSON *v;
 	size_t i = 0;
+	char why[512];
 
-	if (!p)
+	if (!p) {
+		if (!t->o->param_list)
+			return 0;
+		t->params = calloc(t->o->nparam_list + 1, sizeof(*t->params));
+		if (!t->params) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		memcpy(t->params, t->o->param_list, t->o->nparam_list * sizeof(*t->params));
+		t->nparams = t->o->nparam_list;
 		return 0;
+	}
 	while (*p == ' ' || *p == '\t' || *p == '\n')
 		p++;
 	if (*p != '{') {
-		if (read_file(p, tmp, err, errlen) < 0)
-			return -1;
+		if (read_file(p, tmp, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "--params: %s", why);
+			return RULETEST_EUSAGE;
+		}
 		p = tmp->p;
 	}
 	t->params_doc = cJSON_Parse(p);
 	if (!cJSON_IsObject(t->params_doc)) {
 		snprintf(err, errlen, "--params: expected a JSON object of offer parameters");
-		return -1;
+		return RULETEST_EUSAGE;
 	}
 	t->params = calloc((size_t)cJSON_GetArraySize(t->params_doc) + 1, sizeof(*t->params));
 	if (!t->params) {
@@ -444,13 +484,69 @@ static int load_params(struct ruletest *t, struct buf *tmp, char *err, size_t er
 		}
 		if (!cJSON_IsString(v)) {
 			snprintf(err, errlen, "--params: '%s' must be a string, number or boolean", v->string);
-			return -1;
+			return RULETEST_EUSAGE;
 		}
 		t->params[i].name = v->string;
 		t->params[i++].value = v->valuestring;
 	}
 	t->nparams = i;
-	return macro_check_params(t->params, t->nparams, err, errlen);
+	if (macro_check_params(t->params, t->nparams, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "--params: %s", why);
+		return RULETEST_EUSAGE;
+	}
+	return 0;
+}
+
+/* The secrets to mask: params named by the offer's secret_params or by
+ * --secret, and those whose name looks like a credential. */
+static int make_mask(struct ruletest *t, char *err, size_t errlen)
+{
+	size_t i;
+	unsigned k;
+
+	for (i = 0; i < t->nparams; i++) {
+		const char *name = t->params[i].name, *value = t->params[i].value;
+		const cJSON *n;
+		bool listed = false;
+
+		cJSON_ArrayForEach(n, t->secret_names)
+			if (strcmp(n->valuestring, name) == 0)
+				listed = true;
+		for (k = 0; k < t->o->nsecrets; k++)
+			if (strcmp(t->o->secrets[k], name) == 0)
+				listed = true;
+		if (mask_param(&t->mask, name, value ? value : "", listed) < 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The zone in force, checked: an unknown zone from an option is a usage
+ * error, one from the leads file the file's fault. */
+static int pick_zone(struct ruletest *t, char *err, size_t errlen)
+{
+	const char *from;
+
+	if (t->o->tz) {
+		t->zone = t->o->tz;
+		from = "--tz";
+	} else if (t->tz[0]) {
+		t->zone = t->tz;
+		from = NULL;
+	} else {
+		t->zone = t->o->tz_default && *t->o->tz_default ? t->o->tz_default : "UTC";
+		from = "LEADSYNC_TZ";
+	}
+	if (tz_valid(t->zone))
+		return 0;
+	if (!from) {
+		snprintf(err, errlen, "%s: offer \"tz\": unknown time zone '%s'", t->o->leads, t->zone);
+		return -1;
+	}
+	snprintf(err, errlen, "%s: unknown time zone '%s'", from, t->zone);
+	return RULETEST_EUSAGE;
 }
 
 static int parse_day(const char *s, struct macro_civil *c)
@@ -469,16 +565,21 @@ static int parse_day(const char *s, struct macro_civil *c)
 static int make_dates(struct ruletest *t, char *err, size_t errlen)
 {
 	struct macro_civil from = { 0, 0, 0 }, to = { 0, 0, 0 };
-	const char *tz = t->o->tz ? t->o->tz : t->tz;
+	const char *tz = t->zone;
 	size_t i;
 
 	if (t->o->from && parse_day(t->o->from, &from) < 0) {
 		snprintf(err, errlen, "--from '%s' is not a date YYYY-MM-DD", t->o->from);
-		return -1;
+		return RULETEST_EUSAGE;
 	}
 	if (t->o->to && parse_day(t->o->to, &to) < 0) {
 		snprintf(err, errlen, "--to '%s' is not a date YYYY-MM-DD", t->o->to);
-		return -1;
+		return RULETEST_EUSAGE;
+	}
+	if (t->o->from && t->o->to && tz_days_from_civil(from.y, from.m, from.d) >
+					     tz_days_from_civil(to.y, to.m, to.d)) {
+		snprintf(err, errlen, "--from '%s' is after --to '%s'", t->o->from, t->o->to);
+		return RULETEST_EUSAGE;
 	}
 	for (i = 0; i < t->nleads && (!t->o->from || !t->o->to); i++) {
 		struct tm tm;
@@ -504,55 +605,112 @@ static int make_dates(struct ruletest *t, char *err, size_t errlen)
 
 /* ---- the report ---- */
 
-static cJSON *request_json(const struct rule_request *r)
+/* A body is masked as a form when the request says it is one. */
+static enum mask_kind body_kind(const struct rule_request *r)
 {
-	cJSON *o = cJSON_CreateObject(), *h = cJSON_CreateArray();
 	size_t i;
 
-	if (!o || !h) {
+	for (i = 0; i < r->nheaders; i++)
+		if (strcasecmp(r->headers[i].name, "Content-Type") == 0 &&
+		    strstr(r->headers[i].value, "x-www-form-urlencoded"))
+			return MASK_FORM;
+	return MASK_TEXT;
+}
+
+/* The request as printed: URL, header values and body masked. */
+struct shown_request {
+	char *url, *body;
+	char **values;
+};
+
+static void shown_release(struct shown_request *s, size_t nheaders)
+{
+	size_t i;
+
+	free(s->url);
+	free(s->body);
+	for (i = 0; s->values && i < nheaders; i++)
+		free(s->values[i]);
+	free(s->values);
+}
+
+static int shown_make(const struct mask *m, const struct rule_request *r, struct shown_request *s)
+{
+	size_t i;
+
+	memset(s, 0, sizeof(*s));
+	s->url = mask_dup(m, r->url ? r->url : "", r->url ? strlen(r->url) : 0, MASK_URL);
+	s->values = calloc(r->nheaders + 1, sizeof(*s->values));
+	if (!s->url || !s->values)
+		return -1;
+	for (i = 0; i < r->nheaders; i++) {
+		struct buf b;
+
+		buf_init(&b, 0);
+		if (mask_header(m, r->headers[i].name, r->headers[i].value, &b) < 0) {
+			buf_release(&b);
+			return -1;
+		}
+		s->values[i] = buf_steal(&b);
+		if (!s->values[i])
+			return -1;
+	}
+	if (r->body && !(s->body = mask_dup(m, r->body, r->body_len, body_kind(r))))
+		return -1;
+	return 0;
+}
+
+static cJSON *request_json(const struct mask *m, const struct rule_request *r)
+{
+	cJSON *o = cJSON_CreateObject(), *h = cJSON_CreateArray();
+	struct shown_request sh;
+	size_t i;
+
+	if (!o || !h || shown_make(m, r, &sh) < 0) {
 		cJSON_Delete(o);
 		cJSON_Delete(h);
+		shown_release(&sh, r->nheaders);
 		return NULL;
 	}
 	cJSON_AddNumberToObject(o, "page", r->page);
 	cJSON_AddStringToObject(o, "method", r->method);
-	cJSON_AddStringToObject(o, "url", r->url ? r->url : "");
+	cJSON_AddStringToObject(o, "url", sh.url);
 	for (i = 0; i < r->nheaders; i++) {
 		cJSON *pair = cJSON_CreateArray();
 
 		cJSON_AddItemToArray(pair, cJSON_CreateString(r->headers[i].name));
-		cJSON_AddItemToArray(pair, cJSON_CreateString(r->headers[i].value));
+		cJSON_AddItemToArray(pair, cJSON_CreateString(sh.values[i]));
 		cJSON_AddItemToArray(h, pair);
 	}
 	cJSON_AddItemToObject(o, "headers", h);
-	if (r->body) {
-		char *b = malloc(r->body_len + 1);
-
-		if (b) {
-			memcpy(b, r->body, r->body_len);
-			b[r->body_len] = '\0';
-			cJSON_AddStringToObject(o, "body", b);
-			free(b);
-		}
-	} else
+	if (sh.body)
+		cJSON_AddStringToObject(o, "body", sh.body);
+	else
 		cJSON_AddNullToObject(o, "body");
 	cJSON_AddStringToObject(o, "format", decode_format_name(r->format));
+	shown_release(&sh, r->nheaders);
 	return o;
 }
 
-static int request_text(struct buf *out, const struct rule_request *r)
+static int request_text(const struct mask *m, struct buf *out, const struct rule_request *r)
 {
+	struct shown_request sh;
 	size_t i;
 	int rc = 0;
 
-	rc |= buf_addf(out, "request   page %u: %s %s\n", r->page, r->method, r->url ? r->url : "");
+	if (shown_make(m, r, &sh) < 0) {
+		shown_release(&sh, r->nheaders);
+		return -1;
+	}
+	rc |= buf_addf(out, "request   page %u: %s %s\n", r->page, r->method, sh.url);
 	for (i = 0; i < r->nheaders; i++)
-		rc |= buf_addf(out, "header    %s: %s\n", r->headers[i].name, r->headers[i].value);
-	if (r->body) {
+		rc |= buf_addf(out, "header    %s: %s\n", r->headers[i].name, sh.values[i]);
+	if (sh.body) {
 		rc |= buf_adds(out, "body      ");
-		rc |= buf_add(out, r->body, r->body_len);
+		rc |= buf_adds(out, sh.body);
 		rc |= buf_addc(out, '\n');
 	}
+	shown_release(&sh, r->nheaders);
 	return rc ? -1 : 0;
 }
 
@@ -574,8 +732,18 @@ static int change_report(struct ruletest *t, const struct rule_change *c, struct
 		rc = 0; /* edits that cancelled out */
 		goto out;
 	}
-	jb = cJSON_Parse(b.p);
-	ja = cJSON_Parse(a.p);
+	if (t->mask.n) { /* a comment may quote a secret; *** keeps the JSON valid */
+		char *mb = mask_dup(&t->mask, b.p, b.len, MASK_TEXT);
+		char *ma = mask_dup(&t->mask, a.p, a.len, MASK_TEXT);
+
+		jb = mb ? cJSON_Parse(mb) : NULL;
+		ja = ma ? cJSON_Parse(ma) : NULL;
+		free(mb);
+		free(ma);
+	} else {
+		jb = cJSON_Parse(b.p);
+		ja = cJSON_Parse(a.p);
+	}
 	if (!jb || !ja)
 		goto out;
 	if (changes) {
@@ -621,7 +789,7 @@ static int lines_report(const struct buf *text, const char *prefix, struct buf *
 {
 	const char *p = text->p, *nl;
 
-	if (!p)
+	if (!p || !text->len)
 		return 0;
 	for (; *p; p = nl + 1) {
 		nl = strchr(p, '\n');
@@ -707,6 +875,55 @@ static void ruletest_release(struct ruletest *t)
 	free(t->params);
 	status_words_free(t->words);
 	buf_release(&t->body);
+	mask_release(&t->mask);
+}
+
+/* The name an answer is reported under: relative to the case folder. */
+static const char *answer_label(const struct ruletest_opts *o, const char *path)
+{
+	size_t n = o->label_base ? strlen(o->label_base) : 0;
+
+	if (n && strncmp(path, o->label_base, n) == 0 && path[n] == '/')
+		return path + n + 1;
+	return path;
+}
+
+static int page_status(const struct ruletest_opts *o, unsigned page)
+{
+	if (o->nstatuses)
+		return o->statuses[page < o->nstatuses ? page : o->nstatuses - 1];
+	return o->http_status ? o->http_status : 200;
+}
+
+/* Masked lines of text into the report. */
+static int masked_lines(struct ruletest *t, const struct buf *text, const char *prefix,
+			struct buf *out, cJSON *arr)
+{
+	struct buf m;
+	int rc;
+
+	if (!text->len)
+		return 0;
+	buf_init(&m, 0);
+	rc = mask_text(&t->mask, text->p, text->len, MASK_TEXT, &m);
+	if (rc == 0)
+		rc = lines_report(&m, prefix, out, arr);
+	buf_release(&m);
+	return rc;
+}
+
+/* Masks err in place. */
+static void mask_err(struct ruletest *t, char *err, size_t errlen)
+{
+	char *m;
+
+	if (!t->mask.n || !*err)
+		return;
+	m = mask_dup(&t->mask, err, strlen(err), MASK_TEXT);
+	if (m) {
+		snprintf(err, errlen, "%s", m);
+		free(m);
+	}
 }
 
 int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size_t errlen)
@@ -721,6 +938,7 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 
 	memset(&t, 0, sizeof(t));
 	t.o = o;
+	mask_init(&t.mask);
 	rule_request_init(&t.req);
 	rule_result_init(&t.res);
 	buf_init(&t.body, RULETEST_FILE_MAX);
@@ -732,18 +950,17 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
-		cJSON_AddStringToObject(t.report, "rule", o->rule);
+		cJSON_AddStringToObject(t.report, "rule", o->rule_label ? o->rule_label : o->rule);
 		cJSON_AddStringToObject(t.report, "variant", rule_variant_name(o->variant));
 	}
-	if (load_leads(&t, &t.body, err, errlen) < 0 || load_params(&t, &t.body, err, errlen) < 0)
+	/* options first: a wrong one is a usage error, reported before any work */
+	if ((rc = load_params(&t, &t.body, err, errlen)) < 0)
 		goto out;
-	if (rule_load(o->rule, o->limits, &t.rt, err, errlen) < 0)
+	rc = -1;
+	if (load_leads(&t, &t.body, err, errlen) < 0 || make_mask(&t, err, errlen) < 0)
 		goto out;
-	rule_variant_info(t.rt, o->variant, &info);
-	if (!info.present) {
-		snprintf(err, errlen, "%s has no '%s' variant", o->rule, rule_variant_name(o->variant));
+	if ((rc = pick_zone(&t, err, errlen)) < 0)
 		goto out;
-	}
 	t.batch.leads = t.leads;
 	t.batch.nleads = t.nleads;
 	t.batch.params = t.params;
@@ -753,10 +970,19 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 	t.batch.currencies = t.currs;
 	t.batch.ncurrencies = t.ncurrs;
 	t.batch.now = o->now;
-	if (o->variant == RULE_DATES && make_dates(&t, err, errlen) < 0)
+	if (o->variant == RULE_DATES && (rc = make_dates(&t, err, errlen)) < 0)
 		goto out;
+	rc = -1;
+	if (rule_load(o->rule, o->limits, &t.rt, err, errlen) < 0)
+		goto out;
+	rule_variant_info(t.rt, o->variant, &info);
+	if (!info.present) {
+		snprintf(err, errlen, "%s has no '%s' variant", o->rule, rule_variant_name(o->variant));
+		goto out;
+	}
 	if (!o->json) {
-		e |= buf_addf(out, "rule      %s, variant %s (%s", o->rule, rule_variant_name(o->variant),
+		e |= buf_addf(out, "rule      %s, variant %s (%s", o->rule_label ? o->rule_label : o->rule,
+			      rule_variant_name(o->variant),
 			      decode_format_name(info.format));
 		if (o->variant == RULE_DATES)
 			e |= buf_addf(out, ", %s .. %s", t.dates.from, t.dates.to);
@@ -771,10 +997,12 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 		goto report;
 	req = &t.req;
 	for (page = 0;; page++) {
+		int status = page_status(o, page);
+
 		if (o->json)
-			cJSON_AddItemToArray(requests, request_json(req));
+			cJSON_AddItemToArray(requests, request_json(&t.mask, req));
 		else
-			e |= request_text(out, req);
+			e |= request_text(&t.mask, out, req);
 		if (page >= o->nresponses) {
 			if (!o->json)
 				e |= buf_addf(out, "stop      no --response for page %u: not fetched\n", req->page);
@@ -784,12 +1012,12 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 			goto report;
 		if (!o->json && o->content_type)
 			e |= buf_addf(out, "answer    page %u: HTTP %d, %zu bytes (%s) from %s\n",
-				      req->page, o->http_status, t.body.len, o->content_type,
-				      o->responses[page]);
+				      req->page, status, t.body.len, o->content_type,
+				      answer_label(o, o->responses[page]));
 		else if (!o->json)
 			e |= buf_addf(out, "answer    page %u: HTTP %d, %zu bytes from %s\n", req->page,
-				      o->http_status, t.body.len, o->responses[page]);
-		if (rule_process(t.rt, o->variant, &t.batch, req, t.body.p, t.body.len, o->http_status,
+				      status, t.body.len, answer_label(o, o->responses[page]));
+		if (rule_process(t.rt, o->variant, &t.batch, req, t.body.p, t.body.len, status,
 				 o->content_type, &t.res, err, errlen) < 0)
 			goto report;
 		if (!t.res.has_next)
@@ -817,27 +1045,29 @@ int ruletest_run(const struct ruletest_opts *o, struct buf *out, char *err, size
 	}
 	rc = 0;
 report:
+	if (rc < 0)
+		mask_err(&t, err, errlen);
 	if (o->json) {
 		cJSON *notes = cJSON_AddArrayToObject(t.report, "notes");
 		cJSON *log = cJSON_AddArrayToObject(t.report, "log");
 
-		e |= lines_report(&t.res.notes, NULL, out, notes);
-		e |= lines_report(&t.res.log, NULL, out, log);
+		e |= masked_lines(&t, &t.res.notes, NULL, out, notes);
+		e |= masked_lines(&t, &t.res.log, NULL, out, log);
 		e |= summary_report(&t, out, t.report);
 		if (rc < 0)
 			cJSON_AddStringToObject(t.report, "error", err);
 		else
 			cJSON_AddNullToObject(t.report, "error");
 		{
-			char *s = cJSON_PrintUnformatted(t.report);
+			char *js = cJSON_PrintUnformatted(t.report);
 
-			e |= s ? buf_adds(out, s) : -1;
+			e |= js ? buf_adds(out, js) : -1;
 			e |= buf_addc(out, '\n');
-			free(s);
+			free(js);
 		}
 	} else {
-		e |= lines_report(&t.res.log, "log", out, NULL);
-		e |= lines_report(&t.res.notes, "note", out, NULL);
+		e |= masked_lines(&t, &t.res.log, "log", out, NULL);
+		e |= masked_lines(&t, &t.res.notes, "note", out, NULL);
 		if (rc == 0)
 			e |= summary_report(&t, out, NULL);
 		else {
@@ -849,6 +1079,577 @@ report:
 		rc = -1;
 	}
 out:
+	if (rc == -1)
+		mask_err(&t, err, errlen);
 	ruletest_release(&t);
+	return rc;
+}
+
+/* ---- case folders ---- */
+
+/* Splits args on blanks ("double quotes" group), {case} → dir. */
+static int case_split(const char *args, const char *dir, struct ruletest_case *c, char *err,
+		      size_t errlen)
+{
+	const char *p = args;
+	size_t offs[RULETEST_ARGS_MAX];
+	int n = 0, i;
+
+	while (*p) {
+		bool q = false;
+
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (!*p)
+			break;
+		if (n == RULETEST_ARGS_MAX) {
+			snprintf(err, errlen, "%s/args: more than %d words", dir, RULETEST_ARGS_MAX);
+			return -1;
+		}
+		offs[n++] = c->store.len;
+		for (; *p && (q || (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')); p++) {
+			if (*p == '"') {
+				q = !q;
+				continue;
+			}
+			if (strncmp(p, "{case}", 6) == 0) {
+				if (buf_adds(&c->store, dir) < 0)
+					goto full;
+				p += 5;
+				continue;
+			}
+			if (buf_addc(&c->store, *p) < 0)
+				goto full;
+		}
+		if (buf_addc(&c->store, '\0') < 0)
+			goto full;
+	}
+	for (i = 0; i < n; i++)
+		c->argv[i] = c->store.p + offs[i];
+	c->argv[n] = NULL;
+	c->argc = n;
+	return 0;
+full:
+	snprintf(err, errlen, "%s/args: too long", dir);
+	return -1;
+}
+
+int ruletest_case_read(const char *dir, struct ruletest_case *c, char *err, size_t errlen)
+{
+	struct buf b, path;
+	struct stat st;
+	int rc = -1;
+
+	memset(c, 0, sizeof(*c));
+	buf_init(&c->store, (size_t)1 << 20);
+	buf_init(&b, (size_t)1 << 20);
+	buf_init(&path, 4096);
+	if (buf_addf(&path, "%s/args", dir) < 0 || read_file(path.p, &b, err, errlen) < 0)
+		goto out;
+	if (case_split(b.p ? b.p : "", dir, c, err, errlen) < 0)
+		goto out;
+	buf_reset(&path);
+	if (buf_addf(&path, "%s/expected.txt", dir) < 0 || read_file(path.p, &b, err, errlen) < 0)
+		goto out;
+	c->expected = buf_steal(&b);
+	buf_init(&b, 64);
+	buf_reset(&path);
+	if (buf_addf(&path, "%s/exit", dir) < 0)
+		goto out;
+	if (stat(path.p, &st) == 0) {
+		char *end;
+
+		if (read_file(path.p, &b, err, errlen) < 0)
+			goto out;
+		long v = strtol(b.p ? b.p : "", &end, 10);
+
+		while (*end == '\n' || *end == ' ' || *end == '\r')
+			end++;
+		if (!b.p || end == b.p || *end || v < 0 || v > 255) {
+			snprintf(err, errlen, "%s: not an exit code", path.p);
+			goto out;
+		}
+		c->exit_code = (int)v;
+	}
+	rc = 0;
+out:
+	buf_release(&b);
+	buf_release(&path);
+	return rc;
+}
+
+void ruletest_case_release(struct ruletest_case *c)
+{
+	buf_release(&c->store);
+	free(c->expected);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- diff ---- */
+
+struct dline {
+	const char *p;
+	size_t len; /* with its '\n', if it has one */
+};
+
+static struct dline *diff_lines(const char *s, size_t *n)
+{
+	size_t cap = 1, k = 0;
+	const char *p;
+	struct dline *v;
+
+	for (p = s; *p; p++)
+		cap += *p == '\n';
+	v = calloc(cap + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	for (p = s; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+
+		v[k].p = p;
+		v[k++].len = len;
+		p += len;
+	}
+	*n = k;
+	return v;
+}
+
+static bool dline_eq(const struct dline *a, const struct dline *b)
+{
+	return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+static int diff_put(struct buf *out, char op, const struct dline *l)
+{
+	int e = buf_addc(out, op);
+
+	e |= buf_add(out, l->p, l->len);
+	if (!l->len || l->p[l->len - 1] != '\n')
+		e |= buf_adds(out, "\n\\ No newline at end of file\n");
+	return e ? -1 : 0;
+}
+
+#define DIFF_CONTEXT 3
+#define DIFF_CELLS_MAX ((size_t)4 << 20)
+
+int ruletest_diff(const char *want, const char *got, const char *want_name, const char *got_name,
+		  struct buf *out)
+{
+	struct dline *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0, pre = 0, suf = 0, ma, mb, i, j, nops = 0, k;
+	unsigned *lcs = NULL;
+	char *op = NULL;      /* ' ', '-', '+' */
+	size_t *ai = NULL, *bi = NULL;
+	int rc = -1, e = 0;
+
+	if (strcmp(want, got) == 0)
+		return 0;
+	a = diff_lines(want, &na);
+	b = diff_lines(got, &nb);
+	op = malloc(na + nb + 1);
+	ai = calloc(na + nb + 1, sizeof(*ai));
+	bi = calloc(na + nb + 1, sizeof(*bi));
+	if (!a || !b || !op || !ai || !bi)
+		goto out;
+	while (pre < na && pre < nb && dline_eq(&a[pre], &b[pre]))
+		pre++;
+	while (suf < na - pre && suf < nb - pre && dline_eq(&a[na - 1 - suf], &b[nb - 1 - suf]))
+		suf++;
+	ma = na - pre - suf;
+	mb = nb - pre - suf;
+	for (i = 0; i < pre; i++, nops++) {
+		op[nops] = ' ';
+		ai[nops] = i;
+		bi[nops] = i;
+	}
+	if ((ma + 1) * (mb + 1) <= DIFF_CELLS_MAX) {
+		/* longest common subsequence of the middles, from the end */
+		lcs = calloc((ma + 1) * (mb + 1), sizeof(*lcs));
+		if (!lcs)
+			goto out;
+#define L(x, y) lcs[(x) * (mb + 1) + (y)]
+		for (i = ma; i-- > 0;)
+			for (j = mb; j-- > 0;)
+				L(i, j) = dline_eq(&a[pre + i], &b[pre + j])
+						  ? L(i + 1, j + 1) + 1
+						  : (L(i + 1, j) >= L(i, j + 1) ? L(i + 1, j) : L(i, j + 1));
+		for (i = 0, j = 0; i < ma || j < mb; nops++) {
+			if (i < ma && j < mb && dline_eq(&a[pre + i], &b[pre + j])) {
+				op[nops] = ' ';
+				ai[nops] = pre + i++;
+				bi[nops] = pre + j++;
+			} else if (i < ma && (j == mb || L(i + 1, j) >= L(i, j + 1))) {
+				op[nops] = '-';
+				ai[nops] = pre + i++;
+				bi[nops] = pre + j;
+			} else {
+				op[nops] = '+';
+				ai[nops] = pre + i;
+				bi[nops] = pre + j++;
+			}
+		}
+#undef L
+	} else {
+		for (i = 0; i < ma; i++, nops++) {
+			op[nops] = '-';
+			ai[nops] = pre + i;
+			bi[nops] = pre;
+		}
+		for (j = 0; j < mb; j++, nops++) {
+			op[nops] = '+';
+			ai[nops] = pre + ma;
+			bi[nops] = pre + j;
+		}
+	}
+	for (i = 0; i < suf; i++, nops++) {
+		op[nops] = ' ';
+		ai[nops] = na - suf + i;
+		bi[nops] = nb - suf + i;
+	}
+	e |= buf_addf(out, "--- %s\n+++ %s\n", want_name, got_name);
+	for (k = 0; k < nops;) {
+		size_t start, end, last, acount = 0, bcount = 0, x;
+
+		while (k < nops && op[k] == ' ')
+			k++;
+		if (k == nops)
+			break;
+		start = k > DIFF_CONTEXT ? k - DIFF_CONTEXT : 0;
+		last = k;
+		/* extend while the next change is within two contexts */
+		for (x = k; x < nops; x++)
+			if (op[x] != ' ') {
+				if (x - last > 2 * DIFF_CONTEXT)
+					break;
+				last = x;
+			}
+		end = last + DIFF_CONTEXT + 1 < nops ? last + DIFF_CONTEXT + 1 : nops;
+		for (x = start; x < end; x++) {
+			acount += op[x] != '+';
+			bcount += op[x] != '-';
+		}
+		e |= buf_addf(out, "@@ -%zu,%zu +%zu,%zu @@\n", ai[start] + (acount ? 1 : 0), acount,
+			      bi[start] + (bcount ? 1 : 0), bcount);
+		for (x = start; x < end; x++)
+			e |= diff_put(out, op[x], op[x] == '+' ? &b[bi[x]] : &a[ai[x]]);
+		k = end;
+	}
+	rc = e ? -1 : 1;
+out:
+	free(a);
+	free(b);
+	free(op);
+	free(ai);
+	free(bi);
+	free(lcs);
+	return rc;
+}
+
+/* ---- saving a live poll as a case ---- */
+
+static int write_file(const char *dir, const char *name, const char *data, size_t len, char *err,
+		      size_t errlen)
+{
+	char path[4096];
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	if (!f) {
+		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
+		return -1;
+	}
+	if (len && fwrite(data, 1, len, f) != len)
+		rc = -1;
+	if (fclose(f) != 0)
+		rc = -1;
+	if (rc < 0)
+		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+	return rc;
+}
+
+static const char *iso_of(const struct ruletest_save *sv, int id)
+{
+	size_t i;
+
+	for (i = 0; id && i < sv->ncurrs; i++)
+		if (sv->currs[i].id == id)
+			return sv->currs[i].iso;
+	return NULL;
+}
+
+static void add_money(cJSON *o, const char *name, int64_t cents)
+{
+	char m[32];
+
+	if (lead_money_format(cents, m, sizeof(m)) >= 0)
+		cJSON_AddRawToObject(o, name, m);
+}
+
+static void add_time(cJSON *o, const char *name, int64_t t)
+{
+	char s[32];
+
+	if (t && lead_time_format(t, s, sizeof(s)) >= 0)
+		cJSON_AddStringToObject(o, name, s);
+}
+
+/* A param is saved masked when its value is one of the offer's secrets. */
+static bool param_secret(const struct ruletest_save *sv, const struct macro_param *p)
+{
+	size_t k;
+
+	for (k = 0; sv->mask && p->value && *p->value && k < sv->mask->n; k++)
+		if (strcmp(sv->mask->values[k], p->value) == 0)
+			return true;
+	return false;
+}
+
+static cJSON *save_leads_doc(const struct ruletest_save *sv)
+{
+	cJSON *doc = cJSON_CreateObject(), *off, *arr, *x;
+	size_t i;
+
+	if (!doc)
+		return NULL;
+	off = cJSON_AddObjectToObject(doc, "offer");
+	cJSON_AddNumberToObject(off, "id", (double)sv->offer);
+	cJSON_AddStringToObject(off, "rule", sv->rule);
+	cJSON_AddStringToObject(off, "tz", sv->tz && *sv->tz ? sv->tz : "UTC");
+	cJSON_AddNumberToObject(off, "hold_days", sv->settings.hold_days);
+	if (sv->settings.reject_reason)
+		cJSON_AddNumberToObject(off, "reject_reason", sv->settings.reject_reason);
+	cJSON_AddBoolToObject(off, "cancel_approved", sv->settings.cancel_approved);
+	if (sv->status_words && (x = cJSON_Parse(sv->status_words))) {
+		if (cJSON_IsObject(x) && cJSON_GetArraySize(x) > 0)
+			cJSON_AddItemToObject(off, "status_words", x);
+		else
+			cJSON_Delete(x);
+	}
+	arr = cJSON_AddArrayToObject(off, "secret_params");
+	for (i = 0; i < sv->nparams; i++)
+		if (param_secret(sv, &sv->params[i]))
+			cJSON_AddItemToArray(arr, cJSON_CreateString(sv->params[i].name));
+	arr = cJSON_AddArrayToObject(doc, "goals");
+	for (i = 0; i < sv->ngoals; i++) {
+		static const char *const kinds[] = { "fixed", "percent", "recurring" };
+		const struct rule_goal *g = &sv->goals[i];
+		cJSON *o = cJSON_CreateObject();
+
+		if (g->offer != sv->offer || !o) {
+			cJSON_Delete(o);
+			continue;
+		}
+		cJSON_AddStringToObject(o, "code", g->code);
+		cJSON_AddStringToObject(o, "payout", kinds[(unsigned)g->goal.payout < 3 ? g->goal.payout : 0]);
+		add_money(o, "wm", g->goal.wm);
+		add_money(o, "pay", g->goal.pay);
+		add_money(o, "ref", g->goal.ref);
+		if (iso_of(sv, g->goal.curr))
+			cJSON_AddStringToObject(o, "currency", iso_of(sv, g->goal.curr));
+		cJSON_AddItemToArray(arr, o);
+	}
+	arr = cJSON_AddArrayToObject(doc, "currencies");
+	for (i = 0; i < sv->ncurrs; i++) {
+		cJSON *o = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "iso", sv->currs[i].iso);
+		cJSON_AddNumberToObject(o, "id", sv->currs[i].id);
+		cJSON_AddItemToArray(arr, o);
+	}
+	arr = cJSON_AddArrayToObject(doc, "leads");
+	for (i = 0; i < sv->nleads; i++) {
+		const struct lead *l = &sv->leads[i];
+		cJSON *o = cJSON_CreateObject();
+		size_t k;
+
+		cJSON_AddNumberToObject(o, "id", (double)l->id);
+		cJSON_AddStringToObject(o, "ext", l->ext);
+		cJSON_AddNumberToObject(o, "status", l->status);
+		if (l->reason)
+			cJSON_AddNumberToObject(o, "reason", l->reason);
+		add_time(o, "created", l->created);
+		for (k = 0; k < sv->ngoals; k++)
+			if (sv->goals[k].goal.id == l->goal)
+				cJSON_AddStringToObject(o, "goal", sv->goals[k].code);
+		add_money(o, "base", l->base);
+		cJSON_AddNumberToObject(o, "counts", l->counts);
+		if (iso_of(sv, l->curr))
+			cJSON_AddStringToObject(o, "curr", iso_of(sv, l->curr));
+		if (l->comment[0])
+			cJSON_AddStringToObject(o, "comment", l->comment);
+		if (l->track[0])
+			cJSON_AddStringToObject(o, "track", l->track);
+		add_money(o, "wm", l->wm);
+		add_money(o, "pay", l->pay);
+		add_money(o, "ref", l->ref);
+		if (iso_of(sv, l->cash_curr))
+			cJSON_AddStringToObject(o, "cash_curr", iso_of(sv, l->cash_curr));
+		add_time(o, "approved_at", l->approved_at);
+		add_time(o, "hold_until", l->hold_until);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return doc;
+}
+
+/* The charset of a Content-Type, when it is not UTF-8 (else NULL). */
+static bool foreign_charset(const char *ct)
+{
+	const char *c = ct;
+
+	while (c && *c && strncasecmp(c, "charset=", 8) != 0)
+		c++;
+	if (!c || !*c)
+		return false;
+	c += 8;
+	if (*c == '"')
+		c++;
+	return strncasecmp(c, "utf-8", 5) != 0 && strncasecmp(c, "utf8", 4) != 0;
+}
+
+int ruletest_case_save(const struct ruletest_save *sv, char *err, size_t errlen)
+{
+	struct ruletest_opts o;
+	struct buf args, out, path, names;
+	cJSON *doc = NULL, *params = NULL;
+	char *text = NULL, now[32], why[1024];
+	char *resp[RULETEST_PAGES_MAX];
+	size_t i;
+	int rc = -1, e = 0, run;
+
+	memset(&o, 0, sizeof(o));
+	memset(resp, 0, sizeof(resp));
+	buf_init(&args, 0);
+	buf_init(&out, 0);
+	buf_init(&path, 4096);
+	buf_init(&names, 0);
+	if (sv->npages > RULETEST_PAGES_MAX) {
+		snprintf(err, errlen, "more than %d pages: not saved", RULETEST_PAGES_MAX);
+		goto out;
+	}
+	if (mkdir(sv->dir, 0777) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot make '%s': %s", sv->dir, strerror(errno));
+		goto out;
+	}
+	/* leads.json and params.json (secrets as ***) */
+	doc = save_leads_doc(sv);
+	params = cJSON_CreateObject();
+	if (!doc || !params)
+		goto oom;
+	for (i = 0; i < sv->nparams; i++)
+		cJSON_AddStringToObject(params, sv->params[i].name,
+					param_secret(sv, &sv->params[i]) ? "***"
+					: sv->params[i].value ? sv->params[i].value : "");
+	text = cJSON_Print(doc);
+	if (!text || write_file(sv->dir, "leads.json", text, strlen(text), err, errlen) < 0)
+		goto fail;
+	free(text);
+	text = cJSON_Print(params);
+	if (!text || write_file(sv->dir, "params.json", text, strlen(text), err, errlen) < 0)
+		goto fail;
+	/* the answers, and args */
+	e |= buf_addf(&args, "%s --variant %s --leads {case}/leads.json", sv->rule,
+		      rule_variant_name(sv->variant));
+	for (i = 0; i < sv->npages; i++) {
+		const struct ruletest_page *pg = &sv->pages[i];
+		const char *f = decode_format_name(pg->format);
+		char name[64];
+
+		snprintf(name, sizeof(name), "answer%zu.%s", i + 1,
+			 strcmp(f, "json") == 0 || strcmp(f, "xml") == 0 ? f : "txt");
+		if (write_file(sv->dir, name, pg->body, pg->len, err, errlen) < 0)
+			goto fail;
+		e |= buf_addf(&args, " --response {case}/%s", name);
+		buf_reset(&path);
+		e |= buf_addf(&path, "%s/%s", sv->dir, name);
+		if (!(resp[i] = strdup(path.p ? path.p : "")))
+			goto oom;
+		o.responses[i] = resp[i];
+		o.statuses[i] = pg->status;
+	}
+	o.nresponses = (unsigned)sv->npages;
+	for (i = 0; i < sv->npages && sv->pages[i].status == 200; i++)
+		;
+	if (i < sv->npages) { /* one --status per page, in order */
+		o.nstatuses = (unsigned)sv->npages;
+		for (i = 0; i < sv->npages; i++)
+			e |= buf_addf(&args, " --status %d", sv->pages[i].status);
+	}
+	for (i = 0; i < sv->npages; i++)
+		if (foreign_charset(sv->pages[i].content_type)) {
+			/* `rule test --content-type` gives the answers their charset */
+			e |= buf_addf(&args, " --content-type \"%s\"", sv->pages[i].content_type);
+			o.content_type = sv->pages[i].content_type;
+			break;
+		}
+	e |= buf_adds(&args, " --params {case}/params.json");
+	if (lead_time_format(sv->now, now, sizeof(now)) < 0)
+		goto oom;
+	e |= buf_addf(&args, " --now %s", now);
+	if (sv->dates) {
+		e |= buf_addf(&args, " --from %s --to %s", sv->dates->from, sv->dates->to);
+		o.from = sv->dates->from;
+		o.to = sv->dates->to;
+	}
+	e |= buf_addc(&args, '\n');
+	if (e)
+		goto oom;
+	if (write_file(sv->dir, "args", args.p, args.len, err, errlen) < 0)
+		goto fail;
+	/* expected.txt: this run's report, with the real params, masked */
+	buf_reset(&path);
+	if (buf_addf(&path, "%s/%s.lua", sv->rules_dir, sv->rule) < 0)
+		goto oom;
+	buf_reset(&names);
+	if (buf_addf(&names, "%s/leads.json", sv->dir) < 0)
+		goto oom;
+	o.rule = path.p;
+	o.rule_label = sv->rule;
+	o.variant = sv->variant;
+	o.leads = names.p;
+	o.param_list = sv->params;
+	o.nparam_list = sv->nparams;
+	o.now = sv->now;
+	o.label_base = sv->dir;
+	o.limits = sv->limits;
+	run = ruletest_run(&o, &out, why, sizeof(why));
+	if (run == RULETEST_EUSAGE) {
+		snprintf(err, errlen, "the saved case does not run: %s", why);
+		goto out;
+	}
+	if (write_file(sv->dir, "expected.txt", out.p ? out.p : "", out.len, err, errlen) < 0)
+		goto fail;
+	if (run < 0) {
+		if (write_file(sv->dir, "exit", "1\n", 2, err, errlen) < 0)
+			goto fail;
+	} else {
+		buf_reset(&path);
+		if (buf_addf(&path, "%s/exit", sv->dir) < 0)
+			goto oom;
+		if (remove(path.p) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "cannot remove '%s': %s", path.p, strerror(errno));
+			goto out;
+		}
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
+	goto out;
+fail:
+	if (!text)
+		snprintf(err, errlen, "out of memory");
+out:
+	for (i = 0; i < RULETEST_PAGES_MAX; i++)
+		free(resp[i]);
+	free(text);
+	cJSON_Delete(doc);
+	cJSON_Delete(params);
+	buf_release(&args);
+	buf_release(&out);
+	buf_release(&path);
+	buf_release(&names);
 	return rc;
 }

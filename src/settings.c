@@ -157,6 +157,8 @@ int settings_load(struct settings *s, int *argc, char **argv, char *err, size_t 
 		}
 		if (setting_set(s, t, v, err, errlen) < 0)
 			return -1;
+		if (i < 64)
+			s->from_flag |= 1ULL << i;
 	}
 	*argc = o;
 	argv[o] = NULL;
@@ -179,6 +181,16 @@ void settings_release(struct settings *s)
 			free(*p);
 			*p = NULL;
 		}
+}
+
+bool settings_from_flag(const struct settings *s, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < settings_count && i < 64; i++)
+		if (strcmp(settings_table[i].name, name) == 0)
+			return (s->from_flag >> i) & 1;
+	return false;
 }
 
 int settings_describe(struct buf *out, bool markdown)

@@ -212,3 +212,237 @@ TEST(cli_readme_settings_table_matches_the_binary)
 	free(readme);
 	buf_release(&md);
 }
+
+/* Every command `leadsync help` lists answers --help and -h with its usage
+ * on stdout, exit 0, before reading any argument. */
+TEST(cli_every_command_answers_help)
+{
+	char *argv[] = { (char *)bin(), "help", NULL };
+	char *out = NULL, *err = NULL, *p, *list = NULL;
+	size_t n = 0;
+
+	if (test_run(argv, NULL, NULL, &list, &err) != 0 || !(p = strstr(list, "commands:\n"))) {
+		test__fail(__FILE__, __LINE__, "help: %s%s", list, err);
+		goto out;
+	}
+	free(err);
+	err = NULL;
+	for (p = strchr(p, '\n') + 1; strncmp(p, "  ", 2) == 0; p = strchr(p, '\n') + 1) {
+		char name[32], want[64];
+		char *a[] = { (char *)bin(), name, "--help", NULL };
+		size_t len = strcspn(p + 2, " \n");
+		int k;
+
+		snprintf(name, sizeof(name), "%.*s", (int)len, p + 2);
+		snprintf(want, sizeof(want), "usage: leadsync %s", name);
+		for (k = 0; k < 2; k++) {
+			int rc;
+
+			a[2] = k ? "-h" : "--help";
+			rc = test_run(a, NULL, NULL, &out, &err);
+			if (rc != 0 || strncmp(out, want, strlen(want)) != 0 || *err) {
+				test__fail(__FILE__, __LINE__, "%s %s: exit %d: %s%s", name, a[2], rc, out,
+					   err);
+				goto out;
+			}
+			free(out);
+			free(err);
+			out = err = NULL;
+		}
+		n++;
+	}
+	if (n < 11)
+		test__fail(__FILE__, __LINE__, "only %zu commands in: %s", n, list);
+out:
+	free(list);
+	free(out);
+	free(err);
+}
+
+/* A wrong command line exits 2 and names the argument at fault. */
+TEST(cli_usage_errors_exit_2_and_name_the_argument)
+{
+	static const char *const cases[][8] = {
+		{ "rule", "test", "rules/demo_crm.lua", "--variant", "processing", "--leads", "x.json", "--params" },
+		{ "import", "a.jsonl", "b.jsonl" },
+		{ "check", "abc" },
+		{ "check", "10", "--variant", "weekly" },
+		{ "lead", "show", "x" },
+		{ "migrate", "now" },
+		{ "rule", "test", "rules/demo_crm.lua", "--variant", "processing", "--frobnicate", "1" },
+		{ "rule", "test", "--case" },
+	};
+	static const char *const why[] = {
+		"--params needs a value", "unexpected argument 'b.jsonl'", "'abc' is not an offer id",
+		"--variant 'weekly'", "'x' is not a lead id", "unexpected argument 'now'",
+		"unknown option '--frobnicate'", "--case needs a folder",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *argv[10] = { (char *)bin() };
+		char *out = NULL, *err = NULL;
+		size_t k;
+		int rc;
+
+		for (k = 0; k < 8 && cases[i][k]; k++)
+			argv[k + 1] = (char *)cases[i][k];
+		rc = test_run(argv, NULL, NULL, &out, &err);
+		if (rc != 2 || !strstr(err, why[i]) || !strstr(err, "usage: leadsync"))
+			test__fail(__FILE__, __LINE__, "%s %s: exit %d: %s", cases[i][0], cases[i][1], rc,
+				   err);
+		free(out);
+		free(err);
+		if (test__failed())
+			return;
+	}
+}
+
+#define RT_CASE "tests/rules/demo_crm_dates"
+
+/* rule test on the demo_crm dates case, with extra arguments and env. */
+static int rt_run(const char *const *extra, const char *env, const char *leads, char **out,
+		  char **err)
+{
+	char *argv[32] = { (char *)bin(), "rule", "test", "rules/demo_crm.lua", "--variant", "dates",
+			   "--leads", (char *)(leads ? leads : RT_CASE "/leads.json"), "--response",
+			   RT_CASE "/answer.json", "--params", RT_CASE "/params.json", "--now",
+			   "2026-11-23T12:00:00Z" };
+	const char *envp[] = { env, NULL };
+	int n = 14;
+
+	while (extra && *extra && n < 30)
+		argv[n++] = (char *)*extra++;
+	argv[n] = NULL;
+	return test_run(argv, env ? envp : NULL, NULL, out, err);
+}
+
+/* The leads' days (16th 00:30 UTC .. 22nd 23:59 UTC) move with the zone:
+ * --tz, then the file's offer tz, then LEADSYNC_TZ, then UTC. */
+TEST(cli_rule_test_honours_the_time_zone)
+{
+	static const char leads_tz[] =
+		"{\"offer\": {\"id\": 10, \"tz\": \"America/Los_Angeles\"}, \"leads\": ["
+		"{\"id\": 1101, \"ext\": \"A-41\", \"status\": 2, \"created\": \"2026-11-16T00:30:00Z\"},"
+		"{\"id\": 1106, \"ext\": \"A-46\", \"status\": 2, \"created\": \"2026-11-22T23:59:00Z\"}]}";
+	const char *tokyo[] = { "--tz", "Asia/Tokyo", NULL };
+	const char *mars[] = { "--tz", "Mars/Olympus", NULL };
+	char *file = test_tmpfile(leads_tz);
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	ASSERT(file);
+	rc = rt_run(NULL, NULL, NULL, &out, &err);
+	if (rc != 0 || !strstr(out, "(json, 2026-11-16 .. 2026-11-22)"))
+		test__fail(__FILE__, __LINE__, "UTC: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(tokyo, NULL, NULL, &out, &err);
+	if (!test__failed() && (rc != 0 || !strstr(out, "(json, 2026-11-16 .. 2026-11-23)") ||
+				!strstr(out, "from=2026-11-16&to=2026-11-23")))
+		test__fail(__FILE__, __LINE__, "--tz: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(NULL, "LEADSYNC_TZ=Asia/Tokyo", NULL, &out, &err);
+	if (!test__failed() && (rc != 0 || !strstr(out, "(json, 2026-11-16 .. 2026-11-23)")))
+		test__fail(__FILE__, __LINE__, "LEADSYNC_TZ: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	/* the file's zone beats LEADSYNC_TZ; --tz beats the file's */
+	rc = rt_run(NULL, "LEADSYNC_TZ=Asia/Tokyo", file, &out, &err);
+	if (!test__failed() && (rc != 0 || !strstr(out, "(json, 2026-11-15 .. 2026-11-22)")))
+		test__fail(__FILE__, __LINE__, "file tz: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(tokyo, NULL, file, &out, &err);
+	if (!test__failed() && (rc != 0 || !strstr(out, "(json, 2026-11-16 .. 2026-11-23)")))
+		test__fail(__FILE__, __LINE__, "--tz over file: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(mars, NULL, NULL, &out, &err);
+	if (!test__failed() && (rc != 2 || !strstr(err, "--tz: unknown time zone 'Mars/Olympus'")))
+		test__fail(__FILE__, __LINE__, "unknown --tz: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(NULL, "LEADSYNC_TZ=Mars/Olympus", NULL, &out, &err);
+	if (!test__failed() && (rc != 2 || !strstr(err, "LEADSYNC_TZ: unknown time zone 'Mars/Olympus'")))
+		test__fail(__FILE__, __LINE__, "unknown LEADSYNC_TZ: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	unlink(file);
+	free(file);
+}
+
+TEST(cli_rule_test_bad_params_and_backwards_dates_are_usage_errors)
+{
+	const char *bad[] = { "--params", "{bad", NULL };
+	const char *back[] = { "--from", "2026-11-22", "--to", "2026-11-16", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = rt_run(bad, NULL, NULL, &out, &err);
+
+	if (rc != 2 || !strstr(err, "--params: expected a JSON object") || *out)
+		test__fail(__FILE__, __LINE__, "--params: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	rc = rt_run(back, NULL, NULL, &out, &err);
+	if (!test__failed() && (rc != 2 || !strstr(err, "--from '2026-11-22' is after --to '2026-11-16'")))
+		test__fail(__FILE__, __LINE__, "--from/--to: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+}
+
+/* Secrets are masked as `check` masks them: the file's secret_params,
+ * --secret NAME, and names that look secret; in URLs, headers, bodies,
+ * log lines and errors. */
+TEST(cli_rule_test_masks_secrets)
+{
+	static const char rule[] =
+		"return {\n"
+		"  processing = { url = 'https://{host}/o?ids={idel}&acct={acct}&apiKey={apiKey}',\n"
+		"    method = 'POST', batch = 10,\n"
+		"    headers = { Authorization = 'Bearer {token}', ['X-Acct'] = '{acct}',\n"
+		"                ['Content-Type'] = 'application/x-www-form-urlencoded' },\n"
+		"    prepare = function(r) r.body = 'acct=' .. offer.params.acct .. '&password=pw1234&n=1' end },\n"
+		"  process = function(data)\n"
+		"    log('using ' .. offer.params.plain .. ' ' .. offer.params.acct)\n"
+		"    error('denied for ' .. offer.params.token)\n"
+		"  end,\n"
+		"}\n";
+	static const char leads[] =
+		"{\"offer\": {\"id\": 3, \"secret_params\": [\"plain\"]}, \"leads\": ["
+		"{\"id\": 1, \"ext\": \"X-1\", \"status\": 2, \"created\": \"2026-11-16T00:30:00Z\"}]}";
+	static const char params[] =
+		"{\"host\": \"crm.example\", \"acct\": \"acc-7781\", \"apiKey\": \"ak-555\","
+		" \"token\": \"tk-9999\", \"plain\": \"pl-4242\"}";
+	char *rf = test_tmpfile(rule), *lf = test_tmpfile(leads), *pf = test_tmpfile(params);
+	char *af = test_tmpfile("[]");
+	char rpath[300];
+	char *argv[] = { (char *)bin(), "rule", "test", rpath, "--variant", "processing", "--leads", lf,
+			 "--response", af, "--params", pf, "--secret", "acct", NULL };
+	char *out = NULL, *err = NULL;
+	int rc;
+
+	ASSERT(rf && lf && pf && af);
+	/* the rule must be a .lua path */
+	snprintf(rpath, sizeof(rpath), "%s.lua", rf);
+	ASSERT_EQ(rename(rf, rpath), 0);
+	rc = test_run(argv, NULL, NULL, &out, &err);
+	if (rc != 1 || strstr(out, "acc-7781") || strstr(out, "ak-555") || strstr(out, "tk-9999") ||
+	    strstr(out, "pl-4242") || strstr(out, "pw1234") || strstr(err, "tk-9999") ||
+	    !strstr(out, "/o?ids=X-1&acct=***&apiKey=***\n") ||
+	    !strstr(out, "header    Authorization: Bearer ***\n") ||
+	    !strstr(out, "header    X-Acct: ***\n") ||
+	    !strstr(out, "body      acct=***&password=***&n=1\n") ||
+	    !strstr(out, ": using *** ***\n") || !strstr(out, "denied for ***"))
+		test__fail(__FILE__, __LINE__, "exit %d:\n%s%s", rc, out, err);
+	free(out);
+	free(err);
+	unlink(rpath);
+	unlink(lf);
+	unlink(pf);
+	unlink(af);
+	free(rf);
+	free(lf);
+	free(pf);
+	free(af);
+}

@@ -366,32 +366,6 @@ TEST(scheduler_worker_id_is_host_pid_random)
 	ASSERT_EQ(scheduler_worker_id(a, 4), -1);
 }
 
-TEST(poller_mask_hides_secrets_in_values_and_query)
-{
-	const char *secrets[] = { "s3 cret", "s3%20cret", "s3+cret" };
-	struct buf out;
-
-	buf_init(&out, 0);
-	{
-	const char *u1 = "http://h/s3%20cret/x?key=s3%20cret&token=abc&ids=1,2&q=s3+cret#f";
-	const char *t2 = "error: key s3 cret is wrong, token=abc";
-	const char *u3 = "http://h/x?apiKey=k1&Signature=zz&name=x";
-
-	ASSERT_EQ(poller_mask(secrets, 3, u1, strlen(u1), true, &out), 0);
-	ASSERT_STREQ(out.p, "http://h/***/x?key=***&token=***&ids=1,2&q=***#f");
-	buf_reset(&out);
-	ASSERT_EQ(poller_mask(secrets, 3, t2, strlen(t2), false, &out), 0);
-	ASSERT_STREQ(out.p, "error: key *** is wrong, token=abc");
-	buf_reset(&out);
-	ASSERT_EQ(poller_mask(NULL, 0, u3, strlen(u3), true, &out), 0);
-	ASSERT_STREQ(out.p, "http://h/x?apiKey=***&Signature=***&name=x");
-	ASSERT(poller_secret_name("api_key") && poller_secret_name("X-Auth") &&
-	       poller_secret_name("password") && !poller_secret_name("host") &&
-	       !poller_secret_name("ids"));
-	}
-	buf_release(&out);
-}
-
 /* ------------------------------------------------------------ scheduler SQL */
 
 TEST(scheduler_sql_claims_once_releases_and_backs_off)
@@ -1173,6 +1147,123 @@ TEST(poller_check_reports_and_dry_run_writes_nothing)
 			  " AND last_ok IS NOT NULL AND next_due > now() + interval '5 minutes'", "3"));
 	ASSERT_EQ(poller_check(e.ci, &pc, 99, -1, true, &out, err, sizeof(err)), -1);
 	ASSERT_CONTAINS(err, "offer 99 not found");
+	pt_close(&e);
+	buf_release(&imp);
+	buf_release(&out);
+}
+
+static char *pt_slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b;
+	char tmp[4096];
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf_init(&b, (size_t)1 << 20);
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		if (buf_add(&b, tmp, n) < 0)
+			break;
+	fclose(f);
+	return buf_steal(&b);
+}
+
+/* `check --save DIR` then `rule test --case DIR`: the replay prints the
+ * live poll's edits exactly (the approval time included), and an answer
+ * edited afterwards makes the case fail with a diff. */
+TEST(poller_check_save_replays_as_a_rule_test_case)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp, out;
+	char err[1024], dir[128], path[256], env[128], want[256];
+	char *argv[] = { (char *)(getenv("LEADSYNC_TEST_BIN") && *getenv("LEADSYNC_TEST_BIN")
+					  ? getenv("LEADSYNC_TEST_BIN")
+					  : "build/test/leadsync"),
+			 "rule", "test", "--case", dir, NULL };
+	const char *envp[] = { env, NULL };
+	char *expected = NULL, *params = NULL, *args = NULL, *approved = NULL, *o = NULL, *er = NULL;
+	FILE *f;
+
+	buf_init(&imp, 0);
+	buf_init(&out, 0);
+	ASSERT(pt_open(&e, "ls_poller_check_save", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", "\"enabled\": false"), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 102, 10, 3, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	pt_config(&e, &pc, NULL);
+	pc.db = NULL;
+	snprintf(dir, sizeof(dir), "%s/case", e.rules); /* removed with the rules */
+	snprintf(env, sizeof(env), "LEADSYNC_RULES=%s", e.rules);
+	pc.check_save = dir;
+	ASSERT_EQ(poller_check(e.ci, &pc, 10, RULE_PROCESSING, false, &out, err, sizeof(err)), 0);
+	snprintf(want, sizeof(want), "saved     case %s: 2 leads, 1 page", dir);
+	ASSERT_CONTAINS(out.p, want);
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "6 6"));
+	snprintf(path, sizeof(path), "%s/expected.txt", dir);
+	expected = pt_slurp(path);
+	snprintf(path, sizeof(path), "%s/params.json", dir);
+	params = pt_slurp(path);
+	snprintf(path, sizeof(path), "%s/args", dir);
+	args = pt_slurp(path);
+	approved = test_sql_value(e.c, "SELECT to_char(approved_at AT TIME ZONE 'UTC',"
+				  " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM leads WHERE id = 101");
+	if (!expected || !params || !args || !approved) {
+		test__fail(__FILE__, __LINE__, "case files missing under %s", dir);
+		goto out;
+	}
+	/* the live poll's edits, as the database holds them */
+	snprintf(want, sizeof(want), "lead 101   status 2 -> 6, wm 0 -> 5, pay 0 -> 8, approved_at null"
+		 " -> \"%s\"\n", approved);
+	if (!test_sql_is(e.c, "SELECT string_agg(concat_ws(' ', wm, pay, cash_curr), ',' ORDER BY id)"
+			 " FROM leads", "5.00 8.00,5.00 8.00")) {
+		test__fail(__FILE__, __LINE__, "payouts in the database");
+		goto out;
+	}
+	if (!strstr(expected, want) || !strstr(expected, "lead 102   status 3 -> 6") ||
+	    !strstr(expected, "?ids=E-101,E-102&key=***") || strstr(expected, "s3cret") ||
+	    strstr(params, "s3cret") || !strstr(params, "\"key\":\t\"***\"") ||
+	    !strstr(args, "pt_crm --variant processing --leads {case}/leads.json --response "
+			  "{case}/answer1.json --params {case}/params.json --now ")) {
+		test__fail(__FILE__, __LINE__, "saved case:\n%s\n%s\n%s\nwant %s", args, params,
+			   expected, want);
+		goto out;
+	}
+	if (test_run(argv, envp, NULL, &o, &er) != 0 || !strstr(o, "matches expected.txt")) {
+		test__fail(__FILE__, __LINE__, "replay: %s%s", o, er);
+		goto out;
+	}
+	free(o);
+	free(er);
+	o = er = NULL;
+	/* the CRM changes its answer: the case now fails, with a diff */
+	snprintf(path, sizeof(path), "%s/answer1.json", dir);
+	f = fopen(path, "w");
+	if (!f || fputs("[{\"id\":\"E-101\",\"status\":\"cancelled\"},"
+			"{\"id\":\"E-102\",\"status\":\"approved\"}]", f) < 0) {
+		test__fail(__FILE__, __LINE__, "cannot rewrite %s", path);
+		if (f)
+			fclose(f);
+		goto out;
+	}
+	fclose(f);
+	if (test_run(argv, envp, NULL, &o, &er) != 1 || !strstr(o, "+++ rule test\n@@ ") ||
+	    !strstr(o, "\n-lead 101   status 2 -> 6") || !strstr(o, "\n+lead 101   status 2 -> 5") ||
+	    !strstr(er, "differs from its expected.txt"))
+		test__fail(__FILE__, __LINE__, "edited answer: %s%s", o, er);
+out:
+	free(expected);
+	free(params);
+	free(args);
+	free(approved);
+	free(o);
+	free(er);
 	pt_close(&e);
 	buf_release(&imp);
 	buf_release(&out);

@@ -1,7 +1,9 @@
 /* test_rulecases: the data-driven rule cases. Each folder tests/rules/NAME
- * holding an `args` file is one case: `leadsync rule test ARGS` ({case}
- * stands for the folder) must print exactly expected.txt and exit with the
- * code in `exit` (default 0). Adding a case is adding files. */
+ * holding an `args` file is one case: `leadsync rule test --case DIR` runs
+ * `rule test ARGS` ({case} stands for the folder), which must print
+ * exactly expected.txt and exit with the code in `exit` (default 0).
+ * Adding a case is adding files; a folder `leadsync check --save` wrote is
+ * one. */
 #include "test.h"
 
 #include <dirent.h>
@@ -9,110 +11,34 @@
 #include <stdlib.h>
 
 #include "buf.h"
+#include "ruletest.h"
 
 #define CASES_DIR "tests/rules"
 
-static char *slurp(const char *path)
+static const char *bin(void)
 {
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char tmp[4096];
-	size_t n;
+	const char *b = getenv("LEADSYNC_TEST_BIN");
 
-	if (!f)
-		return NULL;
-	buf_init(&b, (size_t)16 << 20);
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		if (buf_add(&b, tmp, n) < 0)
-			break;
-	fclose(f);
-	return buf_steal(&b);
+	return b && *b ? b : "build/test/leadsync";
 }
 
-/* Splits args on blanks ("double quotes" group), {case} → dir. */
-static int split_args(const char *args, const char *dir, char **argv, int max, struct buf *store)
-{
-	const char *p = args;
-	size_t offs[64];
-	int n = 0, i;
-
-	while (*p && n < max && n < 64) {
-		bool q = false;
-
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (!*p)
-			break;
-		offs[n++] = store->len;
-		for (; *p && (q || (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')); p++) {
-			if (*p == '"') {
-				q = !q;
-				continue;
-			}
-			if (strncmp(p, "{case}", 6) == 0) {
-				if (buf_adds(store, dir) < 0)
-					return -1;
-				p += 5;
-				continue;
-			}
-			if (buf_addc(store, *p) < 0)
-				return -1;
-		}
-		if (buf_addc(store, '\0') < 0)
-			return -1;
-	}
-	for (i = 0; i < n; i++)
-		argv[i] = store->p + offs[i];
-	return n;
-}
-
+/* Runs `leadsync rule test --case DIR`: the same reader of the layout as
+ * an admin's replay of a saved case. */
 static int run_case(const char *name)
 {
-	char dir[512], path[600];
-	char *args = NULL, *want = NULL, *code = NULL, *out = NULL, *err = NULL;
-	char *argv[80];
-	struct buf store;
-	int n, rc, want_rc = 0, ok = -1;
-	const char *bin = getenv("LEADSYNC_TEST_BIN");
+	char dir[512];
+	char *argv[] = { (char *)bin(), "rule", "test", "--case", dir, NULL };
+	char *out = NULL, *err = NULL;
+	int rc, ok = -1;
 
-	buf_init(&store, 1 << 16);
 	snprintf(dir, sizeof(dir), "%s/%s", CASES_DIR, name);
-	snprintf(path, sizeof(path), "%s/args", dir);
-	args = slurp(path);
-	snprintf(path, sizeof(path), "%s/expected.txt", dir);
-	want = slurp(path);
-	snprintf(path, sizeof(path), "%s/exit", dir);
-	code = slurp(path);
-	if (code)
-		want_rc = atoi(code);
-	if (!args || !want) {
-		test__fail(__FILE__, __LINE__, "case %s: needs args and expected.txt", name);
-		goto out;
-	}
-	argv[0] = (char *)(bin && *bin ? bin : "build/test/leadsync");
-	argv[1] = "rule";
-	argv[2] = "test";
-	n = split_args(args, dir, argv + 3, 70, &store);
-	if (n < 0) {
-		test__fail(__FILE__, __LINE__, "case %s: args too long", name);
-		goto out;
-	}
-	argv[3 + n] = NULL;
 	rc = test_run(argv, NULL, NULL, &out, &err);
-	if (rc != want_rc)
-		test__fail(__FILE__, __LINE__, "case %s: exit %d, want %d; stderr: %s", name, rc, want_rc,
-			   err);
-	else if (strcmp(out, want) != 0)
-		test__fail(__FILE__, __LINE__, "case %s: output differs from expected.txt:\n%s", name, out);
+	if (rc != 0)
+		test__fail(__FILE__, __LINE__, "case %s: exit %d:\n%s%s", name, rc, out, err);
 	else
 		ok = 0;
-out:
-	free(args);
-	free(want);
-	free(code);
 	free(out);
 	free(err);
-	buf_release(&store);
 	return ok;
 }
 
@@ -158,4 +84,96 @@ TEST(rulecases_every_case_folder_prints_its_expected_output)
 			   ran, CASES_DIR);
 	else if (getenv("TEST_VERBOSE"))
 		printf("  %zu rule cases\n", ran);
+}
+
+/* Copies case folder src to a fresh temporary folder; returns its path. */
+static char *copy_case(const char *src)
+{
+	static const char *const files[] = { "args", "leads.json", "answer.json", "params.json",
+					      "expected.txt" };
+	char tmpl[] = "/tmp/leadsync-case-XXXXXX", from[600], to[600];
+	char *dir;
+	size_t i;
+
+	if (!mkdtemp(tmpl))
+		return NULL;
+	dir = strdup(tmpl);
+	for (i = 0; dir && i < sizeof(files) / sizeof(files[0]); i++) {
+		FILE *in, *out;
+		char buf[4096];
+		size_t n;
+
+		snprintf(from, sizeof(from), "%s/%s", src, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", dir, files[i]);
+		in = fopen(from, "rb");
+		out = fopen(to, "wb");
+		while (in && out && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+			if (fwrite(buf, 1, n, out) != n)
+				break;
+		if (in)
+			fclose(in);
+		if (out)
+			fclose(out);
+	}
+	return dir;
+}
+
+static void remove_case(char *dir)
+{
+	char cmd[128];
+
+	if (dir && strncmp(dir, "/tmp/leadsync-case-", 19) == 0) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			printf("  could not remove %s\n", dir);
+	}
+	free(dir);
+}
+
+TEST(rulecases_a_case_whose_answer_changed_fails_with_a_diff)
+{
+	char *dir = copy_case(CASES_DIR "/demo_crm_processing");
+	char *argv[] = { (char *)bin(), "rule", "test", "--case", dir, NULL };
+	char *out = NULL, *err = NULL, path[600];
+	FILE *f;
+	int rc;
+
+	ASSERT(dir);
+	rc = test_run(argv, NULL, NULL, &out, &err);
+	if (rc != 0 || !strstr(out, "matches expected.txt"))
+		test__fail(__FILE__, __LINE__, "copied case: exit %d: %s%s", rc, out, err);
+	free(out);
+	free(err);
+	out = err = NULL;
+	snprintf(path, sizeof(path), "%s/answer.json", dir);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("[{\"id\": \"A-17\", \"status\": \"cancelled\"}]", f);
+		fclose(f);
+	}
+	if (!test__failed()) {
+		rc = test_run(argv, NULL, NULL, &out, &err);
+		if (rc != 1 || !strstr(out, "expected.txt\n+++ rule test\n@@ -") ||
+		    !strstr(out, "\n+lead 1001  status 2 -> 5") || !strstr(err, "differs"))
+			test__fail(__FILE__, __LINE__, "edited case: exit %d: %s%s", rc, out, err);
+	}
+	free(out);
+	free(err);
+	remove_case(dir);
+}
+
+TEST(rulecases_diff_is_unified_with_context)
+{
+	struct buf out;
+	const char *a = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n";
+	const char *b = "1\n2\n3\n4\n5\nsix\n7\n8\n9\n10\n11\n12\n13";
+
+	buf_init(&out, 0);
+	ASSERT_EQ(ruletest_diff(a, a, "want", "got", &out), 0);
+	ASSERT_EQ(out.len, 0);
+	ASSERT_EQ(ruletest_diff(a, b, "want", "got", &out), 1);
+	ASSERT_STREQ(out.p, "--- want\n+++ got\n"
+			    "@@ -3,7 +3,7 @@\n 3\n 4\n 5\n-6\n+six\n 7\n 8\n 9\n"
+			    "@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n\\ No newline at end of file\n");
+	buf_release(&out);
 }
