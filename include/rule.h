@@ -268,6 +268,11 @@ struct rule_request {
 	size_t nheaders;
 	enum decode_format format; /* how to decode the answer */
 	unsigned page;           /* 1: prepare's request; 2...: next pages */
+	/* what a next page inherits besides the above: the fields as sent
+	 * (packed by rule_lib.c, opaque; NULL: none) and their encoding */
+	char *fields;
+	size_t fields_len;
+	bool fields_json;        /* encoding "json"; false: "form" */
 };
 void rule_request_init(struct rule_request *r);
 void rule_request_release(struct rule_request *r);
