@@ -26,7 +26,7 @@ OBJ      += build/obj/gen_migrations.o
 TOBJ     += build/tobj/gen_migrations.o
 TLIB_OBJ += build/tobj/gen_migrations.o
 
-.PHONY: all test check clean run deps bench bench-rule
+.PHONY: all test check clean run deps bench bench-rule readme-help
 all: build/leadsync
 
 build/leadsync: $(OBJ)
@@ -74,6 +74,10 @@ run: build/leadsync
 
 deps:
 	scripts/deps.sh
+
+# The README's command list is `leadsync help`'s; a test compares them.
+readme-help: build/leadsync
+	scripts/readme-help.sh build/leadsync README.md
 
 clean:
 	rm -rf build

@@ -7,9 +7,11 @@
  *         is UTF-8 (see Charsets below). Nesting capped at
  *         DECODE_MAX_DEPTH (checked before descending, so a deep `[[[[`
  *         costs no stack). Objects → tables (a repeated key: the last
- *         wins), arrays → sequences (1-based), null → the sentinel of
- *         decode_push_null() so keys are not lost, \u escapes (surrogate
- *         pairs too) → UTF-8, a lone surrogate is an error.
+ *         wins; a member whose value is null is left out, so it reads as
+ *         nil and `o.x or {}` works), arrays → sequences (1-based; a null
+ *         element, and a null top value, → the sentinel of
+ *         decode_push_null(), so positions are kept), \u escapes
+ *         (surrogate pairs too) → UTF-8, a lone surrogate is an error.
  *         Numbers: integer syntax (no '.', no exponent) within ±2^53 → Lua
  *         integer (-0 → 0); integer syntax beyond ±2^53 → the string of its
  *         original text, so ids are never corrupted (e2i["12345678901234567890"]);

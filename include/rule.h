@@ -1,137 +1,39 @@
 /* rule: the sandboxed Lua runtime of the CRM rules (DESIGN.md "Pull:
  * polling the CRM"). One struct rule_rt per rule file holds one lua_State;
- * rule_prepare() builds the request of one poll, rule_process() runs the
- * rule on the CRM's answer and collects its edits through the lead
- * module's semantics. Nothing here does network or database I/O: the
- * caller sends the request and writes the result.
+ * rule_prepare() builds the first request of one poll, rule_process() runs
+ * the rule on each answer and collects its edits through the lead
+ * module's semantics (lead_apply). Nothing here does network or database
+ * I/O: the caller sends the requests and writes the result.
  *
- * The rule file. A Lua text chunk (binary chunks are refused) returning a
- * table:
+ * What a rule file may contain and call (its shape, macros, prepare,
+ * process, the decoded answers, paging with `next`, lead.*, the libraries,
+ * status maps, the limits) is the rule writer's manual, docs/rules.md;
+ * this header holds what C callers need.
  *
- *   return {
- *     statuses = { ["0"] = "processing", [142] = "accept", lost = {status = 5, reason = 2} },
- *     process  = function(data) ... end,      -- shared by the variants
- *     processing = {                          -- and/or accepted, dates
- *       url = "https://{host}/api/orders?ids={idsl}&key={key}",
- *       method = "GET", format = "json", batch = 50,  -- dates: days = 7
- *       fields = { ids = "{ids}" }, headers = { ["X-API-KEY"] = "{key}" },
- *       encoding = "form",                    -- or "json": how fields become a body
- *       prepare = function(request) ... end,  -- optional
- *       process = function(data) ... end,     -- optional, beats the shared one
- *       statuses = { ... },                   -- optional, beats the shared map
- *     },
- *   }
+ * A poll, as the poller and `rule test` run it:
+ *   rule_prepare(rt, v, &batch, &res, &req)        the first request
+ *   loop: send req; rule_process(rt, v, &batch, req, answer, &res)
+ *         while res.has_next: req = &res.next (rule_process takes it over)
+ *   apply res.changes (all or nothing) unless a call failed.
+ * A next request inherits from the request it follows what
+ * rule_request carries for it (method, headers, format, and the packed
+ * fields and their encoding); the batch must stay the same for the whole
+ * poll, since next pages expand its macros too.
  *
- * Top level keys: processing, accepted, dates, process, prepare, statuses
- * (at least one variant). Variant keys: url (required), method (GET, POST,
- * PUT, PATCH, DELETE; default GET), format (json, xml, form, text; default
- * json), encoding (form, json; default form), fields, headers, batch (ids
- * per request, 1..limits.batch_max, default RULE_BATCH_DEFAULT; id
- * variants), days (days per request, 1..RULE_DAYS_MAX, default 1; dates),
- * prepare, process, statuses. An unknown key is a load error, so typos
- * are caught. A variant needs a process function, its own or the shared
- * one. url/method/format/batch/days/statuses are read once, at load.
+ * Status words: setstatus/setstc read the offer's words
+ * (rule_batch.status_words), then the variant's map, then the built-ins
+ * (status_recognise); status.h "Precedence".
  *
- * Status maps: word (or number: 142 and "142" are the same key) →
- * a status number 1..12, a built-in word ("accept", "trash", "paid" ...,
- * read by status_recognise), a table {status=, reason=, accept=} (accept
- * with a status other than 6 is a load error), or false: the word is
- * blocked and reads as unrecognised (for a CRM's numbers the rule leaves
- * unmapped, which must never read as ours). The
- * variant's map is the shared map plus its own entries; it is consulted
- * before the built-in recognition (status_recognise's overrides), so a
- * CRM's own numbers never read as ours, and after the offer's own words
- * (struct rule_batch's status_words), which an admin sets per offer.
- *
- * Globals a call sees (fresh per call; everything else is the sandbox):
- *   both: idl (sequence of internal ids), idsl, idel (comma-joined; these
- *     three are built on first use), the views e2i, ids, i2t, ide (below),
- *     inid, from to ffrom fto ufrom uto tom ftom utom (dates variant only;
- *     ufrom/uto/utom are integers), offer = {id=, params={name=value}},
- *     variant ("processing" ...), _G (the call's _ENV).
- *   prepare(request): request = {url=, method=, headers={}, fields={},
- *     query=nil, body=nil, encoding=}, macros already expanded (url
- *     percent-encoded, fields raw, a field that is exactly "{ids}"/"{ide}"
- *     an array). prepare edits it in place, or returns a new table, or
- *     assigns the global `request`. Then: query (string or table,
- *     form-encoded) is appended to url; when body is nil and fields is not
- *     empty, fields go in the query for GET/DELETE and otherwise become the
- *     body (encoding form: form.encode with Content-Type
- *     application/x-www-form-urlencoded; json: json.encode with
- *     application/json) unless a Content-Type header is given. Header
- *     names must be tokens, no CR/LF anywhere; url must be http(s).
- *   process(data): data (the decoded answer), e2i (external id → internal
- *     id; an integer key reads as its decimal text, as PHP arrays do:
- *     e2i[777] finds "777"), ids (internal id → status), i2t (internal
- *     id → created, UNIX time), ide (internal id → external id), inid (the
- *     id when the batch holds one lead), page (1, 2, ...), http_status.
- *     e2i, ids, i2t and ide are read-only views of the batch (looked up in
- *     C, nothing built per lead): pairs() walks them in batch order, # is
- *     0; a repeated external id maps to its first lead. It may return {next = {url=,
- *     method=, headers=, fields=, query=, body=, encoding=}}: the request
- *     of the next page, built as prepare's is (no macros), every field
- *     missing inheriting from the request that produced this answer (url:
- *     its url before fields/query were added; fields/query/body: none).
- *
- * Libraries (read-only): lead.edit(id, fields), lead.approve(id [,comment]),
- * lead.setstatus(id, text), lead.setstc(id, text) (each returns true, or
- * false and why); currency.id(iso); goal.bycode([offer,] code); log(...)
- * and print(...) (into the result's log); json.encode/decode/null/array/
- * object; form.encode/decode/escape; xml.find/all; hash.md5/sha1/sha256
- * (text [, raw]) and hash.hmac_md5/hmac_sha1/hmac_sha256(key, text [, raw])
- * (lowercase hex, or the raw bytes); base64.encode(s [, urlsafe]) and
- * base64.decode(s) (both alphabets; nil, why on bad input); string (no
- * dump; find/match/gmatch/gsub bounded, see below), table, math, utf8,
- * os.time/date/clock, and the base functions but load, loadstring,
- * dofile, loadfile, require, collectgarbage, rawset, warn. coroutine, io,
- * debug and package do not exist.
- *
- * Encoders. json.encode: a table with keys exactly 1..n (or empty) is an
- * array, any other an object with its keys sorted (so a signature over the
- * body is stable); json.array(t)/json.object(t) force the kind (json.object()
- * is {}); json.null is null; nesting past 64 (a cycle) is an error.
- * form.encode is PHP's http_build_query: keys sorted, a sequence of
- * scalars name[]=v, a sequence of tables name[i][k]=v (i from 0, as PHP),
- * true/false 1/0, nil and json.null left out, values and keys
- * percent-encoded (RFC 3986) but '[' ']' in keys, so a field named
- * "filter[ids]" = "{ids}" gives filter[ids][]=1&filter[ids][]=2.
- *
- * lead.edit fields (DESIGN.md): accept (true/1), status (1..12), reason
- * (1..batch.reasons_max), hold (true: the offer's days; N days), comment,
- * base (money in units, a number or a decimal string: 12.5 is 1250 cents),
- * counts, curr (currency id or ISO code), goal (goal id or code of the
- * batch's offer), track, cash = {wm, pay, ref (money), cc (id or ISO)}.
- * A wrong type or value, an unknown field, an id outside the batch or a
- * refusal of lead_apply refuses that edit: counted, its message (with
- * file:line) kept in notes, the rule goes on. edit(nil, ...) (e2i of an id
- * that is not ours) is skipped and counted as unknown. setstatus/setstc
- * read the text with the offer's words (batch.status_words), then the
- * variant's map, then the built-in words (status_recognise); the first
- * that knows the word decides, a blocker (false) included (status.h,
- * "Precedence"); an unrecognised or blocked text changes no status and is
- * counted (setstc still writes the raw text to the comment). approve(id, c) is edit(id, {accept=1,
- * comment=c}). Edits apply at once, in order, to a working copy of the
- * lead (lead_apply, source SOURCE_DATES for the dates variant, else
- * SOURCE_POLL); the rule writes nothing itself.
- *
- * Sandbox and limits (struct rule_limits): a fresh _ENV and a fresh run of
- * the chunk per call (top-level locals do not survive a call), library
- * tables behind read-only proxies, the string metatable locked; an
- * instruction budget and a wall-clock deadline checked by a count hook;
- * pattern functions run on our own matcher whose steps are charged to the
- * same budget (string.rep("a", 1e6):match("(.-)*b") ends by budget), with
- * subject and pattern length caps; table.move charged by its element
- * count; a memory cap through lua_Alloc (total bytes, and the largest
- * single allocation). Budget, deadline and memory failures kill the call:
- * the hook raises on every instruction from then on and the sandbox's
- * pcall/xpcall re-raise, so a rule cannot catch them (xpcall's handler is
- * not run for them: it would run with hooks off). setmetatable refuses
- * __gc (finalizers run with hooks off). The cap covers the Lua heap; the
- * C side of a call (the result's change records, the id indexes, encoder
- * buffers of at most alloc_max each) is outside it. A memory error's line
- * is exact with Lua 5.4.4 (Debian 12); later versions report the line of
- * the pcall that saw it, or the file only. Every failure ends the call with
- * one message carrying the rule's file and line
+ * Limits (struct rule_limits): an instruction budget and a wall-clock
+ * deadline per call, checked by a count hook (pattern steps charged to the
+ * same budget), a memory cap through lua_Alloc (total and largest single
+ * allocation), a page cap per poll, bounded log and notes. Budget,
+ * deadline and memory failures kill the call so the rule cannot catch
+ * them. The cap covers the Lua heap; the C side of a call (change records,
+ * id indexes, encoder buffers of at most alloc_max each) is outside it. A
+ * memory error's line is exact with Lua 5.4.4 (Debian 12); later versions
+ * report the line of the pcall that saw it, or the file only. Every failure
+ * ends the call with one message carrying the rule's file and line
  * ("rules/acme.lua:14: attempt to index a nil value (local 'd')",
  * "rules/acme.lua:3: instruction budget exhausted (50000000)"), and the
  * runtime stays usable for the next call.
@@ -268,6 +170,11 @@ struct rule_request {
 	size_t nheaders;
 	enum decode_format format; /* how to decode the answer */
 	unsigned page;           /* 1: prepare's request; 2...: next pages */
+	/* what a next page inherits besides the above: the fields as sent
+	 * (packed by rule_lib.c, opaque; NULL: none) and their encoding */
+	char *fields;
+	size_t fields_len;
+	bool fields_json;        /* encoding "json"; false: "form" */
 };
 void rule_request_init(struct rule_request *r);
 void rule_request_release(struct rule_request *r);

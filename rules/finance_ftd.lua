@@ -40,7 +40,7 @@ local STATUSES = {
 }
 
 local function has_ftd(v)
-	if v == nil or v == json.null or v == false then return false end
+	if json.isnull(v) or v == false then return false end
 	if v == true then return true end
 	local s = string.lower(tostring(v))
 	return s ~= "0" and s ~= "" and s ~= "false" and s ~= "no"

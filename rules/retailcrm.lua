@@ -51,17 +51,13 @@ local STATUSES = {
 	["return"] = "returned",
 }
 
--- The filter of a request: our external ids as repeated
--- filter[externalIds][]= parameters (form.encode writes a sequence so).
-local function fields(page)
-	return { ["filter[externalIds]"] = "{ide}", limit = LIMIT, page = page }
-end
-
 local function request()
 	return {
 		url = "https://{host}/api/v5/orders",
 		headers = { ["X-API-KEY"] = "{key}" },
-		fields = fields(nil), -- a GET: fields go in the query
+		-- a GET: fields go in the query; "{ide}" as a whole field is the list
+		-- of our external ids, written filter[externalIds][]=A-17&...
+		fields = { ["filter[externalIds]"] = "{ide}", limit = LIMIT },
 		batch = 100,
 	}
 end
@@ -84,14 +80,9 @@ return {
 		end
 		local p = data.pagination
 		if p and tonumber(p.currentPage) < tonumber(p.totalPageCount) then
-			-- The next page gets no fields from this one (macros are not expanded
-			-- there either): rebuild the filter from the batch's external ids.
-			local f = fields(tonumber(p.currentPage) + 1)
-			f["filter[externalIds]"] = {}
-			for _, id in ipairs(idl) do
-				table.insert(f["filter[externalIds]"], ide[id])
-			end
-			return { next = { fields = f } }
+			-- The next page keeps this request's url, header and fields (the
+			-- filter, the limit): only the page number is new.
+			return { next = { fields = { page = tonumber(p.currentPage) + 1 } } }
 		end
 	end,
 }

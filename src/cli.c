@@ -713,10 +713,14 @@ static int cli_help(struct settings *s, int argc, char **argv)
 	buf_init(&out, 0);
 	rc |= buf_adds(&out, "usage: leadsync [SETTINGS] COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < CLI_NCMDS; i++) {
-		char head[64];
+		char head[128];
 
 		snprintf(head, sizeof(head), "%s %s", cli_cmds[i].name, cli_cmds[i].args);
-		rc |= buf_addf(&out, "  %-28s %s\n", head, cli_cmds[i].help);
+		/* a long head gets a line of its own, so the texts stay in a column */
+		if (strlen(head) > 28)
+			rc |= buf_addf(&out, "  %s\n  %-28s %s\n", head, "", cli_cmds[i].help);
+		else
+			rc |= buf_addf(&out, "  %-28s %s\n", head, cli_cmds[i].help);
 	}
 	rc |= buf_adds(&out, "\n`leadsync COMMAND --help` shows a command's usage.\n");
 	rc |= buf_adds(&out, "\nsettings (flag, environment variable):\n");

@@ -580,7 +580,8 @@ static int json__hint(int n)
 	return n < DECODE_SIZE_HINT_MAX ? n : DECODE_SIZE_HINT_MAX;
 }
 
-/* Objects: a repeated key's last value wins (as most parsers do). */
+/* Objects: a repeated key's last value wins (as most parsers do); a
+ * null member is left out. */
 static void json__object(struct json *j, int depth)
 {
 	lua_State *L = j->L;
@@ -604,6 +605,13 @@ static void json__object(struct json *j, int depth)
 			json__unexpected(j, "':' expected after object key");
 		j->p++;
 		json__value(j, depth);
+		/* a null member reads as an absent key (setting nil also drops an
+		 * earlier repeat), so `d.x or {}` works in rules; arrays keep the
+		 * sentinel so positions stay */
+		if (decode_is_null(L, -1)) {
+			lua_pop(L, 1);
+			lua_pushnil(L);
+		}
 		lua_rawset(L, t);
 		n++;
 		json__skip_ws(j);

@@ -255,6 +255,7 @@ void rule_request_release(struct rule_request *r)
 	free(r->url);
 	free(r->base_url);
 	free(r->body);
+	free(r->fields);
 	for (i = 0; i < r->nheaders; i++) {
 		free(r->headers[i].name);
 		free(r->headers[i].value);
@@ -681,11 +682,37 @@ out:
 	return rc;
 }
 
+/* The macro context of the call's batch: prepare's request and the next
+ * pages process asks for expand the same macros. */
+static int rule__call_macros(struct rule_call *c, char *err, size_t errlen)
+{
+	const struct rule_batch *b = c->b;
+	size_t i;
+
+	c->ids = malloc((b->nleads ? b->nleads : 1) * sizeof(*c->ids));
+	c->exts = malloc((b->nleads ? b->nleads : 1) * sizeof(*c->exts));
+	if (!c->ids || !c->exts) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < b->nleads; i++) {
+		c->ids[i] = b->leads[i].id;
+		c->exts[i] = b->leads[i].ext;
+	}
+	c->mctx.variant = rule_variant_name(c->v);
+	c->mctx.ids = c->ids;
+	c->mctx.exts = c->exts;
+	c->mctx.n = c->v == RULE_DATES ? 0 : b->nleads;
+	c->mctx.dates = c->v == RULE_DATES ? b->dates : NULL;
+	c->mctx.params = b->params;
+	c->mctx.nparams = b->nparams;
+	return 0;
+}
+
 int rule_prepare(struct rule_rt *rt, enum rule_variant v, const struct rule_batch *b,
 		 struct rule_result *res, struct rule_request *out, char *err, size_t errlen)
 {
 	struct rule_call c;
-	size_t i;
 	int rc = -1;
 
 	rule_request_init(out);
@@ -695,23 +722,8 @@ int rule_prepare(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 		goto out;
 	c.res = res;
 	c.index = &c.scratch;
-	c.ids = malloc((b->nleads ? b->nleads : 1) * sizeof(*c.ids));
-	c.exts = malloc((b->nleads ? b->nleads : 1) * sizeof(*c.exts));
-	if (!c.ids || !c.exts) {
-		snprintf(err, errlen, "out of memory");
+	if (rule__call_macros(&c, err, errlen) < 0)
 		goto out;
-	}
-	for (i = 0; i < b->nleads; i++) {
-		c.ids[i] = b->leads[i].id;
-		c.exts[i] = b->leads[i].ext;
-	}
-	c.mctx.variant = rule_variant_name(v);
-	c.mctx.ids = c.ids;
-	c.mctx.exts = c.exts;
-	c.mctx.n = v == RULE_DATES ? 0 : b->nleads;
-	c.mctx.dates = v == RULE_DATES ? b->dates : NULL;
-	c.mctx.params = b->params;
-	c.mctx.nparams = b->nparams;
 	if (rule__call(rt, &c, rule__body_prepare, err, errlen) < 0)
 		goto out;
 	*out = c.req;
@@ -754,6 +766,8 @@ int rule_process(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 	c.len = body ? len : 0;
 	c.http_status = http_status;
 	c.content_type = content_type;
+	if (rule__call_macros(&c, err, errlen) < 0)
+		goto out;
 	res->pages++;
 	if (rule__call(rt, &c, rule__body_process, err, errlen) < 0)
 		goto out;

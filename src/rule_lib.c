@@ -466,6 +466,14 @@ static int lib_json_object(lua_State *L)
 	return lib_mark(L, LIB_OBJECT);
 }
 
+/* json.isnull(x): nil or json.null, the two ways a JSON null reaches a
+ * rule (a null member is absent, a null array element is the sentinel). */
+static int lib_json_isnull(lua_State *L)
+{
+	lua_pushboolean(L, lua_isnoneornil(L, 1) || decode_is_null(L, 1));
+	return 1;
+}
+
 static int lib_form_encode(lua_State *L)
 {
 	struct buf *b;
@@ -1724,6 +1732,8 @@ void rule__open_sandbox(lua_State *L)
 	lua_setfield(L, -2, "array");
 	lua_pushcfunction(L, lib_json_object);
 	lua_setfield(L, -2, "object");
+	lua_pushcfunction(L, lib_json_isnull);
+	lua_setfield(L, -2, "isnull");
 	decode_push_null(L);
 	lua_setfield(L, -2, "null");
 	lib_proxy(L, "json");
@@ -1764,6 +1774,171 @@ static bool lib_method_ok(const char *m)
 	       !strcmp(m, "DELETE");
 }
 
+/* The json.array/json.object mark of the table at src, if any, on the
+ * table at dst too. */
+static void lib_copy_mark(lua_State *L, int src, int dst)
+{
+	struct rule_rt *rt = rule__rt(L);
+
+	src = lua_absindex(L, src);
+	dst = lua_absindex(L, dst);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_marks);
+	lua_pushvalue(L, src);
+	if (lua_rawget(L, -2) != LUA_TNIL) {
+		lua_pushvalue(L, dst);
+		lua_insert(L, -2);
+		lua_rawset(L, -3);
+	} else {
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+}
+
+/* Packed fields: what a next page inherits from the request before it,
+ * kept in C between calls (struct rule_request.fields). A value is a tag
+ * byte and its data, so the fields come back exactly as they were sent
+ * (integers stay integers, big ids and marks are kept):
+ *   'z' json.null, 't' true, 'f' false, 'i' lua_Integer, 'd' lua_Number
+ *   (both native bytes), 's' size_t length and bytes, and a table:
+ *   'T', its mark ('A' json.array, 'O' json.object, '-' none), size_t
+ *   count, then count pairs of key ('i' or 's') and value. */
+static void lib_pack(lua_State *L, int idx, struct buf *b, int depth)
+{
+	struct rule_rt *rt = rule__rt(L);
+	lua_Integer iv;
+	lua_Number nv;
+	const char *s;
+	size_t l, n = 0;
+	char tag;
+
+	idx = lua_absindex(L, idx);
+	switch (lua_type(L, idx)) {
+	case LUA_TBOOLEAN:
+		lib_add(L, b, lua_toboolean(L, idx) ? "t" : "f", 1);
+		return;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx)) {
+			iv = lua_tointeger(L, idx);
+			lib_add(L, b, "i", 1);
+			lib_add(L, b, (const char *)&iv, sizeof(iv));
+		} else {
+			nv = lua_tonumber(L, idx);
+			lib_add(L, b, "d", 1);
+			lib_add(L, b, (const char *)&nv, sizeof(nv));
+		}
+		return;
+	case LUA_TSTRING:
+		s = lua_tolstring(L, idx, &l);
+		lib_add(L, b, "s", 1);
+		lib_add(L, b, (const char *)&l, sizeof(l));
+		lib_add(L, b, s, l);
+		return;
+	case LUA_TTABLE:
+		break;
+	default:
+		if (decode_is_null(L, idx)) {
+			lib_add(L, b, "z", 1);
+			return;
+		}
+		rule__errorf(L, "request: fields: a %s value cannot be sent", luaL_typename(L, idx));
+	}
+	if (depth >= LIB_DEPTH)
+		rule__errorf(L, "request: fields nested deeper than %d (a cycle?)", LIB_DEPTH);
+	luaL_checkstack(L, 6, "fields");
+	lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_marks);
+	lua_pushvalue(L, idx);
+	lua_rawget(L, -2);
+	tag = lua_type(L, -1) != LUA_TNUMBER		 ? '-'
+	      : lua_tointeger(L, -1) == LIB_ARRAY ? 'A'
+						     : 'O';
+	lua_pop(L, 2);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		lua_pop(L, 1);
+		n++;
+	}
+	lib_add(L, b, "T", 1);
+	lib_add(L, b, &tag, 1);
+	lib_add(L, b, (const char *)&n, sizeof(n));
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING && !lua_isinteger(L, -2))
+			rule__errorf(L, "request: fields: a key of type %s cannot be sent",
+				   luaL_typename(L, -2));
+		lib_pack(L, -2, b, depth + 1);
+		lib_pack(L, -1, b, depth + 1);
+		lua_pop(L, 1);
+	}
+}
+
+/* Reads n bytes of packed data at *p into out; raises past end (only a
+ * bug of ours could get there). */
+static void lib_unpack_bytes(lua_State *L, const char **p, const char *end, void *out, size_t n)
+{
+	if ((size_t)(end - *p) < n)
+		rule__errorf(L, "internal error: packed fields cut short");
+	memcpy(out, *p, n);
+	*p += n;
+}
+
+/* Pushes the value packed at *p (lib_pack). */
+static void lib_unpack(lua_State *L, const char **p, const char *end, int depth)
+{
+	struct rule_rt *rt = rule__rt(L);
+	lua_Integer iv;
+	lua_Number nv;
+	size_t l, n, i;
+	char tag, mark;
+
+	luaL_checkstack(L, 6, "fields");
+	lib_unpack_bytes(L, p, end, &tag, 1);
+	switch (tag) {
+	case 'z':
+		decode_push_null(L);
+		return;
+	case 't':
+	case 'f':
+		lua_pushboolean(L, tag == 't');
+		return;
+	case 'i':
+		lib_unpack_bytes(L, p, end, &iv, sizeof(iv));
+		lua_pushinteger(L, iv);
+		return;
+	case 'd':
+		lib_unpack_bytes(L, p, end, &nv, sizeof(nv));
+		lua_pushnumber(L, nv);
+		return;
+	case 's':
+		lib_unpack_bytes(L, p, end, &l, sizeof(l));
+		if ((size_t)(end - *p) < l)
+			rule__errorf(L, "internal error: packed fields cut short");
+		lua_pushlstring(L, *p, l);
+		*p += l;
+		return;
+	case 'T':
+		break;
+	default:
+		rule__errorf(L, "internal error: packed fields: tag %d", tag);
+	}
+	if (depth >= LIB_DEPTH)
+		rule__errorf(L, "internal error: packed fields too deep");
+	lib_unpack_bytes(L, p, end, &mark, 1);
+	lib_unpack_bytes(L, p, end, &n, sizeof(n));
+	lua_createtable(L, 0, n < 64 ? (int)n : 64);
+	for (i = 0; i < n; i++) {
+		lib_unpack(L, p, end, depth + 1);
+		lib_unpack(L, p, end, depth + 1);
+		lua_rawset(L, -3);
+	}
+	if (mark != '-') {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_marks);
+		lua_pushvalue(L, -2);
+		lua_pushinteger(L, mark == 'A' ? LIB_ARRAY : LIB_OBJECT);
+		lua_rawset(L, -3);
+		lua_pop(L, 1);
+	}
+}
+
 /* Expands the data fields of the table at src into a new table (pushed). */
 static void lib_fields(lua_State *L, struct rule_rt *rt, int src, struct buf *b, int depth)
 {
@@ -1775,6 +1950,7 @@ static void lib_fields(lua_State *L, struct rule_rt *rt, int src, struct buf *b,
 		rule__errorf(L, "fields nested deeper than %d", LIB_DEPTH);
 	luaL_checkstack(L, 8, "fields");
 	lua_createtable(L, 0, 8);
+	lib_copy_mark(L, src, lua_gettop(L));
 	lua_pushnil(L);
 	while (lua_next(L, src)) {
 		int vt = lua_type(L, -1);
@@ -1972,16 +2148,18 @@ void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 			  const struct rule_request *prev)
 {
 	struct rule_request *q = &rt->call->req;
-	struct buf *url, *body;
-	const char *s = "", *enc = "form";
+	struct buf *url, *body, *x;
+	const char *s = "", *enc = prev && prev->fields_json ? "json" : "form";
+	char err[256];
 	size_t i, l;
-	bool has_fields = false, json = false;
+	bool has_fields = false, json = false, new_url = false;
 	int t;
 
 	idx = lua_absindex(L, idx);
 	rule_request_release(q);
 	url = rule__ubuf(L, rt->lim.alloc_max);
 	body = rule__ubuf(L, rt->lim.alloc_max);
+	x = rule__ubuf(L, rt->lim.alloc_max); /* macro expansion of a next page */
 	/* method */
 	t = lua_getfield(L, idx, "method");
 	if (t == LUA_TSTRING) {
@@ -1999,7 +2177,17 @@ void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 	lua_pop(L, 1);
 	/* url */
 	t = lua_getfield(L, idx, "url");
-	if (t == LUA_TSTRING)
+	if (t == LUA_TSTRING && prev) {
+		/* a next page's url: its macros expand as the declared url's */
+		buf_reset(x);
+		if (macro_expand(&rt->call->mctx, lua_tostring(L, -1), MACRO_URL, x, err,
+				 sizeof(err)) < 0)
+			rule__errorf(L, "next: url: %s", err);
+		lua_pop(L, 1);
+		lua_pushlstring(L, x->p ? x->p : "", x->len);
+		s = lua_tostring(L, -1);
+		new_url = true;
+	} else if (t == LUA_TSTRING)
 		s = lua_tostring(L, -1);
 	else if (t == LUA_TNIL && prev && prev->base_url)
 		s = prev->base_url;
@@ -2045,6 +2233,14 @@ void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 			lua_rawget(L, -3);
 			if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
 				rule__errorf(L, "request: header '%s' must be a string", k[i].s);
+			if (prev) {
+				buf_reset(x);
+				if (macro_expand(&rt->call->mctx, lua_tostring(L, -1), MACRO_HEADER, x,
+						 err, sizeof(err)) < 0)
+					rule__errorf(L, "next: header '%s': %s", k[i].s, err);
+				lua_pop(L, 1);
+				lua_pushlstring(L, x->p ? x->p : "", x->len);
+			}
 			lib_header_set(L, q, k[i].s, lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
@@ -2068,15 +2264,53 @@ void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 	}
 	lua_pop(L, 1);
 	t = lua_getfield(L, idx, "fields");
+	if (t != LUA_TTABLE && t != LUA_TNIL)
+		rule__errorf(L, "request: fields must be a table");
+	if (prev) {
+		/* a next page: the fields sent before (none after a new url: a
+		 * link the CRM hands out is complete), next's fields merged over
+		 * them with their macros expanded; json.null drops one */
+		int given = lua_gettop(L);
+		const char *p = prev->fields, *end = p + prev->fields_len;
+
+		if (p && !new_url)
+			lib_unpack(L, &p, end, 0);
+		else
+			lua_createtable(L, 0, 4);
+		if (t == LUA_TTABLE) {
+			lib_fields(L, rt, given, x, 0);
+			lua_pushnil(L);
+			while (lua_next(L, -2)) {
+				if (decode_is_null(L, -1)) {
+					lua_pop(L, 1);
+					lua_pushnil(L);
+				}
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);
+				lua_rawset(L, -5);
+			}
+			lua_pop(L, 1);
+		}
+		lua_remove(L, given);
+		t = LUA_TTABLE;
+	}
 	if (t == LUA_TTABLE) {
 		lua_pushnil(L);
 		if (lua_next(L, -2)) {
 			lua_pop(L, 2);
 			has_fields = true;
 		}
-	} else if (t != LUA_TNIL) {
-		rule__errorf(L, "request: fields must be a table");
 	}
+	if (has_fields) {
+		/* kept for a next page to inherit */
+		buf_reset(x);
+		lib_pack(L, -1, x, 0);
+		q->fields_len = x->len;
+		q->fields = buf_steal(x);
+		if (!q->fields)
+			rule__errorf(L, "out of memory");
+	}
+	q->fields_json = json;
 	if (has_fields && !q->body) {
 		if (!strcmp(q->method, "GET") || !strcmp(q->method, "DELETE")) {
 			lib_add_query(L, rt, url, lua_gettop(L));
@@ -2114,5 +2348,5 @@ void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 	q->url = buf_steal(url);
 	if (!q->url)
 		rule__errorf(L, "out of memory");
-	lua_pop(L, 2);
+	lua_pop(L, 3);
 }

@@ -1,5 +1,6 @@
 /* test_cli: the leadsync binary as an operator runs it: status words,
- * migrate, import, lead show, and the README's settings table. */
+ * migrate, import, lead show, and the README's settings table and command
+ * list. */
 #include "test.h"
 
 #include <stdio.h>
@@ -445,4 +446,60 @@ TEST(cli_rule_test_masks_secrets)
 	free(lf);
 	free(pf);
 	free(af);
+}
+/* The README's command list is the commands part of `leadsync help`
+ * (scripts/readme-help.sh writes it: `make readme-help`). */
+TEST(cli_readme_command_list_is_leadsync_help)
+{
+	char *argv[] = { (char *)bin(), "help", NULL };
+	char *out = NULL, *err = NULL, *readme = NULL, *cut;
+	const char *begin, *end;
+	struct buf want;
+	FILE *f;
+	long n;
+	int rc = test_run(argv, NULL, NULL, &out, &err);
+
+	buf_init(&want, 0);
+	if (rc != 0) {
+		test__fail(__FILE__, __LINE__, "help: exit %d: %s", rc, err);
+		goto out;
+	}
+	/* the commands part: up to the blank line before the settings */
+	cut = strstr(out, "\n\nsettings (");
+	if (!cut) {
+		test__fail(__FILE__, __LINE__, "help has no settings part:\n%s", out);
+		goto out;
+	}
+	cut[1] = '\0';
+	if (buf_adds(&want, "```\n") < 0 || buf_adds(&want, out) < 0 || buf_adds(&want, "```\n") < 0)
+		goto out;
+	f = fopen("README.md", "r");
+	if (!f) {
+		test__fail(__FILE__, __LINE__, "cannot open README.md");
+		goto out;
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	readme = calloc(1, (size_t)n + 1);
+	if (readme && fread(readme, 1, (size_t)n, f) != (size_t)n)
+		readme[0] = '\0';
+	fclose(f);
+	begin = readme ? strstr(readme, "<!-- commands:begin") : NULL;
+	begin = begin ? strchr(begin, '\n') : NULL;
+	end = begin ? strstr(begin, "<!-- commands:end -->") : NULL;
+	if (!begin || !end) {
+		test__fail(__FILE__, __LINE__, "README.md lacks the commands:begin/end markers");
+		goto out;
+	}
+	begin++;
+	if ((size_t)(end - begin) != want.len || memcmp(begin, want.p, want.len) != 0)
+		test__fail(__FILE__, __LINE__,
+			   "README.md's command list is not `leadsync help`'s: run `make readme-help`, "
+			   "or put this between the commands markers:\n%s", want.p);
+out:
+	buf_release(&want);
+	free(readme);
+	free(out);
+	free(err);
 }

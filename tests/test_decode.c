@@ -172,11 +172,20 @@ TEST(decode_json_scalars_and_null)
 
 	ASSERT_EQ(DEC(DECODE_JSON, "{\"a\": null, \"b\": true, \"c\": false, \"d\": {}, \"e\": []}"),
 		  0);
-	ASSERT_STREQ(lx(L, "v.a"), "null");
+	/* a null member is absent: `v.a or {}` works */
+	ASSERT_STREQ(lx(L, "v.a"), "nil");
 	ASSERT_STREQ(lx(L, "v.b"), "boolean:true");
 	ASSERT_STREQ(lx(L, "v.c"), "boolean:false");
-	ASSERT_STREQ(lx(L, "nkeys(v)"), "integer:5");
+	ASSERT_STREQ(lx(L, "nkeys(v)"), "integer:4");
 	ASSERT_STREQ(lx(L, "nkeys(v.d) + nkeys(v.e)"), "integer:0");
+	/* in arrays null keeps its place */
+	ASSERT_EQ(DEC(DECODE_JSON, "[1, null, 3]"), 0);
+	ASSERT_STREQ(lx(L, "#v"), "integer:3");
+	ASSERT_STREQ(lx(L, "v[2]"), "null");
+	/* a repeated key whose last value is null is absent too */
+	ASSERT_EQ(DEC(DECODE_JSON, "{\"a\": 1, \"a\": null, \"b\": [null]}"), 0);
+	ASSERT_STREQ(lx(L, "v.a"), "nil");
+	ASSERT_STREQ(lx(L, "v.b[1]"), "null");
 	ASSERT_EQ(DEC(DECODE_JSON, " null "), 0);
 	lua_getglobal(L, "v");
 	ASSERT(decode_is_null(L, -1));

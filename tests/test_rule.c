@@ -866,7 +866,9 @@ TEST(rule_json_encode)
 		"log(json.encode({}), json.encode(json.object()), json.encode(json.array({})), json.encode({[1] = 'a', [3] = 'c'}))\n"
 		"log(json.encode('é'), json.encode(2^53), json.encode({x = {y = {}}}), pcall(json.encode, {f = print}))\n"
 		"local t = {} t.self = t log(pcall(json.encode, t))\n"
-		"log(json.decode('{\"a\":[1,2,{\"b\":null}]}').a[3].b == json.null, json.decode('nope'))");
+		"log(json.decode('{\"a\":[1,2,{\"b\":null}]}').a[3].b == json.null, json.decode('nope'))\n"
+		"local d = json.decode('{\"a\":null,\"b\":[null,2],\"c\":0}') log(d.a, (d.a or {}).x, #d.b, d.b[1] == json.null)\n"
+		"log(json.isnull(d.a), json.isnull(d.b[1]), json.isnull(d.c), json.isnull(false), json.isnull(), json.isnull(''))");
 
 	ASSERT(log);
 	ASSERT_CONTAINS(log, ":2: {\"a\":1,\"b\":[1,2,3],\"c\":\"x\\\"y\\n\",\"d\":null,\"e\":true,\"f\":1.5,\"g\":0.1}\n");
@@ -875,7 +877,10 @@ TEST(rule_json_encode)
 	ASSERT_CONTAINS(log, "cannot encode a function value");
 	ASSERT_CONTAINS(log, ":5: false\t");
 	ASSERT_CONTAINS(log, "nested deeper than 64");
-	ASSERT_CONTAINS(log, ":6: true\tnil\tjson: ");
+	/* a null member is absent (nil), a null element keeps its place */
+	ASSERT_CONTAINS(log, ":6: false\tnil\tjson: ");
+	ASSERT_CONTAINS(log, ":7: nil\tnil\t2\ttrue\n");
+	ASSERT_CONTAINS(log, ":8: true\ttrue\tfalse\tfalse\ttrue\tfalse\n");
 	free(log);
 }
 
@@ -1152,6 +1157,76 @@ TEST(rule_paging_next_and_cap)
 	ASSERT_EQ(t_after(&res, 101)->status, LS_PACKING);
 	ASSERT_EQ(t_after(&res, 101)->hold_until, 0);
 	ASSERT_EQ(t_after(&res, 102)->status, LS_PACKING);
+	rule_result_release(&res);
+	rule_free(rt);
+}
+
+/* A next page inherits method, headers, encoding and the fields sent
+ * (marks and integer ids kept), merges its own fields over them with
+ * macros expanded (json.null drops one); a new url starts from no fields. */
+TEST(rule_next_inherits_fields_and_expands_macros)
+{
+	char err[512];
+	struct rule_rt *rt = t_load(
+		"return { processing = { url = 'https://{host}/api', method = 'POST', encoding = 'json',\n"
+		" headers = { ['X-Key'] = '{key}' },\n"
+		" fields = { ids = '{ids}', limit = 2, filter = json.object(), drop = 'x' },\n"
+		" process = function(data)\n"
+		"  if page == 1 then return { next = { fields = { page = 2, drop = json.null } } } end\n"
+		"  if page == 2 then return { next = { fields = { page = 3, who = '{idel}' }, headers = { ['X-Page'] = '{host}-3' } } } end\n"
+		"  if page == 3 then return { next = { url = 'https://{host}/more?c={key}' } } end\n"
+		"  if page == 4 then return { next = { url = 'https://x/{idz}' } } end\n"
+		" end } }",
+		NULL, err, sizeof(err));
+	struct rule_batch b;
+	struct rule_request q;
+	struct rule_result res;
+	const char *hv[2] = { NULL, NULL };
+	size_t i;
+
+	ASSERT(rt);
+	t_batch(&b, 3);
+	rule_result_init(&res);
+	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, &res, &q, err, sizeof(err)), 0);
+	ASSERT_STREQ(q.body, "{\"drop\":\"x\",\"filter\":{},\"ids\":[101,102,103],\"limit\":2}");
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	rule_request_release(&q);
+	ASSERT(res.has_next);
+	ASSERT_STREQ(res.next.method, "POST");
+	ASSERT_STREQ(res.next.url, "https://crm.example/api");
+	ASSERT_STREQ(res.next.body, "{\"filter\":{},\"ids\":[101,102,103],\"limit\":2,\"page\":2}");
+	for (i = 0; i < res.next.nheaders; i++) {
+		if (!strcmp(res.next.headers[i].name, "X-Key"))
+			hv[0] = res.next.headers[i].value;
+		if (!strcmp(res.next.headers[i].name, "Content-Type"))
+			hv[1] = res.next.headers[i].value;
+	}
+	ASSERT_STREQ(hv[0], "s3cret");
+	ASSERT_STREQ(hv[1], "application/json");
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+			       sizeof(err)),
+		  0);
+	ASSERT(res.has_next);
+	ASSERT_STREQ(res.next.body,
+		     "{\"filter\":{},\"ids\":[101,102,103],\"limit\":2,\"page\":3,\"who\":\"A-1,A-2,777\"}");
+	hv[0] = NULL;
+	for (i = 0; i < res.next.nheaders; i++)
+		if (!strcmp(res.next.headers[i].name, "X-Page"))
+			hv[0] = res.next.headers[i].value;
+	ASSERT_STREQ(hv[0], "crm.example-3");
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+			       sizeof(err)),
+		  0);
+	ASSERT(res.has_next);
+	/* a url of its own: macros expanded, no fields (a CRM's link is complete) */
+	ASSERT_STREQ(res.next.url, "https://crm.example/more?c=s3cret");
+	ASSERT_STREQ(res.next.method, "POST");
+	ASSERT(!res.next.body);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+			       sizeof(err)),
+		  -1);
+	ASSERT_CONTAINS(err, "unknown macro '{idz}'");
+	ASSERT_CONTAINS(err, T_NAME);
 	rule_result_release(&res);
 	rule_free(rt);
 }

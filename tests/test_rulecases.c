@@ -6,9 +6,11 @@
  * one. */
 #include "test.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "ruletest.h"
@@ -176,4 +178,62 @@ TEST(rulecases_diff_is_unified_with_context)
 			    "@@ -3,7 +3,7 @@\n 3\n 4\n 5\n-6\n+six\n 7\n 8\n 9\n"
 			    "@@ -10,3 +10,4 @@\n 10\n 11\n 12\n+13\n\\ No newline at end of file\n");
 	buf_release(&out);
+}
+
+/* docs/rules.md's examples name real rules and case folders, and the
+ * README's example rule is the real rules/json_setstc.lua, so neither
+ * drifts from what `make test` runs. */
+TEST(rulecases_docs_name_real_rules_and_cases)
+{
+	char *doc = slurp("docs/rules.md"), *readme = slurp("README.md");
+	char *rule = slurp("rules/json_setstc.lua");
+	const char *p, *q, *start;
+	char path[256];
+	size_t n;
+	int seen = 0;
+
+	if (!doc || !readme || !rule) {
+		test__fail(__FILE__, __LINE__, "cannot read docs/rules.md, README.md or the rule");
+		goto out;
+	}
+	/* every "rules/NAME.lua" and "tests/rules/NAME" the manual names exists */
+	for (p = doc; (p = strstr(p, "rules/")) != NULL; p += 6) {
+		bool tests = p >= doc + 6 && strncmp(p - 6, "tests/", 6) == 0;
+
+		for (q = p + 6; *q && (isalnum((unsigned char)*q) || *q == '_'); q++)
+			;
+		if (q == p + 6)
+			continue;
+		if (!tests && strncmp(q, ".lua", 4) != 0)
+			continue;
+		start = tests ? p - 6 : p;
+		n = (size_t)(q - start) + (tests ? 0 : 4);
+		if (n >= sizeof(path))
+			continue;
+		memcpy(path, start, n);
+		path[n] = '\0';
+		if (access(path, R_OK) != 0) {
+			test__fail(__FILE__, __LINE__, "docs/rules.md names %s, which does not exist", path);
+			goto out;
+		}
+		seen++;
+	}
+	if (seen < 10)
+		test__fail(__FILE__, __LINE__, "docs/rules.md names only %d rules and cases", seen);
+	/* the README's example: the code of rules/json_setstc.lua as it is */
+	p = strstr(readme, "```lua\n");
+	q = p ? strstr(p + 7, "```\n") : NULL;
+	if (!p || !q) {
+		test__fail(__FILE__, __LINE__, "README.md has no lua example");
+		goto out;
+	}
+	n = (size_t)(q - (p + 7));
+	readme[q - readme] = '\0'; /* the example alone */
+	if (n < 100 || !strstr(rule, p + 7))
+		test__fail(__FILE__, __LINE__,
+			   "README.md's example rule is not the text of rules/json_setstc.lua");
+out:
+	free(doc);
+	free(readme);
+	free(rule);
 }
