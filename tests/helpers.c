@@ -228,3 +228,20 @@ char *test_tmpfile(const char *s)
 	close(fd);
 	return strdup(path);
 }
+
+char *test_slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b;
+	char tmp[4096];
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf_init(&b, (size_t)16 << 20);
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		if (buf_add(&b, tmp, n) < 0)
+			break;
+	fclose(f);
+	return buf_steal(&b);
+}

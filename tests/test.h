@@ -87,5 +87,8 @@ int test_run(char *const argv[], const char *const env[], const char *in,
 	     char **out, char **err);
 /* Writes s to a fresh temporary file; returns its malloc'd path. */
 char *test_tmpfile(const char *s);
+/* The whole file at path (up to 16 MB), malloc'd and NUL-terminated;
+ * NULL when it cannot be read. */
+char *test_slurp(const char *path);
 
 #endif

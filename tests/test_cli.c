@@ -234,6 +234,8 @@ TEST(cli_every_command_answers_help)
 		size_t len = strcspn(p + 2, " \n");
 		int k;
 
+		if (p[2] == ' ') /* the help text of a long line, on a line of its own */
+			continue;
 		snprintf(name, sizeof(name), "%.*s", (int)len, p + 2);
 		snprintf(want, sizeof(want), "usage: leadsync %s", name);
 		for (k = 0; k < 2; k++) {

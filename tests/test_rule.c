@@ -1189,7 +1189,7 @@ TEST(rule_next_inherits_fields_and_expands_macros)
 	rule_result_init(&res);
 	ASSERT_EQ(rule_prepare(rt, RULE_PROCESSING, &b, &res, &q, err, sizeof(err)), 0);
 	ASSERT_STREQ(q.body, "{\"drop\":\"x\",\"filter\":{},\"ids\":[101,102,103],\"limit\":2}");
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, "{}", 2, 200, &res, err, sizeof(err)), 0);
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &q, "{}", 2, 200, NULL, &res, err, sizeof(err)), 0);
 	rule_request_release(&q);
 	ASSERT(res.has_next);
 	ASSERT_STREQ(res.next.method, "POST");
@@ -1203,7 +1203,7 @@ TEST(rule_next_inherits_fields_and_expands_macros)
 	}
 	ASSERT_STREQ(hv[0], "s3cret");
 	ASSERT_STREQ(hv[1], "application/json");
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, NULL, &res, err,
 			       sizeof(err)),
 		  0);
 	ASSERT(res.has_next);
@@ -1214,7 +1214,7 @@ TEST(rule_next_inherits_fields_and_expands_macros)
 		if (!strcmp(res.next.headers[i].name, "X-Page"))
 			hv[0] = res.next.headers[i].value;
 	ASSERT_STREQ(hv[0], "crm.example-3");
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, NULL, &res, err,
 			       sizeof(err)),
 		  0);
 	ASSERT(res.has_next);
@@ -1222,7 +1222,7 @@ TEST(rule_next_inherits_fields_and_expands_macros)
 	ASSERT_STREQ(res.next.url, "https://crm.example/more?c=s3cret");
 	ASSERT_STREQ(res.next.method, "POST");
 	ASSERT(!res.next.body);
-	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, &res, err,
+	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, &res.next, "{}", 2, 200, NULL, &res, err,
 			       sizeof(err)),
 		  -1);
 	ASSERT_CONTAINS(err, "unknown macro '{idz}'");

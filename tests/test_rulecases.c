@@ -185,8 +185,8 @@ TEST(rulecases_diff_is_unified_with_context)
  * drifts from what `make test` runs. */
 TEST(rulecases_docs_name_real_rules_and_cases)
 {
-	char *doc = slurp("docs/rules.md"), *readme = slurp("README.md");
-	char *rule = slurp("rules/json_setstc.lua");
+	char *doc = test_slurp("docs/rules.md"), *readme = test_slurp("README.md");
+	char *rule = test_slurp("rules/json_setstc.lua");
 	const char *p, *q, *start;
 	char path[256];
 	size_t n;
