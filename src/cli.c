@@ -290,17 +290,65 @@ static int status_line(struct buf *out, const char *text, bool json)
 	return buf_addc(out, '\n');
 }
 
+static const char status_usage[] =
+	"usage: leadsync status TEXT... [--json]\n"
+	"       leadsync status --reasons [--json]\n"
+	"Shows how each TEXT reads as a CRM's status word (numbers, our codes, the\n"
+	"Russian names, the synonyms and the reject reasons' names; case and\n"
+	"ё-insensitive, a trailing count or note in brackets ignored). --reasons\n"
+	"lists the reject reasons: id, English and Russian name, trash or not.\n"
+	"--json prints one JSON object per line.\n";
+
+/* One line per standard reject reason: "6  trash or test  Треш или тест  trash". */
+static int reasons_list(struct buf *out, bool json)
+{
+	int r, rc = 0;
+
+	for (r = 1; r <= REASON_STD_MAX && rc == 0; r++) {
+		if (json) {
+			rc |= buf_addf(out, "{\"reason\":%d,\"name\":", r);
+			rc |= buf_add_json_str(out, reason_name(r), strlen(reason_name(r)));
+			rc |= buf_adds(out, ",\"name_ru\":");
+			rc |= buf_add_json_str(out, reason_name_ru(r), strlen(reason_name_ru(r)));
+			rc |= buf_addf(out, ",\"trash\":%s}\n", reason_is_trash(r) ? "true" : "false");
+			continue;
+		}
+		rc |= buf_addf(out, "%2d  ", r);
+		rc |= add_padded(out, reason_name(r), 28);
+		if (reason_is_trash(r)) {
+			rc |= add_padded(out, reason_name_ru(r), 32);
+			rc |= buf_adds(out, "trash\n");
+		} else {
+			rc |= buf_addf(out, "%s\n", reason_name_ru(r));
+		}
+	}
+	return rc ? -1 : 0;
+}
+
 static int cli_status(struct settings *s, int argc, char **argv)
 {
 	bool json = has_flag(&argc, argv, "--json");
+	bool reasons = has_flag(&argc, argv, "--reasons");
 	struct buf out;
 	int i, rc = EXIT_OK;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: leadsync status TEXT... [--json]\n");
+	if (has_flag(&argc, argv, "--help") || has_flag(&argc, argv, "-h")) {
+		fputs(status_usage, stdout);
+		return EXIT_OK;
+	}
+	for (i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--", 2) == 0) {
+			fprintf(stderr, "leadsync: status: unknown option '%s'\n%s", argv[i],
+				status_usage);
+			return EXIT_USAGE;
+		}
+	if (argc < 2 && !reasons) {
+		fputs(status_usage, stderr);
 		return EXIT_USAGE;
 	}
 	buf_init(&out, 0);
+	if (reasons && reasons_list(&out, json) < 0)
+		rc = EXIT_FAIL;
 	for (i = 1; i < argc; i++)
 		if (status_line(&out, argv[i], json) < 0)
 			rc = EXIT_FAIL;
@@ -505,7 +553,8 @@ static const struct cli_cmd cli_cmds[] = {
 	  "the demo CRM of `make run` (--listen, default 127.0.0.1:9001)" },
 	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
 	  "run a rule on files: the request, the edits, the counters" },
-	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised" },
+	{ "status", cli_status, "TEXT... | --reasons [--json]",
+	  "show how status words are recognised, or list the reject reasons" },
 	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables" },
 	{ "version", cli_version, "", "print the version" },
 	{ "help", cli_help, "", "this help" },
