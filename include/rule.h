@@ -100,7 +100,8 @@
  * (1..batch.reasons_max), hold (true: the offer's days; N days), comment,
  * base (money in units, a number or a decimal string: 12.5 is 1250 cents),
  * counts, curr (currency id or ISO code), goal (goal id or code of the
- * batch's offer), track, cash = {wm, pay, ref (money), cc (id or ISO)}.
+ * batch's offer), track, cash = {wm, pay, ref (money), cc (id or ISO)};
+ * a cc that changes the payouts' currency needs wm, pay and ref (lead.h).
  * A wrong type or value, an unknown field, an id outside the batch or a
  * refusal of lead_apply refuses that edit: counted, its message (with
  * file:line) kept in notes, the rule goes on. edit(nil, ...) (e2i of an id
