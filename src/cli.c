@@ -103,6 +103,20 @@ out:
 	return rc;
 }
 
+/* Offers naming a rule file that is not there yet: a warning, not an
+ * error (rules may be deployed after their offers). */
+static void print_import_warnings(const struct import_stats *st, const char *rules)
+{
+	struct buf w;
+	const char *p, *nl;
+
+	buf_init(&w, 0);
+	if (import_missing_rules(st, rules, &w) > 0)
+		for (p = w.p; (nl = strchr(p, '\n')) != NULL; p = nl + 1)
+			fprintf(stderr, "leadsync: import: warning: %.*s\n", (int)(nl - p), p);
+	buf_release(&w);
+}
+
 static int cli_import(struct settings *s, int argc, char **argv)
 {
 	struct import_stats st = { 0 };
@@ -131,6 +145,7 @@ static int cli_import(struct settings *s, int argc, char **argv)
 	printf("imported %zu line%s: %zu advertisers, %zu offers, %zu goals, %zu leads, %zu clicks\n",
 	       st.lines, st.lines == 1 ? "" : "s", st.advertisers, st.offers, st.goals, st.leads,
 	       st.clicks);
+	print_import_warnings(&st, s->rules);
 	rc = EXIT_OK;
 out:
 	if (in && in != stdin)
