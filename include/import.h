@@ -13,7 +13,8 @@
  * Keys and fields (required ones marked *; a key that is not listed here is
  * ignored, so a line may carry more than this):
  *   advertiser  id*, name*, api_key*
- *   offer       id*, advertiser*, name*, rule (null: not polled), params
+ *   offer       id*, advertiser*, name*, rule (null: not polled, and no
+ *               poll_schedule rows: migration 005), params
  *               (object of strings, numbers, booleans), secret_params (array
  *               of param names), intervals {processing, accepted, dates}
  *               (seconds, null: the rule's), batch {processing, accepted} or
@@ -74,11 +75,27 @@
 
 #include <libpq-fe.h>
 
+#include "buf.h"
+
 #define IMPORT_LINE_MAX ((size_t)1 << 20) /* bytes per line */
+/* Distinct rule names remembered per import for import_missing_rules(): a
+ * rule serves every offer of one CRM, so a file names few. */
+#define IMPORT_RULES_MAX 64
+#define IMPORT_RULE_NAME_MAX 64
+
+struct import_rule {
+	int64_t offer; /* the first offer line naming it */
+	size_t offers; /* offer lines naming it */
+	char name[IMPORT_RULE_NAME_MAX + 1];
+};
 
 struct import_stats {
 	size_t advertisers, offers, goals, leads, clicks; /* records read, per kind */
 	size_t lines; /* lines read, blank and comment lines included */
+	/* The rules the file's offer lines name (rule not null), in the order
+	 * first named; names past IMPORT_RULES_MAX are counted in rules_more. */
+	struct import_rule rules[IMPORT_RULES_MAX];
+	size_t nrules, rules_more;
 };
 
 /* Reads JSON lines from in until EOF and upserts them in one transaction on
@@ -91,6 +108,17 @@ int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t e
 /* import_run() that also gives the id of each lead line's lead, in line
  * order (the lead intake, POST /api/leads, answers with them): the first
  * maxids go to ids, *nids is the number of lead lines. */
+/* After an import: appends to out one warning line per rule that st's
+ * offers name and rules_dir does not hold as NAME.lua (a rule may be
+ * deployed after its offers, so this is no error; until then their polls
+ * fail), e.g.
+ *   "offer 10 names rule 'acme_crm', but rules/acme_crm.lua does not exist
+ *    (imported: deploy the rule to poll it)"
+ * and one line when names went unchecked (rules_more). Returns the number
+ * of lines appended, or -1 when out is full. */
+__attribute__((warn_unused_result))
+int import_missing_rules(const struct import_stats *st, const char *rules_dir, struct buf *out);
+
 __attribute__((warn_unused_result))
 int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
 		   size_t *nids, char *err, size_t errlen);

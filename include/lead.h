@@ -51,6 +51,14 @@
  *  - cash fields set wm/pay/ref/cash_curr directly on any lead (an
  *    advertiser adjusting a payout). A goal change never recomputes the
  *    payouts of an approved lead*.
+ *  - An edit whose cash.cc changes the payouts' currency (from the lead's
+ *    cash_curr, or its goal's currency when that is 0, to cc, or to the
+ *    goal's when cc is 0) must give wm, pay and ref too, else it is
+ *    refused, naming the missing ones ("lead 17: cash cc changes the
+ *    payouts' currency without wm, ref: give wm, pay and ref together")*:
+ *    there are no exchange rates here, and a payout left out would keep
+ *    its number under the new currency's name. A cc equal to the current
+ *    currency changes nothing and needs no amounts.
  *  - An edit that changes none of the fields lead_diff() compares returns
  *    LEAD_UNCHANGED: no history row. */
 #ifndef LEADSYNC_LEAD_H

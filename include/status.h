@@ -1,7 +1,8 @@
 /* status: the 12 lead statuses, the reject reasons, and recognition of the
  * status words CRMs and advertisers send (DESIGN.md "Status text
  * recognition" and "Push"). Pure: no I/O, no allocation except in
- * status_words (and the JSON it is built from). */
+ * status_words (and the JSON it is built from). The built-in words are
+ * folded once, on first use, into static tables shared by all threads. */
 #ifndef LEADSYNC_STATUS_H
 #define LEADSYNC_STATUS_H
 
@@ -42,7 +43,7 @@ const char *status_name_ru(int s); /* "Новый" ... (UTF-8); NULL when invali
 /* Status by its exact code ("paid", lower case); 0 when unknown or NULL. */
 int status_by_code(const char *code);
 bool reason_valid(int r); /* 1..REASON_MAX */
-const char *reason_name(int r); /* English name; NULL past 17 */
+const char *reason_name(int r); /* DESIGN.md's English reading; NULL past 17 */
 const char *reason_name_ru(int r); /* seed 001 text without "(треш)"; NULL past 17 */
 bool reason_is_trash(int r); /* the "(треш)" marks of seed 001; false past 17 */
 
@@ -65,6 +66,16 @@ struct status_match {
  * ASCII A-Z and Cyrillic U+0400..U+042F fold to lower case; ё (and Ё)
  * compares as е. Other bytes compare as they are.
  *
+ * Trailing notes (polling only, status_recognise and status_words_lookup):
+ * a text no level knows as written is read once more without its trailing
+ * notes, a count after a space or a note in brackets, repeated ("Недозвон
+ * 3", "Отказ (дорого)", "no answer [2] (evening)" read as their first
+ * word). The shorter text goes through the same levels in the same order
+ * (overrides, then built-in words) but never reads as a number: "1 2" and
+ * "3 (x)" are unrecognised. So a word an offer maps with its count
+ * ("недозвон 3") beats the word without it. Postbacks take the word as
+ * written (seed 000 is a protocol, not a CRM's free text).
+ *
  * Per-offer or per-rule words consulted before the built-in ones. Keys are
  * stored folded as above. The table owns its keys; status_words_free()
  * frees everything. Lookups only read it, so one built table may be shared
@@ -85,8 +96,8 @@ __attribute__((warn_unused_result))
 int status_words_add(struct status_words *w, const char *word, struct status_match m);
 size_t status_words_count(const struct status_words *w);
 
-/* Looks text up in w alone: the same folding, no numbers, no built-in
- * words. Returns true when text is one of w's words and fills *m with its
+/* Looks text up in w alone: the same folding and trailing notes, no
+ * numbers, no built-in words. Returns true when text is one of w's words and fills *m with its
  * meaning; a blocker gives true with *m all zero (the word is known and
  * means nothing: look no further). false, *m zeroed, when w is NULL or
  * does not hold the word. text may be NULL when len is 0. */
@@ -136,6 +147,13 @@ int status_words_from_cjson(const struct cJSON *obj, struct status_words **out, 
  * not ours); our codes; Russian names; the synonym table of DESIGN.md.
  * Returns true and fills *m when recognised, else false with *m zeroed.
  * text may be NULL when len is 0.
+ *
+ * The built-in words are DESIGN.md's: the synonym table and the extended
+ * vocabulary, and the name of every standard reject reason in Russian
+ * (seed 001, without "(треш)") and English (reason_name_ru, reason_name),
+ * which reads as a cancel with that reason. Where a word could mean two
+ * things the table's choice stands ("недозвон" is 3; "не удалось
+ * дозвониться" is 5 with reason 11).
  *
  * Numbers, codes and Russian names give the plain status (accept false;
  * the lead module runs the approval mechanics for a move into 6..11);

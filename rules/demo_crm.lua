@@ -20,19 +20,25 @@
 --            sent with "approved", it overrides the goal's payout
 --   currency optional: ISO code of the payout
 --
--- Approved orders are approved with the advertiser's payout (cash.pay);
--- every other status is read as a word with setstc (the word also goes to
--- the lead's comment).
+-- Approved orders are approved with the advertiser's payout (cash.pay). A
+-- payout in another currency than the goal's cannot be taken alone
+-- (leadsync has no exchange rates: a cash.cc that changes the currency
+-- needs wm, pay and ref), so that edit is refused and noted, and the lead
+-- is approved with its goal's payouts instead. Every other status is read
+-- as a word with setstc (the word also goes to the lead's comment).
 
 local function process(data)
 	for _, d in ipairs(data) do
 		local oid = e2i[d.id]
 		if string.lower(tostring(d.status)) == "approved" and tonumber(d.payout) then
-			lead.edit(oid, {
+			local ok = lead.edit(oid, {
 				accept = 1,
 				comment = d.status,
 				cash = { pay = d.payout, cc = d.currency }, -- cc nil: the goal's currency
 			})
+			if not ok and oid then -- refused, not an order of another network
+				lead.approve(oid, d.status)
+			end
 		else
 			lead.setstc(oid, d.status)
 		end

@@ -134,6 +134,20 @@ out:
 	return rc;
 }
 
+/* Offers naming a rule file that is not there yet: a warning, not an
+ * error (rules may be deployed after their offers). */
+static void print_import_warnings(const struct import_stats *st, const char *rules)
+{
+	struct buf w;
+	const char *p, *nl;
+
+	buf_init(&w, 0);
+	if (import_missing_rules(st, rules, &w) > 0)
+		for (p = w.p; (nl = strchr(p, '\n')) != NULL; p = nl + 1)
+			fprintf(stderr, "leadsync: import: warning: %.*s\n", (int)(nl - p), p);
+	buf_release(&w);
+}
+
 static int cli_import(struct settings *s, int argc, char **argv)
 {
 	struct import_stats st = { 0 };
@@ -162,6 +176,7 @@ static int cli_import(struct settings *s, int argc, char **argv)
 	printf("imported %zu line%s: %zu advertisers, %zu offers, %zu goals, %zu leads, %zu clicks\n",
 	       st.lines, st.lines == 1 ? "" : "s", st.advertisers, st.offers, st.goals, st.leads,
 	       st.clicks);
+	print_import_warnings(&st, s->rules);
 	rc = EXIT_OK;
 out:
 	if (in && in != stdin)
@@ -320,17 +335,65 @@ static int status_line(struct buf *out, const char *text, bool json)
 	return buf_addc(out, '\n');
 }
 
+static const char status_usage[] =
+	"usage: leadsync status TEXT... [--json]\n"
+	"       leadsync status --reasons [--json]\n"
+	"Shows how each TEXT reads as a CRM's status word (numbers, our codes, the\n"
+	"Russian names, the synonyms and the reject reasons' names; case and\n"
+	"ё-insensitive, a trailing count or note in brackets ignored). --reasons\n"
+	"lists the reject reasons: id, English and Russian name, trash or not.\n"
+	"--json prints one JSON object per line.\n";
+
+/* One line per standard reject reason: "6  trash or test  Треш или тест  trash". */
+static int reasons_list(struct buf *out, bool json)
+{
+	int r, rc = 0;
+
+	for (r = 1; r <= REASON_STD_MAX && rc == 0; r++) {
+		if (json) {
+			rc |= buf_addf(out, "{\"reason\":%d,\"name\":", r);
+			rc |= buf_add_json_str(out, reason_name(r), strlen(reason_name(r)));
+			rc |= buf_adds(out, ",\"name_ru\":");
+			rc |= buf_add_json_str(out, reason_name_ru(r), strlen(reason_name_ru(r)));
+			rc |= buf_addf(out, ",\"trash\":%s}\n", reason_is_trash(r) ? "true" : "false");
+			continue;
+		}
+		rc |= buf_addf(out, "%2d  ", r);
+		rc |= add_padded(out, reason_name(r), 28);
+		if (reason_is_trash(r)) {
+			rc |= add_padded(out, reason_name_ru(r), 32);
+			rc |= buf_adds(out, "trash\n");
+		} else {
+			rc |= buf_addf(out, "%s\n", reason_name_ru(r));
+		}
+	}
+	return rc ? -1 : 0;
+}
+
 static int cli_status(struct settings *s, int argc, char **argv)
 {
 	bool json = has_flag(&argc, argv, "--json");
+	bool reasons = has_flag(&argc, argv, "--reasons");
 	struct buf out;
 	int i, rc = EXIT_OK;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: leadsync status TEXT... [--json]\n");
+	if (has_flag(&argc, argv, "--help") || has_flag(&argc, argv, "-h")) {
+		fputs(status_usage, stdout);
+		return EXIT_OK;
+	}
+	for (i = 1; i < argc; i++)
+		if (strncmp(argv[i], "--", 2) == 0) {
+			fprintf(stderr, "leadsync: status: unknown option '%s'\n%s", argv[i],
+				status_usage);
+			return EXIT_USAGE;
+		}
+	if (argc < 2 && !reasons) {
+		fputs(status_usage, stderr);
 		return EXIT_USAGE;
 	}
 	buf_init(&out, 0);
+	if (reasons && reasons_list(&out, json) < 0)
+		rc = EXIT_FAIL;
 	for (i = 1; i < argc; i++)
 		if (status_line(&out, argv[i], json) < 0)
 			rc = EXIT_FAIL;
@@ -673,8 +736,12 @@ static const struct cli_cmd cli_cmds[] = {
 	  "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] [--step-ms MS]\n" },
 	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
 	  "run a rule on files: the request, the edits, the counters", rule_usage },
-	{ "status", cli_status, "TEXT... [--json]", "show how status words are recognised",
-	  "usage: leadsync status TEXT... [--json]\n" },
+	{ "status", cli_status, "TEXT... | --reasons [--json]",
+	  "show how status words are recognised, or list the reject reasons",
+	  "usage: leadsync status TEXT... [--json]\n"
+	  "       leadsync status --reasons [--json]\n"
+	  "Shows how the daemon reads each CRM status word (status, reason, approval),\n"
+	  "or lists the reject reasons.\n" },
 	{ "settings", cli_settings, "[--markdown]", "list the settings and their variables",
 	  "usage: leadsync settings [--markdown]\n" },
 	{ "version", cli_version, "", "print the version", "usage: leadsync version\n" },

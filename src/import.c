@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "click.h"
@@ -1130,6 +1131,37 @@ static const struct import_kind import_kinds[] = {
 	  offsetof(struct import_stats, clicks), "offer", NULL, import__upsert },
 };
 
+/* Remembers the rule an offer line names (import_missing_rules). */
+static void import__note_rule(struct import *im, const struct import_val *v)
+{
+	struct import_stats *st = im->st;
+	const char *name = NULL;
+	int64_t offer = 0;
+	size_t i;
+
+	for (i = 0; i < NFIELDS(import_offer_fields); i++) {
+		if (strcmp(import_offer_fields[i].key, "rule") == 0)
+			name = import__text(im, &v[i]);
+		else if (strcmp(import_offer_fields[i].key, "id") == 0)
+			offer = v[i].num;
+	}
+	if (!name)
+		return; /* absent or null: not polled */
+	for (i = 0; i < st->nrules; i++)
+		if (strcmp(st->rules[i].name, name) == 0) {
+			st->rules[i].offers++;
+			return;
+		}
+	if (st->nrules == IMPORT_RULES_MAX) {
+		st->rules_more++;
+		return;
+	}
+	st->rules[st->nrules].offer = offer;
+	st->rules[st->nrules].offers = 1;
+	snprintf(st->rules[st->nrules].name, sizeof(st->rules[0].name), "%s", name);
+	st->nrules++;
+}
+
 static int import__record(struct import *im, const char *text, size_t len)
 {
 	struct import_val v[IMPORT_FIELDS_MAX];
@@ -1187,6 +1219,8 @@ static int import__record(struct import *im, const char *text, size_t len)
 	if (k->apply != import__lead && im->copying && import__copy_end(im, NULL) < 0)
 		goto out;
 	rc = k->apply(im, k, v);
+	if (rc == 0 && k->fields == import_offer_fields)
+		import__note_rule(im, v);
 out:
 	cJSON_Delete(root);
 	return rc;
@@ -1323,4 +1357,37 @@ int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, s
 {
 	*nids = 0;
 	return import__run(c, in, st, ids, maxids, nids, err, errlen);
+}
+
+int import_missing_rules(const struct import_stats *st, const char *rules_dir, struct buf *out)
+{
+	const char *dir = rules_dir && *rules_dir ? rules_dir : ".";
+	char path[4096];
+	struct stat sb;
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < st->nrules; i++) {
+		const struct import_rule *r = &st->rules[i];
+		int l = snprintf(path, sizeof(path), "%s/%s.lua", dir, r->name);
+
+		if (l > 0 && (size_t)l < sizeof(path) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+			continue;
+		if ((r->offers > 1 ? buf_addf(out, "offer %" PRId64 " and %zu more name", r->offer,
+					      r->offers - 1)
+				   : buf_addf(out, "offer %" PRId64 " names", r->offer)) < 0 ||
+		    buf_addf(out, " rule '%s', but %s does not exist (imported: deploy the rule "
+				  "to poll it)\n",
+			     r->name, path) < 0)
+			return -1;
+		n++;
+	}
+	if (st->rules_more) {
+		if (buf_addf(out, "%zu more offer lines name rules past the first %d; their files "
+				  "were not checked\n",
+			     st->rules_more, IMPORT_RULES_MAX) < 0)
+			return -1;
+		n++;
+	}
+	return n;
 }

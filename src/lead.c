@@ -391,6 +391,38 @@ out:
 	return rc;
 }
 
+/* A payout currency change must restate every payout: lead_apply has no
+ * exchange rates, so a payout left out would keep its number and take the
+ * new currency's name (lead.h). The currency before is the lead's
+ * cash_curr, or its goal's when 0; a cc of 0 names the goal's currency
+ * (the new goal's when the edit changes the goal). */
+static int lead__check_cc(const struct lead *old, const struct lead_goal *goal,
+			  const struct lead_edit *e, unsigned set, char *err, size_t errlen)
+{
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} need[] = { { LF_CASH_WM, "wm" }, { LF_CASH_PAY, "pay" }, { LF_CASH_REF, "ref" } };
+	const struct lead_goal *ng = (set & LF_GOAL) ? e->new_goal : goal;
+	int from = old->cash_curr ? old->cash_curr : goal ? goal->curr : 0;
+	int to = e->cash_cc ? e->cash_cc : ng ? ng->curr : 0;
+	char missing[32] = "";
+	size_t i, n = 0;
+
+	if (!(set & LF_CASH_CC) || from == to)
+		return 0;
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (!(set & need[i].flag))
+			n += (size_t)snprintf(missing + n, sizeof(missing) - n, "%s%s", n ? ", " : "",
+					      need[i].name);
+	if (!n)
+		return 0;
+	return lead__err(err, errlen,
+			 "lead %" PRId64 ": cash cc changes the payouts' currency without %s: "
+			 "give wm, pay and ref together",
+			 old->id, missing);
+}
+
 /* round(base * counts * pct / 10000), half away from zero; -1 on overflow. */
 static int lead__percent(int64_t base, int counts, int64_t pct, int64_t *out)
 {
@@ -547,7 +579,8 @@ enum lead_result lead_apply(const struct lead *old, const struct lead_offer *off
 	if (!e->accept)
 		set &= ~(unsigned)LF_ACCEPT;
 	accept = set & LF_ACCEPT;
-	if (lead__check(old, e, set, err, errlen) < 0)
+	if (lead__check(old, e, set, err, errlen) < 0 ||
+	    lead__check_cc(old, goal, e, set, err, errlen) < 0)
 		goto out;
 	if (o == LS_DELETED) {
 		/* a repeated "deleted" (a postback sent twice) is no news */

@@ -2,6 +2,7 @@
  * status words CRMs (polling) and advertisers (postbacks) send. */
 #include "status.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,24 +28,25 @@ struct reason {
 	bool trash;
 };
 
-/* Seed 001 "Стандартные причины отказа"; trash = the "(треш)" mark. */
+/* Seed 001 "Стандартные причины отказа"; trash = the "(треш)" mark; en is
+ * DESIGN.md's English reading. Both names are also status words (a cancel
+ * with that reason), folded into the polling dictionary below. */
 static const struct reason reasons[REASON_STD_MAX + 1] = {
 	{ NULL, NULL, false },
 	{ "wrong number", "Некорректный номер", true },
 	{ "changed mind", "Передумал", false },
 	{ "did not order", "Не заказывал", true },
-	{ "requires a certificate", "Требует сертификат", false },
+	{ "wants a certificate", "Требует сертификат", false },
 	{ "wrong geo", "Неверное ГЕО", true },
 	{ "trash or test", "Треш или тест", true },
 	{ "duplicate order", "Дублированный заказ", true },
 	{ "ordered elsewhere", "Заказал в другом месте", true },
 	{ "too expensive", "Дорого", false },
-	{ "delivery does not suit", "Не устраивает доставка", true },
-	{ "could not get through", "Не удалось дозвониться", true },
+	{ "delivery not suitable", "Не устраивает доставка", true },
+	{ "could not reach", "Не удалось дозвониться", true },
 	{ "suspected fraud", "Подозрения на фрод", true },
-	{ "does not speak the call centre's language", "Не говорит на языке колл-центра",
-	  false },
-	{ "product did not suit", "Товар не подошел", true },
+	{ "does not speak the language", "Не говорит на языке колл-центра", false },
+	{ "product not suitable", "Товар не подошел", true },
 	{ "offer disabled", "Оффер отключен", false },
 	{ "consultation", "Консультация", false },
 	{ "rejected by timer", "Отклонён по таймеру", false },
@@ -141,8 +143,8 @@ static size_t status__space_before(const unsigned char *start, const unsigned ch
 static int status__fold(const char *text, size_t len, char *out)
 {
 	const unsigned char *p, *end;
-	unsigned char c[2];
-	size_t o = 0, n, w;
+	unsigned char *o, *lim;
+	size_t n;
 
 	if (!text)
 		len = 0;
@@ -152,187 +154,296 @@ static int status__fold(const char *text, size_t len, char *out)
 		p += n;
 	while (p < end && (n = status__space_before(p, end)) > 0)
 		end -= n;
+	o = (unsigned char *)out;
+	lim = o + STATUS_WORD_MAX;
 	while (p < end) {
-		n = status__space(p, end);
-		if (n) {
+		unsigned char b = p[0];
+
+		if (b < 0x80 && b != ' ' && (b < '\t' || b > '\r')) { /* ASCII, not a space */
+			if (o == lim)
+				return -1;
+			*o++ = b >= 'A' && b <= 'Z' ? (unsigned char)(b + ('a' - 'A')) : b;
+			p++;
+		} else if ((b == 0xD0 || b == 0xD1) && end - p >= 2 && (p[1] & 0xC0) == 0x80) {
+			unsigned char c = p[1];
+
+			if (lim - o < 2)
+				return -1;
+			if ((b == 0xD0 && c == 0x81) || (b == 0xD1 && c == 0x91)) {
+				b = 0xD0; /* Ё, ё → е */
+				c = 0xB5;
+			} else if (b == 0xD0 && c <= 0x8F) { /* Ѐ..Џ → ѐ..џ */
+				b = 0xD1;
+				c = (unsigned char)(c + 0x10);
+			} else if (b == 0xD0 && c >= 0x90 && c <= 0x9F) { /* А..П */
+				c = (unsigned char)(c + 0x20);
+			} else if (b == 0xD0 && c >= 0xA0 && c <= 0xAF) { /* Р..Я */
+				b = 0xD1;
+				c = (unsigned char)(c - 0x20);
+			}
+			o[0] = b;
+			o[1] = c;
+			o += 2;
+			p += 2;
+		} else if ((n = status__space(p, end)) > 0) { /* a run of spaces: one */
 			do
 				p += n;
 			while (p < end && (n = status__space(p, end)) > 0);
-			c[0] = ' ';
-			w = 1;
-		} else if ((p[0] == 0xD0 || p[0] == 0xD1) && end - p >= 2 &&
-			   (p[1] & 0xC0) == 0x80) {
-			c[0] = p[0];
-			c[1] = p[1];
-			if ((c[0] == 0xD0 && c[1] == 0x81) || (c[0] == 0xD1 && c[1] == 0x91)) {
-				c[0] = 0xD0; /* Ё, ё → е */
-				c[1] = 0xB5;
-			} else if (c[0] == 0xD0 && c[1] <= 0x8F) { /* Ѐ..Џ → ѐ..џ */
-				c[0] = 0xD1;
-				c[1] = (unsigned char)(c[1] + 0x10);
-			} else if (c[0] == 0xD0 && c[1] >= 0x90 && c[1] <= 0x9F) { /* А..П */
-				c[1] = (unsigned char)(c[1] + 0x20);
-			} else if (c[0] == 0xD0 && c[1] >= 0xA0 && c[1] <= 0xAF) { /* Р..Я */
-				c[0] = 0xD1;
-				c[1] = (unsigned char)(c[1] - 0x20);
-			}
-			p += 2;
-			w = 2;
+			if (o == lim)
+				return -1;
+			*o++ = ' ';
 		} else {
-			c[0] = p[0];
-			if (c[0] >= 'A' && c[0] <= 'Z')
-				c[0] = (unsigned char)(c[0] + ('a' - 'A'));
+			if (o == lim)
+				return -1;
+			*o++ = b;
 			p++;
-			w = 1;
 		}
-		if (o + w > STATUS_WORD_MAX)
-			return -1;
-		memcpy(out + o, c, w);
-		o += w;
 	}
-	out[o] = '\0';
-	return (int)o;
+	*o = '\0';
+	return (int)(o - (unsigned char *)out);
 }
 
 /* ---- built-in words --------------------------------------------------------- */
 
+/* Hash of a folded key for the dictionaries and the overrides: its length
+ * and its first and last 8 bytes, multiplied through. A serial byte hash
+ * (FNV) costs more than the rest of a lookup on a 40-byte Cyrillic phrase;
+ * keys that share both ends and the length only share a probe chain, and
+ * the memcmp of the probe tells them apart. In-process only: the byte
+ * order of the loads does not matter. */
+static uint32_t status__hash(const char *k, size_t len)
+{
+	uint64_t a = 0, b = 0, h;
+	size_t n = len < 8 ? len : 8;
+
+	memcpy(&a, k, n);
+	memcpy(&b, k + len - n, n);
+	h = (a ^ ((uint64_t)len << 56)) * 0x9E3779B97F4A7C15u;
+	h ^= (b + (h >> 29)) * 0xC2B2AE3D27D4EB4Fu;
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+/* A word as written in DESIGN.md (any case, ё allowed: it is folded once,
+ * when the dictionary is built) and its meaning. */
 struct status_builtin {
-	const char *w; /* folded */
-	unsigned char len;
+	const char *w;
 	struct status_match m;
 };
 
-#define W(word, st, rs, acc) { word, sizeof(word) - 1, { st, rs, acc } }
-#define ACCEPT(word) W(word, LS_PACKING, 0, true)
+#define W(word, st) { word, { st, 0, false } }
+#define ACCEPT(word) { word, { LS_PACKING, 0, true } }
+#define CANCEL(word, rs) { word, { LS_CANCEL, rs, false } }
 
-/* Polling dialect: our codes, Russian names (folded: lower case, е for ё)
- * and DESIGN.md's synonym table, merged into one table. They agree on every
- * word they share except "new" (see status.h: 2, not 1). Sorted by bytes
- * (memcmp, shorter first) for the binary search; the per-word tests catch a
- * word out of order. */
+/* Polling dialect, grouped as DESIGN.md's tables read: our code and
+ * Russian name, the synonym table, then the extended vocabulary. Each word
+ * once. The reject reasons' own names (Russian and English) come from
+ * reasons[] above, so the names listed by `leadsync status --reasons` are
+ * the names recognised. "new" and "Новый" read as 2 (status.h). */
 static const struct status_builtin poll_words[] = {
-	ACCEPT("accept"),
-	ACCEPT("accepted"),
-	ACCEPT("approve"),
-	ACCEPT("approved"),
-	W("archive", LS_CANCEL, 0, false),
-	W("archived", LS_CANCEL, 0, false),
-	W("callback", LS_CALLBACK, 0, false),
-	W("cancel", LS_CANCEL, 0, false),
-	W("canceled", LS_CANCEL, 0, false),
-	W("cancelled", LS_CANCEL, 0, false),
-	W("completed", LS_PAID, 0, false),
-	ACCEPT("confirm"),
-	ACCEPT("confirmed"),
-	W("declined", LS_CANCEL, 0, false),
-	W("deleted", LS_DELETED, 0, false),
-	W("delivered", LS_DELIVERED, 0, false),
-	W("double", LS_CANCEL, REASON_DUPLICATE, false),
-	W("duplicate", LS_CANCEL, REASON_DUPLICATE, false),
-	W("error", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("fraud", LS_CANCEL, REASON_FRAUD, false),
-	W("hold", LS_HOLD, 0, false),
-	W("new", LS_PROCESSING, 0, false),
-	W("no answer", LS_CALLBACK, 0, false),
-	W("open", LS_PROCESSING, 0, false),
-	W("packing", LS_PACKING, 0, false),
-	W("paid", LS_PAID, 0, false),
-	W("pending", LS_PROCESSING, 0, false),
-	W("processing", LS_PROCESSING, 0, false),
-	W("recall", LS_CALLBACK, 0, false),
-	W("refund", LS_RETURN, 0, false),
-	W("refunded", LS_RETURN, 0, false),
-	W("rejected", LS_CANCEL, 0, false),
-	W("return", LS_RETURN, 0, false),
-	W("returned", LS_RETURN, 0, false),
-	W("sending", LS_SENDING, 0, false),
-	W("sent", LS_TRANSIT, 0, false),
-	W("shipped", LS_TRANSIT, 0, false),
-	W("sold", LS_PAID, 0, false),
-	W("spam", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("test", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("transit", LS_TRANSIT, 0, false),
-	W("trash", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("waiting", LS_PROCESSING, 0, false),
-	W("wrong", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("в пути", LS_TRANSIT, 0, false),
-	W("возврат", LS_RETURN, 0, false),
-	W("доставлен", LS_DELIVERED, 0, false),
-	W("новый", LS_PROCESSING, 0, false),
-	W("обработка", LS_PROCESSING, 0, false),
-	W("оплачен", LS_PAID, 0, false),
-	W("отмена", LS_CANCEL, 0, false),
-	W("отправка", LS_SENDING, 0, false),
-	W("перезвонить", LS_CALLBACK, 0, false),
-	W("удален", LS_DELETED, 0, false),
-	W("упаковка", LS_PACKING, 0, false),
-	W("холд", LS_HOLD, 0, false),
+	/* 2 processing */
+	W("processing", LS_PROCESSING), W("обработка", LS_PROCESSING),
+	W("new", LS_PROCESSING), W("новый", LS_PROCESSING),
+	W("pending", LS_PROCESSING), W("open", LS_PROCESSING), W("waiting", LS_PROCESSING),
+	W("новый заказ", LS_PROCESSING), W("в обработке", LS_PROCESSING),
+	W("обрабатывается", LS_PROCESSING), W("ожидает", LS_PROCESSING),
+	W("ожидание", LS_PROCESSING), W("принят в работу", LS_PROCESSING),
+	W("in progress", LS_PROCESSING), W("in work", LS_PROCESSING),
+	/* 3 callback: "недозвон" is the call centre trying again; the final
+	 * failure is reason 11 by its own name */
+	W("callback", LS_CALLBACK), W("перезвонить", LS_CALLBACK),
+	W("recall", LS_CALLBACK), W("no answer", LS_CALLBACK),
+	W("перезвон", LS_CALLBACK), W("недозвон", LS_CALLBACK),
+	W("не дозвонились", LS_CALLBACK), W("не отвечает", LS_CALLBACK),
+	W("не берёт трубку", LS_CALLBACK), W("автоответчик", LS_CALLBACK),
+	W("not reached", LS_CALLBACK), W("call later", LS_CALLBACK),
+	/* 4 hold */
+	W("hold", LS_HOLD), W("холд", LS_HOLD),
+	/* accept: the approval mechanics, then 6 */
+	ACCEPT("accept"), ACCEPT("accepted"), ACCEPT("approve"), ACCEPT("approved"),
+	ACCEPT("confirm"), ACCEPT("confirmed"),
+	ACCEPT("подтверждён"), ACCEPT("подтверждённый"), ACCEPT("принят"),
+	ACCEPT("одобрен"), ACCEPT("согласован"), ACCEPT("апрув"), ACCEPT("аппрув"),
+	/* 6 packing */
+	W("packing", LS_PACKING), W("упаковка", LS_PACKING),
+	/* 7 sending */
+	W("sending", LS_SENDING), W("отправка", LS_SENDING),
+	W("упакован", LS_SENDING), W("собран", LS_SENDING),
+	W("готов к отправке", LS_SENDING), W("packed", LS_SENDING),
+	/* 8 transit */
+	W("transit", LS_TRANSIT), W("в пути", LS_TRANSIT),
+	W("shipped", LS_TRANSIT), W("sent", LS_TRANSIT),
+	W("отправлен", LS_TRANSIT), W("передан в доставку", LS_TRANSIT),
+	W("в доставке", LS_TRANSIT), W("доставляется", LS_TRANSIT),
+	W("in transit", LS_TRANSIT), W("on the way", LS_TRANSIT),
+	/* 9 delivered */
+	W("delivered", LS_DELIVERED), W("доставлен", LS_DELIVERED),
+	W("прибыл", LS_DELIVERED), W("в пункте выдачи", LS_DELIVERED),
+	W("ожидает получения", LS_DELIVERED), W("arrived", LS_DELIVERED),
+	W("ready for pickup", LS_DELIVERED),
+	/* 10 paid */
+	W("paid", LS_PAID), W("оплачен", LS_PAID), W("sold", LS_PAID), W("completed", LS_PAID),
+	W("выкуплен", LS_PAID), W("вручён", LS_PAID), W("получен", LS_PAID),
+	W("выполнен", LS_PAID), W("завершён", LS_PAID), W("доставлен и оплачен", LS_PAID),
+	W("complete", LS_PAID), W("purchased", LS_PAID), W("bought", LS_PAID),
+	/* 11 return */
+	W("return", LS_RETURN), W("возврат", LS_RETURN),
+	W("returned", LS_RETURN), W("refunded", LS_RETURN), W("refund", LS_RETURN),
+	W("невыкуп", LS_RETURN), W("не выкуплен", LS_RETURN),
+	W("отказ от получения", LS_RETURN), W("возвращён", LS_RETURN),
+	W("not picked up", LS_RETURN),
+	/* 5, the offer's default reason */
+	CANCEL("cancel", 0), CANCEL("отмена", 0),
+	CANCEL("canceled", 0), CANCEL("cancelled", 0), CANCEL("declined", 0),
+	CANCEL("rejected", 0), CANCEL("archived", 0), CANCEL("archive", 0),
+	CANCEL("отказ", 0), CANCEL("отменён", 0), CANCEL("отклонён", 0),
+	CANCEL("аннулирован", 0), CANCEL("refused", 0),
+	/* 5 with a reason: the everyday words (the names come from reasons[]) */
+	CANCEL("неверный номер", 1), CANCEL("неправильный номер", 1),
+	CANCEL("invalid phone", 1), CANCEL("invalid number", 1),
+	CANCEL("передумала", 2),
+	CANCEL("не заказывала", 3), CANCEL("not ordered", 3),
+	CANCEL("другое гео", 5), CANCEL("wrong country", 5),
+	CANCEL("треш", REASON_TRASH_TEST), CANCEL("тест", REASON_TRASH_TEST),
+	CANCEL("спам", REASON_TRASH_TEST), CANCEL("брак", REASON_TRASH_TEST),
+	CANCEL("фейк", REASON_TRASH_TEST), CANCEL("trash", REASON_TRASH_TEST),
+	CANCEL("test", REASON_TRASH_TEST), CANCEL("spam", REASON_TRASH_TEST),
+	CANCEL("fake", REASON_TRASH_TEST), CANCEL("error", REASON_TRASH_TEST),
+	CANCEL("wrong", REASON_TRASH_TEST),
+	CANCEL("дубль", REASON_DUPLICATE), CANCEL("дубликат", REASON_DUPLICATE),
+	CANCEL("повтор", REASON_DUPLICATE), CANCEL("повторный заказ", REASON_DUPLICATE),
+	CANCEL("duplicate", REASON_DUPLICATE), CANCEL("double", REASON_DUPLICATE),
+	CANCEL("заказала в другом месте", 8),
+	CANCEL("expensive", 9),
+	CANCEL("unreachable", 11),
+	CANCEL("фрод", REASON_FRAUD), CANCEL("fraud", REASON_FRAUD),
+	CANCEL("language barrier", 13),
+	/* 12 deleted */
+	W("deleted", LS_DELETED), W("удалён", LS_DELETED),
 };
 
 /* Postback dialect: seed 000's three statuses and its table as written
  * (HOLD → 2, APPROVED → accept, REJECTED → 5 with the polling table's
- * reason for the word). Sorted like poll_words. */
+ * reason for the word). */
 static const struct status_builtin postback_words[] = {
-	W("accepted", LS_PROCESSING, 0, false),
-	ACCEPT("approved"),
-	W("archive", LS_CANCEL, 0, false),
-	W("archived", LS_CANCEL, 0, false),
-	W("cancel", LS_CANCEL, 0, false),
-	W("canceled", LS_CANCEL, 0, false),
-	W("cancelled", LS_CANCEL, 0, false),
-	ACCEPT("completed"),
-	ACCEPT("confirm"),
-	ACCEPT("confirmed"),
-	W("declined", LS_CANCEL, 0, false),
-	ACCEPT("delivered"),
-	W("error", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("hold", LS_PROCESSING, 0, false),
-	W("new", LS_PROCESSING, 0, false),
-	W("open", LS_PROCESSING, 0, false),
-	ACCEPT("paid"),
-	W("pending", LS_PROCESSING, 0, false),
-	W("processing", LS_PROCESSING, 0, false),
-	W("refund", LS_CANCEL, 0, false),
-	W("refunded", LS_CANCEL, 0, false),
-	W("rejected", LS_CANCEL, 0, false),
-	W("returned", LS_CANCEL, 0, false),
-	W("shipped", LS_PROCESSING, 0, false),
-	ACCEPT("sold"),
-	W("spam", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("test", LS_CANCEL, REASON_TRASH_TEST, false),
-	W("waiting", LS_PROCESSING, 0, false),
-	W("wrong", LS_CANCEL, REASON_TRASH_TEST, false),
+	W("hold", LS_PROCESSING), ACCEPT("approved"), CANCEL("rejected", 0),
+	/* HOLD */
+	W("shipped", LS_PROCESSING), W("processing", LS_PROCESSING),
+	W("accepted", LS_PROCESSING), W("waiting", LS_PROCESSING), W("open", LS_PROCESSING),
+	W("new", LS_PROCESSING), W("pending", LS_PROCESSING),
+	/* APPROVED */
+	ACCEPT("confirmed"), ACCEPT("confirm"), ACCEPT("paid"), ACCEPT("completed"),
+	ACCEPT("sold"), ACCEPT("delivered"),
+	/* REJECTED */
+	CANCEL("returned", 0), CANCEL("canceled", 0), CANCEL("cancelled", 0),
+	CANCEL("archived", 0), CANCEL("refunded", 0), CANCEL("cancel", 0),
+	CANCEL("archive", 0), CANCEL("refund", 0), CANCEL("spam", REASON_TRASH_TEST),
+	CANCEL("error", REASON_TRASH_TEST), CANCEL("wrong", REASON_TRASH_TEST),
+	CANCEL("test", REASON_TRASH_TEST), CANCEL("declined", 0),
 };
 
+#undef CANCEL
 #undef ACCEPT
 #undef W
 
-static int status__cmp(const char *a, size_t alen, const char *b, size_t blen)
+#define NPOLL (sizeof(poll_words) / sizeof(poll_words[0]))
+#define NPOSTBACK (sizeof(postback_words) / sizeof(postback_words[0]))
+
+/* A dictionary: the words folded once into one arena, found through an
+ * open-addressing hash of their indices (linear probing, at most a quarter
+ * full so a miss ends after a probe or two). Built once, on first use,
+ * under pthread_once; read-only afterwards, so threads share it. A lookup
+ * folds into a stack buffer, hashes and compares: no allocation. */
+#define STATUS_DICT_SLOTS 1024 /* a power of two, >= 4 x the words */
+#define STATUS_DICT_WORDS (NPOLL + 2 * REASON_STD_MAX)
+#define STATUS_ARENA 16384
+
+struct status_entry {
+	uint32_t hash;
+	uint16_t off, len; /* into status_arena */
+	struct status_match m;
+};
+
+struct status_dict {
+	struct status_entry e[STATUS_DICT_WORDS];
+	uint16_t slot[STATUS_DICT_SLOTS]; /* entry index + 1; 0: empty */
+	size_t n;
+};
+
+static char status_arena[STATUS_ARENA];
+static size_t status_arena_len;
+static struct status_dict poll_dict, postback_dict;
+static pthread_once_t status_dict_once = PTHREAD_ONCE_INIT;
+
+_Static_assert(STATUS_DICT_SLOTS >= 4 * STATUS_DICT_WORDS, "dictionary too full");
+_Static_assert(STATUS_ARENA <= 65536, "arena offsets are 16-bit");
+
+static const struct status_entry *status__dict_find(const struct status_dict *d, const char *key,
+						    size_t len, uint32_t h)
 {
-	int c = memcmp(a, b, alen < blen ? alen : blen);
+	size_t i = h & (STATUS_DICT_SLOTS - 1);
 
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
+	for (; d->slot[i]; i = (i + 1) & (STATUS_DICT_SLOTS - 1)) {
+		const struct status_entry *e = &d->e[d->slot[i] - 1];
 
-static const struct status_match *status__builtin(const struct status_builtin *t, size_t n,
-						  const char *key, size_t len)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = status__cmp(key, len, t[mid].w, t[mid].len);
-
-		if (c == 0)
-			return &t[mid].m;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
+		if (e->hash == h && e->len == len && memcmp(status_arena + e->off, key, len) == 0)
+			return e;
 	}
 	return NULL;
+}
+
+/* Folds word into the arena and adds it. A word already present keeps its
+ * first meaning (the per-word tests catch a table that says two things);
+ * a word that does not fit is left out, which the same tests catch. */
+static void status__dict_add(struct status_dict *d, const char *word, struct status_match m)
+{
+	char key[STATUS_WORD_MAX + 1];
+	struct status_entry *e;
+	uint32_t h;
+	int len = status__fold(word, strlen(word), key);
+	size_t i;
+
+	if (len <= 0 || d->n >= STATUS_DICT_WORDS || status_arena_len + (size_t)len > STATUS_ARENA)
+		return;
+	h = status__hash(key, (size_t)len);
+	if (status__dict_find(d, key, (size_t)len, h))
+		return;
+	e = &d->e[d->n];
+	e->hash = h;
+	e->off = (uint16_t)status_arena_len;
+	e->len = (uint16_t)len;
+	e->m = m;
+	memcpy(status_arena + status_arena_len, key, (size_t)len);
+	status_arena_len += (size_t)len;
+	for (i = h & (STATUS_DICT_SLOTS - 1); d->slot[i]; i = (i + 1) & (STATUS_DICT_SLOTS - 1))
+		;
+	d->slot[i] = (uint16_t)(++d->n);
+}
+
+static void status__dict_build(void)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < NPOLL; i++)
+		status__dict_add(&poll_dict, poll_words[i].w, poll_words[i].m);
+	for (r = 1; r <= REASON_STD_MAX; r++) {
+		struct status_match m = { LS_CANCEL, r, false };
+
+		status__dict_add(&poll_dict, reasons[r].ru, m);
+		status__dict_add(&poll_dict, reasons[r].en, m);
+	}
+	for (i = 0; i < NPOSTBACK; i++)
+		status__dict_add(&postback_dict, postback_words[i].w, postback_words[i].m);
+}
+
+static const struct status_match *status__builtin(const struct status_dict *d, const char *key,
+						  size_t len)
+{
+	const struct status_entry *e;
+
+	pthread_once(&status_dict_once, status__dict_build);
+	e = status__dict_find(d, key, len, status__hash(key, len));
+	return e ? &e->m : NULL;
 }
 
 /* "1".."12" exactly: no sign, no leading zero, no fraction. */
@@ -342,6 +453,53 @@ static int status__number(const char *k, size_t len)
 		return k[0] - '0';
 	if (len == 2 && k[0] == '1' && k[1] >= '0' && k[1] <= '2')
 		return 10 + (k[1] - '0');
+	return 0;
+}
+
+/* The length of folded key without its trailing notes: a count (" 3") or a
+ * note in brackets ("(дорого)", " [2]"), as often as they repeat
+ * ("недозвон 3 (утро)" → "недозвон"). Returns 0 when there is no note, or
+ * when what would remain is empty or a bare number ("1 2" is not status
+ * 1). key is folded, so inner spaces are single. */
+static size_t status__strip_note(const char *key, size_t len)
+{
+	size_t n = len, i;
+
+	for (;;) {
+		size_t m = n;
+
+		if (m && (key[m - 1] == ')' || key[m - 1] == ']')) {
+			char close = key[m - 1], open = close == ')' ? '(' : '[';
+			int depth = 0;
+
+			while (m) {
+				m--;
+				if (key[m] == close)
+					depth++;
+				else if (key[m] == open && --depth == 0)
+					break;
+			}
+			if (depth != 0)
+				break; /* unbalanced: not a note */
+		} else if (m && key[m - 1] >= '0' && key[m - 1] <= '9') {
+			while (m && key[m - 1] >= '0' && key[m - 1] <= '9')
+				m--;
+			if (!m || key[m - 1] != ' ')
+				break; /* "crm-300", "1": part of the word */
+		} else {
+			break;
+		}
+		while (m && key[m - 1] == ' ')
+			m--;
+		if (!m)
+			break;
+		n = m;
+	}
+	if (n == len)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (key[i] < '0' || key[i] > '9')
+			return n;
 	return 0;
 }
 
@@ -361,18 +519,6 @@ struct status_words {
 	size_t cap;
 	size_t count;
 };
-
-static uint32_t status__hash(const char *k, size_t len)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)k[i];
-		h *= 16777619u;
-	}
-	return h;
-}
 
 /* Slot of key, or of the empty slot where it would go. cap must be > 0. */
 static size_t status__probe(struct status_word *const *slot, size_t cap, uint32_t h,
@@ -481,14 +627,21 @@ bool status_words_lookup(const struct status_words *w, const char *text, size_t 
 {
 	char key[STATUS_WORD_MAX + 1];
 	const struct status_word *o = NULL;
+	size_t n;
 	int klen;
 
 	memset(m, 0, sizeof(*m));
 	if (!w || w->count == 0)
 		return false;
 	klen = status__fold(text, len, key);
-	if (klen > 0)
-		o = status__override(w, key, (size_t)klen);
+	if (klen <= 0)
+		return false;
+	o = status__override(w, key, (size_t)klen);
+	if (!o) {
+		n = status__strip_note(key, (size_t)klen);
+		if (n)
+			o = status__override(w, key, n);
+	}
 	if (o)
 		*m = o->m;
 	return o != NULL;
@@ -496,59 +649,72 @@ bool status_words_lookup(const struct status_words *w, const char *text, size_t 
 
 /* ---- recognition ------------------------------------------------------------ */
 
-/* The common path of both dialects: overrides, then (polling only) a
- * number, then the dialect's table. */
+/* One pass over the levels for the folded key[0..len): overrides, then
+ * (numbers) a number, then the dictionary. 1: recognised into *m; 0: a
+ * blocker decided (unrecognised, look no further); -1: nobody knows it. */
+static int status__levels(const struct status_words *over, const char *key, size_t len,
+			  bool numbers, const struct status_dict *d, struct status_match *m)
+{
+	const struct status_word *o = status__override(over, key, len);
+	const struct status_match *b;
+	int s;
+
+	if (o) {
+		*m = o->m;
+		return o->m.status != 0;
+	}
+	if (numbers) {
+		s = status__number(key, len);
+		if (s) {
+			m->status = s;
+			return 1;
+		}
+	}
+	b = status__builtin(d, key, len);
+	if (b) {
+		*m = *b;
+		return 1;
+	}
+	return -1;
+}
+
+/* The common path of both dialects: the folded text through the levels;
+ * then, when notes is set and nobody knew it, the text without its
+ * trailing notes through the overrides and the dictionary (never as a
+ * number). */
 static bool status__recognise(const struct status_words *over, const char *text, size_t len,
-			      bool numbers, const struct status_builtin *t, size_t n,
-			      struct status_match *m)
+			      bool notes, const struct status_dict *d, struct status_match *m)
 {
 	char key[STATUS_WORD_MAX + 1];
-	const struct status_word *o;
-	const struct status_match *b;
-	int klen, s;
-	bool ok = false;
+	int klen, r = -1;
+	size_t n;
 
 	memset(m, 0, sizeof(*m));
 	klen = status__fold(text, len, key);
 	if (klen <= 0)
 		goto out;
-	o = status__override(over, key, (size_t)klen);
-	if (o) {
-		*m = o->m;
-		ok = o->m.status != 0; /* a blocker stops here, unrecognised */
-		goto out;
-	}
-	if (numbers) {
-		s = status__number(key, (size_t)klen);
-		if (s) {
-			m->status = s;
-			ok = true;
-			goto out;
-		}
-	}
-	b = status__builtin(t, n, key, (size_t)klen);
-	if (b) {
-		*m = *b;
-		ok = true;
+	r = status__levels(over, key, (size_t)klen, notes, d, m);
+	if (r < 0 && notes) {
+		n = status__strip_note(key, (size_t)klen);
+		if (n)
+			r = status__levels(over, key, n, false, d, m);
 	}
 out:
-	if (!ok)
+	if (r != 1)
 		memset(m, 0, sizeof(*m));
-	return ok;
+	return r == 1;
 }
 
 bool status_recognise(const struct status_words *over, const char *text, size_t len,
 		      struct status_match *m)
 {
-	return status__recognise(over, text, len, true, poll_words,
-				 sizeof(poll_words) / sizeof(poll_words[0]), m);
+	return status__recognise(over, text, len, true, &poll_dict, m);
 }
 
 bool status_postback(const struct status_words *over, const char *text, size_t len,
 		     struct status_match *m)
 {
-	return status__recognise(over, text, len, false, postback_words,
-				 sizeof(postback_words) / sizeof(postback_words[0]), m);
+	return status__recognise(over, text, len, false, &postback_dict, m);
 }
 
 /* ---- words from JSON ------------------------------------------------------------ */
@@ -627,7 +793,7 @@ int status_words_from_cjson(const struct cJSON *obj, struct status_words **out, 
 			    size_t errlen)
 {
 	struct status_words *w = NULL;
-	struct status_match m, prev;
+	struct status_match m;
 	const cJSON *e;
 	int rc = -1;
 
@@ -656,7 +822,7 @@ int status_words_from_cjson(const struct cJSON *obj, struct status_words **out, 
 		}
 		if (status__json_value(e, &m, err, errlen) < 0)
 			goto out;
-		if (status_words_lookup(w, key, (size_t)klen, &prev)) {
+		if (status__override(w, key, (size_t)klen)) {
 			snprintf(err, errlen, "word '%.80s': given twice (words compare folded: '%.80s')",
 				 e->string, key);
 			goto out;

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "history.h"
@@ -545,5 +546,93 @@ TEST(history_lead_show_text_and_unknown)
 	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), -1);
 	ASSERT_STREQ(err, "lead 99 not found");
 	buf_release(&out);
+	PQfinish(c);
+}
+
+/* Issue 8 section 5: an offer without a rule is never polled, so it has no
+ * schedule rows (they would stay overdue forever); giving it a rule later
+ * creates them, taking the rule away removes them. */
+TEST(import_offer_without_rule_has_no_schedule_rows)
+{
+	PGconn *c = import_t_db("ls_import_norule");
+	struct import_stats st;
+	char err[1024] = "";
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c,
+			       IMPORT_T_ADV
+			       "{\"offer\": {\"id\": 20, \"advertiser\": 1, \"name\": \"no crm\", \"rule\": null}}\n"
+			       "{\"offer\": {\"id\": 21, \"advertiser\": 1, \"name\": \"no rule key\"}}\n"
+			       "{\"offer\": {\"id\": 22, \"advertiser\": 1, \"name\": \"crm\", \"rule\": \"x\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT string_agg(offer || ':' || n, ',' ORDER BY offer) FROM"
+		      " (SELECT offer, count(*) AS n FROM poll_schedule GROUP BY offer) s",
+		   "22:3");
+	/* a rule given later: the rows appear, due now */
+	ASSERT_EQ(import_t_run(c, "{\"offer\": {\"id\": 20, \"advertiser\": 1, \"name\": \"now a crm\","
+				  " \"rule\": \"x\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT count(*) || ' ' || bool_and(next_due <= now() AND lease_owner IS NULL)"
+		      " FROM poll_schedule WHERE offer = 20",
+		   "3 true");
+	/* a line that leaves the rule out keeps it, and the rows */
+	ASSERT_EQ(import_t_run(c, "{\"offer\": {\"id\": 20, \"advertiser\": 1, \"name\": \"renamed\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 20", "3");
+	/* the rule taken away: no rows */
+	ASSERT_EQ(import_t_run(c, "{\"offer\": {\"id\": 22, \"advertiser\": 1, \"name\": \"crm gone\","
+				  " \"rule\": null}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_SQL(c, "SELECT string_agg(DISTINCT offer::text, ',') FROM poll_schedule", "20");
+	/* however the offer is written: plain SQL too */
+	ASSERT(import_t_exec(c, "INSERT INTO offers (id, advertiser, name) VALUES (23, 1, 'sql')"));
+	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 23", "0");
+	ASSERT(import_t_exec(c, "UPDATE offers SET rule = 'x' WHERE id = 23"));
+	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 23", "3");
+	PQfinish(c);
+}
+
+/* A rule file that is not there is a warning, not an error: the import is
+ * done (rules may be deployed later). */
+TEST(import_warns_of_a_missing_rule_file)
+{
+	PGconn *c = import_t_db("ls_import_rulefile");
+	struct import_stats st;
+	char err[1024] = "", dir[] = "/tmp/ls-import-rules-XXXXXX", path[256];
+	struct buf w;
+	FILE *f;
+
+	ASSERT(c);
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/here.lua", dir);
+	f = fopen(path, "w");
+	ASSERT(f != NULL);
+	fputs("return {}\n", f);
+	fclose(f);
+	buf_init(&w, 0);
+	ASSERT_EQ(import_t_run(c,
+			       IMPORT_T_ADV
+			       "{\"offer\": {\"id\": 30, \"advertiser\": 1, \"name\": \"a\", \"rule\": \"here\"}}\n"
+			       "{\"offer\": {\"id\": 31, \"advertiser\": 1, \"name\": \"b\", \"rule\": \"later_crm\"}}\n"
+			       "{\"offer\": {\"id\": 32, \"advertiser\": 1, \"name\": \"c\", \"rule\": \"later_crm\"}}\n"
+			       "{\"offer\": {\"id\": 33, \"advertiser\": 1, \"name\": \"d\", \"rule\": null}}\n"
+			       "{\"offer\": {\"id\": 34, \"advertiser\": 1, \"name\": \"e\", \"rule\": \"gone\"}}\n",
+			       &st, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(st.offers, 5);
+	ASSERT_EQ(st.nrules, 3);
+	ASSERT_SQL(c, "SELECT count(*) FROM offers", "5"); /* imported all the same */
+	if (import_missing_rules(&st, dir, &w) != 2 ||
+	    !strstr(w.p, "offer 31 and 1 more name rule 'later_crm', but ") ||
+	    !strstr(w.p, "/later_crm.lua does not exist (imported: deploy the rule to poll it)\n") ||
+	    !strstr(w.p, "offer 34 names rule 'gone'") || strstr(w.p, "here"))
+		test__fail(__FILE__, __LINE__, "warnings:\n%s", w.p ? w.p : "(none)");
+	buf_release(&w);
+	unlink(path);
+	rmdir(dir);
 	PQfinish(c);
 }

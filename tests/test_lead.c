@@ -166,15 +166,16 @@ TEST(lead_percent_overflow_refused)
 TEST(lead_accept_cash_overrides_each_field)
 {
 	struct lead l = mk(LS_PROCESSING), out;
+	/* cc 2 is the goal's currency: no change of currency, pay alone is fine */
 	struct lead_edit e = { .set = LF_ACCEPT | LF_CASH_PAY | LF_CASH_CC, .accept = true,
-			       .cash_pay = 1234, .cash_cc = 4 };
+			       .cash_pay = 1234, .cash_cc = 2 };
 	char err[256];
 
 	ASSERT_EQ(apply(&l, &e, SOURCE_POLL, &out, err), LEAD_CHANGED);
 	ASSERT_EQ(out.wm, 500); /* the goal's */
 	ASSERT_EQ(out.pay, 1234);
 	ASSERT_EQ(out.ref, 50);
-	ASSERT_EQ(out.cash_curr, 4);
+	ASSERT_EQ(out.cash_curr, 2);
 
 	e.set = LF_ACCEPT | LF_CASH_WM;
 	e.cash_wm = 0; /* an explicit zero is an override too */
@@ -190,6 +191,58 @@ TEST(lead_accept_cash_overrides_each_field)
 		  LEAD_CHANGED);
 	ASSERT_EQ(out.wm, 375);
 	ASSERT_EQ(out.ref, 7);
+}
+
+/* Issue 8 item 7: a cc that changes the payouts' currency must come with
+ * wm, pay and ref, else the payouts left out would be relabelled, not
+ * converted. */
+TEST(lead_cash_cc_change_needs_every_payout)
+{
+	struct lead l = mk(LS_PROCESSING), a = mk_approved(LS_TRANSIT), out;
+	struct lead_edit e = { .set = LF_ACCEPT | LF_CASH_PAY | LF_CASH_CC, .accept = true,
+			       .cash_pay = 1234, .cash_cc = 4 };
+	char err[256];
+
+	/* pay alone in currency 4 (the goal's is 2): refused, nothing changes */
+	ASSERT_EQ(apply(&l, &e, SOURCE_POLL, &out, err), LEAD_REFUSED);
+	ASSERT_STREQ(err, "lead 17: cash cc changes the payouts' currency without wm, ref: "
+			  "give wm, pay and ref together");
+	ASSERT(lead_eq(&out, &l));
+	e.set = LF_CASH_CC;
+	ASSERT_EQ(apply(&a, &e, SOURCE_POSTBACK, &out, err), LEAD_REFUSED);
+	ASSERT_CONTAINS(err, "without wm, pay, ref:");
+	e.set = LF_CASH_CC | LF_CASH_WM | LF_CASH_REF;
+	e.cash_wm = 1;
+	e.cash_ref = 2;
+	ASSERT_EQ(apply(&a, &e, SOURCE_POSTBACK, &out, err), LEAD_REFUSED);
+	ASSERT_CONTAINS(err, "without pay:");
+
+	/* all three: the new currency and its amounts, approval included */
+	e.set = LF_ACCEPT | LF_CASH_WM | LF_CASH_PAY | LF_CASH_REF | LF_CASH_CC;
+	ASSERT_EQ(apply(&l, &e, SOURCE_POLL, &out, err), LEAD_CHANGED);
+	ASSERT_EQ(out.status, LS_PACKING);
+	ASSERT_EQ(out.wm, 1);
+	ASSERT_EQ(out.pay, 1234);
+	ASSERT_EQ(out.ref, 2);
+	ASSERT_EQ(out.cash_curr, 4);
+
+	/* a cc that names the currency the payouts already have changes nothing */
+	a.cash_curr = 4;
+	e.set = LF_CASH_PAY | LF_CASH_CC;
+	ASSERT_EQ(apply(&a, &e, SOURCE_POSTBACK, &out, err), LEAD_CHANGED);
+	ASSERT_EQ(out.pay, 1234);
+	ASSERT_EQ(out.wm, 500);
+	ASSERT_EQ(out.cash_curr, 4);
+	/* cc 0 (back to the goal's, 2) is a change too */
+	e.cash_cc = 0;
+	ASSERT_EQ(apply(&a, &e, SOURCE_POSTBACK, &out, err), LEAD_REFUSED);
+	ASSERT_CONTAINS(err, "without wm, ref:");
+	/* ... and so is 2 written out; with all three it is taken */
+	e.cash_cc = 2;
+	e.set = LF_CASH_WM | LF_CASH_PAY | LF_CASH_REF | LF_CASH_CC;
+	ASSERT_EQ(apply(&a, &e, SOURCE_POSTBACK, &out, err), LEAD_CHANGED);
+	ASSERT_EQ(out.cash_curr, 2);
+	ASSERT_EQ(out.wm, 1);
 }
 
 TEST(lead_cash_on_approved_lead_adjusts_payout)

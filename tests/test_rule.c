@@ -517,12 +517,13 @@ TEST(rule_edit_bad_values_are_refused)
 		"lead.edit(101, {status = 13}) lead.edit(101, {status = 5, reason = 99})\n"
 		"lead.edit(101, {colour = 'red'}) lead.edit(101, {status = 'five'})\n"
 		"lead.edit(101, {curr = 'XYZ'}) lead.edit(101, {goal = 'nope'}) lead.edit(101, 'x')\n"
-		"lead.edit('A-1', {status = 5}) lead.edit(101, {cash = {tip = 1}})");
+		"lead.edit('A-1', {status = 5}) lead.edit(101, {cash = {tip = 1}})\n"
+		"lead.edit(101, {accept = 1, cash = {pay = 3.5, cc = 'EUR'}})");
 	struct rule_result res;
 
 	ASSERT(rt);
 	ASSERT_EQ(t_process(rt, "{}", &res, err, sizeof(err)), 0);
-	ASSERT_EQ(res.refused, 9);
+	ASSERT_EQ(res.refused, 10);
 	ASSERT_EQ(res.nchanges, 0);
 	ASSERT_CONTAINS(res.notes.p, "lead 101: status 13 is not in 1..12");
 	ASSERT_CONTAINS(res.notes.p, "lead 101: reason 99 is not in 1..17");
@@ -533,6 +534,8 @@ TEST(rule_edit_bad_values_are_refused)
 	ASSERT_CONTAINS(res.notes.p, "lead.edit needs a table of fields, not string");
 	ASSERT_CONTAINS(res.notes.p, "lead id 'A-1' is not an integer");
 	ASSERT_CONTAINS(res.notes.p, "unknown cash field 'tip'");
+	ASSERT_CONTAINS(res.notes.p, "lead 101: cash cc changes the payouts' currency without wm, "
+				     "ref: give wm, pay and ref together");
 	rule_result_release(&res);
 	rule_free(rt);
 }
@@ -561,7 +564,7 @@ TEST(rule_edit_every_field)
 	char err[512];
 	struct rule_rt *rt = t_rule(
 		"lead.edit(101, {hold = true, comment = 'on hold', base = '12.50', counts = 2, curr = 'EUR', track = 'TRK1'})\n"
-		"lead.edit(102, {accept = 1, goal = 'sale', cash = {pay = 3.5, cc = 'EUR'}})\n"
+		"lead.edit(102, {accept = 1, goal = 'sale', cash = {wm = 3, pay = 3.5, ref = 0.25, cc = 'EUR'}})\n"
 		"lead.edit(103, {hold = 3, comment = 42})");
 	struct rule_result res;
 	const struct lead *l;
@@ -585,7 +588,8 @@ TEST(rule_edit_every_field)
 	ASSERT_EQ(l->goal, 6);
 	ASSERT_EQ(l->pay, 350);
 	ASSERT_EQ(l->cash_curr, 2);
-	ASSERT_EQ(l->wm, 300); /* 10 % of 30.00 */
+	ASSERT_EQ(l->wm, 300);
+	ASSERT_EQ(l->ref, 25);
 	ASSERT_EQ(l->approved_at, T_NOW);
 	l = t_after(&res, 103);
 	ASSERT(l);

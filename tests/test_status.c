@@ -419,7 +419,7 @@ TEST(status_length_with_embedded_nul_and_bounds)
 TEST(status_unrecognised_is_zeroed)
 {
 	static const char *const junk[] = {
-		"banana", "approved?", "отменен", "statuses", "\xff\xfe", "\xd0", "\xd0\x41",
+		"banana", "approved?", "отменено", "statuses", "\xff\xfe", "\xd0", "\xd0\x41",
 		"accept ed",
 	};
 	struct status_match m;
@@ -678,4 +678,341 @@ TEST(status_words_lookup_reads_the_table_only)
 		test__fail(__FILE__, __LINE__, "folded 'ЕЛКА' not found: status %d", m.status);
 out:
 	status_words_free(w);
+}
+
+/* ---- DESIGN.md's extended vocabulary ------------------------------------------ */
+
+/* Every word of the first extended table, spelt as DESIGN.md spells it. */
+static const struct want ext_words[] = {
+	/* 2 processing */
+	{ "новый заказ", 2, 0, false },
+	{ "в обработке", 2, 0, false },
+	{ "обрабатывается", 2, 0, false },
+	{ "ожидает", 2, 0, false },
+	{ "ожидание", 2, 0, false },
+	{ "принят в работу", 2, 0, false },
+	{ "in progress", 2, 0, false },
+	{ "in work", 2, 0, false },
+	/* 3 callback */
+	{ "перезвон", 3, 0, false },
+	{ "перезвонить", 3, 0, false },
+	{ "недозвон", 3, 0, false },
+	{ "не дозвонились", 3, 0, false },
+	{ "не отвечает", 3, 0, false },
+	{ "не берет трубку", 3, 0, false },
+	{ "автоответчик", 3, 0, false },
+	{ "no answer", 3, 0, false },
+	{ "not reached", 3, 0, false },
+	{ "call later", 3, 0, false },
+	/* accept */
+	ACC("подтвержден"),
+	ACC("подтвержденный"),
+	ACC("принят"),
+	ACC("одобрен"),
+	ACC("согласован"),
+	ACC("апрув"),
+	ACC("аппрув"),
+	ACC("approved"),
+	ACC("confirmed"),
+	/* 7 sending */
+	{ "упакован", 7, 0, false },
+	{ "собран", 7, 0, false },
+	{ "готов к отправке", 7, 0, false },
+	{ "packed", 7, 0, false },
+	/* 8 transit */
+	{ "отправлен", 8, 0, false },
+	{ "передан в доставку", 8, 0, false },
+	{ "в доставке", 8, 0, false },
+	{ "доставляется", 8, 0, false },
+	{ "shipped", 8, 0, false },
+	{ "in transit", 8, 0, false },
+	{ "on the way", 8, 0, false },
+	/* 9 delivered */
+	{ "прибыл", 9, 0, false },
+	{ "в пункте выдачи", 9, 0, false },
+	{ "ожидает получения", 9, 0, false },
+	{ "arrived", 9, 0, false },
+	{ "ready for pickup", 9, 0, false },
+	/* 10 paid */
+	{ "выкуплен", 10, 0, false },
+	{ "вручен", 10, 0, false },
+	{ "получен", 10, 0, false },
+	{ "оплачен", 10, 0, false },
+	{ "выполнен", 10, 0, false },
+	{ "завершен", 10, 0, false },
+	{ "доставлен и оплачен", 10, 0, false },
+	{ "complete", 10, 0, false },
+	{ "purchased", 10, 0, false },
+	{ "bought", 10, 0, false },
+	/* 11 return */
+	{ "невыкуп", 11, 0, false },
+	{ "не выкуплен", 11, 0, false },
+	{ "отказ от получения", 11, 0, false },
+	{ "возвращен", 11, 0, false },
+	{ "возврат", 11, 0, false },
+	{ "return", 11, 0, false },
+	{ "returned", 11, 0, false },
+	{ "not picked up", 11, 0, false },
+	/* 5, the offer's default reason */
+	{ "отказ", 5, 0, false },
+	{ "отменен", 5, 0, false },
+	{ "отклонен", 5, 0, false },
+	{ "аннулирован", 5, 0, false },
+	{ "отмена", 5, 0, false },
+	{ "refused", 5, 0, false },
+	{ "rejected", 5, 0, false },
+	{ "canceled", 5, 0, false },
+};
+
+/* The reasons table: seed 001's name (without "(треш)"), DESIGN.md's
+ * English reading and the everyday words, each a cancel with the reason. */
+static const struct want reason_words[] = {
+	{ "Некорректный номер", 5, 1, false },
+	{ "wrong number", 5, 1, false },
+	{ "неверный номер", 5, 1, false },
+	{ "неправильный номер", 5, 1, false },
+	{ "invalid phone", 5, 1, false },
+	{ "invalid number", 5, 1, false },
+	{ "Передумал", 5, 2, false },
+	{ "changed mind", 5, 2, false },
+	{ "передумала", 5, 2, false },
+	{ "Не заказывал", 5, 3, false },
+	{ "did not order", 5, 3, false },
+	{ "не заказывала", 5, 3, false },
+	{ "not ordered", 5, 3, false },
+	{ "Требует сертификат", 5, 4, false },
+	{ "wants a certificate", 5, 4, false },
+	{ "Неверное ГЕО", 5, 5, false },
+	{ "wrong geo", 5, 5, false },
+	{ "другое гео", 5, 5, false },
+	{ "wrong country", 5, 5, false },
+	{ "Треш или тест", 5, 6, false },
+	{ "trash or test", 5, 6, false },
+	{ "треш", 5, 6, false },
+	{ "тест", 5, 6, false },
+	{ "спам", 5, 6, false },
+	{ "брак", 5, 6, false },
+	{ "фейк", 5, 6, false },
+	{ "trash", 5, 6, false },
+	{ "test", 5, 6, false },
+	{ "spam", 5, 6, false },
+	{ "fake", 5, 6, false },
+	{ "Дублированный заказ", 5, 7, false },
+	{ "duplicate order", 5, 7, false },
+	{ "дубль", 5, 7, false },
+	{ "дубликат", 5, 7, false },
+	{ "повтор", 5, 7, false },
+	{ "повторный заказ", 5, 7, false },
+	{ "duplicate", 5, 7, false },
+	{ "double", 5, 7, false },
+	{ "Заказал в другом месте", 5, 8, false },
+	{ "ordered elsewhere", 5, 8, false },
+	{ "заказала в другом месте", 5, 8, false },
+	{ "Дорого", 5, 9, false },
+	{ "too expensive", 5, 9, false },
+	{ "expensive", 5, 9, false },
+	{ "Не устраивает доставка", 5, 10, false },
+	{ "delivery not suitable", 5, 10, false },
+	{ "Не удалось дозвониться", 5, 11, false },
+	{ "could not reach", 5, 11, false },
+	{ "unreachable", 5, 11, false },
+	{ "Подозрения на фрод", 5, 12, false },
+	{ "suspected fraud", 5, 12, false },
+	{ "фрод", 5, 12, false },
+	{ "fraud", 5, 12, false },
+	{ "Не говорит на языке колл-центра", 5, 13, false },
+	{ "does not speak the language", 5, 13, false },
+	{ "language barrier", 5, 13, false },
+	{ "Товар не подошел", 5, 14, false },
+	{ "product not suitable", 5, 14, false },
+	{ "Оффер отключен", 5, 15, false },
+	{ "offer disabled", 5, 15, false },
+	{ "Консультация", 5, 16, false },
+	{ "consultation", 5, 16, false },
+	{ "Отклонён по таймеру", 5, 17, false },
+	{ "rejected by timer", 5, 17, false },
+};
+
+/* dst = src with Cyrillic а..я, ё (and ASCII a..z) upper-cased, or with
+ * every е written ё when yo is set. */
+static void upcase_ru(char *dst, size_t cap, const char *src, bool yo)
+{
+	const unsigned char *p = (const unsigned char *)src;
+	size_t o = 0;
+
+	for (; *p && o + 3 < cap; p++) {
+		if (p[0] == 0xD0 && p[1] == 0xB5 && yo) { /* е → ё */
+			dst[o++] = (char)0xD1;
+			dst[o++] = (char)0x91;
+			p++;
+		} else if (yo) {
+			dst[o++] = (char)p[0];
+		} else if (p[0] == 0xD0 && p[1] >= 0xB0 && p[1] <= 0xBF) { /* а..п */
+			dst[o++] = (char)0xD0;
+			dst[o++] = (char)(p[1] - 0x20);
+			p++;
+		} else if (p[0] == 0xD1 && p[1] >= 0x80 && p[1] <= 0x8F) { /* р..я */
+			dst[o++] = (char)0xD0;
+			dst[o++] = (char)(p[1] + 0x20);
+			p++;
+		} else if (p[0] == 0xD1 && p[1] == 0x91) { /* ё → Ё */
+			dst[o++] = (char)0xD0;
+			dst[o++] = (char)0x81;
+			p++;
+		} else {
+			dst[o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+		}
+	}
+	dst[o] = '\0';
+}
+
+/* Each word as written, in capitals (Cyrillic too), with ё for е, padded,
+ * with doubled spaces, and with a trailing count or note. */
+static void check_ext(int line, const struct want *t, size_t n)
+{
+	static const char *const notes[] = { " 3", " (дорого)", "(2)", "  12 ", " [x] (утро)" };
+	char v[400], u[400];
+	size_t i, j;
+
+	if (!check_table(line, status_recognise, t, n))
+		return;
+	for (i = 0; i < n; i++) {
+		upcase_ru(v, sizeof(v), t[i].word, false);
+		if (!check(line, status_recognise, NULL, v, &t[i]))
+			return;
+		upcase_ru(v, sizeof(v), t[i].word, true);
+		if (!check(line, status_recognise, NULL, v, &t[i]))
+			return;
+		for (j = 0; j < N(notes); j++) {
+			upcase_ru(u, sizeof(u), t[i].word, j % 2 == 1);
+			snprintf(v, sizeof(v), "%s%s", u, notes[j]);
+			if (!check(line, status_recognise, NULL, v, &t[i]))
+				return;
+		}
+	}
+}
+
+TEST(status_extended_vocabulary_every_word)
+{
+	check_ext(__LINE__, ext_words, N(ext_words));
+}
+
+TEST(status_reason_names_and_everyday_words_every_word)
+{
+	check_ext(__LINE__, reason_words, N(reason_words));
+}
+
+/* The names reason_name_ru/reason_name give (what `status --reasons`
+ * lists) read as a cancel with that reason; every standard reason has
+ * its Russian and English name in reason_words above. */
+TEST(status_every_reason_name_reads_as_its_reason)
+{
+	struct want w = { NULL, 5, 0, false };
+	int r, ru, en;
+	size_t i;
+
+	for (r = 1; r <= REASON_STD_MAX; r++) {
+		w.reason = r;
+		if (!check(__LINE__, status_recognise, NULL, reason_name_ru(r), &w) ||
+		    !check(__LINE__, status_recognise, NULL, reason_name(r), &w))
+			return;
+		for (i = 0, ru = en = 0; i < N(reason_words); i++) {
+			ru += strcmp(reason_words[i].word, reason_name_ru(r)) == 0;
+			en += strcmp(reason_words[i].word, reason_name(r)) == 0;
+		}
+		if (ru != 1 || en != 1) {
+			test__fail(__FILE__, __LINE__, "reason %d: names not in reason_words", r);
+			return;
+		}
+	}
+}
+
+TEST(status_trailing_notes)
+{
+	struct status_words *w = status_words_new();
+
+	ASSERT(w != NULL);
+	CHECK(status_recognise, NULL, "Недозвон 3", 3, 0, false);
+	CHECK(status_recognise, NULL, "Отказ (дорого)", 5, 0, false);
+	CHECK(status_recognise, NULL, "  ОТКАЗ \xc2\xa0 (дорого)  ", 5, 0, false);
+	CHECK(status_recognise, NULL, "недозвон(3)", 3, 0, false);
+	CHECK(status_recognise, NULL, "Недозвон 3 (утро)", 3, 0, false);
+	CHECK(status_recognise, NULL, "Дубль [2]", 5, 7, false);
+	CHECK(status_recognise, NULL, "Отказ (очень (дорого))", 5, 0, false);
+	CHECK(status_recognise, NULL, "paid 100", 10, 0, false);
+	/* a note alone, a number with a note, unbalanced brackets, a count
+	 * glued to the word, words in the middle: not notes */
+	CHECK_NONE(status_recognise, NULL, "(отказ)");
+	CHECK_NONE(status_recognise, NULL, "1 2");
+	CHECK_NONE(status_recognise, NULL, "3 (x)");
+	CHECK_NONE(status_recognise, NULL, "12 (10)");
+	CHECK_NONE(status_recognise, NULL, "отказ (");
+	CHECK_NONE(status_recognise, NULL, "отказ )");
+	CHECK_NONE(status_recognise, NULL, "отказ (a))");
+	CHECK_NONE(status_recognise, NULL, "недозвон3");
+	CHECK_NONE(status_recognise, NULL, "недозвон 3 раза");
+	CHECK_NONE(status_recognise, NULL, "недозвон -3");
+	CHECK_NONE(status_recognise, NULL, "отказ: дорого");
+	/* postbacks take the word as written */
+	CHECK_NONE(status_postback, NULL, "approved 2");
+	CHECK_NONE(status_postback, NULL, "approved (manual)");
+	CHECK(status_postback, NULL, "approved", 6, 0, true);
+	/* overrides: the word as written first, then without its note; a
+	 * blocker of the bare word blocks it with a note too */
+	if (status_words_add(w, "недозвон 3", (struct status_match){ 5, 11, false }) ||
+	    status_words_add(w, "отказ", (struct status_match){ 5, 9, false }) ||
+	    status_words_add(w, "дубль", (struct status_match){ 0, 0, false }) ||
+	    status_words_add(w, "7", (struct status_match){ 4, 0, false })) {
+		test__fail(__FILE__, __LINE__, "status_words_add failed");
+		goto out;
+	}
+	if (!check(__LINE__, status_recognise, w, "НЕДОЗВОН 3", &(struct want){ 0, 5, 11, false }) ||
+	    !check(__LINE__, status_recognise, w, "недозвон 4", &(struct want){ 0, 3, 0, false }) ||
+	    /* all the notes go at once: "недозвон 3 (утро)" reads as "недозвон" */
+	    !check(__LINE__, status_recognise, w, "недозвон 3 (утро)",
+		   &(struct want){ 0, 3, 0, false }) ||
+	    !check(__LINE__, status_recognise, w, "Отказ (дорого)", &(struct want){ 0, 5, 9, false }) ||
+	    !check(__LINE__, status_recognise, w, "Дубль 2", &(struct want){ 0, 0, 0, false }) ||
+	    !check(__LINE__, status_recognise, w, "7 (x)", &(struct want){ 0, 0, 0, false }))
+		goto out;
+	{
+		struct status_match m;
+
+		if (!status_words_lookup(w, "Отказ (дорого)", strlen("Отказ (дорого)"), &m) ||
+		    m.status != 5 || m.reason != 9)
+			test__fail(__FILE__, __LINE__, "lookup ignores the note: %d/%d", m.status,
+				   m.reason);
+		else if (!status_words_lookup(w, "дубль 2", strlen("дубль 2"), &m) || m.status)
+			test__fail(__FILE__, __LINE__, "lookup of a blocked word with a count");
+		else if (status_words_lookup(w, "7 (x)", 5, &m))
+			test__fail(__FILE__, __LINE__, "a number with a note was looked up");
+	}
+out:
+	status_words_free(w);
+}
+
+/* Words that could mean two things read as DESIGN.md's tables choose. */
+TEST(status_extended_vocabulary_ambiguities)
+{
+	CHECK(status_recognise, NULL, "Недозвон", 3, 0, false);
+	CHECK(status_recognise, NULL, "Не удалось дозвониться", 5, 11, false);
+	CHECK(status_recognise, NULL, "Ожидает", 2, 0, false);
+	CHECK(status_recognise, NULL, "Ожидает получения", 9, 0, false);
+	CHECK(status_recognise, NULL, "Принят", 6, 0, true);
+	CHECK(status_recognise, NULL, "Принят в работу", 2, 0, false);
+	CHECK(status_recognise, NULL, "Доставлен", 9, 0, false);
+	CHECK(status_recognise, NULL, "Доставлен и оплачен", 10, 0, false);
+	CHECK(status_recognise, NULL, "Отказ", 5, 0, false);
+	CHECK(status_recognise, NULL, "Отказ от получения", 11, 0, false);
+	CHECK(status_recognise, NULL, "wrong", 5, 6, false);
+	CHECK(status_recognise, NULL, "Wrong Number", 5, 1, false);
+	CHECK(status_recognise, NULL, "rejected", 5, 0, false);
+	CHECK(status_recognise, NULL, "Rejected by timer", 5, 17, false);
+	/* the postback dialect keeps seed 000's meanings and learns none */
+	CHECK(status_postback, NULL, "accepted", 2, 0, false);
+	CHECK(status_postback, NULL, "shipped", 2, 0, false);
+	CHECK_NONE(status_postback, NULL, "Отказ");
+	CHECK_NONE(status_postback, NULL, "refused");
+	CHECK_NONE(status_postback, NULL, "wrong number");
+	CHECK_NONE(status_postback, NULL, "Подтвержден");
 }

@@ -229,7 +229,10 @@ TEST(store_schema_keeps_the_lead_invariants)
 			printf("  accepted: %s\n", refused[i]);
 		ASSERT(failed);
 	}
-	/* every offer has its three schedule rows */
+	/* an offer has its three schedule rows while it has a rule (004) */
+	ASSERT(store_t_is(c, "SELECT count(*) FROM poll_schedule WHERE offer = 10", "0"));
+	ASSERT_EQ(store_exec(c, "setup", "UPDATE offers SET rule = 'crm' WHERE id = 10", 0, NULL, err,
+			     sizeof(err)), 0);
 	ASSERT(store_t_is(c, "SELECT string_agg(variant, ',' ORDER BY variant) FROM poll_schedule"
 			     " WHERE offer = 10",
 			  "accepted,dates,processing"));
