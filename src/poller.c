@@ -131,6 +131,10 @@ struct poll_pair {
 	unsigned retry_after;
 	int64_t last_run;
 	uint64_t asked, changed, skipped, unknown, refused, unrecognised, pages;
+	/* id variants: open leads without an external id, never asked; counted
+	 * once per run (its first selection) and stored on its first row */
+	uint64_t no_ext;
+	bool no_ext_counted, no_ext_given;
 	uint64_t t0_ms;
 	bool caught_row;
 	struct poll_check *check;
@@ -164,6 +168,7 @@ struct poll_batch {
 	uint64_t bytes;
 	unsigned pages;
 	size_t unknown, refused, unrecognised;
+	uint64_t no_ext;     /* the run's leads without an external id (first row) */
 	struct buf head;
 	struct buf notes;
 	enum poll_outcome outcome;
@@ -925,18 +930,29 @@ struct poll_sel {
 	int64_t cursor;
 	struct macro_dates *dates; /* dates: k ranges */
 	size_t reserved;
+	bool count_no_ext;    /* also count the leads without an external id */
 	/* out */
+	uint64_t no_ext;
 	struct lead **leads;
 	size_t *n;
 	size_t total;
 };
 
+/* The id variants ask by external id: a lead without one (a postback's)
+ * cannot be asked about, so it is not selected, only counted. The
+ * conditions match the partial indexes of 004_poll_no_ext.sql literally. */
 static const char poller_sel_processing_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (2, 3, 4)"
-	" AND l.id > $2 ORDER BY l.id LIMIT $3";
+	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3";
 static const char poller_sel_accepted_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (6, 7, 8, 9)"
-	" AND l.id > $2 ORDER BY l.id LIMIT $3";
+	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3";
+static const char poller_no_ext_processing_sql[] =
+	"SELECT count(*) FROM leads l WHERE l.offer = $1 AND l.status IN (2, 3, 4)"
+	" AND coalesce(l.ext, '') = ''";
+static const char poller_no_ext_accepted_sql[] =
+	"SELECT count(*) FROM leads l WHERE l.offer = $1 AND l.status IN (6, 7, 8, 9)"
+	" AND coalesce(l.ext, '') = ''";
 static const char poller_sel_dates_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
 	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
@@ -960,6 +976,16 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 		size_t rows, off = 0;
 		struct lead *all;
 
+		if (s->count_no_ext) {
+			r = store_query(c, "count leads without ext",
+					s->v == RULE_PROCESSING ? poller_no_ext_processing_sql
+								: poller_no_ext_accepted_sql,
+					1, params, job->err, sizeof(job->err));
+			if (!r)
+				return DB_EFAIL;
+			s->no_ext = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+			PQclear(r);
+		}
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
 		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
 		r = store_query(c, "select leads",
@@ -1070,10 +1096,10 @@ static const char poller_run_sql[] =
 	" INSERT INTO poll_runs (offer, variant, worker, started, finished, method, url,"
 	"  http_status, bytes, leads_asked, leads_changed, leads_unknown, leads_refused,"
 	"  leads_unrecognised, leads_skipped, pages, outcome, error, answer_head, caught_up,"
-	"  missed, notes)"
+	"  missed, notes, leads_no_ext)"
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-	"  $15, $16, $17, $18, $19, $20, $21, $22)"
+	"  $15, $16, $17, $18, $19, $20, $21, $22, $28)"
 	" RETURNING id"
 	"), u AS ("
 	" UPDATE leads l SET status = x.s, reason = nullif(x.rs, 0), comment = x.cm,"
@@ -1142,7 +1168,7 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 			      const char *checked, int64_t *run, char *err, size_t errlen)
 {
 	char n[15][24];
-	const char *params[27];
+	const char *params[28];
 	PGresult *r;
 	int i = 0;
 
@@ -1159,6 +1185,7 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	snprintf(n[10], 24, "%zu", b->skipped);
 	snprintf(n[11], 24, "%u", b->pages);
 	snprintf(n[12], 24, "%" PRId64, b->missed);
+	snprintf(n[13], 24, "%" PRIu64, b->no_ext);
 	params[i++] = n[0];
 	params[i++] = rule_variant_name(b->v);
 	params[i++] = b->worker;
@@ -1186,7 +1213,8 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	params[i++] = applied;
 	params[i++] = checked;
 	params[i++] = b->v == RULE_DATES ? "dates" : "poll";
-	r = store_query(c, "poll run", poller_run_sql, 27, params, err, errlen);
+	params[i++] = n[13];
+	r = store_query(c, "poll run", poller_run_sql, 28, params, err, errlen);
 	if (!r)
 		return -1;
 	*run = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
@@ -1411,6 +1439,10 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	b->worker = p->worker;
 	b->caught_up = pr->sp->missed > 0;
 	b->missed = pr->sp->missed;
+	if (pr->no_ext && !pr->no_ext_given) {
+		b->no_ext = pr->no_ext;
+		pr->no_ext_given = true;
+	}
 	b->t_start_us = poller__wall_us();
 	rule_request_init(&b->req);
 	rule_result_init(&b->res);
@@ -1933,7 +1965,7 @@ static void poller__pair_record(struct poll_pair *pr, enum poll_outcome o, const
 		poller__pair_maybe_finish(pr);
 		return;
 	}
-	if (o == POLL_CAUGHT_UP) {
+	if (o == POLL_CAUGHT_UP || o == POLL_OK) {
 		b->outcome = o;
 		poller__batch_write(b, W_ROW);
 	} else
@@ -1954,6 +1986,11 @@ static void poller__sel_done(struct db_job *job)
 	if (job->status != DB_OK) {
 		poller__pair_fail(pr, POLL_DB_ERROR, job->err, true);
 		goto out;
+	}
+	if (s->count_no_ext && s->no_ext) {
+		pr->no_ext = s->no_ext;
+		poller__rep(p, "skip      %" PRIu64 " lead%s without an external id: not asked\n",
+			    s->no_ext, s->no_ext == 1 ? "" : "s");
 	}
 	if (p->stopping || pr->aborted)
 		goto out; /* read, but no new request now: the pair is cut short */
@@ -2068,6 +2105,8 @@ static void poller__pair_fill(struct poll_pair *pr)
 	s->k = k;
 	s->per = pr->v == RULE_DATES ? p->cfg.dates_leads_max : pr->batch;
 	s->cursor = pr->cursor;
+	s->count_no_ext = pr->v != RULE_DATES && !pr->no_ext_counted;
+	pr->no_ext_counted = true;
 	s->reserved = reserve;
 	for (i = 0; pr->v == RULE_DATES && i < k; i++) {
 		char err[256];
@@ -2271,11 +2310,11 @@ static void poller__pair_finish(struct poll_pair *pr)
 	       "poll done",
 	       "worker=%s offer=%" PRId64 " variant=%s run=%" PRId64 " outcome=%s batches=%u failed=%u"
 	       " asked=%" PRIu64 " changed=%" PRIu64 " skipped=%" PRIu64 " unknown=%" PRIu64
-	       " refused=%" PRIu64 " unrecognised=%" PRIu64 " pages=%" PRIu64 " caught_up=%s"
-	       " missed=%" PRId64 " ms=%" PRIu64 "%s%s",
+	       " refused=%" PRIu64 " unrecognised=%" PRIu64 " no_ext=%" PRIu64 " pages=%" PRIu64
+	       " caught_up=%s missed=%" PRId64 " ms=%" PRIu64 "%s%s",
 	       p->worker, pr->off.id, rule_variant_name(pr->v), pr->last_run, outcome, pr->nbatches,
 	       pr->nfailed, pr->asked, pr->changed, pr->skipped, pr->unknown, pr->refused,
-	       pr->unrecognised, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
+	       pr->unrecognised, pr->no_ext, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
 	       poller__now_ms() - pr->t0_ms, q[0] ? " err=" : "", q);
 	poller__wait_del(pr);
 	if (pr->prev)
@@ -2306,6 +2345,13 @@ static void poller__pair_maybe_finish(struct poll_pair *pr)
 	    pr->sp->missed > 0 && pr->rule) {
 		pr->caught_row = true;
 		poller__pair_record(pr, POLL_CAUGHT_UP, "");
+		return;
+	}
+	/* nothing asked, but leads without an external id were left out: the
+	 * run's row says how many (the record takes the count) */
+	if (!pr->no_ext_given && pr->no_ext && pr->exhausted && !pr->nbatches && !pr->nfailed &&
+	    !pr->aborted && pr->rule) {
+		poller__pair_record(pr, POLL_OK, "");
 		return;
 	}
 	pr->finishing = true;
