@@ -57,10 +57,12 @@
  * Outcomes: ok; http_error (429, 5xx, or another non-2xx answer the rule
  * failed on), timeout, connect_error, tls_error, too_large, bad_answer,
  * redirect_error (transport, http_client.h); decode_error (a 2xx answer not
- * in the declared format), rule_error (the rule failed to load, prepare or
- * process; the message carries file:line), config_error (the offer's time
- * zone, or status_words that do not parse), db_error, lease_lost, cancelled (shutdown), internal_error,
- * caught_up. A transport failure, an http_error or a db_error stops the
+ * in the declared format), rule_error (the rule failed while it ran:
+ * prepare or process; the message carries file:line), config_error
+ * (something wrong before any request: the rule file missing or not
+ * loading, the offer gone or naming no rule, its time zone, status_words
+ * that do not parse), db_error, lease_lost, cancelled (shutdown),
+ * internal_error, caught_up. A transport failure, an http_error or a db_error stops the
  * pair's further batches (its CRM or database is in trouble); a
  * decode_error or rule_error fails that batch only. Any failure fails the
  * run: the pair backs off (scheduler), never marked ok.

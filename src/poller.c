@@ -2207,8 +2207,9 @@ static void poller__pair_begin(struct poll_pair *pr)
 	}
 	pr->rule = poller__rule_get(p, pr->off.rule, err, sizeof(err));
 	if (!pr->rule) {
+		/* config_error: wrong before any request (include/poller.h) */
 		pr->stop_more = true;
-		poller__pair_record(pr, POLL_RULE_ERROR, err);
+		poller__pair_record(pr, POLL_CONFIG_ERROR, err);
 		return;
 	}
 	rule_variant_info(pr->rule->rt, pr->v, &info);

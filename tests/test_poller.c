@@ -771,9 +771,19 @@ TEST(poller_failure_rule_error_names_file_and_line)
 		   200);
 }
 
+/* A rule that is missing or does not load is the offer's configuration,
+ * wrong before any request: config_error; rule_error is a rule that failed
+ * while it ran. */
 TEST(poller_failure_rule_that_does_not_load)
 {
-	pt_failure("ls_poller_f_load", "ok", "pt_broken", false, "rule_error", "pt_broken.lua:", -1);
+	pt_failure("ls_poller_f_load", "ok", "pt_broken", false, "config_error", "pt_broken.lua:",
+		   -1);
+}
+
+TEST(poller_failure_rule_file_missing)
+{
+	pt_failure("ls_poller_f_missing", "ok", "pt_missing", false, "config_error", "pt_missing",
+		   -1);
 }
 
 /* ------------------------------------------------------------ concurrency */
