@@ -1225,12 +1225,13 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 static int poller__write_run(PGconn *c, struct db_job *job)
 {
 	struct poll_batch *b = job->data;
-	struct buf applied, checked;
+	struct buf applied, checked, lg;
 	int64_t *ids = NULL, *ok = NULL;
 	struct lead *cur = NULL;
 	size_t i, ncur = 0, nok = 0, nother = 0;
 	int rc = DB_EFAIL;
 
+	buf_init(&lg, 0);
 	buf_init(&applied, 0);
 	buf_init(&checked, 0);
 	b->applied = b->skipped = 0;
@@ -1294,8 +1295,14 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 			const struct lead *now = poller__find(cur, ncur, snap->id);
 
 			if (now && poller__lead_same(now, snap)) {
+				struct log_lead ll = { snap->id, b->offer, 0, snap->status,
+						       b->after[j]->status };
+
 				ok[nok++] = snap->id;
 				is_ok[b->chg[j]] = true;
+				if (log_leads_on() && buf_add(&lg, &ll, sizeof(ll)) < 0) {
+					/* the log lines are best effort */
+				}
 			} else if (now && poller__lead_same(now, b->after[j])) {
 				/* already what the rule wants */
 			} else {
@@ -1320,6 +1327,14 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 		if (store_exec(c, "commit", "COMMIT", 0, NULL, job->err, sizeof(job->err)) < 0)
 			goto out;
 		rc = DB_OK;
+		{
+			struct log_lead *v = (struct log_lead *)(void *)lg.p;
+			size_t k, nl = lg.len / sizeof(*v);
+
+			for (k = 0; k < nl; k++)
+				v[k].run = b->run_id;
+			log_lead_changes(b->v == RULE_DATES ? "dates" : "poll", v, nl);
+		}
 		goto out;
 	oom_rollback:
 		snprintf(job->err, sizeof(job->err), "out of memory");
@@ -1339,6 +1354,7 @@ out:
 	free(ok);
 	free(cur);
 	buf_release(&applied);
+	buf_release(&lg);
 	buf_release(&checked);
 	return rc;
 }

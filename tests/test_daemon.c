@@ -1189,3 +1189,79 @@ TEST(daemon_unmigrated_database_or_missing_rules_exit_1)
 		test__fail(__FILE__, __LINE__, "could not run the daemon on an old schema");
 	dm_close(&e);
 }
+
+/* ------------------------------------------------------------ lead change log */
+
+/* At debug level the log has one "lead changed" line per lead change,
+ * from each writer, after its commit: a poll, a timer, a postback. */
+static void dm_lead_log_body(struct dm_env *e)
+{
+	struct dm_route cb = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &cb },
+	};
+	static const char *const debug[] = { "LEADSYNC_LOG_LEVEL=debug", NULL };
+	struct buf imp;
+	char *log = NULL, *want = NULL, *tok, *save;
+	size_t lines = 0;
+	const char *p;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_lead_log", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 1, "dm_crm", mock_crm_port(e->m), "ok", 1), 0);
+	/* offer 900 has no rule: its leads change by timers and postbacks only */
+	ASSERT_EQ(buf_adds(&imp,
+			   "{\"offer\": {\"id\": 900, \"advertiser\": 1, \"name\": \"Push\","
+			   " \"landing_url\": \"https://shop.example/x\"}}\n"
+			   "{\"goal\": {\"offer\": 900, \"code\": \"lead\", \"payout\": \"fixed\","
+			   " \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"
+			   "{\"click\": {\"id\": \"" DM_SEED_CLICK "\", \"offer\": 900, \"wm\": 7}}\n"
+			   "{\"lead\": {\"id\": 9001, \"offer\": 900, \"ext\": \"H-1\", \"status\": 2,"
+			   " \"created\": \"2026-11-01T10:00:00Z\", \"goal\": \"lead\", \"base\": 30}}\n"),
+		  0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(test_sql_exec(e->c, "UPDATE leads SET status = 4,"
+				   " hold_until = now() - interval '1 hour' WHERE id = 9001"));
+	ASSERT(dm_start(e, 0, debug));
+	ASSERT(dm_wait_sql(e->c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+			   "1001:3 9001:6", 15000));
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+					    "&request_id=dm-log-1&action=lead&status=hold"),
+		  200);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+	/* the lines the history says there must be, and no others */
+	want = test_sql_value(e->c,
+		"SELECT string_agg(format('lead=%s offer=%s source=%s run=%s from=%s to=%s', h.lead,"
+		" l.offer, h.source, coalesce(h.source_id, 0), coalesce(h.before ->> 'status', '0'),"
+		" h.after ->> 'status'), '|' ORDER BY h.id) FROM lead_history h"
+		" JOIN leads l ON l.id = h.lead WHERE h.source <> 'import'");
+	ASSERT(want);
+	log = dm_log(&e->d[0]);
+	for (p = strstr(log, "msg=\"lead changed\""); p; p = strstr(p + 1, "msg=\"lead changed\""))
+		lines++;
+	for (tok = strtok_r(want, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+		if (!strstr(log, tok)) {
+			printf("  no line \"%s\"\n", tok);
+			test__fail(__FILE__, __LINE__, "a lead change is not in the log");
+		}
+	}
+	if (!strstr(log, "lead=1001 offer=10 source=poll run=") ||
+	    !strstr(log, "lead=9001 offer=900 source=timer run=0 from=4 to=6") ||
+	    !strstr(log, "offer=900 source=postback run=") || lines != 3)
+		test__fail(__FILE__, __LINE__, "want 3 lead lines (poll, timer, postback), got %zu",
+			   lines);
+	free(want);
+	free(log);
+}
+
+TEST(daemon_debug_log_has_a_line_per_changed_lead)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_lead_log_body(&e);
+	dm_close(&e);
+}
