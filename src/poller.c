@@ -940,19 +940,23 @@ struct poll_sel {
 
 /* The id variants ask by external id: a lead without one (a postback's)
  * cannot be asked about, so it is not selected, only counted. The
- * conditions match the partial indexes of 004_poll_no_ext.sql literally. */
-static const char poller_sel_processing_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (2, 3, 4)"
-	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3";
-static const char poller_sel_accepted_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (6, 7, 8, 9)"
-	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3";
-static const char poller_no_ext_processing_sql[] =
-	"SELECT count(*) FROM leads l WHERE l.offer = $1 AND l.status IN (2, 3, 4)"
-	" AND coalesce(l.ext, '') = ''";
-static const char poller_no_ext_accepted_sql[] =
-	"SELECT count(*) FROM leads l WHERE l.offer = $1 AND l.status IN (6, 7, 8, 9)"
-	" AND coalesce(l.ext, '') = ''";
+ * conditions match the partial indexes of 004_poll_no_ext.sql literally.
+ * The count rides on the run's first page ($4 true: one statement, no
+ * extra round trip before the first request); a first page with no row
+ * counts on its own. */
+#define POLL_NO_EXT_SQL(statuses)                                                   \
+	"SELECT count(*) FROM leads n WHERE n.offer = $1 AND n.status IN " statuses \
+	" AND coalesce(n.ext, '') = ''"
+#define POLL_SEL_SQL(statuses)                                                      \
+	"SELECT " POLL_LEAD_COLS ", CASE WHEN $4::boolean THEN (" POLL_NO_EXT_SQL(statuses) \
+	") ELSE 0 END FROM leads l WHERE l.offer = $1 AND l.status IN " statuses          \
+	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3"
+#define POLL_NO_EXT_COL 18
+
+static const char poller_sel_processing_sql[] = POLL_SEL_SQL("(2, 3, 4)");
+static const char poller_sel_accepted_sql[] = POLL_SEL_SQL("(6, 7, 8, 9)");
+static const char poller_no_ext_processing_sql[] = POLL_NO_EXT_SQL("(2, 3, 4)");
+static const char poller_no_ext_accepted_sql[] = POLL_NO_EXT_SQL("(6, 7, 8, 9)");
 static const char poller_sel_dates_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
 	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
@@ -976,24 +980,31 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 		size_t rows, off = 0;
 		struct lead *all;
 
-		if (s->count_no_ext) {
-			r = store_query(c, "count leads without ext",
-					s->v == RULE_PROCESSING ? poller_no_ext_processing_sql
-								: poller_no_ext_accepted_sql,
-					1, params, job->err, sizeof(job->err));
-			if (!r)
-				return DB_EFAIL;
-			s->no_ext = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-			PQclear(r);
-		}
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
 		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
+		snprintf(d, sizeof(d), "%s", s->count_no_ext ? "true" : "false");
 		r = store_query(c, "select leads",
 				s->v == RULE_PROCESSING ? poller_sel_processing_sql
 							: poller_sel_accepted_sql,
-				3, params, job->err, sizeof(job->err));
+				4, params, job->err, sizeof(job->err));
 		if (!r)
 			return DB_EFAIL;
+		if (s->count_no_ext && PQntuples(r))
+			s->no_ext = strtoull(PQgetvalue(r, 0, POLL_NO_EXT_COL), NULL, 10);
+		else if (s->count_no_ext) {
+			PGresult *rn = store_query(c, "count leads without ext",
+						   s->v == RULE_PROCESSING
+							   ? poller_no_ext_processing_sql
+							   : poller_no_ext_accepted_sql,
+						   1, params, job->err, sizeof(job->err));
+
+			if (!rn) {
+				PQclear(r);
+				return DB_EFAIL;
+			}
+			s->no_ext = strtoull(PQgetvalue(rn, 0, 0), NULL, 10);
+			PQclear(rn);
+		}
 		all = poller__rows(r, &rows, job->err, sizeof(job->err));
 		PQclear(r);
 		if (!all)
