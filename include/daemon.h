@@ -46,7 +46,15 @@ struct daemon_config {
 };
 
 /* Starts the pool and the listener on loop (strings are copied). Returns 0
- * and *out, or -1 with err set (what was started is closed by the loop). */
+ * and *out, or -1 with err set (what was started is closed by the loop).
+ *
+ * Start order: every check that can fail comes before any work is
+ * scheduled, so a start that fails has written nothing. First, without the
+ * loop: the poller's time zone, its rules folder, and the database (it
+ * answers, and holds every embedded migration). Then the pool, the
+ * postback log and the listener's socket (bound: a port in use fails
+ * here). The timers and the poller come last; a poller that cannot start
+ * stops the timers before their first round. */
 __attribute__((warn_unused_result))
 int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon **out,
 		 char *err, size_t errlen);
@@ -60,7 +68,7 @@ void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data);
 
 /* `leadsync run`: daemon_start() from the settings, signals, the loop until
  * stopped. Returns the exit code: 0 after a clean stop, 1 when it could
- * not start. */
+ * not start (logged as "cannot start" with the reason; nothing written). */
 int daemon_run(const struct settings *s);
 
 #endif

@@ -88,10 +88,13 @@ struct listener_limits {
 	                            * carries Connection: close */
 	unsigned max_connections;  /* open at once [1024]; more are accepted,
 	                            * answered 503 and closed */
-	uint64_t header_timeout_ms; /* first byte to end of headers, and accept
-	                             * to first byte [10 s] -> 408 */
+	uint64_t header_timeout_ms; /* first byte to end of headers [10 s] -> 408;
+	                             * accept to first byte: closed, no answer
+	                             * (nothing was asked: as nginx does) */
 	uint64_t body_timeout_ms;   /* end of headers to end of body [30 s] -> 408 */
-	uint64_t idle_timeout_ms;   /* keep-alive between requests [60 s] -> close */
+	uint64_t idle_timeout_ms;   /* keep-alive between requests [60 s] -> closed,
+	                             * no answer; a next request begun and not
+	                             * finished is under header_timeout_ms: 408 */
 	uint64_t write_timeout_ms;  /* an answer the client does not read [30 s]
 	                             * -> close */
 	uint64_t linger_ms;         /* after the last answer, unread input is

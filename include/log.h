@@ -7,6 +7,7 @@
 #define LEADSYNC_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -25,6 +26,22 @@ const char *log_quote(char *out, size_t outlen, const char *s);
 		if (log_level >= (lvl))                                      \
 			log__write((lvl), (msg), __VA_ARGS__);               \
 	} while (0)
+/* Lead changes. Every writer of leads (poller, postbacks, timers) logs
+ * one debug line per lead it changed, once its transaction committed:
+ *   msg="lead changed" lead=901 offer=10 source=timer run=0 from=4 to=6
+ * source is lead_history's (poll, dates, postback, timer), run the
+ * poll_runs or postbacks_in row (0: none), from and to the status (from=0:
+ * a new lead). Writers collect them only when log_leads_on(), so a daemon
+ * at info level formats nothing. */
+struct log_lead {
+	int64_t lead, offer, run;
+	int from, to;
+};
+
+#define log_leads_on() (log_level >= LOG_DEBUG)
+
+void log_lead_changes(const char *source, const struct log_lead *v, size_t n);
+
 #define log_error(msg, ...) log_at(LOG_ERROR, msg, __VA_ARGS__)
 #define log_warn(msg, ...) log_at(LOG_WARN, msg, __VA_ARGS__)
 #define log_info(msg, ...) log_at(LOG_INFO, msg, __VA_ARGS__)

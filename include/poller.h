@@ -7,7 +7,11 @@
  *
  * Pipeline. A leased pair's offer (params, goals, currencies...) is loaded
  * with the claim. Its leads are read in batches of the rule's `batch`
- * (processing: status 2-4, accepted: 6-9), keyset-paginated by id; the
+ * (processing: status 2-4, accepted: 6-9), keyset-paginated by id, only
+ * those with an external id: the id variants ask the CRM by it, so a lead
+ * without one (a postback's) is never sent (no `ids=` with an empty
+ * item); the run counts them instead (leads_no_ext, on its first row and
+ * in its log line). The
  * dates variant reads the days (in the offer's time zone, default the
  * network's) that hold at least one open lead, no older than
  * dates_age_days, groups them into ranges of at most the rule's `days` and
@@ -44,17 +48,21 @@
  * outcome, error, the first answer_head bytes of the last answer (valid
  * UTF-8; other bytes as \xNN; masked), notes (refused edits, unrecognised
  * words, skipped leads, the rule's log lines; masked, at most
- * POLL_NOTES_MAX bytes), caught_up and missed. A run with no lead to ask
- * writes no row, unless it caught up (outcome caught_up). A rule that does
- * not declare the variant is not polled (no row).
+ * POLL_NOTES_MAX bytes), caught_up and missed, leads_no_ext (the run's
+ * first row). A run with no lead to ask writes no row, unless it caught up
+ * (outcome caught_up) or left leads without an external id out (outcome
+ * ok, leads_asked 0). A rule that does not declare the variant is not
+ * polled (no row).
  *
  * Outcomes: ok; http_error (429, 5xx, or another non-2xx answer the rule
  * failed on), timeout, connect_error, tls_error, too_large, bad_answer,
  * redirect_error (transport, http_client.h); decode_error (a 2xx answer not
- * in the declared format), rule_error (the rule failed to load, prepare or
- * process; the message carries file:line), config_error (the offer's time
- * zone, or status_words that do not parse), db_error, lease_lost, cancelled (shutdown), internal_error,
- * caught_up. A transport failure, an http_error or a db_error stops the
+ * in the declared format), rule_error (the rule failed while it ran:
+ * prepare or process; the message carries file:line), config_error
+ * (something wrong before any request: the rule file missing or not
+ * loading, the offer gone or naming no rule, its time zone, status_words
+ * that do not parse), db_error, lease_lost, cancelled (shutdown),
+ * internal_error, caught_up. A transport failure, an http_error or a db_error stops the
  * pair's further batches (its CRM or database is in trouble); a
  * decode_error or rule_error fails that batch only. Any failure fails the
  * run: the pair backs off (scheduler), never marked ok.

@@ -45,6 +45,12 @@ int store_connect(const char *conninfo, PGconn **out, char *err, size_t errlen);
 __attribute__((warn_unused_result))
 int store_migrate(PGconn *c, int *applied, char *err, size_t errlen);
 
+/* Checks, without changing anything, that every embedded migration is
+ * applied (`leadsync run` refuses to start on an older schema). Fails with
+ * "the database lacks migration 004_x.sql (run 'leadsync migrate')". */
+__attribute__((warn_unused_result))
+int store_check_migrated(PGconn *c, char *err, size_t errlen);
+
 /* store_migrate() with an explicit list of n migrations (tests). */
 __attribute__((warn_unused_result))
 int store_migrate_list(PGconn *c, const struct store_migration *list, size_t n, int *applied,

@@ -78,7 +78,8 @@ if [ -n "$pg" ]; then
 fi
 
 echo "run: leadsync run on ${LEADSYNC_LISTEN:-127.0.0.1:8080}; Ctrl-C stops it"
-"$bin" run &
+# the demo shows each lead change ("lead changed" lines are debug)
+LEADSYNC_LOG_LEVEL=${LEADSYNC_LOG_LEVEL:-debug} "$bin" run &
 daemon_pid=$!
 rc=0
 wait "$daemon_pid" || rc=$?

@@ -2,6 +2,8 @@
  * its routes, signals and the graceful stop (see daemon.h). */
 #include "daemon.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,7 +15,9 @@
 #include "intake.h"
 #include "log.h"
 #include "postback.h"
+#include "store.h"
 #include "timers.h"
+#include "tz.h"
 
 #define DAEMON_NROUTES 6
 
@@ -155,16 +159,72 @@ void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data)
 
 /* --------------------------------------------------------------- start */
 
+/* The checks that need no loop: the time zone, the rules folder, and a
+ * database that answers and holds every migration. They run before
+ * anything is started, so a daemon that cannot start has scheduled no
+ * work and written nothing. */
+static int daemon__preflight(const struct daemon_config *cfg, char *err, size_t errlen)
+{
+	PGconn *c = NULL;
+	int rc = -1;
+
+	if (cfg->poller) {
+		const char *tz = cfg->poller->tz && *cfg->poller->tz ? cfg->poller->tz : "UTC";
+		const char *rules = cfg->poller->rules_dir ? cfg->poller->rules_dir : "./rules";
+		DIR *dir;
+
+		if (!tz_valid(tz)) {
+			snprintf(err, errlen, "tz: unknown time zone '%s'", tz);
+			goto out;
+		}
+		dir = opendir(rules);
+		if (!dir) {
+			snprintf(err, errlen, "rules: cannot open folder '%s': %s", rules,
+				 strerror(errno));
+			goto out;
+		}
+		closedir(dir);
+	}
+	/* as db_open() does: a host that does not answer fails the start in
+	 * 5 s unless the environment says otherwise */
+	setenv("PGCONNECT_TIMEOUT", "5", 0);
+	if (store_connect(cfg->db, &c, err, errlen) < 0 || store_check_migrated(c, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	PQfinish(c);
+	return rc;
+}
+
+/* Closes what a failed start had started. The timers are stopped at once,
+ * before the loop turns again, so none of their rounds runs; the rest
+ * closes in the usual order from the loop. */
+static void daemon__abort(struct daemon *d)
+{
+	d->stop_cb = NULL;
+	if (d->timers) {
+		timers_close(d->timers, NULL, NULL);
+		d->timers = NULL;
+	}
+	if (d->l)
+		listener_close(d->l, daemon__listener_closed, d);
+	else
+		postback_close(d->pb, daemon__pb_closed, d);
+}
+
 int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon **out,
 		 char *err, size_t errlen)
 {
 	struct db_config dc = { 0 };
 	struct postback_config pc = { 0 };
 	struct listener_config lc = { 0 };
-	struct daemon *d = calloc(1, sizeof(*d));
+	struct daemon *d;
 	char msg[512];
 
 	*out = NULL;
+	if (daemon__preflight(cfg, err, errlen) < 0)
+		return -1;
+	d = calloc(1, sizeof(*d));
 	if (!d) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -192,21 +252,6 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 		daemon__free(d);
 		return -1;
 	}
-	if (cfg->timers && timers_start(loop, d->db, cfg->timers, &d->timers, err, errlen) < 0) {
-		d->stop_cb = NULL;
-		postback_close(d->pb, daemon__pb_closed, d);
-		return -1;
-	}
-	if (cfg->poller) {
-		struct poller_config poc = *cfg->poller;
-
-		poc.db = d->db;
-		if (poller_start(loop, &poc, &d->poller, err, errlen) < 0) {
-			d->stop_cb = NULL;
-			postback_close(d->pb, daemon__pb_closed, d);
-			return -1;
-		}
-	}
 	d->intake.db = d->db;
 	d->intake.token = d->token;
 	d->routes[0] = (struct listener_route){ LISTENER_GET, "/healthz", daemon__health, d };
@@ -221,11 +266,30 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 	lc.limits = cfg->limits;
 	lc.refused = postback_refused;
 	lc.refused_data = d->pb;
+	/* the socket is bound before any timer or poller exists: a port in use
+	 * stops the start with nothing scheduled (connections wait in the
+	 * backlog until the loop runs) */
 	if (listener_start(loop, &lc, &d->l, msg, sizeof(msg)) < 0) {
 		snprintf(err, errlen, "%s", msg);
-		d->stop_cb = NULL;
-		postback_close(d->pb, daemon__pb_closed, d);
+		d->l = NULL;
+		daemon__abort(d);
 		return -1;
+	}
+	if (cfg->timers && timers_start(loop, d->db, cfg->timers, &d->timers, err, errlen) < 0) {
+		d->timers = NULL;
+		daemon__abort(d);
+		return -1;
+	}
+	/* last: its scheduler claims pairs as soon as the loop runs */
+	if (cfg->poller) {
+		struct poller_config poc = *cfg->poller;
+
+		poc.db = d->db;
+		if (poller_start(loop, &poc, &d->poller, err, errlen) < 0) {
+			d->poller = NULL;
+			daemon__abort(d);
+			return -1;
+		}
 	}
 	*out = d;
 	return 0;

@@ -1,6 +1,7 @@
 /* log: logfmt lines on stderr, one write per line so lines never interleave. */
 #include "log.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,4 +79,15 @@ void log__write(int level, const char *msg, const char *fmt, ...)
 	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
 		/* nowhere left to report it */
 	}
+}
+
+void log_lead_changes(const char *source, const struct log_lead *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && log_leads_on(); i++)
+		log__write(LOG_DEBUG, "lead changed",
+			   "lead=%" PRId64 " offer=%" PRId64 " source=%s run=%" PRId64
+			   " from=%d to=%d",
+			   v[i].lead, v[i].offer, source, v[i].run, v[i].from, v[i].to);
 }

@@ -132,6 +132,10 @@ struct poll_pair {
 	unsigned retry_after;
 	int64_t last_run;
 	uint64_t asked, changed, skipped, unknown, refused, unrecognised, pages;
+	/* id variants: open leads without an external id, never asked; counted
+	 * once per run (its first selection) and stored on its first row */
+	uint64_t no_ext;
+	bool no_ext_counted, no_ext_given;
 	uint64_t t0_ms;
 	bool caught_row;
 	struct poll_check *check;
@@ -165,6 +169,7 @@ struct poll_batch {
 	uint64_t bytes;
 	unsigned pages;
 	size_t unknown, refused, unrecognised;
+	uint64_t no_ext;     /* the run's leads without an external id (first row) */
 	struct buf head;
 	char ctype[128];        /* Content-Type of the last answer ("": none) */
 	struct buf notes;
@@ -780,18 +785,33 @@ struct poll_sel {
 	int64_t cursor;
 	struct macro_dates *dates; /* dates: k ranges */
 	size_t reserved;
+	bool count_no_ext;    /* also count the leads without an external id */
 	/* out */
+	uint64_t no_ext;
 	struct lead **leads;
 	size_t *n;
 	size_t total;
 };
 
-static const char poller_sel_processing_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (2, 3, 4)"
-	" AND l.id > $2 ORDER BY l.id LIMIT $3";
-static const char poller_sel_accepted_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1 AND l.status IN (6, 7, 8, 9)"
-	" AND l.id > $2 ORDER BY l.id LIMIT $3";
+/* The id variants ask by external id: a lead without one (a postback's)
+ * cannot be asked about, so it is not selected, only counted. The
+ * conditions match the partial indexes of 006_poll_no_ext.sql literally.
+ * The count rides on the run's first page ($4 true: one statement, no
+ * extra round trip before the first request); a first page with no row
+ * counts on its own. */
+#define POLL_NO_EXT_SQL(statuses)                                                   \
+	"SELECT count(*) FROM leads n WHERE n.offer = $1 AND n.status IN " statuses \
+	" AND coalesce(n.ext, '') = ''"
+#define POLL_SEL_SQL(statuses)                                                      \
+	"SELECT " POLL_LEAD_COLS ", CASE WHEN $4::boolean THEN (" POLL_NO_EXT_SQL(statuses) \
+	") ELSE 0 END FROM leads l WHERE l.offer = $1 AND l.status IN " statuses          \
+	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3"
+#define POLL_NO_EXT_COL 18
+
+static const char poller_sel_processing_sql[] = POLL_SEL_SQL("(2, 3, 4)");
+static const char poller_sel_accepted_sql[] = POLL_SEL_SQL("(6, 7, 8, 9)");
+static const char poller_no_ext_processing_sql[] = POLL_NO_EXT_SQL("(2, 3, 4)");
+static const char poller_no_ext_accepted_sql[] = POLL_NO_EXT_SQL("(6, 7, 8, 9)");
 static const char poller_sel_dates_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
 	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
@@ -817,12 +837,29 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
 		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
+		snprintf(d, sizeof(d), "%s", s->count_no_ext ? "true" : "false");
 		r = store_query(c, "select leads",
 				s->v == RULE_PROCESSING ? poller_sel_processing_sql
 							: poller_sel_accepted_sql,
-				3, params, job->err, sizeof(job->err));
+				4, params, job->err, sizeof(job->err));
 		if (!r)
 			return DB_EFAIL;
+		if (s->count_no_ext && PQntuples(r))
+			s->no_ext = strtoull(PQgetvalue(r, 0, POLL_NO_EXT_COL), NULL, 10);
+		else if (s->count_no_ext) {
+			PGresult *rn = store_query(c, "count leads without ext",
+						   s->v == RULE_PROCESSING
+							   ? poller_no_ext_processing_sql
+							   : poller_no_ext_accepted_sql,
+						   1, params, job->err, sizeof(job->err));
+
+			if (!rn) {
+				PQclear(r);
+				return DB_EFAIL;
+			}
+			s->no_ext = strtoull(PQgetvalue(rn, 0, 0), NULL, 10);
+			PQclear(rn);
+		}
 		all = poller__rows(r, &rows, job->err, sizeof(job->err));
 		PQclear(r);
 		if (!all)
@@ -925,10 +962,10 @@ static const char poller_run_sql[] =
 	" INSERT INTO poll_runs (offer, variant, worker, started, finished, method, url,"
 	"  http_status, bytes, leads_asked, leads_changed, leads_unknown, leads_refused,"
 	"  leads_unrecognised, leads_skipped, pages, outcome, error, answer_head, caught_up,"
-	"  missed, notes, content_type)"
+	"  missed, notes, content_type, leads_no_ext)"
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-	"  $15, $16, $17, $18, $19, $20, $21, $22, $28)"
+	"  $15, $16, $17, $18, $19, $20, $21, $22, $28, $29)"
 	" RETURNING id"
 	"), u AS ("
 	" UPDATE leads l SET status = x.s, reason = nullif(x.rs, 0), comment = x.cm,"
@@ -997,7 +1034,7 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 			      const char *checked, int64_t *run, char *err, size_t errlen)
 {
 	char n[15][24];
-	const char *params[28];
+	const char *params[29];
 	PGresult *r;
 	int i = 0;
 
@@ -1014,6 +1051,7 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	snprintf(n[10], 24, "%zu", b->skipped);
 	snprintf(n[11], 24, "%u", b->pages);
 	snprintf(n[12], 24, "%" PRId64, b->missed);
+	snprintf(n[13], 24, "%" PRIu64, b->no_ext);
 	params[i++] = n[0];
 	params[i++] = rule_variant_name(b->v);
 	params[i++] = b->worker;
@@ -1042,7 +1080,8 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	params[i++] = checked;
 	params[i++] = b->v == RULE_DATES ? "dates" : "poll";
 	params[i++] = b->ctype[0] ? b->ctype : NULL;
-	r = store_query(c, "poll run", poller_run_sql, 28, params, err, errlen);
+	params[i++] = n[13];
+	r = store_query(c, "poll run", poller_run_sql, 29, params, err, errlen);
 	if (!r)
 		return -1;
 	*run = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
@@ -1053,12 +1092,13 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 static int poller__write_run(PGconn *c, struct db_job *job)
 {
 	struct poll_batch *b = job->data;
-	struct buf applied, checked;
+	struct buf applied, checked, lg;
 	int64_t *ids = NULL, *ok = NULL;
 	struct lead *cur = NULL;
 	size_t i, ncur = 0, nok = 0, nother = 0;
 	int rc = DB_EFAIL;
 
+	buf_init(&lg, 0);
 	buf_init(&applied, 0);
 	buf_init(&checked, 0);
 	b->applied = b->skipped = 0;
@@ -1122,8 +1162,14 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 			const struct lead *now = poller__find(cur, ncur, snap->id);
 
 			if (now && poller__lead_same(now, snap)) {
+				struct log_lead ll = { snap->id, b->offer, 0, snap->status,
+						       b->after[j]->status };
+
 				ok[nok++] = snap->id;
 				is_ok[b->chg[j]] = true;
+				if (log_leads_on() && buf_add(&lg, &ll, sizeof(ll)) < 0) {
+					/* the log lines are best effort */
+				}
 			} else if (now && poller__lead_same(now, b->after[j])) {
 				/* already what the rule wants */
 			} else {
@@ -1148,6 +1194,14 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 		if (store_exec(c, "commit", "COMMIT", 0, NULL, job->err, sizeof(job->err)) < 0)
 			goto out;
 		rc = DB_OK;
+		{
+			struct log_lead *v = (struct log_lead *)(void *)lg.p;
+			size_t k, nl = lg.len / sizeof(*v);
+
+			for (k = 0; k < nl; k++)
+				v[k].run = b->run_id;
+			log_lead_changes(b->v == RULE_DATES ? "dates" : "poll", v, nl);
+		}
 		goto out;
 	oom_rollback:
 		snprintf(job->err, sizeof(job->err), "out of memory");
@@ -1167,6 +1221,7 @@ out:
 	free(ok);
 	free(cur);
 	buf_release(&applied);
+	buf_release(&lg);
 	buf_release(&checked);
 	return rc;
 }
@@ -1267,6 +1322,10 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	b->worker = p->worker;
 	b->caught_up = pr->sp->missed > 0;
 	b->missed = pr->sp->missed;
+	if (pr->no_ext && !pr->no_ext_given) {
+		b->no_ext = pr->no_ext;
+		pr->no_ext_given = true;
+	}
 	b->t_start_us = poller__wall_us();
 	rule_request_init(&b->req);
 	rule_result_init(&b->res);
@@ -1899,7 +1958,7 @@ static void poller__pair_record(struct poll_pair *pr, enum poll_outcome o, const
 		poller__pair_maybe_finish(pr);
 		return;
 	}
-	if (o == POLL_CAUGHT_UP) {
+	if (o == POLL_CAUGHT_UP || o == POLL_OK) {
 		b->outcome = o;
 		poller__batch_write(b, W_ROW);
 	} else
@@ -1920,6 +1979,11 @@ static void poller__sel_done(struct db_job *job)
 	if (job->status != DB_OK) {
 		poller__pair_fail(pr, POLL_DB_ERROR, job->err, true);
 		goto out;
+	}
+	if (s->count_no_ext && s->no_ext) {
+		pr->no_ext = s->no_ext;
+		poller__rep(p, "skip      %" PRIu64 " lead%s without an external id: not asked\n",
+			    s->no_ext, s->no_ext == 1 ? "" : "s");
 	}
 	if (p->stopping || pr->aborted)
 		goto out; /* read, but no new request now: the pair is cut short */
@@ -2034,6 +2098,8 @@ static void poller__pair_fill(struct poll_pair *pr)
 	s->k = k;
 	s->per = pr->v == RULE_DATES ? p->cfg.dates_leads_max : pr->batch;
 	s->cursor = pr->cursor;
+	s->count_no_ext = pr->v != RULE_DATES && !pr->no_ext_counted;
+	pr->no_ext_counted = true;
 	s->reserved = reserve;
 	for (i = 0; pr->v == RULE_DATES && i < k; i++) {
 		char err[256];
@@ -2134,8 +2200,9 @@ static void poller__pair_begin(struct poll_pair *pr)
 	}
 	pr->rule = poller__rule_get(p, pr->off.rule, err, sizeof(err));
 	if (!pr->rule) {
+		/* config_error: wrong before any request (include/poller.h) */
 		pr->stop_more = true;
-		poller__pair_record(pr, POLL_RULE_ERROR, err);
+		poller__pair_record(pr, POLL_CONFIG_ERROR, err);
 		return;
 	}
 	rule_variant_info(pr->rule->rt, pr->v, &info);
@@ -2237,11 +2304,11 @@ static void poller__pair_finish(struct poll_pair *pr)
 	       "poll done",
 	       "worker=%s offer=%" PRId64 " variant=%s run=%" PRId64 " outcome=%s batches=%u failed=%u"
 	       " asked=%" PRIu64 " changed=%" PRIu64 " skipped=%" PRIu64 " unknown=%" PRIu64
-	       " refused=%" PRIu64 " unrecognised=%" PRIu64 " pages=%" PRIu64 " caught_up=%s"
-	       " missed=%" PRId64 " ms=%" PRIu64 "%s%s",
+	       " refused=%" PRIu64 " unrecognised=%" PRIu64 " no_ext=%" PRIu64 " pages=%" PRIu64
+	       " caught_up=%s missed=%" PRId64 " ms=%" PRIu64 "%s%s",
 	       p->worker, pr->off.id, rule_variant_name(pr->v), pr->last_run, outcome, pr->nbatches,
 	       pr->nfailed, pr->asked, pr->changed, pr->skipped, pr->unknown, pr->refused,
-	       pr->unrecognised, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
+	       pr->unrecognised, pr->no_ext, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
 	       poller__now_ms() - pr->t0_ms, q[0] ? " err=" : "", q);
 	poller__wait_del(pr);
 	if (pr->prev)
@@ -2272,6 +2339,13 @@ static void poller__pair_maybe_finish(struct poll_pair *pr)
 	    pr->sp->missed > 0 && pr->rule) {
 		pr->caught_row = true;
 		poller__pair_record(pr, POLL_CAUGHT_UP, "");
+		return;
+	}
+	/* nothing asked, but leads without an external id were left out: the
+	 * run's row says how many (the record takes the count) */
+	if (!pr->no_ext_given && pr->no_ext && pr->exhausted && !pr->nbatches && !pr->nfailed &&
+	    !pr->aborted && pr->rule) {
+		poller__pair_record(pr, POLL_OK, "");
 		return;
 	}
 	pr->finishing = true;

@@ -513,6 +513,7 @@ struct pb_txn {
 	size_t now_;
 	int64_t now;
 	struct buf hist, newl, updl, cust, log;
+	struct buf lg; /* struct log_lead: logged after the commit */
 	char err[512];
 };
 
@@ -646,6 +647,13 @@ static int pb__history(struct pb_txn *t, const struct pb_lslot *s, const struct 
 		     "{\"lead\":%" PRId64 ",\"src\":\"%s\",\"sid\":%" PRId64 ",\"b\":%s,\"a\":%s}",
 		     b->id, lead_source_name(src), log_id, before.p, after.p) < 0)
 		goto out;
+	if (log_leads_on()) {
+		struct log_lead ll = { b->id, b->offer, log_id, a ? a->status : 0, b->status };
+
+		if (buf_add(&t->lg, &ll, sizeof(ll)) < 0) {
+			/* the log lines are best effort */
+		}
+	}
 	rc = 0;
 out:
 	buf_release(&before);
@@ -1047,6 +1055,7 @@ static void pb__txn_release(struct pb_txn *t)
 	buf_release(&t->updl);
 	buf_release(&t->cust);
 	buf_release(&t->log);
+	buf_release(&t->lg);
 }
 
 /* Prepares the two statements on a connection that lacks them: planning
@@ -1126,6 +1135,7 @@ static int pb__attempt(PGconn *c, struct pb_item **items, size_t n, char *err, s
 	buf_init(&t.updl, 0);
 	buf_init(&t.cust, 0);
 	buf_init(&t.log, 0);
+	buf_init(&t.lg, 0);
 	t.ls = calloc(n, sizeof(*t.ls));
 	t.cs = calloc(n, sizeof(*t.cs));
 	t.ow = calloc(n, sizeof(*t.ow));
@@ -1190,6 +1200,9 @@ static int pb__attempt(PGconn *c, struct pb_item **items, size_t n, char *err, s
 	if (rc)
 		goto out;
 	rc = pb__exec(&t, "commit", "COMMIT", false, 0, NULL, NULL);
+	if (!rc)
+		log_lead_changes("postback", (const struct log_lead *)(const void *)t.lg.p,
+				 t.lg.len / sizeof(struct log_lead));
 out:
 	if (rc && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
 		PQclear(PQexec(c, "ROLLBACK"));

@@ -51,23 +51,39 @@ static const char sched_lease_sql[] =
 	SCHED_MISSED_SQL("(" SCHED_INTERVAL_SQL("$5::integer", "$6::integer", "$7::integer") ")")
 	", ''";
 
+/* Lock order. Every statement that locks several schedule rows and may
+ * wait for them locks them in (offer, variant) order, in a CTE that sorts
+ * before it locks (a locking SELECT locks rows as its ORDER BY hands them
+ * out); an UPDATE ... FROM a list locks in whatever order its join plan
+ * reads, which differs between a heartbeat and a release: two of them on
+ * overlapping rows deadlocked. FOR NO KEY UPDATE is the lock the UPDATE
+ * takes anyway, so a poll's FOR KEY SHARE lease check does not wait on a
+ * heartbeat. The claim needs no order: SKIP LOCKED never waits. */
+#define SCHED_LOCK_SQL(list, cond)                                                   \
+	" k AS MATERIALIZED ("                                                       \
+	" SELECT s.offer, s.variant FROM poll_schedule s JOIN " list                 \
+	" ON s.offer = x.o AND s.variant = x.v WHERE " cond                          \
+	" ORDER BY s.offer, s.variant FOR NO KEY UPDATE OF s)"
+
 static const char sched_heartbeat_sql[] =
-	"UPDATE poll_schedule s SET lease_until = now() + make_interval(secs => $2::double precision)"
-	" FROM unnest($3::bigint[], $4::text[]) AS k(offer, variant)"
-	" WHERE s.offer = k.offer AND s.variant = k.variant AND s.lease_owner = $1"
+	"WITH" SCHED_LOCK_SQL("unnest($3::bigint[], $4::text[]) AS x(o, v)", "s.lease_owner = $1")
+	" UPDATE poll_schedule s SET lease_until = now() + make_interval(secs => $2::double precision)"
+	" FROM k WHERE s.offer = k.offer AND s.variant = k.variant AND s.lease_owner = $1"
 	" RETURNING s.offer, s.variant";
 
 /* e: 0 ok, 1 failed, 2 requeue (enum sched_end). */
 static const char sched_release_sql[] =
-	"UPDATE poll_schedule s SET lease_owner = NULL, lease_until = NULL,"
-	" next_due = CASE WHEN x.e = 2 THEN s.next_due ELSE now() + make_interval(secs => x.d) END,"
-	" fail_count = CASE x.e WHEN 0 THEN 0 WHEN 1 THEN s.fail_count + 1 ELSE s.fail_count END,"
-	" last_ok = CASE WHEN x.e = 0 THEN now() ELSE s.last_ok END,"
-	" last_run = coalesce(x.r, s.last_run),"
-	" last_error = CASE x.e WHEN 0 THEN NULL WHEN 1 THEN x.err ELSE s.last_error END"
-	" FROM json_to_recordset($2::json)"
-	"  AS x(o bigint, v text, e integer, d double precision, r bigint, err text)"
-	" WHERE s.offer = x.o AND s.variant = x.v AND s.lease_owner = $1";
+	"WITH j AS MATERIALIZED (SELECT * FROM json_to_recordset($2::json)"
+	"  AS j(o bigint, v text, e integer, d double precision, r bigint, err text)),"
+	SCHED_LOCK_SQL("(SELECT DISTINCT o, v FROM j) AS x", "s.lease_owner = $1")
+	" UPDATE poll_schedule s SET lease_owner = NULL, lease_until = NULL,"
+	" next_due = CASE WHEN j.e = 2 THEN s.next_due ELSE now() + make_interval(secs => j.d) END,"
+	" fail_count = CASE j.e WHEN 0 THEN 0 WHEN 1 THEN s.fail_count + 1 ELSE s.fail_count END,"
+	" last_ok = CASE WHEN j.e = 0 THEN now() ELSE s.last_ok END,"
+	" last_run = coalesce(j.r, s.last_run),"
+	" last_error = CASE j.e WHEN 0 THEN NULL WHEN 1 THEN j.err ELSE s.last_error END"
+	" FROM k JOIN j ON j.o = k.offer AND j.v = k.variant"
+	" WHERE s.offer = k.offer AND s.variant = k.variant AND s.lease_owner = $1";
 
 /* ------------------------------------------------------------ helpers */
 

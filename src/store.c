@@ -231,3 +231,28 @@ int store_migrate(PGconn *c, int *applied, char *err, size_t errlen)
 {
 	return store_migrate_list(c, store_migrations, store_migrations_count, applied, err, errlen);
 }
+
+int store_check_migrated(PGconn *c, char *err, size_t errlen)
+{
+	PGresult *done;
+	size_t i;
+	int rc = -1;
+
+	/* a database never migrated has no such table: store_query() then
+	 * says to run 'leadsync migrate' */
+	done = store_query(c, "check migrations", "SELECT name FROM schema_migrations", 0, NULL,
+			   err, errlen);
+	if (!done)
+		return -1;
+	for (i = 0; i < store_migrations_count; i++)
+		if (!store__applied(done, store_migrations[i].name)) {
+			snprintf(err, errlen,
+				 "the database lacks migration %s (run 'leadsync migrate')",
+				 store_migrations[i].name);
+			goto out;
+		}
+	rc = 0;
+out:
+	PQclear(done);
+	return rc;
+}

@@ -198,7 +198,8 @@ static int timers__rollback(PGconn *c)
  * {"id":N,"b":{before},"a":{after}}; returns the number of changed leads,
  * or -1 with err set. */
 static int timers__compute(const PGresult *r, enum timers_kind kind, struct timers_skip *skip,
-			   struct timers_batch *out, struct buf *rows, char *err, size_t errlen)
+			   struct timers_batch *out, struct buf *rows, struct buf *lg, char *err,
+			   size_t errlen)
 {
 	struct buf before, after;
 	struct lead old, neu;
@@ -240,6 +241,13 @@ static int timers__compute(const PGresult *r, enum timers_kind kind, struct time
 		    buf_add(rows, before.p, before.len) < 0 || buf_adds(rows, ",\"a\":") < 0 ||
 		    buf_add(rows, after.p, after.len) < 0 || buf_addc(rows, '}') < 0)
 			goto full;
+		if (log_leads_on()) {
+			struct log_lead ll = { old.id, old.offer, 0, old.status, neu.status };
+
+			if (buf_add(lg, &ll, sizeof(ll)) < 0) {
+				/* the log lines are best effort */
+			}
+		}
 		changed++;
 	}
 	if (buf_addc(rows, ']') < 0)
@@ -257,7 +265,7 @@ out:
 int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct timers_skip *skip,
 		       struct timers_batch *out, char *err, size_t errlen)
 {
-	struct buf rows, skipped;
+	struct buf rows, skipped, lg;
 	PGresult *r = NULL, *w = NULL;
 	char lim[32], what[64];
 	const char *params[2];
@@ -266,6 +274,7 @@ int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct ti
 	memset(out, 0, sizeof(*out));
 	buf_init(&rows, 0);
 	buf_init(&skipped, 0);
+	buf_init(&lg, 0);
 	snprintf(what, sizeof(what), "timers %s batch", timers_kind_name(kind));
 	if ((kind != TIMERS_HOLD && kind != TIMERS_REJECT) || limit < 1 || limit > TIMERS_LIMIT_MAX) {
 		snprintf(err, errlen, "%s: limit %zu is not in 1..%d", what, limit, TIMERS_LIMIT_MAX);
@@ -288,7 +297,7 @@ int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct ti
 		goto fail;
 	}
 	out->picked = (size_t)PQntuples(r);
-	changed = timers__compute(r, kind, skip, out, &rows, err, errlen);
+	changed = timers__compute(r, kind, skip, out, &rows, &lg, err, errlen);
 	if (changed < 0)
 		goto fail;
 	if (changed) {
@@ -305,6 +314,8 @@ int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct ti
 	if (store_exec(c, what, "COMMIT", 0, NULL, err, errlen) < 0)
 		goto fail;
 	out->changed = (size_t)changed;
+	log_lead_changes("timer", (const struct log_lead *)(const void *)lg.p,
+			 lg.len / sizeof(struct log_lead));
 	rc = 0;
 	goto out;
 fail:
@@ -315,6 +326,7 @@ out:
 	PQclear(w);
 	buf_release(&rows);
 	buf_release(&skipped);
+	buf_release(&lg);
 	return rc;
 }
 

@@ -319,20 +319,18 @@ static bool dm_log_field(const char *log, const char *msg, const char *key, char
 }
 
 /* Starts `leadsync run` as daemon i with the test's settings and extra
- * ("NAME=value", NULL-terminated; may be NULL), and waits until it
- * listens. Learns its port and worker id from its log. */
-static bool dm_start(struct dm_env *e, int i, const char *const *extra)
+ * ("NAME=value", NULL-terminated; may be NULL; they come first, so they
+ * override the test's). Does not wait. */
+static bool dm_spawn(struct dm_env *e, int i, const char *const *extra)
 {
 	struct dm_daemon *d = &e->d[i];
 	const char *bin = getenv("LEADSYNC_TEST_BIN");
 	extern char **environ;
-	char db[1024], rules[128], port[16];
-	char *envp[512], *argv[3], *log = NULL;
-	uint64_t end;
+	char db[1024], rules[128];
+	char *envp[512], *argv[3];
 	size_t n = 0, k;
 	int fd, devnull;
 	pid_t parent;
-	bool ok = false;
 
 	if (!bin || !*bin) {
 		printf("  LEADSYNC_TEST_BIN is not set: run the tests with 'make test'\n");
@@ -348,7 +346,9 @@ static bool dm_start(struct dm_env *e, int i, const char *const *extra)
 	devnull = open("/dev/null", O_RDONLY);
 	snprintf(db, sizeof(db), "LEADSYNC_DB=%s", e->ci);
 	snprintf(rules, sizeof(rules), "LEADSYNC_RULES=%s", e->rules);
-	/* ours first: getenv() takes the first of a name */
+	/* extra, then ours, then the test's: getenv() takes the first of a name */
+	for (k = 0; extra && extra[k] && n < 40; k++)
+		envp[n++] = (char *)extra[k];
 	envp[n++] = db;
 	envp[n++] = rules;
 	envp[n++] = "LEADSYNC_LISTEN=127.0.0.1:0";
@@ -357,8 +357,6 @@ static bool dm_start(struct dm_env *e, int i, const char *const *extra)
 	envp[n++] = "LEADSYNC_POLL_BACKOFF_MIN=1";
 	envp[n++] = "LEADSYNC_POLL_BACKOFF_MAX=2";
 	envp[n++] = "LEADSYNC_CRM_TIMEOUT=40";
-	for (k = 0; extra && extra[k] && n < 40; k++)
-		envp[n++] = (char *)extra[k];
 	for (k = 0; environ[k] && n < 511; k++)
 		envp[n++] = environ[k];
 	envp[n] = NULL;
@@ -387,6 +385,20 @@ static bool dm_start(struct dm_env *e, int i, const char *const *extra)
 	}
 	close(fd);
 	close(devnull);
+	return true;
+}
+
+/* dm_spawn(), then waits until daemon i listens. Learns its port and
+ * worker id from its log. */
+static bool dm_start(struct dm_env *e, int i, const char *const *extra)
+{
+	struct dm_daemon *d = &e->d[i];
+	char port[16], *log = NULL;
+	uint64_t end;
+	bool ok = false;
+
+	if (!dm_spawn(e, i, extra))
+		return false;
 	end = dm_ms() + 15000;
 	while (dm_ms() < end) {
 		free(log);
@@ -1058,5 +1070,198 @@ TEST(daemon_postbacks_answer_while_the_poller_is_busy)
 
 	memset(&e, 0, sizeof(e));
 	dm_postback_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ failed start */
+
+/* What a daemon could write, as one text: the leads, the schedule, the
+ * poll runs, the history and the postback log. */
+static char *dm_db_state(PGconn *c)
+{
+	return test_sql_value(c,
+		"SELECT concat_ws(' | ',"
+		" (SELECT string_agg(l::text, ',' ORDER BY l.id) FROM leads l),"
+		" (SELECT string_agg(s::text, ',' ORDER BY s.offer, s.variant) FROM poll_schedule s),"
+		" (SELECT count(*) FROM poll_runs), (SELECT count(*) FROM lead_history),"
+		" (SELECT count(*) FROM postbacks_in))");
+}
+
+/* A daemon that cannot start (extra says why) exits 1 with `cannot start`
+ * and why, having written nothing and asked the CRM nothing, though a
+ * lead's hold is over and a pair is due. */
+static void dm_no_start_body(struct dm_env *e, const char *db, const char *const *extra,
+			     const char *why)
+{
+	struct dm_route ok = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &ok },
+	};
+	static struct mock_request reqs[16];
+	struct buf imp;
+	char *before = NULL, *after = NULL, *log = NULL;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, db, NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 2, "dm_crm", mock_crm_port(e->m), "ok", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	/* lead 1001's hold ended an hour ago: the first timer round approves it */
+	ASSERT(test_sql_exec(e->c, "UPDATE leads SET status = 4,"
+				   " hold_until = now() - interval '1 hour' WHERE id = 1001"));
+	before = dm_db_state(e->c);
+	ASSERT(before);
+	if (!dm_spawn(e, 0, extra) || !dm_reap(&e->d[0], 30000)) {
+		free(before);
+		ASSERT(!"the daemon did not exit");
+	}
+	after = dm_db_state(e->c);
+	log = dm_log(&e->d[0]);
+	if (!WIFEXITED(e->d[0].status) || WEXITSTATUS(e->d[0].status) != 1 || !after ||
+	    strcmp(before, after) != 0 || !strstr(log, "msg=\"cannot start\"") ||
+	    !strstr(log, why) || strstr(log, "timers started") || strstr(log, "poller started")) {
+		printf("  exit %d\n  before %s\n  after  %s\n",
+		       WIFEXITED(e->d[0].status) ? WEXITSTATUS(e->d[0].status) : -1, before,
+		       after ? after : "(none)");
+		test__fail(__FILE__, __LINE__, "a daemon that cannot start changed something");
+	}
+	free(before);
+	free(after);
+	free(log);
+	ASSERT_EQ(mock_crm_requests(e->m, reqs, 16), 0);
+	ASSERT(test_sql_is(e->c, "SELECT status FROM leads WHERE id = 1001", "4"));
+}
+
+TEST(daemon_unknown_time_zone_exits_1_and_changes_nothing)
+{
+	static const char *const tz[] = { "LEADSYNC_TZ=Mars/Olympus", NULL };
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_no_start_body(&e, "ls_daemon_bad_tz", tz, "Mars/Olympus");
+	dm_close(&e);
+}
+
+TEST(daemon_listen_port_taken_exits_1_and_changes_nothing)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	char listen_env[64];
+	const char *extra[] = { listen_env, NULL };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		if (fd >= 0)
+			close(fd);
+		ASSERT(!"cannot hold a port");
+	}
+	snprintf(listen_env, sizeof(listen_env), "LEADSYNC_LISTEN=127.0.0.1:%d", ntohs(a.sin_port));
+	dm_no_start_body(&e, "ls_daemon_port_taken", extra, "address already in use");
+	dm_close(&e);
+	close(fd);
+}
+
+TEST(daemon_unmigrated_database_or_missing_rules_exit_1)
+{
+	static const char *const norules[] = { "LEADSYNC_RULES=/nonexistent/leadsync-rules", NULL };
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_no_start_body(&e, "ls_daemon_no_rules", norules, "/nonexistent/leadsync-rules");
+	dm_close(&e);
+	memset(&e, 0, sizeof(e));
+	if (dm_open(&e, "ls_daemon_old_schema", NULL, NULL, 0) &&
+	    test_sql_exec(e.c, "DELETE FROM schema_migrations WHERE name = ("
+			       "SELECT max(name) FROM schema_migrations)") &&
+	    dm_spawn(&e, 0, NULL) && dm_reap(&e.d[0], 30000)) {
+		char *log = dm_log(&e.d[0]);
+
+		if (!WIFEXITED(e.d[0].status) || WEXITSTATUS(e.d[0].status) != 1 ||
+		    !strstr(log, "lacks migration"))
+			test__fail(__FILE__, __LINE__, "an unmigrated database did not stop the start");
+		free(log);
+	} else
+		test__fail(__FILE__, __LINE__, "could not run the daemon on an old schema");
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ lead change log */
+
+/* At debug level the log has one "lead changed" line per lead change,
+ * from each writer, after its commit: a poll, a timer, a postback. */
+static void dm_lead_log_body(struct dm_env *e)
+{
+	struct dm_route cb = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &cb },
+	};
+	static const char *const debug[] = { "LEADSYNC_LOG_LEVEL=debug", NULL };
+	struct buf imp;
+	char *log = NULL, *want = NULL, *tok, *save;
+	size_t lines = 0;
+	const char *p;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_lead_log", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 1, "dm_crm", mock_crm_port(e->m), "ok", 1), 0);
+	/* offer 900 has no rule: its leads change by timers and postbacks only */
+	ASSERT_EQ(buf_adds(&imp,
+			   "{\"offer\": {\"id\": 900, \"advertiser\": 1, \"name\": \"Push\","
+			   " \"landing_url\": \"https://shop.example/x\"}}\n"
+			   "{\"goal\": {\"offer\": 900, \"code\": \"lead\", \"payout\": \"fixed\","
+			   " \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"
+			   "{\"click\": {\"id\": \"" DM_SEED_CLICK "\", \"offer\": 900, \"wm\": 7}}\n"
+			   "{\"lead\": {\"id\": 9001, \"offer\": 900, \"ext\": \"H-1\", \"status\": 2,"
+			   " \"created\": \"2026-11-01T10:00:00Z\", \"goal\": \"lead\", \"base\": 30}}\n"),
+		  0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(test_sql_exec(e->c, "UPDATE leads SET status = 4,"
+				   " hold_until = now() - interval '1 hour' WHERE id = 9001"));
+	ASSERT(dm_start(e, 0, debug));
+	ASSERT(dm_wait_sql(e->c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+			   "1001:3 9001:6", 15000));
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+					    "&request_id=dm-log-1&action=lead&status=hold"),
+		  200);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+	/* the lines the history says there must be, and no others */
+	want = test_sql_value(e->c,
+		"SELECT string_agg(format('lead=%s offer=%s source=%s run=%s from=%s to=%s', h.lead,"
+		" l.offer, h.source, coalesce(h.source_id, 0), coalesce(h.before ->> 'status', '0'),"
+		" h.after ->> 'status'), '|' ORDER BY h.id) FROM lead_history h"
+		" JOIN leads l ON l.id = h.lead WHERE h.source <> 'import'");
+	ASSERT(want);
+	log = dm_log(&e->d[0]);
+	for (p = strstr(log, "msg=\"lead changed\""); p; p = strstr(p + 1, "msg=\"lead changed\""))
+		lines++;
+	for (tok = strtok_r(want, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+		if (!strstr(log, tok)) {
+			printf("  no line \"%s\"\n", tok);
+			test__fail(__FILE__, __LINE__, "a lead change is not in the log");
+		}
+	}
+	if (!strstr(log, "lead=1001 offer=10 source=poll run=") ||
+	    !strstr(log, "lead=9001 offer=900 source=timer run=0 from=4 to=6") ||
+	    !strstr(log, "offer=900 source=postback run=") || lines != 3)
+		test__fail(__FILE__, __LINE__, "want 3 lead lines (poll, timer, postback), got %zu",
+			   lines);
+	free(want);
+	free(log);
+}
+
+TEST(daemon_debug_log_has_a_line_per_changed_lead)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_lead_log_body(&e);
 	dm_close(&e);
 }

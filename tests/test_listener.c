@@ -905,6 +905,48 @@ TEST(listener_slow_client_408_and_idle_close)
 	tl_release(t);
 }
 
+/* A 408 goes to a client that began a request; one that sent nothing
+ * (fresh, or idle after an answer) is closed without a word. */
+static void c_keepalive_partial(struct tl *t)
+{
+	int fd = cli_connect(t->port);
+
+	cli_sends(fd, "GET /healthz HTTP/1.1\r\n\r\n");
+	cli_read(t, 0, fd, 1);
+	cli_sends(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+	cli_read(t, 0, fd, 0);
+	close(fd);
+	fd = cli_connect(t->port);
+	cli_sends(fd, "GET /healthz HTTP/1.1\r\n\r\n");
+	cli_read(t, 1, fd, 0);
+	close(fd);
+	fd = cli_connect(t->port);
+	cli_read(t, 2, fd, 0);
+	close(fd);
+}
+
+TEST(listener_408_only_for_a_begun_request)
+{
+	struct listener_limits lim = { .header_timeout_ms = 100, .body_timeout_ms = 100,
+				       .idle_timeout_ms = 100 };
+	struct tl *t = tl_init();
+
+	ASSERT_EQ(tl_run(t, &lim, c_keepalive_partial), 0);
+	/* the second request, begun on a kept-alive connection: 408 */
+	ASSERT_EQ(t->nresp[0], 2);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 200 ");
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 408 Request Timeout\r\n");
+	ASSERT(t->eof[0]);
+	/* answered, then idle: closed, nothing more said */
+	ASSERT_EQ(t->nresp[1], 1);
+	ASSERT(strstr(t->resp[1].p, "408") == NULL);
+	ASSERT(t->eof[1]);
+	/* silent from the start: closed, no answer */
+	ASSERT_EQ(t->resp[2].len, 0);
+	ASSERT(t->eof[2]);
+	tl_release(t);
+}
+
 static void c_per_conn(struct tl *t)
 {
 	int fd = cli_connect(t->port);

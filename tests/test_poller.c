@@ -745,9 +745,19 @@ TEST(poller_failure_rule_error_names_file_and_line)
 		   200);
 }
 
+/* A rule that is missing or does not load is the offer's configuration,
+ * wrong before any request: config_error; rule_error is a rule that failed
+ * while it ran. */
 TEST(poller_failure_rule_that_does_not_load)
 {
-	pt_failure("ls_poller_f_load", "ok", "pt_broken", false, "rule_error", "pt_broken.lua:", -1);
+	pt_failure("ls_poller_f_load", "ok", "pt_broken", false, "config_error", "pt_broken.lua:",
+		   -1);
+}
+
+TEST(poller_failure_rule_file_missing)
+{
+	pt_failure("ls_poller_f_missing", "ok", "pt_missing", false, "config_error", "pt_missing",
+		   -1);
 }
 
 /* ------------------------------------------------------------ concurrency */
@@ -1698,6 +1708,69 @@ TEST(poller_windows_1251_answers_are_decoded)
 	/* the comment setstc keeps is UTF-8 */
 	ASSERT(test_sql_is(e.c, "SELECT comment FROM leads WHERE id = 102",
 			   "\xd0\xa5\xd0\xbe\xd0\xbb\xd0\xb4"));
+	pt_close(&e);
+	buf_release(&imp);
+}
+
+/* ------------------------------------------------------------ leads without ext */
+
+/* Leads without an external id (a postback's) are never sent as an empty
+ * id (`ids=&key=`): the id variants ask only for leads with one and count
+ * the others in the run's first row (leads_no_ext) and its log line. */
+TEST(poller_leads_without_ext_are_counted_never_sent)
+{
+	struct pt_route only_route = { .status = "approved" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+		{ .path = "/only", .kind = MOCK_FUNC, .fn = pt_answer, .data = &only_route },
+	};
+	static struct mock_request reqs[64];
+	struct pt_env e;
+	struct poller_config pc;
+	struct buf imp;
+	char err[1024];
+	size_t n, i, asked = 0;
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_no_ext", routes, 2));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 20, "pt_crm", mock_crm_port(e.m), "only", NULL), 0);
+	/* offer 10: 101 and 103 have no ext, 102, 104 and 105 do (batch 2) */
+	for (i = 101; i <= 105; i++)
+		ASSERT_EQ(pt_lead(&imp, (int64_t)i, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	/* offer 20: two leads, neither with an ext */
+	ASSERT_EQ(pt_lead(&imp, 201, 20, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 202, 20, 3, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET ext = NULL WHERE id IN (101, 201)"));
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET ext = '' WHERE id IN (103, 202)"));
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	pt_config(&e, &pc, "w-noext");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+
+	n = mock_crm_requests(e.m, reqs, 64);
+	for (i = 0; i < n && i < 64; i++) {
+		ASSERT(strstr(reqs[i].query, "ids=&") == NULL);
+		ASSERT(strstr(reqs[i].query, "ids=") == reqs[i].query);
+		ASSERT_STREQ(reqs[i].path, "/ok"); /* offer 20 is never asked */
+		asked += 1 + (size_t)(strchr(reqs[i].query, ',') != NULL);
+	}
+	ASSERT_EQ(n, 2);
+	ASSERT_EQ(asked, 3);
+	/* the three with an ext moved; the others are untouched */
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+			   "101:2 102:6 103:2 104:6 105:6 201:2 202:3"));
+	/* counted once per run, on one row; offer 20's run has a row of its own */
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', offer, n, asked, no_ext, outcome),"
+			   " ' ' ORDER BY offer) FROM (SELECT offer, count(*) AS n,"
+			   " sum(leads_asked) AS asked, sum(leads_no_ext) AS no_ext,"
+			   " string_agg(DISTINCT outcome, ',') AS outcome FROM poll_runs"
+			   " GROUP BY offer) x",
+			   "10:2:3:2:ok 20:1:0:2:ok"));
+	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM poll_runs WHERE url IS NOT NULL AND offer = 20",
+			   "0"));
 	pt_close(&e);
 	buf_release(&imp);
 }
