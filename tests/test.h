@@ -1,7 +1,16 @@
 /* test.h: the test runner's API. A test is `TEST(name) { ... }` in any file
  * under tests/; it registers itself at start-up, so adding a test is adding
  * a function. Asserts record the failure with file and line and return from
- * the test. Tests run in file-link order, then by registration order. */
+ * the test; what the test made is released by the cleanups it deferred.
+ * Tests run in file-link order, then by registration order. Tests named
+ * selftest_* are hidden: they fail or leak on purpose, and run only when
+ * TEST_SELFTEST_FAIL=1 or TEST_SELFTEST_LEAK=1 is set (see test_runner.c).
+ *
+ * Time: a test never asserts that something took less than a while, or
+ * that a wait was "enough". Timers, rates, holds and leases are driven by a
+ * clock the test moves (http_client's limits.clock_us, the scheduler's and
+ * timers' `now` parameters) or asserted by order and count; waits for
+ * another process are bounded only to stop a hung run. */
 #ifndef LEADSYNC_TEST_H
 #define LEADSYNC_TEST_H
 
@@ -15,6 +24,19 @@ void test__register(const char *name, test_fn fn, const char *file);
 void test__fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool test__failed(void);
+
+/* Cleanup. An assert returns from the test at once, so whatever the test
+ * made (a child process, a server, a loop, a temp dir, a buffer) is handed
+ * to test_defer as soon as it exists: the runner calls fn(arg) after the
+ * test, pass or fail, newest first. test_undefer drops a pending cleanup
+ * (the first that matches fn and arg) for a test that released the thing
+ * itself, say to assert on how it closed; it returns whether one was
+ * pending. Calling them outside a test is a bug (the runner aborts). */
+typedef void (*test_cleanup_fn)(void *arg);
+void test_defer(test_cleanup_fn fn, void *arg);
+bool test_undefer(test_cleanup_fn fn, void *arg);
+/* test_defer(free, p); returns p, so `char *s = test_defer_free(f(...))`. */
+void *test_defer_free(void *p);
 
 #define TEST(name)                                                          \
 	static void test_##name(void);                                      \
