@@ -92,15 +92,27 @@ void *test_defer_free(void *p)
 	return p;
 }
 
+static bool unwinding;
+
 /* Newest first, as a test would release them by hand. A cleanup may defer
- * more (they run too) or record a failure (the test then fails). */
-static void run_cleanups(void)
+ * more (they run too) or record a failure (the test then fails); an
+ * assert that fails inside a cleanup does not start another round. */
+void test__unwind(void)
 {
+	if (unwinding)
+		return;
+	unwinding = true;
 	while (ncleanups) {
 		struct cleanup c = cleanups[--ncleanups];
 
 		c.fn(c.arg);
 	}
+	unwinding = false;
+}
+
+static void run_cleanups(void)
+{
+	test__unwind();
 	free(cleanups);
 	cleanups = NULL;
 	cleanups_cap = 0;

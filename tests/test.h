@@ -24,14 +24,18 @@ void test__register(const char *name, test_fn fn, const char *file);
 void test__fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool test__failed(void);
+void test__unwind(void);
 
 /* Cleanup. An assert returns from the test at once, so whatever the test
  * made (a child process, a server, a loop, a temp dir, a buffer) is handed
- * to test_defer as soon as it exists: the runner calls fn(arg) after the
- * test, pass or fail, newest first. test_undefer drops a pending cleanup
- * (the first that matches fn and arg) for a test that released the thing
- * itself, say to assert on how it closed; it returns whether one was
- * pending. Calling them outside a test is a bug (the runner aborts). */
+ * to test_defer as soon as it exists. Pending cleanups run newest first,
+ * fn(arg), when an ASSERT fails (before it returns, so arg may point into
+ * the failing function's frame or its callers': a fixture on the stack is
+ * fine) and after the test returns, pass or fail. test_undefer drops a
+ * pending cleanup (the first that matches fn and arg), for a fixture's own
+ * close function; it returns whether one was pending. A fixture on the
+ * stack must be closed, or undeferred, before its function returns.
+ * Calling them outside a test is a bug (the runner aborts). */
 typedef void (*test_cleanup_fn)(void *arg);
 void test_defer(test_cleanup_fn fn, void *arg);
 bool test_undefer(test_cleanup_fn fn, void *arg);
@@ -50,6 +54,7 @@ void *test_defer_free(void *p);
 	do {                                                                \
 		if (!(c)) {                                                 \
 			test__fail(__FILE__, __LINE__, "assertion failed: %s", #c); \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -59,6 +64,7 @@ void *test_defer_free(void *p);
 		long long a_ = (long long)(a), b_ = (long long)(b);         \
 		if (a_ != b_) {                                             \
 			test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -69,6 +75,7 @@ void *test_defer_free(void *p);
 		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                    \
 			test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
 				   a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -79,6 +86,7 @@ void *test_defer_free(void *p);
 		if (!h_ || !strstr(h_, n_)) {                               \
 			test__fail(__FILE__, __LINE__, "%s contains \"%s\": got \"%s\"", #hay, n_, \
 				   h_ ? h_ : "(null)");                      \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)

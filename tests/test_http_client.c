@@ -35,6 +35,8 @@ struct fx {
 	uv_loop_t loop;
 	struct http_client *c;
 	struct mock_crm *m;
+	bool loop_ok;
+	bool closed_by_test; /* http_client_close() was called: not again */
 	int ncalls;         /* callbacks so far */
 	unsigned max_in_flight; /* the client's in_flight gauge, highest seen in callbacks */
 };
@@ -84,6 +86,33 @@ static bool run_until(struct fx *f, const int *count, int want, uint64_t ms)
 	return *count >= want;
 }
 
+static void on_closed(struct http_client *c, void *data);
+
+static void mock_stop_cb(void *m)
+{
+	mock_crm_stop(m);
+}
+
+/* What a test that failed half-way left: the client, the loop, the mock. */
+static void fx_cleanup(void *arg)
+{
+	struct fx *f = arg;
+	int closed = 0, i;
+
+	if (f->c && !f->closed_by_test) {
+		http_client_close(f->c, on_closed, &closed);
+		for (i = 0; i < 100000 && !closed; i++)
+			uv_run(&f->loop, UV_RUN_ONCE);
+	}
+	f->c = NULL;
+	if (f->loop_ok) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		uv_loop_close(&f->loop);
+	}
+	mock_crm_stop(f->m);
+	f->m = NULL;
+}
+
 static bool fx_start(struct fx *f, const struct http_client_limits *lim,
 		     const struct mock_route *routes, size_t nroutes)
 {
@@ -93,6 +122,8 @@ static bool fx_start(struct fx *f, const struct http_client_limits *lim,
 	cur = f;
 	if (uv_loop_init(&f->loop) != 0)
 		return false;
+	f->loop_ok = true;
+	test_defer(fx_cleanup, f);
 	if (http_client_new(&f->loop, lim, &f->c, err, sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "http_client_new: %s", err);
 		return false;
@@ -116,6 +147,7 @@ static int fx_stop(struct fx *f)
 {
 	int closed = 0, rc;
 
+	test_undefer(fx_cleanup, f);
 	http_client_close(f->c, on_closed, &closed);
 	if (closed)
 		return -1; /* never from within http_client_close() */
@@ -438,6 +470,7 @@ TEST(http_client_retry_after_holds_the_host)
 
 	ASSERT(fx_start(&f, &lim, routes, 2));
 	ASSERT_EQ(mock_crm_start(&other, routes, 2), 0);
+	test_defer(mock_stop_cb, other);
 	ASSERT_EQ(get(&f, "/busy", &k1), 0);
 	ASSERT_EQ(get(&f, "/ok", &k2), 0); /* queued behind /busy */
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
@@ -464,7 +497,6 @@ TEST(http_client_retry_after_holds_the_host)
 	ASSERT_EQ(k2.status, 200);
 	ASSERT_EQ(path_count(f.m, "/ok"), 1);
 	ASSERT_EQ(k2.st.holds, 1);
-	mock_crm_stop(other);
 	ASSERT_EQ(fx_stop(&f), 0);
 }
 
@@ -676,7 +708,7 @@ static int caps_run(unsigned global, unsigned per_host, unsigned *server_max, un
 {
 	static const struct mock_route routes[] = { { .path = "/w", .delay_ms = 40, .body = "{}" } };
 	struct http_client_limits lim = { .max_in_flight = global, .max_per_host = per_host };
-	struct fx f;
+	static struct fx f; /* static: its early returns leave it to the cleanup */
 	struct call k[20];
 	int i, ok = 0;
 
@@ -812,6 +844,7 @@ TEST(http_client_close_from_a_callback)
 	url_of(url, sizeof(url), &f, "/fast");
 	q.url = url;
 	ASSERT_EQ(http_client_request(f.c, &q, on_call_then_close, &closed, NULL, err, sizeof(err)), 0);
+	f.closed_by_test = true; /* the callback closes it: the cleanup must not */
 	ASSERT(run_until(&f, &closed, 1, 5000));
 	ASSERT_EQ(closed, 1);
 	ASSERT(refused_while_closing);
@@ -819,8 +852,9 @@ TEST(http_client_close_from_a_callback)
 	for (i = 0; i < 2; i++)
 		ASSERT_EQ(k[i].outcome, HTTP_CANCELLED);
 	uv_run(&f.loop, UV_RUN_NOWAIT);
-	ASSERT_EQ(uv_loop_close(&f.loop), 0);
+	test_undefer(fx_cleanup, &f);
 	mock_crm_stop(f.m);
+	ASSERT_EQ(uv_loop_close(&f.loop), 0);
 }
 
 TEST(http_client_cancel_queued_and_running)
