@@ -38,6 +38,7 @@ struct tl {
 	/* loop thread */
 	atomic_int handled;
 	bool gone_seen;
+	struct tl_later *later_last; /* the loop thread's newest timer answer */
 	bool close_started;
 	bool closed;
 	uint64_t buffer_bytes[2];
@@ -118,6 +119,7 @@ struct tl_later {
 	uv_timer_t timer;
 	struct listener_req *req;
 	char msg[32];
+	unsigned until_gone; /* checks left before answering anyway; 0: answer at once */
 };
 
 static void tl_later_closed(uv_handle_t *h)
@@ -129,6 +131,12 @@ static void tl_later_fire(uv_timer_t *tm)
 {
 	struct tl_later *lt = tm->data;
 
+	/* waits for the client to go, not for a time that a busy machine may
+	 * not give the client to close in */
+	if (lt->until_gone && --lt->until_gone && !listener_req_client_gone(lt->req)) {
+		uv_timer_start(tm, tl_later_fire, 10, 0);
+		return;
+	}
 	tl_cur->gone_seen = listener_req_client_gone(lt->req);
 	listener_respond(lt->req, 200, "text/plain", lt->msg, strlen(lt->msg), NULL);
 	uv_close((uv_handle_t *)tm, tl_later_closed);
@@ -144,6 +152,7 @@ static void tl_answer_later(struct listener_req *req, unsigned long ms)
 		return;
 	}
 	lt->req = req;
+	tl_cur->later_last = lt;
 	snprintf(lt->msg, sizeof(lt->msg), "later %lu", ms);
 	uv_timer_init(&tl_cur->loop, &lt->timer);
 	lt->timer.data = lt;
@@ -156,6 +165,15 @@ static void h_later(struct listener_req *req, void *data)
 
 	atomic_fetch_add(&tl_cur->handled, 1);
 	tl_answer_later(req, strtoul(ms, NULL, 10));
+}
+
+/* Answers once the client has gone (or after 30 s). */
+static void h_later_gone(struct listener_req *req, void *data)
+{
+	atomic_fetch_add(&tl_cur->handled, 1);
+	tl_answer_later(req, 10);
+	if (tl_cur->later_last)
+		tl_cur->later_last->until_gone = 3000;
 }
 
 static void tl_closed_cb(struct listener *l, void *data)
@@ -202,6 +220,7 @@ static const struct listener_route tl_routes[] = {
 	{ LISTENER_PUT, "/api/leads", h_echo, NULL },
 	{ LISTENER_POST, "/form", h_form, NULL },
 	{ LISTENER_GET, "/later/{ms}", h_later, NULL },
+	{ LISTENER_GET, "/later-gone", h_later_gone, NULL },
 	{ LISTENER_GET, "/close", h_close, NULL },
 	{ LISTENER_GET, "/count", h_count, NULL },
 	{ LISTENER_GET, "/badhdr", h_badhdr, NULL },
@@ -757,8 +776,8 @@ static void c_gone(struct tl *t)
 {
 	int fd = cli_connect(t->port), i;
 
-	cli_sends(fd, "GET /later/100 HTTP/1.1\r\n\r\n");
-	for (i = 0; i < 300 && atomic_load(&t->handled) == 0; i++)
+	cli_sends(fd, "GET /later-gone HTTP/1.1\r\n\r\n");
+	for (i = 0; i < 3000 && atomic_load(&t->handled) == 0; i++)
 		usleep(10000);
 	close(fd);
 	/* the server goes on serving others meanwhile */

@@ -27,14 +27,30 @@ static void remove_dir(void *arg)
 	free(arg);
 }
 
-/* Hidden (TEST_SELFTEST_FAIL=1): makes a buffer, a child and a temp dir,
- * defers their release, then fails half-way as asserts do. */
+struct stack_fixture {
+	unsigned magic;
+};
+
+/* Run at the failed assert, while the fixture's frame still stands. */
+static void check_stack_fixture(void *arg)
+{
+	const struct stack_fixture *f = arg;
+
+	printf("stack fixture %s\n", f->magic == 0xC0FFEEu ? "intact" : "overwritten");
+}
+
+/* Hidden (TEST_SELFTEST_FAIL=1): makes a buffer, a child, a temp dir and a
+ * fixture on its stack, defers their release, then fails half-way as
+ * asserts do. */
 TEST(selftest_fail_cleans_up)
 {
 	char tmpl[] = "/tmp/leadsync-selftest-XXXXXX";
 	char *buf = test_defer_free(malloc(4096));
+	struct stack_fixture fx = { 0xC0FFEEu };
 	char *dir;
 	pid_t pid;
+
+	test_defer(check_stack_fixture, &fx);
 
 	ASSERT(buf);
 	memset(buf, 'x', 4096);
@@ -109,6 +125,7 @@ TEST(runner_failed_test_cleans_up_and_ends_with_the_summary)
 	ASSERT(out && err);
 	ASSERT_EQ(rc, 1);
 	ASSERT_CONTAINS(out, "FAIL selftest_fail_cleans_up");
+	ASSERT_CONTAINS(out, "stack fixture intact");
 	last_line(out, last, sizeof(last));
 	ASSERT_STREQ(last, "0 passed, 1 failed");
 	ASSERT(!strstr(err, "LeakSanitizer"));
