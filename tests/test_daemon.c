@@ -391,7 +391,7 @@ static bool dm_start(struct dm_env *e, int i, const char *const *extra)
 	}
 	close(fd);
 	close(devnull);
-	end = dm_ms() + 15000;
+	end = dm_ms() + 15000 * DM_SLACK;
 	while (dm_ms() < end) {
 		free(log);
 		log = dm_log(d);
@@ -742,7 +742,7 @@ static void dm_restart_body(struct dm_env *e)
 	 * away while such answers are in flight */
 	t_flip = mock_now_us();
 	atomic_store(&flip, true);
-	end = dm_ms() + 5000;
+	end = dm_ms() + 5000 * DM_SLACK;
 	for (;;) {
 		dm_in_flight(e->m, t_flip, &after);
 		if (after >= 3 || dm_ms() > end)
@@ -831,7 +831,7 @@ static void dm_term_body(struct dm_env *e)
 	buf_release(&imp);
 	/* a lease longer than the stop deadline: released means released */
 	ASSERT(dm_start(e, 0, lease30));
-	end = dm_ms() + 8000;
+	end = dm_ms() + 8000 * DM_SLACK;
 	while ((open = dm_in_flight(e->m, 0, NULL)) < 15 && dm_ms() < end)
 		dm_sleep_ms(5);
 	ASSERT_EQ(open, 15);
@@ -1025,7 +1025,7 @@ static void dm_postback_body(struct dm_env *e)
 	ASSERT_EQ(dm_import(e, imp.p), 0);
 	buf_release(&imp);
 	ASSERT(dm_start(e, 0, NULL));
-	t0 = dm_ms() + 8000;
+	t0 = dm_ms() + 8000 * DM_SLACK;
 	while (dm_in_flight(e->m, 0, NULL) < 20 && dm_ms() < t0)
 		dm_sleep_ms(5);
 	ASSERT_EQ(dm_in_flight(e->m, 0, NULL), 20);
