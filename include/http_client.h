@@ -99,6 +99,13 @@ struct http_client_limits {
 	const char *ca_file;         /* PEM CA bundle instead of the system's
 	                              * (copied) [NULL] */
 	const char *user_agent;      /* [leadsync] (copied) */
+	/* The client's clock in µs, monotonic and above 0 [NULL:
+	 * uv_hrtime() / 1000]. Rate keys, Retry-After holds, queued_ms and
+	 * total_ms are read from it (curl's own timeouts are not: they run
+	 * on curl's clock). Tests inject one to move time by hand and then
+	 * call http_client_wake(). */
+	uint64_t (*clock_us)(void *ctx);
+	void *clock_ctx;
 };
 
 #define HTTP_NO_REDIRECTS (-1)
@@ -212,6 +219,13 @@ const char *http_client_req_url(const struct http_client_req *req);
 void *http_client_req_data(const struct http_client_req *req);
 
 void http_client_stats(const struct http_client *c, struct http_client_stats *out);
+
+/* Starts, at once, what holds and rate keys allow by now on the client's
+ * clock. The client calls it itself from a loop timer armed for the next
+ * hold or token; call it after moving an injected clock (limits.clock_us)
+ * forward, since that timer runs on the loop's real clock. Callbacks are
+ * not called from within it. No-op once closing. */
+void http_client_wake(struct http_client *c);
 
 typedef void (*http_client_close_cb)(struct http_client *c, void *data);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh: installs, with apt-get, the Debian packages leadsync needs to
 # build, test and run, and only those that are missing. Quick when all is
-# there; safe to run again.
+# there; safe to run again. Another apt or dpkg at work (unattended
+# upgrades, a second shell) is waited for, up to APT_LOCK_WAIT seconds
+# [600], instead of failing at once.
 set -euo pipefail
 
 pkgs=(
@@ -10,6 +12,7 @@ pkgs=(
 	libpq-dev libhttp-parser-dev libexpat1-dev
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
+	stress-ng
 )
 
 missing=()
@@ -28,6 +31,32 @@ echo "deps: installing ${missing[*]}"
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+wait_s=${APT_LOCK_WAIT:-600}
+lock=(-o "DPkg::Lock::Timeout=$wait_s")
+
+# apt-get update takes the lists lock, which DPkg::Lock::Timeout does not
+# cover: retry while another apt holds it, fail on any other error.
+apt_update() {
+	local start=$SECONDS errf
+	errf=$(mktemp)
+	until "${sudo[@]}" apt-get "${lock[@]}" update -qq 2>"$errf"; do
+		if ! grep -qiE 'could not get lock|unable to lock|is held by process' "$errf"; then
+			cat "$errf" >&2
+			rm -f "$errf"
+			return 1
+		fi
+		if [ $((SECONDS - start)) -ge "$wait_s" ]; then
+			echo "deps: apt is still busy after ${wait_s} s:" >&2
+			cat "$errf" >&2
+			rm -f "$errf"
+			return 1
+		fi
+		echo "deps: another apt is running; waiting" >&2
+		sleep 5
+	done
+	rm -f "$errf"
+}
+
+apt_update
+"${sudo[@]}" apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 # The Debian package may start a system cluster; leadsync never uses it.

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# test.sh: runs the test suite against a private PostgreSQL that it starts
-# in /tmp and removes on exit, whatever happens. Called by `make test`.
+# test.sh [NAME]: runs the test suite (or the tests whose name contains
+# NAME) against a private PostgreSQL that it starts in /tmp and removes on
+# exit, whatever happens. Called by `make test`. Builds what it runs first,
+# so a test run never uses stale binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Quiet: only compiler errors show. A no-op under `make test`.
+${MAKE:-make} -s -j2 build/test/tests build/test/leadsync build/leadsync
 
 pgdir=$(mktemp -d /tmp/leadsync-pg.XXXXXX)
 cleanup() { scripts/pg-local destroy "$pgdir"; }

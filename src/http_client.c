@@ -359,9 +359,16 @@ const char *http_outcome_name(enum http_outcome o)
 	return (unsigned)o < HTTP_OUTCOME_COUNT ? outcome_names[o] : "unknown";
 }
 
-static uint64_t now_us(void)
+static uint64_t clock_hrtime_us(void *ctx)
 {
 	return uv_hrtime() / 1000;
+}
+
+/* Every moment the client reasons about (holds, tokens, result times) is
+ * read here, so a test that injects limits.clock_us owns all of them. */
+static uint64_t now_us(const struct http_client *c)
+{
+	return c->lim.clock_us(c->lim.clock_ctx);
 }
 
 static void dispatch(struct http_client *c);
@@ -387,7 +394,7 @@ static void wake_arm(struct http_client *c)
 	top = c->heap.v[0]->at;
 	if (c->wake_at == top)
 		return;
-	now = now_us();
+	now = now_us(c);
 	c->wake_at = top;
 	uv_timer_start(&c->wake_timer, on_wake, top > now ? (top - now + 999) / 1000 : 0, 0);
 }
@@ -680,7 +687,7 @@ static void req_deliver(struct http_client *c, struct http_client_req *r)
 	long status = 0, redirects = 0;
 	char *eff = NULL, *ctype = NULL;
 	curl_off_t up = 0;
-	uint64_t end = r->t_end ? r->t_end : now_us();
+	uint64_t end = r->t_end ? r->t_end : now_us(c);
 
 	memset(&res, 0, sizeof(res));
 	if (r->easy && r->t_start) {
@@ -763,7 +770,7 @@ static void req_defer(struct http_client *c, struct http_client_req *r, enum htt
 	r->state = REQ_DONE;
 	r->outcome = o;
 	if (!r->t_end)
-		r->t_end = now_us();
+		r->t_end = now_us(c);
 	link_append(&c->done, &r->link);
 	idle_start(c);
 }
@@ -909,7 +916,7 @@ static int req_start(struct http_client *c, struct http_client_req *r)
 		if (strcmp(m, "POST") != 0)
 			SET(CURLOPT_CUSTOMREQUEST, m);
 	}
-	r->t_start = now_us();
+	r->t_start = now_us(c);
 	if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
 		goto fail;
 	return 0;
@@ -929,7 +936,7 @@ static void dispatch(struct http_client *c)
 
 	if (c->closing || !link_linked(&c->ready_hosts))
 		return;
-	now = now_us();
+	now = now_us(c);
 	while (c->in_flight < c->lim.max_in_flight && link_linked(&c->ready_hosts)) {
 		struct host *h = container_of(c->ready_hosts.next, struct host, rlink);
 		struct lane *l = container_of(h->ready.next, struct lane, wlink);
@@ -980,7 +987,7 @@ static void dispatch(struct http_client *c)
 static void req_finish(struct http_client *c, struct http_client_req *r, CURLcode code)
 {
 	struct host *h = r->host;
-	uint64_t now = now_us();
+	uint64_t now = now_us(c);
 	long status = 0;
 
 	r->t_end = now;
@@ -1126,8 +1133,15 @@ static int on_curl_timer(CURLM *m, long ms, void *userp)
 
 static void on_wake(uv_timer_t *t)
 {
-	struct http_client *c = t->data;
-	uint64_t now = now_us();
+	http_client_wake(t->data);
+}
+
+void http_client_wake(struct http_client *c)
+{
+	uint64_t now = now_us(c);
+
+	if (c->closing)
+		return;
 
 	c->wake_at = 0;
 	while (c->heap.n && c->heap.v[0]->at <= now) {
@@ -1231,7 +1245,7 @@ static void on_idle(uv_idle_t *i)
 void http_client_cancel(struct http_client_req *r)
 {
 	struct http_client *c = r->c;
-	uint64_t now = now_us();
+	uint64_t now = now_us(c);
 
 	if (r->state == REQ_QUEUED) {
 		struct lane *l = r->lane;
@@ -1450,7 +1464,7 @@ int http_client_request(struct http_client *c, const struct http_request *q, htt
 	struct host *h = NULL;
 	struct bucket *b = NULL;
 	struct lane *l;
-	uint64_t now = now_us();
+	uint64_t now = now_us(c);
 	int rc = -1;
 
 	buf_init(&hp, 1024);
@@ -1528,7 +1542,7 @@ void *http_client_req_data(const struct http_client_req *r)
 
 void http_client_stats(const struct http_client *c, struct http_client_stats *out)
 {
-	uint64_t now = now_us();
+	uint64_t now = now_us(c);
 	size_t i;
 
 	*out = c->st;
@@ -1583,6 +1597,10 @@ int http_client_new(uv_loop_t *loop, const struct http_client_limits *limits,
 		lim.max_redirects = HTTP_NO_REDIRECTS;
 	if (!lim.max_retry_after_ms)
 		lim.max_retry_after_ms = 600000;
+	if (!lim.clock_us) {
+		lim.clock_us = clock_hrtime_us;
+		lim.clock_ctx = NULL;
+	}
 	if (lim.timeout_ms > LONG_MAX || lim.connect_timeout_ms > LONG_MAX) {
 		snprintf(err, errlen, "http client: timeout out of range");
 		goto out;

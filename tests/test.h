@@ -1,7 +1,16 @@
 /* test.h: the test runner's API. A test is `TEST(name) { ... }` in any file
  * under tests/; it registers itself at start-up, so adding a test is adding
  * a function. Asserts record the failure with file and line and return from
- * the test. Tests run in file-link order, then by registration order. */
+ * the test; what the test made is released by the cleanups it deferred.
+ * Tests run in file-link order, then by registration order. Tests named
+ * selftest_* are hidden: they fail or leak on purpose, and run only when
+ * TEST_SELFTEST_FAIL=1 or TEST_SELFTEST_LEAK=1 is set (see test_runner.c).
+ *
+ * Time: a test never asserts that something took less than a while, or
+ * that a wait was "enough". Timers, rates, holds and leases are driven by a
+ * clock the test moves (http_client's limits.clock_us, the scheduler's and
+ * timers' `now` parameters) or asserted by order and count; waits for
+ * another process are bounded only to stop a hung run. */
 #ifndef LEADSYNC_TEST_H
 #define LEADSYNC_TEST_H
 
@@ -15,6 +24,23 @@ void test__register(const char *name, test_fn fn, const char *file);
 void test__fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 bool test__failed(void);
+void test__unwind(void);
+
+/* Cleanup. An assert returns from the test at once, so whatever the test
+ * made (a child process, a server, a loop, a temp dir, a buffer) is handed
+ * to test_defer as soon as it exists. Pending cleanups run newest first,
+ * fn(arg), when an ASSERT fails (before it returns, so arg may point into
+ * the failing function's frame or its callers': a fixture on the stack is
+ * fine) and after the test returns, pass or fail. test_undefer drops a
+ * pending cleanup (the first that matches fn and arg), for a fixture's own
+ * close function; it returns whether one was pending. A fixture on the
+ * stack must be closed, or undeferred, before its function returns.
+ * Calling them outside a test is a bug (the runner aborts). */
+typedef void (*test_cleanup_fn)(void *arg);
+void test_defer(test_cleanup_fn fn, void *arg);
+bool test_undefer(test_cleanup_fn fn, void *arg);
+/* test_defer(free, p); returns p, so `char *s = test_defer_free(f(...))`. */
+void *test_defer_free(void *p);
 
 #define TEST(name)                                                          \
 	static void test_##name(void);                                      \
@@ -28,6 +54,7 @@ bool test__failed(void);
 	do {                                                                \
 		if (!(c)) {                                                 \
 			test__fail(__FILE__, __LINE__, "assertion failed: %s", #c); \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -37,6 +64,7 @@ bool test__failed(void);
 		long long a_ = (long long)(a), b_ = (long long)(b);         \
 		if (a_ != b_) {                                             \
 			test__fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_); \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -47,6 +75,7 @@ bool test__failed(void);
 		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                    \
 			test__fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b, \
 				   a_ ? a_ : "(null)", b_ ? b_ : "(null)");   \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)
@@ -57,6 +86,7 @@ bool test__failed(void);
 		if (!h_ || !strstr(h_, n_)) {                               \
 			test__fail(__FILE__, __LINE__, "%s contains \"%s\": got \"%s\"", #hay, n_, \
 				   h_ ? h_ : "(null)");                      \
+			test__unwind();                                     \
 			return;                                             \
 		}                                                           \
 	} while (0)

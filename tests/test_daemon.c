@@ -105,6 +105,10 @@ static void dm_answer(const struct mock_request *req, struct mock_answer *ans, v
 		ans->status = 500;
 }
 
+/* Every wait below is a bound that ends a hung run, not a measurement: a
+ * busy machine gets DM_SLACK times the time it names. */
+#define DM_SLACK 3
+
 static uint64_t dm_ms(void)
 {
 	return mock_now_us() / 1000;
@@ -156,7 +160,7 @@ static long dm_long(PGconn *c, const char *sql)
  * last answer printed). */
 static bool dm_wait_sql(PGconn *c, const char *sql, const char *want, unsigned timeout_ms)
 {
-	uint64_t end = dm_ms() + timeout_ms;
+	uint64_t end = dm_ms() + (uint64_t)timeout_ms * DM_SLACK;
 	char *v;
 
 	for (;;) {
@@ -282,7 +286,7 @@ static char *dm_log(const struct dm_daemon *d)
  * reaped. */
 static bool dm_reap(struct dm_daemon *d, unsigned timeout_ms)
 {
-	uint64_t end = dm_ms() + timeout_ms;
+	uint64_t end = dm_ms() + (uint64_t)timeout_ms * DM_SLACK;
 	pid_t r;
 
 	if (!d->pid || d->reaped)
@@ -399,7 +403,7 @@ static bool dm_start(struct dm_env *e, int i, const char *const *extra)
 
 	if (!dm_spawn(e, i, extra))
 		return false;
-	end = dm_ms() + 15000;
+	end = dm_ms() + 15000 * DM_SLACK;
 	while (dm_ms() < end) {
 		free(log);
 		log = dm_log(d);
@@ -582,7 +586,14 @@ static void dm_two_body(struct dm_env *e)
 	ASSERT(dm_start(e, 0, pairs15));
 	ASSERT(dm_start(e, 1, pairs15));
 	ASSERT(strcmp(e->d[0].worker, e->d[1].worker) != 0);
-	dm_sleep_ms(4000);
+	/* until both have done their share: counted, not slept */
+	ASSERT(dm_wait_sql(e->c,
+			   "SELECT (SELECT count(*) >= 60 FROM poll_runs)"
+			   " AND (SELECT count(*) = 2 AND min(n) >= 15"
+			   " FROM (SELECT count(*) n FROM poll_runs GROUP BY worker) w)"
+			   " AND (SELECT count(*) >= 3 FROM (SELECT offer FROM poll_runs"
+			   " GROUP BY offer HAVING count(DISTINCT worker) = 2) x)",
+			   "t", 20000));
 	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
 	ASSERT(dm_signal_wait(e, 1, SIGTERM, 15000, NULL));
 	ASSERT(dm_exited_0(&e->d[0]));
@@ -743,7 +754,7 @@ static void dm_restart_body(struct dm_env *e)
 	 * away while such answers are in flight */
 	t_flip = mock_now_us();
 	atomic_store(&flip, true);
-	end = dm_ms() + 5000;
+	end = dm_ms() + 5000 * DM_SLACK;
 	for (;;) {
 		dm_in_flight(e->m, t_flip, &after);
 		if (after >= 3 || dm_ms() > end)
@@ -807,8 +818,10 @@ TEST(daemon_survives_a_database_restart_mid_run_and_applies_once)
 
 static void dm_term_body(struct dm_env *e)
 {
-	struct dm_route quick = { .status = "callback", .delay_ms = 1500 };
-	struct dm_route held = { .status = "callback", .delay_ms = 30000 };
+	/* quick: still out when the signal comes however slow the start;
+	 * held: out long after any stop, so only the deadline ends them */
+	struct dm_route quick = { .status = "callback", .delay_ms = 5000 };
+	struct dm_route held = { .status = "callback", .delay_ms = 300000 };
 	struct mock_route routes[] = {
 		{ .path = "/quick", .kind = MOCK_FUNC, .fn = dm_answer, .data = &quick },
 		{ .path = "/held", .kind = MOCK_FUNC, .fn = dm_answer, .data = &held },
@@ -818,7 +831,7 @@ static void dm_term_body(struct dm_env *e)
 	struct buf imp;
 	char *log;
 	uint64_t t_term, ms = 0, end;
-	size_t n, i, open = 0, late = 0, quick_open = 0;
+	size_t n, i, open = 0, quick_open = 0;
 	bool stopped;
 
 	buf_init(&imp, 0);
@@ -830,7 +843,7 @@ static void dm_term_body(struct dm_env *e)
 	buf_release(&imp);
 	/* a lease longer than the stop deadline: released means released */
 	ASSERT(dm_start(e, 0, lease30));
-	end = dm_ms() + 8000;
+	end = dm_ms() + 8000 * DM_SLACK;
 	while ((open = dm_in_flight(e->m, 0, NULL)) < 15 && dm_ms() < end)
 		dm_sleep_ms(5);
 	ASSERT_EQ(open, 15);
@@ -839,17 +852,14 @@ static void dm_term_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 	/* the held requests are cut at the 10 s deadline */
 	printf("  stopped in %" PRIu64 " ms\n", ms);
-	ASSERT(ms >= 9000 && ms < 13000);
+	ASSERT(ms >= 9000); /* not before it; how much after is the machine's load */
 	n = mock_crm_requests(e->m, reqs, 256);
 	for (i = 0; i < n; i++) {
-		if (reqs[i].t_arrive_us > t_term + 200000)
-			late++;
 		if (strcmp(reqs[i].path, "/quick") == 0 && reqs[i].t_arrive_us < t_term &&
 		    (reqs[i].t_done_us == 0 || reqs[i].t_done_us > t_term))
 			quick_open++;
 	}
 	ASSERT_EQ(n, 15);     /* no new claim after the signal */
-	ASSERT_EQ(late, 0);
 	ASSERT_EQ(quick_open, 10); /* the quick ones were in flight at the signal */
 	/* in-flight work finished and was applied */
 	ASSERT(test_sql_is(e->c,
@@ -912,7 +922,7 @@ static const char dm_rule_v2[] =
 
 static bool dm_wait_log(struct dm_daemon *d, const char *needle, unsigned timeout_ms)
 {
-	uint64_t end = dm_ms() + timeout_ms;
+	uint64_t end = dm_ms() + (uint64_t)timeout_ms * DM_SLACK;
 	char *log;
 	bool found;
 
@@ -1000,7 +1010,8 @@ TEST(daemon_sighup_keeps_a_broken_rule_out_and_takes_a_good_one)
 
 static void dm_postback_body(struct dm_env *e)
 {
-	struct dm_route slow = { .status = "callback", .delay_ms = 4000 };
+	/* out for longer than six postbacks take even on a busy machine */
+	struct dm_route slow = { .status = "callback", .delay_ms = 10000 };
 	struct mock_route routes[] = {
 		{ .path = "/slow", .kind = MOCK_FUNC, .fn = dm_answer, .data = &slow },
 	};
@@ -1026,7 +1037,7 @@ static void dm_postback_body(struct dm_env *e)
 	ASSERT_EQ(dm_import(e, imp.p), 0);
 	buf_release(&imp);
 	ASSERT(dm_start(e, 0, NULL));
-	t0 = dm_ms() + 8000;
+	t0 = dm_ms() + 8000 * DM_SLACK;
 	while (dm_in_flight(e->m, 0, NULL) < 20 && dm_ms() < t0)
 		dm_sleep_ms(5);
 	ASSERT_EQ(dm_in_flight(e->m, 0, NULL), 20);
@@ -1045,8 +1056,7 @@ static void dm_postback_body(struct dm_env *e)
 	}
 	t1 = mock_now_us();
 	printf("  slowest postback %" PRIu64 " ms\n", worst);
-	/* answered while the CRM still held every poll */
-	ASSERT(worst < 1000);
+	/* answered while the CRM still held every poll: by order, not by time */
 	n = mock_crm_requests(e->m, reqs, 256);
 	for (i = 0; i < n; i++)
 		if (reqs[i].t_arrive_us < t0 && (reqs[i].t_done_us == 0 || reqs[i].t_done_us > t1))
@@ -1059,7 +1069,7 @@ static void dm_postback_body(struct dm_env *e)
 	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM postbacks_in WHERE http_status = 200", "6"));
 	/* and the polls finish as usual */
 	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM leads WHERE status = 3 AND offer < 900",
-			   "20", 8000));
+			   "20", 15000));
 	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
 	ASSERT(dm_exited_0(&e->d[0]));
 }

@@ -23,6 +23,7 @@ struct call {
 	long retry_after;
 	long redirects;
 	double total_ms;
+	double queued_ms;
 	char url[256];
 	char ctype[64];
 	char error[256];
@@ -34,6 +35,8 @@ struct fx {
 	uv_loop_t loop;
 	struct http_client *c;
 	struct mock_crm *m;
+	bool loop_ok;
+	bool closed_by_test; /* http_client_close() was called: not again */
 	int ncalls;         /* callbacks so far */
 	unsigned max_in_flight; /* the client's in_flight gauge, highest seen in callbacks */
 };
@@ -53,6 +56,7 @@ static void on_call(struct http_client_req *req, struct http_result *res, void *
 	k->retry_after = res->retry_after_s;
 	k->redirects = res->redirects;
 	k->total_ms = res->total_ms;
+	k->queued_ms = res->queued_ms;
 	snprintf(k->url, sizeof(k->url), "%s", res->effective_url);
 	snprintf(k->ctype, sizeof(k->ctype), "%s", res->content_type);
 	snprintf(k->error, sizeof(k->error), "%s", res->error);
@@ -82,6 +86,33 @@ static bool run_until(struct fx *f, const int *count, int want, uint64_t ms)
 	return *count >= want;
 }
 
+static void on_closed(struct http_client *c, void *data);
+
+static void mock_stop_cb(void *m)
+{
+	mock_crm_stop(m);
+}
+
+/* What a test that failed half-way left: the client, the loop, the mock. */
+static void fx_cleanup(void *arg)
+{
+	struct fx *f = arg;
+	int closed = 0, i;
+
+	if (f->c && !f->closed_by_test) {
+		http_client_close(f->c, on_closed, &closed);
+		for (i = 0; i < 100000 && !closed; i++)
+			uv_run(&f->loop, UV_RUN_ONCE);
+	}
+	f->c = NULL;
+	if (f->loop_ok) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		uv_loop_close(&f->loop);
+	}
+	mock_crm_stop(f->m);
+	f->m = NULL;
+}
+
 static bool fx_start(struct fx *f, const struct http_client_limits *lim,
 		     const struct mock_route *routes, size_t nroutes)
 {
@@ -91,6 +122,8 @@ static bool fx_start(struct fx *f, const struct http_client_limits *lim,
 	cur = f;
 	if (uv_loop_init(&f->loop) != 0)
 		return false;
+	f->loop_ok = true;
+	test_defer(fx_cleanup, f);
 	if (http_client_new(&f->loop, lim, &f->c, err, sizeof(err)) < 0) {
 		test__fail(__FILE__, __LINE__, "http_client_new: %s", err);
 		return false;
@@ -114,6 +147,7 @@ static int fx_stop(struct fx *f)
 {
 	int closed = 0, rc;
 
+	test_undefer(fx_cleanup, f);
 	http_client_close(f->c, on_closed, &closed);
 	if (closed)
 		return -1; /* never from within http_client_close() */
@@ -163,16 +197,39 @@ static size_t rec_count(struct mock_crm *m)
 	return mock_crm_requests(m, NULL, 0);
 }
 
-/* Arrival time of the n-th request (0-based) to path, 0 if none. */
-static uint64_t arrival(struct mock_crm *m, const char *path, int nth)
+/* Requests to path the mock has seen. */
+static int path_count(struct mock_crm *m, const char *path)
 {
 	struct mock_request v[256];
 	size_t n = mock_crm_requests(m, v, 256), i;
+	int k = 0;
 
 	for (i = 0; i < n && i < 256; i++)
-		if (strcmp(v[i].path, path) == 0 && nth-- == 0)
-			return v[i].t_arrive_us;
-	return 0;
+		k += strcmp(v[i].path, path) == 0;
+	return k;
+}
+
+/* The client's clock in the tests of holds and rate keys: it moves only
+ * when the test moves it, so a busy machine changes nothing. Starts at 1 s
+ * (the client takes 0 for "none"). */
+static uint64_t fake_clock(void *ctx)
+{
+	return *(const uint64_t *)ctx;
+}
+
+/* Moves the fake clock to *now + by and lets the client act on it. */
+static void clock_step(struct fx *f, uint64_t *now, uint64_t by)
+{
+	*now += by;
+	http_client_wake(f->c);
+}
+
+static struct http_client_stats stats_of(struct fx *f)
+{
+	struct http_client_stats st;
+
+	http_client_stats(f->c, &st);
+	return st;
 }
 
 TEST(http_client_get_reaches_mock_exactly)
@@ -327,8 +384,8 @@ TEST(http_client_total_timeout)
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
 	ASSERT_EQ(k.outcome, HTTP_TIMEOUT);
 	ASSERT_EQ(k.status, 0);
+	/* not before the timeout; how much later is up to the machine's load */
 	ASSERT(k.t_done - t0 >= 290000);
-	ASSERT(k.t_done - t0 < 1500000);
 	ASSERT_CONTAINS(k.error, "timed out");
 	ASSERT_EQ(fx_stop(&f), 0);
 }
@@ -395,24 +452,25 @@ TEST(http_client_close_without_answer_is_bad_answer)
 }
 
 /* A 429 with Retry-After holds its host: the request queued behind it
- * (per-host cap 1) starts no sooner than a second later, while another
- * host is served at once. */
+ * (per-host cap 1) starts a second later on the client's clock, not a
+ * microsecond sooner, while another host is served meanwhile. */
 TEST(http_client_retry_after_holds_the_host)
 {
 	static const struct mock_route routes[] = {
 		{ .path = "/busy", .status = 429, .headers = "Retry-After: 1\r\n", .body = "{}" },
 		{ .path = "/ok", .body = "{}" },
 	};
-	struct http_client_limits lim = { .max_per_host = 1 };
+	uint64_t now = 1000000;
+	struct http_client_limits lim = { .max_per_host = 1, .clock_us = fake_clock, .clock_ctx = &now };
 	struct fx f;
 	struct mock_crm *other = NULL;
 	struct call k1 = { 0 }, k2 = { 0 }, k3 = { 0 };
 	struct http_request q = { 0 };
 	char url[256], err[256];
-	uint64_t busy_done, ok_at;
 
 	ASSERT(fx_start(&f, &lim, routes, 2));
 	ASSERT_EQ(mock_crm_start(&other, routes, 2), 0);
+	test_defer(mock_stop_cb, other);
 	ASSERT_EQ(get(&f, "/busy", &k1), 0);
 	ASSERT_EQ(get(&f, "/ok", &k2), 0); /* queued behind /busy */
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
@@ -425,17 +483,20 @@ TEST(http_client_retry_after_holds_the_host)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/ok", mock_crm_port(other));
 	q.url = url;
 	ASSERT_EQ(http_client_request(f.c, &q, on_call, &k3, NULL, err, sizeof(err)), 0);
+	ASSERT(run_until(&f, &f.ncalls, 2, 5000));
+	ASSERT_EQ(k3.status, 200);
+	ASSERT_EQ(k2.n, 0);
+	ASSERT_EQ(stats_of(&f).queued, 1);
+	clock_step(&f, &now, 999999);
+	ASSERT_EQ(stats_of(&f).queued, 1);
+	ASSERT_EQ(stats_of(&f).hosts_held, 1);
+	clock_step(&f, &now, 1);
+	ASSERT_EQ(stats_of(&f).queued, 0);
+	ASSERT_EQ(stats_of(&f).hosts_held, 0);
 	ASSERT(run_until(&f, &f.ncalls, 3, 5000));
 	ASSERT_EQ(k2.status, 200);
-	ASSERT_EQ(k3.status, 200);
-	ASSERT(k3.t_done < k2.t_done);
-	ASSERT(k3.t_done - k1.t_done < 500000);
-	busy_done = k1.t_done;
-	ok_at = arrival(f.m, "/ok", 0);
-	ASSERT(ok_at >= busy_done + 1000000);
-	ASSERT(ok_at < busy_done + 1500000);
+	ASSERT_EQ(path_count(f.m, "/ok"), 1);
 	ASSERT_EQ(k2.st.holds, 1);
-	mock_crm_stop(other);
 	ASSERT_EQ(fx_stop(&f), 0);
 }
 
@@ -447,7 +508,7 @@ TEST(http_client_retry_after_http_date)
 	static char hdr[128];
 	struct fx f;
 	struct call k = { 0 }, k2 = { 0 };
-	time_t t = time(NULL) + 3;
+	time_t t = time(NULL) + 100; /* far enough that no load reaches it */
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
@@ -457,7 +518,7 @@ TEST(http_client_retry_after_http_date)
 	ASSERT_EQ(get(&f, "/busy", &k), 0);
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
 	ASSERT_EQ(k.status, 503);
-	ASSERT(k.retry_after >= 2 && k.retry_after <= 3);
+	ASSERT(k.retry_after >= 90 && k.retry_after <= 100);
 	ASSERT_EQ(k.st.hosts_held, 1);
 	/* a request made now waits; closing cancels it, held or not */
 	ASSERT_EQ(get(&f, "/busy", &k2), 0);
@@ -468,27 +529,29 @@ TEST(http_client_retry_after_http_date)
 	ASSERT_EQ(k2.outcome, HTTP_CANCELLED);
 }
 
-/* A rate key at 300/min spaces its requests 200 ms apart; other keys and
- * keyless requests to the same host are not delayed by it. */
+/* A rate key at 300/min spaces its starts 200 ms apart on the client's
+ * clock; other keys and keyless requests to the same host are not delayed
+ * by it; a burst of 2 starts two at once. */
 TEST(http_client_rate_key_spaces_requests)
 {
 	static const struct mock_route routes[] = {
 		{ .path = "/a", .body = "{}" }, { .path = "/b", .body = "{}" },
 		{ .path = "/c", .body = "{}" }, { .path = "/d", .body = "{}" },
 	};
+	uint64_t now = 1000000;
+	struct http_client_limits lim = { .clock_us = fake_clock, .clock_ctx = &now };
 	struct fx f;
 	struct call ka[4], kb = { 0 }, kc = { 0 }, kd[3];
 	struct http_request q = { 0 };
+	struct http_client_stats st;
 	char url[256], err[256];
-	uint64_t t0;
 	int i;
 
 	memset(ka, 0, sizeof(ka));
 	memset(kd, 0, sizeof(kd));
-	ASSERT(fx_start(&f, NULL, routes, 4));
+	ASSERT(fx_start(&f, &lim, routes, 4));
 	q.url = url;
 	q.rate_per_min = 300;
-	t0 = mock_now_us();
 	url_of(url, sizeof(url), &f, "/a");
 	q.rate_key = "offer:1";
 	for (i = 0; i < 4; i++)
@@ -504,26 +567,59 @@ TEST(http_client_rate_key_spaces_requests)
 	q.rate_burst = 2;
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(http_client_request(f.c, &q, on_call, &kd[i], NULL, err, sizeof(err)), 0);
-	ASSERT(run_until(&f, &f.ncalls, 9, 5000));
-	for (i = 1; i < 4; i++) {
-		uint64_t gap = arrival(f.m, "/a", i) - arrival(f.m, "/a", i - 1);
-
-		ASSERT(gap >= 195000);
-		ASSERT(gap < 400000);
+	/* at once: one /a, /b, /c and two /d (burst 2) */
+	st = stats_of(&f);
+	ASSERT_EQ(st.started, 5);
+	ASSERT_EQ(st.queued, 4);
+	ASSERT(run_until(&f, &f.ncalls, 5, 5000));
+	ASSERT_EQ(path_count(f.m, "/a"), 1);
+	ASSERT_EQ(path_count(f.m, "/b"), 1);
+	ASSERT_EQ(path_count(f.m, "/c"), 1);
+	ASSERT_EQ(path_count(f.m, "/d"), 2);
+	/* a token is 200 ms: none a microsecond sooner */
+	clock_step(&f, &now, 199999);
+	ASSERT_EQ(stats_of(&f).started, 5);
+	clock_step(&f, &now, 1);
+	ASSERT_EQ(stats_of(&f).started, 7); /* the second /a, the third /d */
+	ASSERT(run_until(&f, &f.ncalls, 7, 5000));
+	ASSERT_EQ(path_count(f.m, "/d"), 3);
+	for (i = 2; i < 4; i++) {
+		clock_step(&f, &now, 199999);
+		ASSERT_EQ(stats_of(&f).started, (uint64_t)(6 + i - 1));
+		clock_step(&f, &now, 1);
+		ASSERT_EQ(stats_of(&f).started, (uint64_t)(6 + i));
+		ASSERT(run_until(&f, &f.ncalls, 6 + i, 5000));
+		ASSERT_EQ(path_count(f.m, "/a"), i + 1);
 	}
-	ASSERT(arrival(f.m, "/a", 0) - t0 < 100000);
-	ASSERT(arrival(f.m, "/b", 0) - t0 < 100000);
-	ASSERT(arrival(f.m, "/c", 0) - t0 < 100000);
-	/* burst 2: two at once, the third a token later */
-	ASSERT(arrival(f.m, "/d", 1) - t0 < 100000);
-	ASSERT(arrival(f.m, "/d", 2) - arrival(f.m, "/d", 0) >= 195000);
-	{
-		struct http_client_stats st;
+	st = stats_of(&f);
+	ASSERT(st.rate_waits >= 4);
+	ASSERT_EQ(st.done[HTTP_OK], 9);
+	ASSERT_EQ(fx_stop(&f), 0);
+}
 
-		http_client_stats(f.c, &st);
-		ASSERT(st.rate_waits >= 4);
-		ASSERT_EQ(st.done[HTTP_OK], 9);
-	}
+/* On the real clock the client wakes itself when a token is due: the
+ * second request of a key waits at least one interval, measured where the
+ * client enforces it (its queued time), and then starts unprompted. */
+TEST(http_client_rate_key_wakes_by_itself)
+{
+	static const struct mock_route routes[] = { { .path = "/a", .body = "{}" } };
+	struct fx f;
+	struct call k[2];
+	struct http_request q = { 0 };
+	char url[256], err[256];
+	int i;
+
+	memset(k, 0, sizeof(k));
+	ASSERT(fx_start(&f, NULL, routes, 1));
+	url_of(url, sizeof(url), &f, "/a");
+	q.url = url;
+	q.rate_key = "offer:1";
+	q.rate_per_min = 600;
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(http_client_request(f.c, &q, on_call, &k[i], NULL, err, sizeof(err)), 0);
+	ASSERT(run_until(&f, &f.ncalls, 2, 10000));
+	ASSERT_EQ(k[1].status, 200);
+	ASSERT(k[1].queued_ms >= 100.0);
 	ASSERT_EQ(fx_stop(&f), 0);
 }
 
@@ -601,16 +697,18 @@ TEST(http_client_slow_drip_ends_at_the_timeout)
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
 	ASSERT_EQ(k.outcome, HTTP_TIMEOUT);
 	ASSERT_EQ(k.status, 200);
-	ASSERT(k.bytes >= 3 && k.bytes <= 9);
-	ASSERT(k.total_ms >= 690 && k.total_ms < 1500);
+	/* some of the body came, not all; ended by the timeout, not before */
+	ASSERT(k.bytes >= 1 && k.bytes < strlen(routes[0].body));
+	ASSERT(k.total_ms >= 690);
 	ASSERT_EQ(fx_stop(&f), 0);
 }
 
-static int caps_run(unsigned global, unsigned per_host, unsigned *server_max, unsigned *client_max)
+static int caps_run(unsigned global, unsigned per_host, unsigned *server_max, unsigned *client_max,
+		    unsigned *started)
 {
 	static const struct mock_route routes[] = { { .path = "/w", .delay_ms = 40, .body = "{}" } };
 	struct http_client_limits lim = { .max_in_flight = global, .max_per_host = per_host };
-	struct fx f;
+	static struct fx f; /* static: its early returns leave it to the cleanup */
 	struct call k[20];
 	int i, ok = 0;
 
@@ -620,6 +718,8 @@ static int caps_run(unsigned global, unsigned per_host, unsigned *server_max, un
 	for (i = 0; i < 20; i++)
 		if (get(&f, "/w", &k[i]) < 0)
 			return -1;
+	/* the client starts what the caps allow at once: counted, not timed */
+	*started = (unsigned)stats_of(&f).in_flight;
 	if (!run_until(&f, &f.ncalls, 20, 10000))
 		return -1;
 	for (i = 0; i < 20; i++)
@@ -633,13 +733,17 @@ static int caps_run(unsigned global, unsigned per_host, unsigned *server_max, un
 
 TEST(http_client_caps_bound_requests_in_flight)
 {
-	unsigned smax = 0, cmax = 0;
+	unsigned smax = 0, cmax = 0, started = 0;
 
-	ASSERT_EQ(caps_run(64, 4, &smax, &cmax), 20);
-	ASSERT_EQ(smax, 4);
+	/* the server never sees more than the cap; how many it sees at once
+	 * depends on the machine's load, so the client's count is asserted */
+	ASSERT_EQ(caps_run(64, 4, &smax, &cmax, &started), 20);
+	ASSERT_EQ(started, 4);
+	ASSERT(smax >= 1 && smax <= 4);
 	ASSERT(cmax <= 4);
-	ASSERT_EQ(caps_run(3, 8, &smax, &cmax), 20);
-	ASSERT_EQ(smax, 3);
+	ASSERT_EQ(caps_run(3, 8, &smax, &cmax, &started), 20);
+	ASSERT_EQ(started, 3);
+	ASSERT(smax >= 1 && smax <= 3);
 	ASSERT(cmax <= 3);
 }
 
@@ -686,23 +790,21 @@ TEST(http_client_redirects_followed_within_limits)
 
 TEST(http_client_close_with_requests_in_flight)
 {
-	static const struct mock_route routes[] = { { .path = "/hang", .delay_ms = 5000 } };
+	/* answers later than fx_stop waits: a close that waited would fail */
+	static const struct mock_route routes[] = { { .path = "/hang", .delay_ms = 60000 } };
 	struct http_client_limits lim = { .max_per_host = 2 };
 	struct fx f;
 	struct call k[6];
-	uint64_t t0;
 	int i;
 
 	memset(k, 0, sizeof(k));
 	ASSERT(fx_start(&f, &lim, routes, 1));
 	for (i = 0; i < 6; i++)
 		ASSERT_EQ(get(&f, "/hang", &k[i]), 0);
-	for (i = 0; i < 100 && rec_count(f.m) < 2; i++)
+	for (i = 0; i < 1000 && rec_count(f.m) < 2; i++)
 		run_until(&f, &f.ncalls, 1, 10);
 	ASSERT_EQ(rec_count(f.m), 2);
-	t0 = uv_hrtime() / 1000;
 	ASSERT_EQ(fx_stop(&f), 0); /* asserts the loop closes with nothing open */
-	ASSERT(uv_hrtime() / 1000 - t0 < 1000000);
 	for (i = 0; i < 6; i++) {
 		ASSERT_EQ(k[i].n, 1);
 		ASSERT_EQ(k[i].outcome, HTTP_CANCELLED);
@@ -742,6 +844,7 @@ TEST(http_client_close_from_a_callback)
 	url_of(url, sizeof(url), &f, "/fast");
 	q.url = url;
 	ASSERT_EQ(http_client_request(f.c, &q, on_call_then_close, &closed, NULL, err, sizeof(err)), 0);
+	f.closed_by_test = true; /* the callback closes it: the cleanup must not */
 	ASSERT(run_until(&f, &closed, 1, 5000));
 	ASSERT_EQ(closed, 1);
 	ASSERT(refused_while_closing);
@@ -749,8 +852,9 @@ TEST(http_client_close_from_a_callback)
 	for (i = 0; i < 2; i++)
 		ASSERT_EQ(k[i].outcome, HTTP_CANCELLED);
 	uv_run(&f.loop, UV_RUN_NOWAIT);
-	ASSERT_EQ(uv_loop_close(&f.loop), 0);
+	test_undefer(fx_cleanup, &f);
 	mock_crm_stop(f.m);
+	ASSERT_EQ(uv_loop_close(&f.loop), 0);
 }
 
 TEST(http_client_cancel_queued_and_running)
@@ -779,7 +883,7 @@ TEST(http_client_cancel_queued_and_running)
 	http_client_cancel(h2); /* twice: harmless until the callback */
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
 	ASSERT_EQ(k2.outcome, HTTP_CANCELLED);
-	for (int i = 0; i < 100 && rec_count(f.m) < 1; i++)
+	for (int i = 0; i < 1000 && rec_count(f.m) < 1; i++)
 		run_until(&f, &f.ncalls, 2, 10);
 	http_client_cancel(h1); /* running: frees the host's slot for /ok */
 	ASSERT_EQ(k1.n, 0);
@@ -874,22 +978,20 @@ TEST(http_client_many_requests_in_parallel)
 	struct http_client_limits lim = { .max_in_flight = 100, .max_per_host = 100 };
 	struct fx f;
 	static struct call k[200];
-	uint64_t t0, dt;
 	int i, ok = 0;
 
 	memset(k, 0, sizeof(k));
 	ASSERT(fx_start(&f, &lim, routes, 1));
-	t0 = uv_hrtime() / 1000;
 	for (i = 0; i < 200; i++)
 		ASSERT_EQ(get(&f, "/p", &k[i]), 0);
-	ASSERT(run_until(&f, &f.ncalls, 200, 10000));
-	dt = uv_hrtime() / 1000 - t0;
+	/* counted where the client decides, not timed at the server */
+	ASSERT_EQ(stats_of(&f).in_flight, 100);
+	ASSERT_EQ(stats_of(&f).queued, 100);
+	ASSERT(run_until(&f, &f.ncalls, 200, 30000));
 	for (i = 0; i < 200; i++)
 		ok += k[i].n == 1 && k[i].status == 200;
 	ASSERT_EQ(ok, 200);
-	ASSERT(dt < 2000000); /* serial would be 20 s */
 	ASSERT(mock_crm_max_in_flight(f.m) <= 100);
-	ASSERT(mock_crm_max_in_flight(f.m) >= 50);
 	ASSERT(mock_crm_connections(f.m) <= 100);
 	ASSERT_EQ(fx_stop(&f), 0);
 }
@@ -938,10 +1040,13 @@ TEST(http_client_429_without_retry_after_holds_nothing)
 	static const struct mock_route routes[] = {
 		{ .path = "/fn", .kind = MOCK_FUNC, .fn = echo_fn, .data = "crm-1" },
 	};
+	/* the clock stands still: any hold would keep the second request */
+	uint64_t now = 1000000;
+	struct http_client_limits lim = { .clock_us = fake_clock, .clock_ctx = &now };
 	struct fx f;
 	struct call k1 = { 0 }, k2 = { 0 };
 
-	ASSERT(fx_start(&f, NULL, routes, 1));
+	ASSERT(fx_start(&f, &lim, routes, 1));
 	ASSERT_EQ(get(&f, "/fn?ids=1,2", &k1), 0);
 	ASSERT(run_until(&f, &f.ncalls, 1, 5000));
 	ASSERT_EQ(k1.outcome, HTTP_OK);
@@ -950,8 +1055,8 @@ TEST(http_client_429_without_retry_after_holds_nothing)
 	ASSERT_EQ(k1.retry_after, -1);
 	ASSERT_EQ(k1.st.hosts_held, 0);
 	ASSERT_EQ(get(&f, "/fn?hangup", &k2), 0);
+	ASSERT_EQ(stats_of(&f).queued, 0);
 	ASSERT(run_until(&f, &f.ncalls, 2, 5000));
-	ASSERT(k2.t_done - k1.t_done < 500000);
 	ASSERT_EQ(k2.outcome, HTTP_BAD_ANSWER);
 	ASSERT_EQ(fx_stop(&f), 0);
 }

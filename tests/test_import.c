@@ -30,9 +30,26 @@
 	"\"base\": 30, \"counts\": 1}}\n"
 #define IMPORT_T_EXAMPLE IMPORT_T_ADV IMPORT_T_OFFER IMPORT_T_GOAL IMPORT_T_LEAD
 
+static void import_t_finish(void *c)
+{
+	PQfinish(c);
+}
+
+/* The connection is closed after the test, or by import_t_close. */
 static PGconn *import_t_db(const char *name)
 {
-	return test_db_migrated(name, NULL);
+	PGconn *c = test_db_migrated(name, NULL);
+
+	if (c)
+		test_defer(import_t_finish, c);
+	return c;
+}
+
+/* Closes c, from import_t_db or not. */
+static void import_t_close(PGconn *c)
+{
+	test_undefer(import_t_finish, c);
+	PQfinish(c);
 }
 
 /* import_run() over text. */
@@ -128,7 +145,7 @@ TEST(import_design_example)
 		      " after->'base', after->'created', after ? 'comment')"
 		      " FROM lead_history WHERE lead = 1001",
 		   "import|t|{}|2|30|\"2026-11-20T10:00:00Z\"|f");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_twice_changes_nothing)
@@ -148,7 +165,7 @@ TEST(import_twice_changes_nothing)
 	import_t_value(c, rows, after, sizeof(after));
 	ASSERT_STREQ(after, before);
 	ASSERT_SQL(c, IMPORT_T_COUNTS, "1 1 1 1 1 3");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_changed_fields_update_and_absent_fields_stay)
@@ -188,7 +205,7 @@ TEST(import_changed_fields_update_and_absent_fields_stay)
 		   " LIMIT 1",
 		   "{\"base\": 30, \"status\": 2, \"hold_until\": null} {\"base\": 35.5, \"status\": 4}"
 		   " true");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 struct import_t_bad {
@@ -285,7 +302,7 @@ TEST(import_bad_line_writes_nothing)
 	/* the same connection still imports */
 	ASSERT_EQ(import_t_run(c, IMPORT_T_EXAMPLE, &st, err, sizeof(err)), 0);
 	ASSERT_SQL(c, IMPORT_T_COUNTS, "1 1 1 1 1 3");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_lead_by_offer_and_ext)
@@ -342,7 +359,7 @@ TEST(import_lead_by_offer_and_ext)
 			       &st, err, sizeof(err)),
 		  -1);
 	ASSERT_STREQ(err, "line 1: lead: ext 'B-2' of offer 10 matches 2 leads: give the lead's id");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_keeps_the_lead_invariants)
@@ -385,7 +402,7 @@ TEST(import_keeps_the_lead_invariants)
 			       &st, err, sizeof(err)),
 		  -1);
 	ASSERT_STREQ(err, "line 2: lead 2002: belongs to offer 10, not 20: a lead cannot change its offer");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_many_leads_between_other_records)
@@ -420,7 +437,7 @@ TEST(import_many_leads_between_other_records)
 		   "6000 17998500.00 6000");
 	ASSERT_SQL(c, "SELECT count(*) FROM lead_history", "6000");
 	ASSERT_SQL(c, "SELECT ext || ' ' || length(comment) FROM leads WHERE id = 4000", "E3999 200");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(import_without_schema_says_migrate)
@@ -440,7 +457,7 @@ TEST(import_without_schema_says_migrate)
 	ASSERT_EQ(history_lead_show(c, 1, true, &out, err, sizeof(err)), -1);
 	buf_release(&out);
 	ASSERT_CONTAINS(err, "(run 'leadsync migrate')");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 /* ---- lead show ---- */
@@ -518,7 +535,7 @@ TEST(history_lead_show_json)
 out:
 	cJSON_Delete(j);
 	buf_release(&out);
-	PQfinish(c);
+	import_t_close(c);
 }
 
 TEST(history_lead_show_text_and_unknown)
@@ -546,7 +563,7 @@ TEST(history_lead_show_text_and_unknown)
 	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), -1);
 	ASSERT_STREQ(err, "lead 99 not found");
 	buf_release(&out);
-	PQfinish(c);
+	import_t_close(c);
 }
 
 /* Issue 8 section 5: an offer without a rule is never polled, so it has no

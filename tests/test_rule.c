@@ -289,12 +289,10 @@ TEST(rule_budget_pcall_cannot_continue)
 TEST(rule_budget_wall_clock)
 {
 	const struct rule_limits lim = { .instructions = 2000000000, .time_ms = 50 };
-	struct timespec t0, t1;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* the message says the time limit ended it, not the (huge) budget;
+	 * how long after 50 ms the machine let it stop is not asserted */
 	ASSERT(t_escape("while true do end", "time limit exceeded (50 ms)", &lim));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ASSERT((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
 }
 
 TEST(rule_memory_string_bomb)
@@ -347,14 +345,15 @@ TEST(rule_pattern_catastrophic_is_bounded)
 {
 	struct timespec t0, t1;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* CPU time of this thread: what the work cost, whatever else runs */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 	ASSERT(t_escape("local s = string.rep('a', 1e6) local m = s:match('(.-)*b')",
 			"instruction budget exhausted", &t_small));
 	ASSERT(t_escape("local s = string.rep('a', 1e5) pcall(string.find, s, '.-.-.-b')",
 			"instruction budget exhausted", &t_small));
 	ASSERT(t_escape("local s = string.rep('a', 3e4) for w in s:gmatch('a*b') do end",
 			"instruction budget exhausted", &t_small));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
 	ASSERT((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 5000);
 	ASSERT(t_escape("local s = string.rep('a', 2e6) s:find('a')", "over the pattern functions' limit",
 			&t_small));
@@ -1254,8 +1253,9 @@ TEST(rule_log_is_bounded)
 	rule_free(rt);
 }
 
-/* The per-lead cost of decode + process on a big answer stays small. */
-TEST(rule_speed_ten_thousand_leads)
+/* Ten thousand leads in one call: every one edited, in batch order. The
+ * per-lead cost is measured by `make bench-rule`, never asserted here. */
+TEST(rule_ten_thousand_leads_in_one_call)
 {
 	enum { N = 10000 };
 	char err[512];
@@ -1264,8 +1264,6 @@ TEST(rule_speed_ten_thousand_leads)
 	struct rule_batch b;
 	struct rule_result res;
 	struct buf body;
-	struct timespec t0, t1;
-	double us;
 	size_t i;
 
 	ASSERT(rt && leads);
@@ -1285,17 +1283,12 @@ TEST(rule_speed_ten_thousand_leads)
 	b.leads = leads;
 	b.nleads = N;
 	rule_result_init(&res);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ASSERT_EQ(rule_process(rt, RULE_PROCESSING, &b, NULL, body.p, body.len, 200, NULL, &res, err,
 			       sizeof(err)),
 		  0);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	us = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3 / N;
 	ASSERT_EQ(res.nchanges, N);
 	ASSERT_EQ(res.changes[N - 1].after.status, LS_PACKING); /* 9999: "accepted" */
 	ASSERT_EQ(res.changes[N - 2].after.status, LS_CALLBACK);
-	/* generous: this runs under ASan; the real figure is printed by the benchmark */
-	ASSERT(us < 50);
 	rule_result_release(&res);
 	buf_release(&body);
 	free(leads);
