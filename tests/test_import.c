@@ -610,7 +610,7 @@ TEST(import_offer_without_rule_has_no_schedule_rows)
 	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 23", "0");
 	ASSERT(import_t_exec(c, "UPDATE offers SET rule = 'x' WHERE id = 23"));
 	ASSERT_SQL(c, "SELECT count(*) FROM poll_schedule WHERE offer = 23", "3");
-	PQfinish(c);
+	import_t_close(c);
 }
 
 /* A rule file that is not there is a warning, not an error: the import is
@@ -651,5 +651,5 @@ TEST(import_warns_of_a_missing_rule_file)
 	buf_release(&w);
 	unlink(path);
 	rmdir(dir);
-	PQfinish(c);
+	import_t_close(c);
 }
