@@ -309,22 +309,13 @@ out:
 TEST(cli_readme_settings_table_matches_the_binary)
 {
 	struct buf md;
-	FILE *f = fopen("README.md", "r");
-	char *readme = NULL;
-	long n;
+	char *readme = test_slurp("README.md");
 
 	buf_init(&md, 0);
-	if (!f) {
-		test__fail(__FILE__, __LINE__, "cannot open README.md");
+	if (!readme) {
+		test__fail(__FILE__, __LINE__, "cannot read README.md");
 		return;
 	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	readme = calloc(1, (size_t)n + 1);
-	if (readme && fread(readme, 1, (size_t)n, f) != (size_t)n)
-		n = 0;
-	fclose(f);
 	if (settings_describe(&md, true) < 0)
 		test__fail(__FILE__, __LINE__, "settings_describe failed");
 	else if (!readme || !strstr(readme, md.p))
@@ -578,8 +569,6 @@ TEST(cli_readme_command_list_is_leadsync_help)
 	char *out = NULL, *err = NULL, *readme = NULL, *cut;
 	const char *begin, *end;
 	struct buf want;
-	FILE *f;
-	long n;
 	int rc = test_run(argv, NULL, NULL, &out, &err);
 
 	buf_init(&want, 0);
@@ -596,18 +585,11 @@ TEST(cli_readme_command_list_is_leadsync_help)
 	cut[1] = '\0';
 	if (buf_adds(&want, "```\n") < 0 || buf_adds(&want, out) < 0 || buf_adds(&want, "```\n") < 0)
 		goto out;
-	f = fopen("README.md", "r");
-	if (!f) {
-		test__fail(__FILE__, __LINE__, "cannot open README.md");
+	readme = test_slurp("README.md");
+	if (!readme) {
+		test__fail(__FILE__, __LINE__, "cannot read README.md");
 		goto out;
 	}
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	readme = calloc(1, (size_t)n + 1);
-	if (readme && fread(readme, 1, (size_t)n, f) != (size_t)n)
-		readme[0] = '\0';
-	fclose(f);
 	begin = readme ? strstr(readme, "<!-- commands:begin") : NULL;
 	begin = begin ? strchr(begin, '\n') : NULL;
 	end = begin ? strstr(begin, "<!-- commands:end -->") : NULL;

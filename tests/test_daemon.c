@@ -266,20 +266,9 @@ static int dm_offers(struct buf *b, int first, int n, const char *rule, int port
 /* The whole of a daemon's log, malloc'd ("" when there is none). */
 static char *dm_log(const struct dm_daemon *d)
 {
-	struct buf b;
-	char tmp[8192];
-	size_t n;
-	FILE *f = d->log[0] ? fopen(d->log, "r") : NULL;
+	char *s = d->log[0] ? test_slurp(d->log) : NULL;
 
-	buf_init(&b, 0);
-	while (f && (n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		if (buf_add(&b, tmp, n) < 0)
-			break;
-	if (f)
-		fclose(f);
-	if (!b.p)
-		return strdup("");
-	return buf_steal(&b);
+	return s ? s : strdup("");
 }
 
 /* Reaps d if it has exited (or waits up to timeout_ms for it). True once

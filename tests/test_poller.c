@@ -1181,23 +1181,6 @@ TEST(poller_check_reports_and_dry_run_writes_nothing)
 	buf_release(&out);
 }
 
-static char *pt_slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char tmp[4096];
-	size_t n;
-
-	if (!f)
-		return NULL;
-	buf_init(&b, (size_t)1 << 20);
-	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
-		if (buf_add(&b, tmp, n) < 0)
-			break;
-	fclose(f);
-	return buf_steal(&b);
-}
-
 /* `check --save DIR` then `rule test --case DIR`: the replay prints the
  * live poll's edits exactly (the approval time included), and an answer
  * edited afterwards makes the case fail with a diff. */
@@ -1236,11 +1219,11 @@ TEST(poller_check_save_replays_as_a_rule_test_case)
 	ASSERT_CONTAINS(out.p, want);
 	ASSERT(test_sql_is(e.c, "SELECT string_agg(status::text, ' ' ORDER BY id) FROM leads", "6 6"));
 	snprintf(path, sizeof(path), "%s/expected.txt", dir);
-	expected = pt_slurp(path);
+	expected = test_slurp(path);
 	snprintf(path, sizeof(path), "%s/params.json", dir);
-	params = pt_slurp(path);
+	params = test_slurp(path);
 	snprintf(path, sizeof(path), "%s/args", dir);
-	args = pt_slurp(path);
+	args = test_slurp(path);
 	approved = test_sql_value(e.c, "SELECT to_char(approved_at AT TIME ZONE 'UTC',"
 				  " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM leads WHERE id = 101");
 	if (!expected || !params || !args || !approved) {
