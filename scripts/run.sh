@@ -23,9 +23,19 @@ pg=
 crm_pid=
 daemon_pid=
 
+interrupted=
 stop_child() {
-	local pid=$1
+	local pid=$1 i
 	[ -n "$pid" ] || return 0
+	# Ctrl-C reaches the whole terminal group: the child got SIGINT too and
+	# is already stopping gracefully, which a second signal would cut short
+	# ("second signal: exiting now"). Give it the daemon's stop deadline.
+	if [ -n "$interrupted" ]; then
+		for i in $(seq 120); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
 	kill -TERM "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
@@ -40,7 +50,7 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
+trap 'interrupted=1; exit 130' INT
 trap 'exit 143' TERM
 
 if [ -z "${LEADSYNC_DB:-}" ]; then
