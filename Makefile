@@ -26,7 +26,7 @@ OBJ      += build/obj/gen_migrations.o
 TOBJ     += build/tobj/gen_migrations.o
 TLIB_OBJ += build/tobj/gen_migrations.o
 
-.PHONY: all test check clean run deps bench bench-rule readme-help
+.PHONY: all test check clean run deps bench bench-rule readme-help install uninstall
 all: build/leadsync
 
 build/leadsync: $(OBJ)
@@ -81,6 +81,27 @@ readme-help: build/leadsync
 
 clean:
 	rm -rf build
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the binary, the example
+# rules (the default rules folder of the unit), the systemd unit with its
+# paths under PREFIX, and the docs. README.md "Deploying" has the layout.
+PREFIX  ?= /usr/local
+BINDIR  := $(PREFIX)/bin
+DATADIR := $(PREFIX)/share/leadsync
+UNITDIR := $(PREFIX)/lib/systemd/system
+DOCDIR  := $(PREFIX)/share/doc/leadsync
+
+install: build/leadsync
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/rules $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 755 build/leadsync $(DESTDIR)$(BINDIR)/leadsync
+	install -m 644 rules/*.lua $(DESTDIR)$(DATADIR)/rules/
+	sed 's|/usr/local/|$(PREFIX)/|g' docker/leadsync.service >$(DESTDIR)$(UNITDIR)/leadsync.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/leadsync.service
+	install -m 644 README.md docs/rules.md docker/alerts.yml $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/leadsync $(DESTDIR)$(UNITDIR)/leadsync.service
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 # Benchmarks: optimised, no sanitizers; each prints its figures beside the
 # baseline measured in the same run.

@@ -13,6 +13,7 @@ pkgs=(
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
 	stress-ng
+	yamllint
 )
 
 missing=()
