@@ -13,7 +13,7 @@ pkgs=(
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
 	stress-ng
-	yamllint
+	yamllint python3-yaml
 )
 
 missing=()
