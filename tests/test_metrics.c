@@ -271,3 +271,74 @@ TEST(log_format_parses_its_names)
 	ASSERT_EQ(log_format_parse("JSON"), -1);
 	ASSERT_EQ(log_format_parse(NULL), -1);
 }
+
+/* ------------------------------------------------------ hosts are capped */
+
+static void tm_http_cb(struct http_client_req *req, struct http_result *res, void *ud)
+{
+	(*(int *)ud)++;
+}
+
+static void tm_http_closed(struct http_client *c, void *data)
+{
+	*(bool *)data = true;
+}
+
+struct tm_http {
+	uv_loop_t loop;
+	struct http_client *c;
+	bool closed;
+};
+
+/* Closes the client (if open) and the loop, whatever the test reached. */
+static void tm_http_cleanup(void *arg)
+{
+	struct tm_http *t = arg;
+
+	if (t->c) {
+		http_client_close(t->c, tm_http_closed, &t->closed);
+		t->c = NULL;
+	}
+	uv_run(&t->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&t->loop) != 0)
+		printf("  loop left with handles open\n");
+}
+
+/* The first HTTP_CLIENT_METRIC_HOSTS hosts get a duration series each,
+ * every later one counts under "other" (ports nobody listens on: each
+ * request ends at once, refused, and is timed all the same). */
+TEST(metrics_crm_hosts_are_capped)
+{
+	const int extra = 6, total = HTTP_CLIENT_METRIC_HOSTS + extra;
+	const struct http_client_host *h;
+	struct http_request rq = { 0 };
+	struct tm_http t = { 0 };
+	char url[64], err[256];
+	int i, done = 0;
+	size_t n;
+	uint64_t sum = 0;
+
+	ASSERT_EQ(uv_loop_init(&t.loop), 0);
+	test_defer(tm_http_cleanup, &t);
+	ASSERT_EQ(http_client_new(&t.loop, NULL, &t.c, err, sizeof(err)), 0);
+	for (i = 0; i < total; i++) {
+		/* ports 200.. (under 1024: nothing of ours listens there) */
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", 200 + i);
+		rq.url = url;
+		ASSERT_EQ(http_client_request(t.c, &rq, tm_http_cb, &done, NULL, err, sizeof(err)), 0);
+	}
+	while (done < total && uv_run(&t.loop, UV_RUN_ONCE))
+		;
+	ASSERT_EQ(done, total);
+	h = http_client_hosts(t.c, &n);
+	ASSERT_EQ(n, HTTP_CLIENT_METRIC_HOSTS + 1);
+	ASSERT_STREQ(h[0].name, "127.0.0.1:200");
+	ASSERT_STREQ(h[n - 1].name, "other");
+	ASSERT_EQ(h[n - 1].duration.count, extra);
+	for (i = 0; i < (int)n; i++)
+		sum += h[i].duration.count;
+	ASSERT_EQ(sum, total);
+	ASSERT(test_undefer(tm_http_cleanup, &t)); /* t lives on this frame */
+	tm_http_cleanup(&t);
+	ASSERT(t.closed);
+}
