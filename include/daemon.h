@@ -2,18 +2,28 @@
  * HTTP listener and its routes, and (later) the CRM poller.
  *
  * Routes, in match order:
- *   GET  /healthz               200 {"ok":true} when the database answers
- *                               a query now, else 503 with Retry-After
+ *   GET  /healthz               200 {"ok":true,"loop":"up","db":"up"} when the
+ *                               database answers a query now (the answer
+ *                               comes from the loop), else 503 with
+ *                               Retry-After
  *   POST /api/leads             lead intake (intake.h)
  *   GET  /click/{offer}         click redirect (click.h)
  *   GET|POST /{api_key}/s2s     postbacks (postback.h)
  *   POST /{api_key}             postbacks with a JSON body
+ *   GET  /readyz                200 {"ok":true,"state":"serving"}; 503 with
+ *                               "starting" until the database pool first
+ *                               connects, "draining" from the stop on
+ *   GET  /metrics               Prometheus text format 0.0.4 (metrics.h);
+ *                               no token: bind the listener where only the
+ *                               scraper and the advertisers reach it
  *
  * Stop (SIGTERM, SIGINT, or daemon_stop()): the listener stops accepting
  * and answers what is in flight (each postback after its commit), the
  * postback log's backlog is tried once more, the database workers finish
  * their queue and disconnect, and the loop ends. A second signal while
- * stopping exits at once. SIGPIPE is ignored.
+ * stopping exits at once. SIGPIPE is ignored. With the drain setting,
+ * the first signal only drains (daemon_drain) for that long, then stops;
+ * a second signal while draining stops at once.
  *
  * daemon_start()/daemon_stop() run the same pieces on a caller's loop
  * (tests run them in-process); daemon_run() is the whole program. Loop
@@ -61,6 +71,10 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 
 /* The port the listener bound. */
 int daemon_port(const struct daemon *d);
+
+/* /readyz answers 503 "draining" from now on; everything else goes on
+ * (the stop that follows is daemon_stop). */
+void daemon_drain(struct daemon *d);
 
 /* Graceful stop as above; cb (may be NULL) runs from the loop when all is
  * closed, and d is freed after it. Call once. */

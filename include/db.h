@@ -47,6 +47,8 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "metrics.h"
+
 enum db_status {
 	DB_OK = 0,
 	DB_EFAIL = -1,   /* the function failed for its own reason; see err */
@@ -79,6 +81,7 @@ struct db_job {
 	char err[DB_ERR_MAX]; /* message when status is not DB_OK */
 	/* private to the pool */
 	struct db_job *next;
+	uint64_t t_submit; /* uv_hrtime() at db_submit() */
 };
 
 struct db_config {
@@ -118,6 +121,9 @@ int db_submit(struct db *d, struct db_job *job);
 bool db_up(const struct db *d);
 
 void db_stats(const struct db *d, struct db_stats *out);
+/* Job times from db_submit() to the completion's call, seconds (loop
+ * thread only: it is recorded there). */
+const struct metrics_hist *db_job_times(const struct db *d);
 
 typedef void (*db_close_cb)(struct db *d, void *data);
 

@@ -63,6 +63,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
+
 struct http_client;
 struct http_client_req;
 
@@ -189,6 +191,21 @@ struct http_client_stats {
 	uint64_t keys;                       /* rate keys known */
 	uint64_t sockets;                    /* sockets watched for curl */
 };
+
+/* Request durations by host, for /metrics: the first
+ * HTTP_CLIENT_METRIC_HOSTS hosts ("host:port") a client sees get a series
+ * each, kept for the client's life; later hosts share one named "other". */
+#define HTTP_CLIENT_METRIC_HOSTS 64
+#define HTTP_CLIENT_HOST_NAME_MAX 272
+struct http_client_host {
+	char name[HTTP_CLIENT_HOST_NAME_MAX];
+	struct metrics_hist duration; /* from the start to the end, seconds
+	                               * (total_ms), every request that started */
+};
+
+/* The series, *n of them, in order of first use; valid until the loop
+ * turns. */
+const struct http_client_host *http_client_hosts(const struct http_client *c, size_t *n);
 
 /* Creates a client on loop. Returns 0 with *out set, or -1 with a message
  * in err (*out NULL; nothing is left open). limits may be NULL (all

@@ -168,11 +168,21 @@ struct poller_stats {
 	uint64_t bytes;                   /* answer bytes */
 	uint64_t leads_asked, leads_changed, leads_skipped, leads_unknown, leads_refused,
 		leads_unrecognised;
+	uint64_t leads_asked_dates, leads_changed_dates; /* of which by the dates variant */
+	uint64_t rule_limits[3];          /* rule calls killed: budget, memory, time */
 	uint64_t rows_lost;               /* poll_runs rows that could not be written */
 	uint64_t rule_loads, rule_load_errors;
 	uint64_t words_parsed;            /* offers' status_words parsed (cache misses) */
 	/* gauges */
 	uint64_t pairs_in_flight, batches_in_flight, leads_held;
+};
+
+/* Batches by outcome of one (offer, variant) this poller polled: one row
+ * per pair that has ended a batch, kept for the poller's life. */
+struct poller_count {
+	int64_t offer;
+	enum rule_variant variant;
+	uint64_t outcomes[POLL_OUTCOME_COUNT];
 };
 
 struct poller;
@@ -201,6 +211,11 @@ int poller_reload_rules(struct poller *p);
 bool poller_idle(const struct poller *p);
 void poller_stats(const struct poller *p, struct poller_stats *out);
 const char *poller_worker(const struct poller *p);
+/* The per-pair table, sorted by offer then variant; *n rows. Valid until
+ * the loop turns (the next batch that ends may move it). */
+const struct poller_count *poller_counts(const struct poller *p, size_t *n);
+/* The client the poller sends its CRM requests with (for its stats). */
+struct http_client *poller_http(const struct poller *p);
 
 /* `leadsync check`: one poll now of offer's variant (variant < 0: every
  * variant its rule declares, in order), on a private loop, pool and client.

@@ -100,6 +100,20 @@ struct postback_stats {
 	uint64_t errors;    /* answered 500 */
 	uint64_t backlog;   /* gauge: log rows waiting for the database */
 	uint64_t log_lost;  /* log rows dropped: backlog full, or left at close */
+	uint64_t leads_checked; /* answered 200 naming a lead */
+	uint64_t leads_changed; /* of which not a duplicate: the lead was created
+	                         * or changed */
+};
+
+/* Answers by (outcome, HTTP status), for /metrics. Outcomes are the log's
+ * (created, updated, ..., unavailable); the table holds at most
+ * POSTBACK_COUNTS_MAX rows, the last of which is "other" once it fills
+ * (it never does with today's outcomes and codes). */
+#define POSTBACK_COUNTS_MAX 64
+struct postback_count {
+	const char *outcome; /* static */
+	int code;
+	uint64_t n;
 };
 
 /* Returns 0 and *out, or -1 with err set. */
@@ -116,6 +130,8 @@ void postback_handle(struct listener_req *req, void *data);
 void postback_refused(const struct listener_refusal *r, void *data);
 
 void postback_stats(const struct postback *p, struct postback_stats *out);
+/* The table, *n rows in order of first use; valid until the loop turns. */
+const struct postback_count *postback_counts(const struct postback *p, size_t *n);
 
 /* Call after the listener has closed (no request in flight): waits for the
  * log rows being written, tries the backlog once more, logs what is still

@@ -108,6 +108,11 @@ const char *rule_name(const struct rule_rt *rt);
 /* Bytes the runtime's Lua state holds now. */
 size_t rule_memory(const struct rule_rt *rt);
 
+/* Which limit ended the last rule_prepare()/rule_process() call (for the
+ * limit counters of /metrics); RULE_LIMIT_NONE when it was not killed. */
+enum rule_limit { RULE_LIMIT_NONE = 0, RULE_LIMIT_BUDGET, RULE_LIMIT_MEMORY, RULE_LIMIT_TIME };
+enum rule_limit rule_last_limit(const struct rule_rt *rt);
+
 /* What a rule declares for a variant. */
 struct rule_variant_info {
 	bool present;

@@ -56,6 +56,7 @@ struct rule_rt {
 	int64_t remaining;        /* instructions left */
 	struct timespec deadline;
 	enum rule_kill killed;
+	enum rule_kill last_kill; /* of the last call, once it has ended */
 	char kill_msg[256];
 	/* registry references */
 	int ref_chunk;            /* the compiled chunk */

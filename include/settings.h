@@ -18,6 +18,8 @@ struct settings {
 	char *listen;      /* host:port of the HTTP listener */
 	char *admin_token; /* bearer token for intake and the admin API */
 	char *log_level;
+	char *log_format;  /* logfmt or json */
+	long drain;        /* seconds /readyz fails after SIGTERM before the stop */
 	long batch_max;        /* hard cap on a rule's batch */
 	long rule_instructions; /* Lua instruction budget per call */
 	long rule_memory_mb;   /* Lua memory cap per runtime */

@@ -96,6 +96,7 @@ int timers_prune_batch(PGconn *c, enum timers_table table, int keep_days, size_t
 struct timers_stats {
 	uint64_t rounds;          /* lead rounds finished, failed ones included */
 	uint64_t batches;         /* lead batches committed */
+	uint64_t picked;          /* due leads those batches read */
 	uint64_t approved;        /* leads whose hold ran out */
 	uint64_t rejected;        /* leads cancelled with reason 17 */
 	uint64_t refused;         /* refused edits (a lead counts once per round) */

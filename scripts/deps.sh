@@ -14,6 +14,7 @@ pkgs=(
 	clang libclang-rt-14-dev valgrind
 	stress-ng
 	yamllint python3-yaml
+	prometheus
 )
 
 missing=()
@@ -59,5 +60,16 @@ apt_update() {
 }
 
 apt_update
+# prometheus brings promtool (the tests check /metrics with it); its package
+# would also start a Prometheus server, and postgresql a system cluster,
+# neither of which leadsync uses: without a policy-rc.d of the machine's own,
+# one that forbids starting services stands for the install.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# deps.sh: no service starts while it installs\nexit 101\n' |
+		"${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 755 "$policy"
+	trap '"${sudo[@]}" rm -f "$policy"' EXIT
+fi
 "${sudo[@]}" apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 # The Debian package may start a system cluster; leadsync never uses it.

@@ -854,6 +854,7 @@ int cli_main(int argc, char **argv)
 		goto out;
 	}
 	log_level = log_level_parse(s.log_level);
+	log_format = log_format_parse(s.log_format);
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		rc = cli_help(&s, 1, argv);
 		if (argc < 2)

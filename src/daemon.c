@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,12 +15,17 @@
 #include "db.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "postback.h"
 #include "store.h"
 #include "timers.h"
 #include "tz.h"
 
-#define DAEMON_NROUTES 6
+#define DAEMON_NROUTES 8
+
+/* What /readyz answers: 503 until the database pool first holds a live
+ * connection, 200 while serving, 503 again from the stop signal on. */
+enum daemon_phase { DAEMON_STARTING, DAEMON_SERVING, DAEMON_DRAINING };
 
 struct daemon {
 	uv_loop_t *loop;
@@ -32,6 +38,7 @@ struct daemon {
 	char *token;
 	struct listener_route routes[DAEMON_NROUTES];
 	bool stopping;
+	enum daemon_phase phase;
 	void (*stop_cb)(void *data);
 	void *stop_data;
 };
@@ -54,10 +61,13 @@ static int daemon__health_run(PGconn *c, struct db_job *j)
 	return rc;
 }
 
+/* The answer comes from the loop once the database answered: a 200 says
+ * both are up. */
 static void daemon__health_answer(struct listener_req *req, bool up)
 {
-	static const char ok[] = "{\"ok\":true,\"db\":\"up\"}";
-	static const char down[] = "{\"ok\":false,\"error\":\"database unreachable\"}";
+	static const char ok[] = "{\"ok\":true,\"loop\":\"up\",\"db\":\"up\"}";
+	static const char down[] =
+		"{\"ok\":false,\"loop\":\"up\",\"db\":\"down\",\"error\":\"database unreachable\"}";
 
 	if (up)
 		listener_respond(req, 200, "application/json", ok, sizeof(ok) - 1,
@@ -94,7 +104,84 @@ static void daemon__health(struct listener_req *req, void *data)
 	}
 }
 
+/* -------------------------------------------------------- readyz, metrics */
+
+static enum daemon_phase daemon__phase(struct daemon *d)
+{
+	if (d->phase == DAEMON_STARTING && db_up(d->db))
+		d->phase = DAEMON_SERVING;
+	return d->phase;
+}
+
+static void daemon__ready(struct listener_req *req, void *data)
+{
+	static const char *const body[] = {
+		[DAEMON_STARTING] = "{\"ok\":false,\"state\":\"starting\"}",
+		[DAEMON_SERVING] = "{\"ok\":true,\"state\":\"serving\"}",
+		[DAEMON_DRAINING] = "{\"ok\":false,\"state\":\"draining\"}",
+	};
+	enum daemon_phase ph = daemon__phase(data);
+
+	listener_respond(req, ph == DAEMON_SERVING ? 200 : 503, "application/json", body[ph],
+			 strlen(body[ph]), "Cache-Control: no-store\r\n");
+}
+
+#define DAEMON_METRICS_MAX ((size_t)16 << 20)
+
+/* Snapshots of every module's counters, rendered at once (loop thread). */
+static void daemon__metrics(struct listener_req *req, void *data)
+{
+	struct daemon *d = data;
+	struct metrics_source src = { 0 };
+	struct poller_stats pst;
+	struct http_client_stats hst;
+	struct db_stats dst;
+	struct listener_stats lst;
+	struct postback_stats bst;
+	struct timers_stats tst;
+	struct buf out;
+
+	if (d->poller) {
+		poller_stats(d->poller, &pst);
+		src.poller = &pst;
+		src.polls = poller_counts(d->poller, &src.npolls);
+		if (poller_http(d->poller)) {
+			http_client_stats(poller_http(d->poller), &hst);
+			src.http = &hst;
+			src.hosts = http_client_hosts(poller_http(d->poller), &src.nhosts);
+		}
+	}
+	db_stats(d->db, &dst);
+	src.db = &dst;
+	src.db_jobs = db_job_times(d->db);
+	src.db_up = db_up(d->db);
+	if (d->l) {
+		listener_stats(d->l, &lst);
+		src.listener = &lst;
+	}
+	postback_stats(d->pb, &bst);
+	src.postback = &bst;
+	src.postbacks = postback_counts(d->pb, &src.npostbacks);
+	if (d->timers) {
+		timers_stats(d->timers, &tst);
+		src.timers = &tst;
+	}
+	src.ready = daemon__phase(d) == DAEMON_SERVING;
+	buf_init(&out, DAEMON_METRICS_MAX);
+	if (metrics_render(&out, &src) < 0)
+		listener_respond_error(req, 500, "metrics too large");
+	else
+		listener_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.p,
+				 out.len, "Cache-Control: no-store\r\n");
+	buf_release(&out);
+}
+
 /* ---------------------------------------------------------------- stop */
+
+void daemon_drain(struct daemon *d)
+{
+	d->phase = DAEMON_DRAINING;
+}
 
 static void daemon__free(struct daemon *d)
 {
@@ -151,6 +238,7 @@ static void daemon__listener_closed(struct listener *l, void *data)
 void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data)
 {
 	d->stopping = true;
+	d->phase = DAEMON_DRAINING;
 	d->stop_cb = cb;
 	d->stop_data = data;
 	log_info("stopping: answering what is in flight", "component=%s", "daemon");
@@ -260,9 +348,11 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 	d->routes[3] = (struct listener_route){ LISTENER_GET | LISTENER_POST, "/{api_key}/s2s",
 						postback_handle, d->pb };
 	d->routes[4] = (struct listener_route){ LISTENER_POST, "/{api_key}", postback_handle, d->pb };
+	d->routes[5] = (struct listener_route){ LISTENER_GET, "/readyz", daemon__ready, d };
+	d->routes[6] = (struct listener_route){ LISTENER_GET, "/metrics", daemon__metrics, d };
 	lc.addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
 	lc.routes = d->routes;
-	lc.nroutes = 5;
+	lc.nroutes = 7;
 	lc.limits = cfg->limits;
 	lc.refused = postback_refused;
 	lc.refused_data = d->pb;
@@ -304,7 +394,10 @@ int daemon_port(const struct daemon *d)
 
 struct daemon_main {
 	uv_signal_t term, intr, hup;
+	uv_timer_t drain;
+	uint64_t drain_ms;
 	struct daemon *d;
+	bool draining;
 	bool stopping;
 };
 
@@ -320,6 +413,7 @@ static void daemon__stopped(void *data)
 	uv_close((uv_handle_t *)&m->term, daemon__signal_closed);
 	uv_close((uv_handle_t *)&m->intr, daemon__signal_closed);
 	uv_close((uv_handle_t *)&m->hup, daemon__signal_closed);
+	uv_close((uv_handle_t *)&m->drain, daemon__signal_closed);
 	log_info("stopped", "component=%s", "daemon");
 }
 
@@ -332,6 +426,22 @@ static void daemon__hup(uv_signal_t *s, int signum)
 		log_info("signal: rules reloaded", "failed=%d", poller_reload_rules(m->d->poller));
 }
 
+static void daemon__stop_now(struct daemon_main *m, int signum)
+{
+	m->stopping = true;
+	uv_timer_stop(&m->drain);
+	log_info("signal: stopping", "signal=%d", signum);
+	daemon_stop(m->d, daemon__stopped, m);
+}
+
+static void daemon__drained(uv_timer_t *t)
+{
+	daemon__stop_now(t->data, 0);
+}
+
+/* The first signal drains for drain_ms (/readyz answers 503, all else
+ * goes on) then stops; a signal while draining stops at once, gracefully;
+ * one while stopping exits. */
 static void daemon__signal(uv_signal_t *s, int signum)
 {
 	struct daemon_main *m = s->data;
@@ -340,9 +450,14 @@ static void daemon__signal(uv_signal_t *s, int signum)
 		log_warn("second signal: exiting now", "signal=%d", signum);
 		exit(1);
 	}
-	m->stopping = true;
-	log_info("signal: stopping", "signal=%d", signum);
-	daemon_stop(m->d, daemon__stopped, m);
+	if (m->draining || !m->drain_ms) {
+		daemon__stop_now(m, signum);
+		return;
+	}
+	m->draining = true;
+	daemon_drain(m->d);
+	log_info("signal: draining", "signal=%d drain_ms=%" PRIu64, signum, m->drain_ms);
+	uv_timer_start(&m->drain, daemon__drained, m->drain_ms, 0);
 }
 
 int daemon_run(const struct settings *s)
@@ -380,7 +495,9 @@ int daemon_run(const struct settings *s)
 	uv_signal_init(&loop, &m.term);
 	uv_signal_init(&loop, &m.intr);
 	uv_signal_init(&loop, &m.hup);
-	m.term.data = m.intr.data = m.hup.data = &m;
+	uv_timer_init(&loop, &m.drain);
+	m.drain_ms = (uint64_t)s->drain * 1000;
+	m.term.data = m.intr.data = m.hup.data = m.drain.data = &m;
 	uv_signal_start(&m.hup, daemon__hup, SIGHUP);
 	uv_signal_start(&m.term, daemon__signal, SIGTERM);
 	uv_signal_start(&m.intr, daemon__signal, SIGINT);

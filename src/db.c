@@ -35,6 +35,7 @@ struct db {
 	bool stop;
 	struct db_stats st;
 	/* loop thread */
+	struct metrics_hist jobs_time; /* submission to completion */
 	bool closing;
 	bool joined;
 	db_close_cb close_cb;
@@ -317,6 +318,7 @@ static void db__async_cb(uv_async_t *a)
 	for (; j; j = next) {
 		next = j->next;
 		j->next = NULL;
+		metrics_hist_observe(&d->jobs_time, (double)(uv_hrtime() - j->t_submit) / 1e9);
 		j->done(j);
 	}
 	if (d->closing && !d->joined && exited == d->nw) {
@@ -344,6 +346,7 @@ int db_open(uv_loop_t *loop, const struct db_config *cfg, struct db **out, char 
 	if (!d)
 		goto oom;
 	d->loop = loop;
+	metrics_hist_init(&d->jobs_time, metrics_db_bounds, metrics_db_nbounds);
 	d->cfg = *cfg;
 	if (!d->cfg.workers)
 		d->cfg.workers = 2;
@@ -427,6 +430,7 @@ int db_submit(struct db *d, struct db_job *job)
 	int rc = -1;
 
 	job->next = NULL;
+	job->t_submit = uv_hrtime();
 	job->status = DB_OK;
 	job->err[0] = '\0';
 	uv_mutex_lock(&d->mu);
@@ -464,6 +468,11 @@ void db_stats(const struct db *d, struct db_stats *out)
 	out->queued = d->qlen;
 	out->workers_up = d->up;
 	uv_mutex_unlock((uv_mutex_t *)&d->mu);
+}
+
+const struct metrics_hist *db_job_times(const struct db *d)
+{
+	return &d->jobs_time;
 }
 
 void db_close(struct db *d, db_close_cb cb, void *data)

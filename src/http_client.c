@@ -302,6 +302,7 @@ struct http_client_req {
 	size_t max_bytes;
 	int max_redirects;
 	uint64_t t_new, t_start, t_end; /* µs */
+	struct http_client_host *series; /* where its duration is counted */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -334,6 +335,8 @@ struct http_client {
 	unsigned in_flight;
 	unsigned queued;
 	struct http_client_stats st;
+	struct http_client_host series[HTTP_CLIENT_METRIC_HOSTS + 1]; /* + "other" */
+	size_t nseries;
 	bool closing;
 	bool finishing;
 	http_client_close_cb close_cb;
@@ -732,6 +735,8 @@ static void req_deliver(struct http_client *c, struct http_client_req *r)
 		res.error = curl_easy_strerror(r->code);
 	}
 
+	if (r->t_start && r->series)
+		metrics_hist_observe(&r->series->duration, (double)(end - r->t_start) / 1e6);
 	c->st.done[r->outcome]++;
 	if (r->outcome == HTTP_OK && status >= 100 && status < 600)
 		c->st.status_class[status / 100]++;
@@ -743,6 +748,39 @@ static void req_deliver(struct http_client *c, struct http_client_req *r)
 		free(res.body);
 	link_remove(&r->all);
 	req_free(r);
+}
+
+/* The duration series of host name: its own while there is room, else
+ * "other" (NULL only when the table is somehow full, which it never is). */
+static struct http_client_host *series_get(struct http_client *c, const char *name)
+{
+	size_t i, len = strlen(name);
+	struct http_client_host *s;
+
+	for (i = 0; i < c->nseries; i++)
+		if (strcmp(c->series[i].name, name) == 0)
+			return &c->series[i];
+	if (c->nseries < HTTP_CLIENT_METRIC_HOSTS && len < HTTP_CLIENT_HOST_NAME_MAX &&
+	    strcmp(name, "other") != 0) {
+		s = &c->series[c->nseries++];
+	} else {
+		for (i = 0; i < c->nseries; i++)
+			if (strcmp(c->series[i].name, "other") == 0)
+				return &c->series[i];
+		if (c->nseries > HTTP_CLIENT_METRIC_HOSTS)
+			return NULL;
+		s = &c->series[c->nseries++];
+		name = "other";
+	}
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	metrics_hist_init(&s->duration, metrics_crm_bounds, metrics_crm_nbounds);
+	return s;
+}
+
+const struct http_client_host *http_client_hosts(const struct http_client *c, size_t *n)
+{
+	*n = c->nseries;
+	return c->series;
 }
 
 char *http_result_take_body(struct http_result *res)
@@ -1498,6 +1536,7 @@ int http_client_request(struct http_client *c, const struct http_request *q, htt
 	r->cb = cb;
 	r->ud = ud;
 	r->t_new = now;
+	r->series = series_get(c, hp.p);
 	r->state = REQ_QUEUED;
 	r->lane = l;
 	r->host = h;

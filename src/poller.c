@@ -220,6 +220,8 @@ struct poller {
 	bool dry_run;
 	unsigned nsaved;     /* check --save: cases written */
 	struct poller_stats st;
+	struct poller_count *counts; /* sorted by offer, variant (/metrics) */
+	size_t ncounts, capcounts;
 };
 
 /* An integer column (PostgreSQL's text is well-formed). */
@@ -1552,18 +1554,70 @@ static bool poller__stops(enum poll_outcome o)
 	return o != POLL_OK && o != POLL_DECODE_ERROR && o != POLL_RULE_ERROR && o != POLL_CAUGHT_UP;
 }
 
+/* Counts a batch's outcome in the per-pair table (binary search; a pair
+ * seen for the first time is inserted in order). Out of memory: only the
+ * totals count it. */
+static void poller__count(struct poller *p, int64_t offer, enum rule_variant v,
+			  enum poll_outcome o)
+{
+	size_t lo = 0, hi = p->ncounts, mid;
+	struct poller_count *c;
+
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		c = &p->counts[mid];
+		if (c->offer < offer || (c->offer == offer && c->variant < v))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == p->ncounts || p->counts[lo].offer != offer || p->counts[lo].variant != v) {
+		if (p->ncounts == p->capcounts) {
+			size_t cap = p->capcounts ? p->capcounts * 2 : 64;
+			struct poller_count *nc = realloc(p->counts, cap * sizeof(*nc));
+
+			if (!nc)
+				return;
+			p->counts = nc;
+			p->capcounts = cap;
+		}
+		memmove(&p->counts[lo + 1], &p->counts[lo],
+			(p->ncounts - lo) * sizeof(p->counts[0]));
+		p->ncounts++;
+		memset(&p->counts[lo], 0, sizeof(p->counts[0]));
+		p->counts[lo].offer = offer;
+		p->counts[lo].variant = v;
+	}
+	p->counts[lo].outcomes[o]++;
+}
+
+/* A rule call failed: count it when a limit killed it. */
+static void poller__rule_limit(struct poller *p, const struct rule_rt *rt)
+{
+	enum rule_limit l = rule_last_limit(rt);
+
+	if (l != RULE_LIMIT_NONE)
+		p->st.rule_limits[l - 1]++;
+}
+
 static void poller__batch_end(struct poll_batch *b)
 {
 	struct poll_pair *pr = b->pair;
 	struct poller *p = pr->p;
 
 	p->st.outcomes[b->outcome]++;
+	if (!p->report)
+		poller__count(p, b->offer, b->v, b->outcome);
 	if (b->slot) {
 		p->st.batches++;
 		p->st.pages += b->pages;
 		p->st.bytes += b->bytes;
 		p->st.leads_asked += b->nleads;
 		p->st.leads_changed += b->applied;
+		if (b->v == RULE_DATES) {
+			p->st.leads_asked_dates += b->nleads;
+			p->st.leads_changed_dates += b->applied;
+		}
 		p->st.leads_skipped += b->skipped;
 		p->st.leads_unknown += b->unknown;
 		p->st.leads_refused += b->refused;
@@ -1906,6 +1960,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 		b->rb.now = (int64_t)time(NULL);
 	if (rule_process(pr->rule->rt, pr->v, &b->rb, rq, res->body, res->body_len, (int)res->status,
 			 res->content_type, &b->res, err, sizeof(err)) < 0) {
+		poller__rule_limit(p, pr->rule->rt);
 		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %ld): ",
 			 decode_format_name(rq->format), res->status);
 		if (!ok2xx)
@@ -1942,6 +1997,7 @@ static void poller__batch_start(struct poll_batch *b)
 	b->rb.status_words = pr->words ? pr->words->w : NULL;
 	b->rb.now = (int64_t)time(NULL);
 	if (rule_prepare(pr->rule->rt, pr->v, &b->rb, &b->res, &b->req, err, sizeof(err)) < 0) {
+		poller__rule_limit(pr->p, pr->rule->rt);
 		poller__batch_fail(b, POLL_RULE_ERROR, "%s", err);
 		return;
 	}
@@ -2489,6 +2545,7 @@ static void poller__free(struct poller *p)
 	for (i = 0; i < p->words_cap; i++)
 		poller__words_put(p->words[i].cur);
 	free(p->words);
+	free(p->counts);
 	free(p);
 }
 
@@ -2613,6 +2670,17 @@ void poller_stats(const struct poller *p, struct poller_stats *out)
 const char *poller_worker(const struct poller *p)
 {
 	return p->worker;
+}
+
+const struct poller_count *poller_counts(const struct poller *p, size_t *n)
+{
+	*n = p->ncounts;
+	return p->counts;
+}
+
+struct http_client *poller_http(const struct poller *p)
+{
+	return p->http;
 }
 
 /* ------------------------------------------------------------ check */

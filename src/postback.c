@@ -89,6 +89,8 @@ struct postback {
 	void (*close_cb)(void *data);
 	void *close_data;
 	struct postback_stats st;
+	struct postback_count counts[POSTBACK_COUNTS_MAX]; /* by (outcome, code) */
+	size_t ncounts;
 };
 
 /* --------------------------------------------------------------- text */
@@ -1342,6 +1344,30 @@ static void pb__backlog_add(struct postback *p, struct pb_item *it)
 	p->backlog_bytes += pb__item_bytes(it);
 }
 
+/* Counts an answer by (outcome, code); the pairs are a small fixed set
+ * (the outcomes are static names), a pair past the table's room counts
+ * under outcome "other" of its code's class. */
+static void pb__count(struct postback *p, const char *outcome, int code)
+{
+	size_t i;
+
+	if (!outcome)
+		outcome = "error";
+	for (i = 0; i < p->ncounts; i++)
+		if (p->counts[i].code == code && strcmp(p->counts[i].outcome, outcome) == 0)
+			break;
+	if (i == p->ncounts) {
+		if (p->ncounts == POSTBACK_COUNTS_MAX)
+			i = POSTBACK_COUNTS_MAX - 1; /* the last row takes the rest */
+		else {
+			p->ncounts++;
+			p->counts[i].outcome = p->ncounts == POSTBACK_COUNTS_MAX ? "other" : outcome;
+			p->counts[i].code = code;
+		}
+	}
+	p->counts[i].n++;
+}
+
 static void pb__respond(struct pb_item *it)
 {
 	struct postback *p = it->p;
@@ -1351,6 +1377,12 @@ static void pb__respond(struct pb_item *it)
 
 	it->req = NULL;
 	p->st.requests++;
+	pb__count(p, it->outcome, it->http);
+	if (it->http == 200 && !it->cust && it->lead) {
+		p->st.leads_checked++;
+		if (!it->duplicate)
+			p->st.leads_changed++;
+	}
 	if (it->http == 200) {
 		p->st.ok++;
 		buf_init(&b, 1024);
@@ -1535,6 +1567,7 @@ void postback_refused(const struct listener_refusal *r, void *data)
 	it->log_only = true;
 	p->st.requests++;
 	p->st.invalid++;
+	pb__count(p, it->outcome, it->http);
 	pb__submit(p, it);
 }
 
@@ -1569,6 +1602,12 @@ void postback_stats(const struct postback *p, struct postback_stats *out)
 {
 	*out = p->st;
 	out->backlog = p->nbacklog;
+}
+
+const struct postback_count *postback_counts(const struct postback *p, size_t *n)
+{
+	*n = p->ncounts;
+	return p->counts;
 }
 
 static void pb__closed_cb(uv_handle_t *h)

@@ -133,6 +133,20 @@ size_t rule_memory(const struct rule_rt *rt)
 	return rt ? rt->mem_used : 0;
 }
 
+enum rule_limit rule_last_limit(const struct rule_rt *rt)
+{
+	switch (rt->last_kill) {
+	case RULE_KILL_BUDGET:
+		return RULE_LIMIT_BUDGET;
+	case RULE_KILL_TIME:
+		return RULE_LIMIT_TIME;
+	case RULE_KILL_MEMORY:
+		return RULE_LIMIT_MEMORY;
+	default:
+		return RULE_LIMIT_NONE;
+	}
+}
+
 static void rule__hook(lua_State *L, lua_Debug *ar);
 
 void rule__kill(struct rule_rt *rt, enum rule_kill k, const char *where)
@@ -631,6 +645,7 @@ static int rule__call(struct rule_rt *rt, struct rule_call *c, lua_CFunction bod
 	lua_pop(L, 1);
 	rt->in_call = false;
 	rt->call = NULL;
+	rt->last_kill = rc < 0 ? rt->killed : RULE_KILL_NONE;
 	rt->killed = RULE_KILL_NONE;
 	if (rc < 0 || rt->mem_used > rt->lim.memory / 2)
 		lua_gc(L, LUA_GCCOLLECT);
@@ -715,6 +730,7 @@ int rule_prepare(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 	struct rule_call c;
 	int rc = -1;
 
+	rt->last_kill = RULE_KILL_NONE;
 	rule_request_init(out);
 	rule__call_init(&c, v, b);
 	if (rule__check_call(rt, v, b, err, errlen) < 0 ||
@@ -742,6 +758,7 @@ int rule_process(struct rule_rt *rt, enum rule_variant v, const struct rule_batc
 	struct rule_request prev;
 	int rc = -1;
 
+	rt->last_kill = RULE_KILL_NONE;
 	rule_request_init(&prev);
 	rule__call_init(&c, v, b);
 	if (!res) {

@@ -24,6 +24,12 @@ const struct setting settings_table[] = {
 	  OFF(admin_token) },
 	{ "log_level", "LEADSYNC_LOG_LEVEL", "--log-level", SETTING_STR, "info", 0, 0,
 	  "error, warn, info or debug", false, OFF(log_level) },
+	{ "log_format", "LEADSYNC_LOG_FORMAT", "--log-format", SETTING_STR, "logfmt", 0, 0,
+	  "logfmt (key=value) or json (one object per line), the same keys in both", false,
+	  OFF(log_format) },
+	{ "drain", "LEADSYNC_DRAIN", "--drain", SETTING_INT, "0", 0, 600,
+	  "seconds `run` keeps serving after SIGTERM with /readyz answering 503, so a load "
+	  "balancer stops sending first (a second signal cuts it short)", false, OFF(drain) },
 	{ "batch_max", "LEADSYNC_BATCH_MAX", "--batch-max", SETTING_INT, "1000", 1, 100000,
 	  "largest batch of leads a rule may ask for in one request", false, OFF(batch_max) },
 	{ "rule_instructions", "LEADSYNC_RULE_INSTRUCTIONS", "--rule-instructions", SETTING_INT,
@@ -165,6 +171,11 @@ int settings_load(struct settings *s, int *argc, char **argv, char *err, size_t 
 	if (log_level_parse(s->log_level) < 0) {
 		snprintf(err, errlen, "log_level (LEADSYNC_LOG_LEVEL): '%s' is not one of error, warn, info, debug",
 			 s->log_level);
+		return -1;
+	}
+	if (log_format_parse(s->log_format) < 0) {
+		snprintf(err, errlen, "log_format (LEADSYNC_LOG_FORMAT): '%s' is not one of logfmt, json",
+			 s->log_format);
 		return -1;
 	}
 	return 0;

@@ -452,6 +452,7 @@ static void timers__count(struct timers_stats *st, enum timers_kind kind,
 			  const struct timers_batch *b)
 {
 	st->batches++;
+	st->picked += b->picked;
 	if (kind == TIMERS_HOLD)
 		st->approved += b->changed;
 	else

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
 #include "buf.h"
@@ -1233,8 +1234,10 @@ static void dm_lead_log_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 	/* the lines the history says there must be, and no others */
 	want = test_sql_value(e->c,
-		"SELECT string_agg(format('lead=%s offer=%s source=%s run=%s from=%s to=%s', h.lead,"
-		" l.offer, h.source, coalesce(h.source_id, 0), coalesce(h.before ->> 'status', '0'),"
+		"SELECT string_agg(format('lead=%s offer=%s source=%s%s from=%s to=%s', h.lead,"
+		" l.offer, h.source, CASE h.source WHEN 'timer' THEN ''"
+		" WHEN 'postback' THEN ' postback=' || h.source_id"
+		" ELSE ' run=' || coalesce(h.source_id, 0) END, coalesce(h.before ->> 'status', '0'),"
 		" h.after ->> 'status'), '|' ORDER BY h.id) FROM lead_history h"
 		" JOIN leads l ON l.id = h.lead WHERE h.source <> 'import'");
 	ASSERT(want);
@@ -1248,8 +1251,8 @@ static void dm_lead_log_body(struct dm_env *e)
 		}
 	}
 	if (!strstr(log, "lead=1001 offer=10 source=poll run=") ||
-	    !strstr(log, "lead=9001 offer=900 source=timer run=0 from=4 to=6") ||
-	    !strstr(log, "offer=900 source=postback run=") || lines != 3)
+	    !strstr(log, "lead=9001 offer=900 source=timer from=4 to=6") ||
+	    !strstr(log, "offer=900 source=postback postback=") || lines != 3)
 		test__fail(__FILE__, __LINE__, "want 3 lead lines (poll, timer, postback), got %zu",
 			   lines);
 	free(want);
@@ -1262,5 +1265,253 @@ TEST(daemon_debug_log_has_a_line_per_changed_lead)
 
 	memset(&e, 0, sizeof(e));
 	dm_lead_log_body(&e);
+	dm_close(&e);
+}
+
+/* ------------------------------------------------------------ metrics, readyz */
+
+/* A GET on the daemon's listener: the status, and the body (malloc'd, the
+ * caller frees) into *body; -1 when nothing came. */
+static int dm_http_fetch(int port, const char *path, char **body)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 10 };
+	char req[1024], chunk[4096];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+	const char *sep;
+	struct buf b;
+	ssize_t n;
+
+	*body = NULL;
+	if (fd < 0)
+		return -1;
+	buf_init(&b, 16 << 20);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+		     path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+			if (buf_add(&b, chunk, (size_t)n) < 0)
+				break;
+		if (b.p && strncmp(b.p, "HTTP/1.1 ", 9) == 0)
+			status = (int)strtol(b.p + 9, NULL, 10);
+		sep = b.p ? strstr(b.p, "\r\n\r\n") : NULL;
+		*body = strdup(sep ? sep + 4 : "");
+	}
+	close(fd);
+	buf_release(&b);
+	return status;
+}
+
+/* The value of the sample `series` (its whole name and labels, as the
+ * exposition writes them) in text; -1 when absent. */
+static double dm_metric(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	const char *p;
+
+	for (p = text; (p = strstr(p, series)); p += n)
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	return -1;
+}
+
+/* Runs `promtool check metrics` on text; true when it finds nothing. */
+static bool dm_promtool(const char *text)
+{
+	char *argv[] = { "/usr/bin/env", "promtool", "check", "metrics", NULL };
+	char *out = NULL, *err = NULL;
+	int rc = test_run(argv, NULL, text, &out, &err);
+
+	if (rc != 0)
+		printf("  promtool check metrics (exit %d; installed by scripts/deps.sh, Debian"
+		       " package prometheus):\n%s%s\n", rc, out ? out : "", err ? err : "");
+	free(out);
+	free(err);
+	return rc == 0;
+}
+
+/* Every line of log is one JSON object with ts, level and msg first. */
+static bool dm_log_is_json(const char *log)
+{
+	char *copy = strdup(log), *tok, *save;
+	bool ok = copy != NULL;
+	size_t lines = 0;
+
+	for (tok = copy ? strtok_r(copy, "\n", &save) : NULL; tok && ok;
+	     tok = strtok_r(NULL, "\n", &save)) {
+		cJSON *j = cJSON_Parse(tok);
+
+		lines++;
+		ok = j && cJSON_IsObject(j) && j->child && strcmp(j->child->string, "ts") == 0 &&
+		     cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "level")) &&
+		     cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "msg"));
+		if (!ok)
+			printf("  not a JSON log line: %s\n", tok);
+		cJSON_Delete(j);
+	}
+	free(copy);
+	return ok && lines > 0;
+}
+
+/* The push-only offer of the lead-log test: a click to post back on. */
+#define DM_PUSH_OFFER                                                                     \
+	"{\"offer\": {\"id\": 900, \"advertiser\": 1, \"name\": \"Push\","                \
+	" \"landing_url\": \"https://shop.example/x\"}}\n"                                 \
+	"{\"goal\": {\"offer\": 900, \"code\": \"lead\", \"payout\": \"fixed\","           \
+	" \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"                                \
+	"{\"click\": {\"id\": \"" DM_SEED_CLICK "\", \"offer\": 900, \"wm\": 7}}\n"
+
+/* /metrics after a poll and a postback: the counters moved, promtool
+ * reads the text without a complaint; the log, in JSON, is one object per
+ * line with the ids under the logfmt keys. */
+static void dm_metrics_body(struct dm_env *e)
+{
+	struct dm_route cb = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &cb },
+	};
+	static const char *const json[] = { "LEADSYNC_LOG_FORMAT=json", "LEADSYNC_LOG_LEVEL=debug",
+					    NULL };
+	char *text = NULL, *log = NULL, series[256];
+	struct buf imp;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_metrics", NULL, routes, 1));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV DM_PUSH_OFFER), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 1, "dm_crm", mock_crm_port(e->m), "ok", 1), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	/* the start is logged in JSON too: dm_start reads logfmt, so wait by hand */
+	ASSERT(dm_spawn(e, 0, json));
+	{
+		uint64_t end = dm_ms() + 15000 * DM_SLACK;
+		const char *p;
+
+		while (!e->d[0].port && dm_ms() < end && !dm_reap(&e->d[0], 0)) {
+			free(log);
+			log = dm_log(&e->d[0]);
+			p = strstr(log, "\"msg\":\"listening\"");
+			p = p ? strstr(p, "\"port\":") : NULL;
+			if (p)
+				e->d[0].port = (int)strtol(p + 7, NULL, 10);
+			else
+				dm_sleep_ms(20);
+		}
+		free(log);
+		log = NULL;
+		ASSERT(e->d[0].port > 0);
+	}
+	ASSERT(dm_wait_sql(e->c, "SELECT status FROM leads WHERE id = 1001", "3", 15000));
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+					    "&request_id=dm-metrics-1&action=lead&status=hold"),
+		  200);
+	/* a refused one too: another series of the same counter */
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+					    "&action=lead&status=hold"),
+		  400);
+
+	ASSERT_EQ(dm_http_fetch(e->d[0].port, "/metrics", &text), 200);
+	test_defer(free, text);
+	ASSERT(dm_promtool(text));
+	ASSERT(dm_metric(text, "leadsync_polls_total{offer=\"10\",variant=\"processing\","
+			       "outcome=\"ok\"}") >= 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_postbacks_total{outcome=\"created\",code=\"200\"}"), 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_postbacks_total{outcome=\"invalid\",code=\"400\"}"), 1);
+	ASSERT(dm_metric(text, "leadsync_leads_checked_total{source=\"poll\"}") >= 1);
+	ASSERT(dm_metric(text, "leadsync_leads_changed_total{source=\"poll\"}") == 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_leads_checked_total{source=\"postback\"}"), 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_leads_changed_total{source=\"postback\"}"), 1);
+	snprintf(series, sizeof(series),
+		 "leadsync_crm_request_duration_seconds_count{host=\"127.0.0.1:%d\"}",
+		 mock_crm_port(e->m));
+	ASSERT(dm_metric(text, series) >= 1);
+	snprintf(series, sizeof(series),
+		 "leadsync_crm_request_duration_seconds_bucket{host=\"127.0.0.1:%d\",le=\"+Inf\"}",
+		 mock_crm_port(e->m));
+	ASSERT(dm_metric(text, series) >= 1);
+	ASSERT(dm_metric(text, "leadsync_db_job_duration_seconds_count") >= 3);
+	ASSERT_EQ(dm_metric(text, "leadsync_database_up"), 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_ready"), 1);
+	ASSERT_EQ(dm_metric(text, "leadsync_rule_limit_exhausted_total{limit=\"budget\"}"), 0);
+	ASSERT(dm_metric(text, "leadsync_listener_connections_open") >= 1); /* this scrape */
+	ASSERT(dm_metric(text, "process_resident_memory_bytes") > 1e6);
+	ASSERT(dm_metric(text, "process_open_fds") >= 3);
+
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+	log = dm_log(&e->d[0]);
+	test_defer(free, log);
+	ASSERT(dm_log_is_json(log));
+	ASSERT_CONTAINS(log, "\"msg\":\"poll done\",\"worker\":");
+	ASSERT_CONTAINS(log, "\"offer\":10,\"variant\":\"processing\",\"run\":");
+	ASSERT_CONTAINS(log, "\"lead\":1001,\"offer\":10,\"source\":\"poll\",\"run\":");
+	ASSERT_CONTAINS(log, "\"offer\":900,\"source\":\"postback\",\"postback\":");
+}
+
+TEST(daemon_metrics_count_a_poll_and_a_postback)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_metrics_body(&e);
+	dm_close(&e);
+}
+
+/* /readyz: 200 while serving; after SIGTERM with a drain period, 503
+ * "draining" while /healthz and /metrics still answer; a second SIGTERM
+ * stops at once, cleanly. */
+static void dm_readyz_body(struct dm_env *e)
+{
+	static const char *const drain[] = { "LEADSYNC_DRAIN=600", NULL };
+	char *body = NULL;
+	uint64_t end;
+	int st = -1;
+
+	ASSERT(dm_open(e, "ls_daemon_readyz", NULL, NULL, 0));
+	ASSERT_EQ(dm_import(e, DM_ADV), 0);
+	ASSERT(dm_start(e, 0, drain));
+	/* serving once the pool has connected: waited for, not assumed */
+	for (end = dm_ms() + 10000 * DM_SLACK; dm_ms() < end; dm_sleep_ms(20)) {
+		free(body);
+		st = dm_http_fetch(e->d[0].port, "/readyz", &body);
+		if (st != 503 || !body || !strstr(body, "\"starting\""))
+			break; /* 200, or anything but "starting" (then asserted below) */
+	}
+	test_defer(free, body);
+	ASSERT_EQ(st, 200);
+	ASSERT_STREQ(body, "{\"ok\":true,\"state\":\"serving\"}");
+	ASSERT(test_undefer(free, body));
+	free(body);
+	body = NULL;
+
+	kill(e->d[0].pid, SIGTERM);
+	for (end = dm_ms() + 10000 * DM_SLACK; dm_ms() < end; dm_sleep_ms(20)) {
+		free(body);
+		st = dm_http_fetch(e->d[0].port, "/readyz", &body);
+		if (st != 200)
+			break;
+	}
+	test_defer(free, body);
+	ASSERT_EQ(st, 503);
+	ASSERT_STREQ(body, "{\"ok\":false,\"state\":\"draining\"}");
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/healthz"), 200);
+	ASSERT(test_undefer(free, body));
+	free(body);
+	ASSERT_EQ(dm_http_fetch(e->d[0].port, "/metrics", &body), 200);
+	test_defer(free, body);
+	ASSERT_EQ(dm_metric(body, "leadsync_ready"), 0);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_readyz_fails_while_draining)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_readyz_body(&e);
 	dm_close(&e);
 }

@@ -1218,7 +1218,7 @@ TP_TEST(daemon_healthz_answers_with_the_database, NULL, 1)
 
 	ASSERT_EQ(tp_get(TP_PORT(t), "/healthz", &r), 0);
 	ASSERT_EQ(r.status, 200);
-	ASSERT_STREQ(r.body, "{\"ok\":true,\"db\":\"up\"}");
+	ASSERT_STREQ(r.body, "{\"ok\":true,\"loop\":\"up\",\"db\":\"up\"}");
 	tp_resp_release(&r);
 }
 

@@ -321,6 +321,40 @@ TEST(rule_memory_table_bomb)
 			"memory limit exceeded", &lim));
 }
 
+/* Which limit ended the last call, for /metrics: each kill by its name,
+ * a plain error and a good call as none. */
+static enum rule_limit t_limit_of(const char *bad, const struct rule_limits *lim)
+{
+	char src[4096], err[512];
+	struct rule_result res;
+	struct rule_rt *rt;
+	enum rule_limit l = RULE_LIMIT_NONE;
+
+	snprintf(src, sizeof(src), T_HEAD "if data.bad then %s end" T_TAIL, bad);
+	rt = t_load(src, lim, err, sizeof(err));
+	if (!rt)
+		return (enum rule_limit)-1;
+	if (t_process(rt, "{\"bad\":true}", &res, err, sizeof(err)) < 0)
+		l = rule_last_limit(rt);
+	rule_result_release(&res);
+	if (t_process(rt, "{}", &res, err, sizeof(err)) < 0 || rule_last_limit(rt) != RULE_LIMIT_NONE)
+		l = (enum rule_limit)-2;
+	rule_result_release(&res);
+	rule_free(rt);
+	return l;
+}
+
+TEST(rule_last_limit_names_the_limit)
+{
+	const struct rule_limits slow = { .instructions = 2000000000, .time_ms = 50 };
+
+	ASSERT_EQ(t_limit_of("while true do end", &t_small), RULE_LIMIT_BUDGET);
+	ASSERT_EQ(t_limit_of("local t = {} while true do t[#t + 1] = {} end", &t_small),
+		  RULE_LIMIT_MEMORY);
+	ASSERT_EQ(t_limit_of("while true do end", &slow), RULE_LIMIT_TIME);
+	ASSERT_EQ(t_limit_of("error('plain')", &t_small), RULE_LIMIT_NONE);
+}
+
 /* After a memory kill the heap is collected: the runtime is back to its size. */
 TEST(rule_memory_is_returned_after_a_kill)
 {
