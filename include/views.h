@@ -93,6 +93,12 @@ struct views_filter {
 			      * above VIEWS_LIMIT_MAX: VIEWS_LIMIT_MAX */
 };
 
+/* Checks f's words (variant, outcome) and combinations (outcome with
+ * failed) without the database: 0, or VIEWS_EINVAL with err naming the
+ * field. Every view checks its filter this way first. */
+__attribute__((warn_unused_result))
+int views_filter_check(const struct views_filter *f, char *err, size_t errlen);
+
 /* Offer health: one row per offer (that names a rule) and variant. */
 __attribute__((warn_unused_result))
 int views_offers(PGconn *c, const struct views_filter *f, enum views_format fmt,

@@ -343,6 +343,12 @@ static int view_args(int argc, char **argv, unsigned allowed, struct views_filte
 	}
 	if ((*seen & VO_OUTCOME) && (*seen & VO_FAILED))
 		return cli_usage("--outcome and --failed do not go together");
+	{
+		char err[256];
+
+		if (views_filter_check(f, err, sizeof(err)) < 0)
+			return cli_usage("--%s", err);
+	}
 	if (id && *id && (*seen & ~(unsigned)VO_JSON)) {
 		for (i = 0; !(view_opts[i].bit & *seen & ~(unsigned)VO_JSON); i++)
 			;

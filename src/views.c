@@ -430,6 +430,8 @@ int views_offers(PGconn *c, const struct views_filter *f, enum views_format fmt,
 	struct buf sql;
 	int limit = views__limit(f), rc = 0;
 
+	if (views_filter_check(f, err, errlen) < 0)
+		return VIEWS_EINVAL;
 	buf_init(&sql, 0);
 	rc |= buf_adds(&sql, "WITH o AS MATERIALIZED (SELECT * FROM offers o WHERE o.rule IS NOT NULL");
 	if (f->offer)
@@ -479,13 +481,8 @@ static bool views__outcome_ok(const char *o)
 	return false;
 }
 
-int views_polls(PGconn *c, const struct views_filter *f, enum views_format fmt, struct buf *out,
-		char *err, size_t errlen)
+int views_filter_check(const struct views_filter *f, char *err, size_t errlen)
 {
-	struct vparams p = { .n = 0 };
-	struct buf sql;
-	int limit = views__limit(f), rc = 0;
-
 	if (f->variant && !views__variant_ok(f->variant)) {
 		snprintf(err, errlen, "variant '%s' is not processing, accepted or dates", f->variant);
 		return VIEWS_EINVAL;
@@ -499,6 +496,18 @@ int views_polls(PGconn *c, const struct views_filter *f, enum views_format fmt, 
 		snprintf(err, errlen, "outcome and failed do not go together");
 		return VIEWS_EINVAL;
 	}
+	return 0;
+}
+
+int views_polls(PGconn *c, const struct views_filter *f, enum views_format fmt, struct buf *out,
+		char *err, size_t errlen)
+{
+	struct vparams p = { .n = 0 };
+	struct buf sql;
+	int limit = views__limit(f), rc = 0;
+
+	if (views_filter_check(f, err, errlen) < 0)
+		return VIEWS_EINVAL;
 	buf_init(&sql, 0);
 	rc |= views__select(&sql, poll_cols, NCOLS(poll_cols), VIEWS_OFFER_SECRETS("o"));
 	rc |= buf_adds(&sql, " FROM poll_runs r JOIN offers o ON o.id = r.offer WHERE true");
@@ -532,6 +541,8 @@ int views_postbacks(PGconn *c, const struct views_filter *f, enum views_format f
 	struct buf sql;
 	int limit = views__limit(f), rc = 0;
 
+	if (views_filter_check(f, err, errlen) < 0)
+		return VIEWS_EINVAL;
 	buf_init(&sql, 0);
 	rc |= views__select(&sql, postback_cols, NCOLS(postback_cols), postback_secrets_sql);
 	rc |= buf_adds(&sql, " FROM postbacks_in p LEFT JOIN advertisers a ON a.id = p.advertiser"
