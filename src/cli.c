@@ -930,7 +930,7 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes",
 	  "usage: leadsync lead show ID [--json]\n" },
 	{ "offers", cli_offers, "[--failing] [--json]",
-	  "offer health: each offer and variant, its last run, failures, leads waiting",
+	  "offer health: last run, failures, leads waiting per variant",
 	  "usage: leadsync offers [--failing] [--offer N] [--limit N] [--before OFFER] [--json]\n"
 	  "One row per offer that names a rule and variant: the rule, the last run, its\n"
 	  "outcome and time, when the next is due, consecutive failures, the last error\n"
