@@ -24,6 +24,12 @@
  * A dates query lists the orders that appeared on those UTC days (the CRM
  * knows nothing of an order before it is asked about it).
  *
+ * A flaky offer, so the operator's views have a failure to show: requests
+ * with the second key (flaky_key) are answered as any other, except every
+ * fail_every-th of them, which fails, by turns, with a 500 (the poll's
+ * outcome http_error) and with a 200 whose body is an HTML error page, not
+ * JSON (decode_error). scripts/demo/network.jsonl gives offer 11 that key.
+ *
  * Memory is bounded: at most max_orders orders; past that, new ids are left
  * out of answers as unknown ids are.
  *
@@ -39,6 +45,8 @@
 
 #define DEMO_CRM_LISTEN "127.0.0.1:9001"
 #define DEMO_CRM_KEY "s3cret"
+#define DEMO_CRM_FLAKY_KEY "s3cret-flaky"
+#define DEMO_CRM_FAIL_EVERY 4
 #define DEMO_CRM_SEED 7 /* a seed whose plans for the demo network mix every outcome */
 #define DEMO_CRM_STEP_MS 3000
 #define DEMO_CRM_ORDERS_MAX 100000
@@ -60,6 +68,8 @@ void demo_crm_progress(uint64_t seed, const char *id, size_t len, uint64_t age,
 struct demo_crm_config {
 	const char *addr;     /* "host:port", port 0 picks one [DEMO_CRM_LISTEN] */
 	const char *key;      /* the API key requests must carry [DEMO_CRM_KEY]; copied */
+	const char *flaky_key; /* the flaky offer's key [DEMO_CRM_FLAKY_KEY]; copied */
+	unsigned fail_every;  /* its n-th requests fail [DEMO_CRM_FAIL_EVERY] */
 	uint64_t seed;        /* [DEMO_CRM_SEED when 0] */
 	uint64_t step_ms;     /* one step of the plans [DEMO_CRM_STEP_MS] */
 	size_t max_orders;    /* [DEMO_CRM_ORDERS_MAX] */

@@ -29,6 +29,19 @@
 
 #include "buf.h"
 
+/* SQL: a lead_history row's change as text, "status 2 -> 6, comment
+ * \"\" -> \"ok\"", fields in lead_diff()'s order; h is the row's alias. The
+ * text views of `lead show`, a poll run and a postback share it. */
+#define HISTORY_SUMMARY_SQL(h)                                                        \
+	"(SELECT string_agg(CASE WHEN " h ".before ? k"                                \
+	"   THEN k || ' ' || coalesce((" h ".before -> k)::text, 'null') || ' -> '"    \
+	"    || coalesce((" h ".after -> k)::text, 'null')"                            \
+	"   ELSE k || ' ' || coalesce((" h ".after -> k)::text, 'null') END, ', '"     \
+	"   ORDER BY array_position(ARRAY['status', 'reason', 'comment', 'track', 'base'," \
+	"    'counts', 'curr', 'goal', 'wm', 'pay', 'ref', 'cash_curr', 'approved_at',"  \
+	"    'hold_until', 'ext', 'created', 'click_id', 'request_id', 'customer_id'], k), k)" \
+	"  FROM jsonb_object_keys(" h ".before || " h ".after) AS k)"
+
 /* Appends lead id and its history to out (the caller's buffer). Returns 0,
  * or -1 with err set ("lead 99 not found", a database error, out full);
  * out may then hold part of the text. */

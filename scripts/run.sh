@@ -85,6 +85,7 @@ if [ -n "$pg" ]; then
 	done
 	echo "run: demo CRM on $crm_addr; the demo offers poll it every few seconds"
 	echo "run: why a lead has its status: LEADSYNC_DB='$LEADSYNC_DB' $bin lead show 1001"
+	echo "run: failing polls (offer 11 fails now and then on purpose): LEADSYNC_DB='$LEADSYNC_DB' $bin history --failed"
 fi
 
 echo "run: leadsync run on ${LEADSYNC_LISTEN:-127.0.0.1:8080}; Ctrl-C stops it"

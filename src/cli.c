@@ -26,6 +26,7 @@
 #include "settings.h"
 #include "status.h"
 #include "store.h"
+#include "views.h"
 
 #define LEADSYNC_VERSION "0.1.0"
 
@@ -230,6 +231,204 @@ out:
 	buf_release(&out);
 	PQfinish(c);
 	return rc;
+}
+
+/* ------------------------------------------------- the operator's views */
+
+/* The options of the views (`offers`, `history`, `postbacks`): which ones
+ * a command takes, and what they set. */
+enum {
+	VO_JSON = 1 << 0, VO_LIMIT = 1 << 1, VO_BEFORE = 1 << 2, VO_OFFER = 1 << 3,
+	VO_VARIANT = 1 << 4, VO_OUTCOME = 1 << 5, VO_FAILED = 1 << 6, VO_SINCE = 1 << 7,
+	VO_ADVERTISER = 1 << 8, VO_ERRORS = 1 << 9, VO_LEAD = 1 << 10, VO_FAILING = 1 << 11,
+};
+
+static const struct view_opt {
+	const char *name;
+	unsigned bit;
+	bool value;
+} view_opts[] = {
+	{ "--json", VO_JSON, false },         { "--limit", VO_LIMIT, true },
+	{ "--before", VO_BEFORE, true },      { "--offer", VO_OFFER, true },
+	{ "--variant", VO_VARIANT, true },    { "--outcome", VO_OUTCOME, true },
+	{ "--failed", VO_FAILED, false },     { "--since", VO_SINCE, true },
+	{ "--advertiser", VO_ADVERTISER, true }, { "--errors", VO_ERRORS, false },
+	{ "--lead", VO_LEAD, true },          { "--failing", VO_FAILING, false },
+};
+
+/* Reads a view's command line into f: the options in allowed, and at most
+ * one positional ID (when id is not NULL; 0 when absent). Which options
+ * were given go to *seen. Returns 0, or EXIT_USAGE after naming the
+ * argument. */
+static int view_args(int argc, char **argv, unsigned allowed, struct views_filter *f, bool *json,
+		     int64_t *id, unsigned *seen)
+{
+	int i;
+
+	*seen = 0;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = NULL, *eq = strchr(a, '=');
+		size_t nlen = eq && strncmp(a, "--", 2) == 0 ? (size_t)(eq - a) : strlen(a);
+		const struct view_opt *o = NULL;
+		size_t k;
+
+		if (a[0] != '-') {
+			if (!id)
+				return cli_usage("unexpected argument '%s'", a);
+			if (*id)
+				return cli_usage("unexpected argument '%s': one ID at most", a);
+			if (parse_id(a, id) < 0)
+				return cli_usage("'%s' is not an id", a);
+			continue;
+		}
+		for (k = 0; k < sizeof(view_opts) / sizeof(view_opts[0]); k++)
+			if (strlen(view_opts[k].name) == nlen && strncmp(view_opts[k].name, a, nlen) == 0)
+				o = &view_opts[k];
+		if (!o || !(o->bit & allowed))
+			return cli_usage("unknown option '%.*s'", (int)nlen, a);
+		if (o->value) {
+			v = eq && nlen < strlen(a) ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+			if (!v || !*v)
+				return cli_usage("%s needs a value", o->name);
+		} else if (nlen < strlen(a))
+			return cli_usage("%s takes no value", o->name);
+		*seen |= o->bit;
+		switch (o->bit) {
+		case VO_JSON:
+			*json = true;
+			break;
+		case VO_FAILED:
+		case VO_FAILING:
+			f->failed = true;
+			break;
+		case VO_ERRORS:
+			f->errors = true;
+			break;
+		case VO_LIMIT: {
+			int64_t n;
+
+			if (parse_id(v, &n) < 0 || n > VIEWS_LIMIT_MAX)
+				return cli_usage("--limit '%s' is not a number in 1..%d", v,
+						 VIEWS_LIMIT_MAX);
+			f->limit = (int)n;
+			break;
+		}
+		case VO_SINCE:
+			if (views_since_parse(v, (int64_t)time(NULL), &f->since) < 0)
+				return cli_usage("--since '%s' is not an ISO-8601 time or an age "
+						 "(30m, 2h, 7d)", v);
+			break;
+		case VO_VARIANT:
+			if (rule_variant_parse(v) < 0)
+				return cli_usage("--variant '%s' is not processing, accepted or dates", v);
+			f->variant = v;
+			break;
+		case VO_OUTCOME:
+			f->outcome = v;
+			break;
+		default: {
+			int64_t n;
+
+			if (parse_id(v, &n) < 0)
+				return cli_usage("%s '%s' is not an id", o->name, v);
+			if (o->bit == VO_BEFORE)
+				f->before = n;
+			else if (o->bit == VO_OFFER)
+				f->offer = n;
+			else if (o->bit == VO_ADVERTISER)
+				f->advertiser = n;
+			else
+				f->lead = n;
+		}
+		}
+	}
+	if ((*seen & VO_OUTCOME) && (*seen & VO_FAILED))
+		return cli_usage("--outcome and --failed do not go together");
+	{
+		char err[256];
+
+		if (views_filter_check(f, err, sizeof(err)) < 0)
+			return cli_usage("--%s", err);
+	}
+	if (id && *id && (*seen & ~(unsigned)VO_JSON)) {
+		for (i = 0; !(view_opts[i].bit & *seen & ~(unsigned)VO_JSON); i++)
+			;
+		return cli_usage("%s lists; it does not go with an ID", view_opts[i].name);
+	}
+	return 0;
+}
+
+/* Runs one view on the configured database and prints it. */
+static int view_print(struct settings *s, int (*list)(PGconn *, const struct views_filter *,
+						      enum views_format, struct buf *, char *,
+						      size_t),
+		      int (*one)(PGconn *, int64_t, enum views_format, struct buf *, char *, size_t),
+		      const struct views_filter *f, int64_t id, bool json)
+{
+	enum views_format fmt = json ? VIEWS_JSON : VIEWS_TEXT;
+	struct buf out;
+	PGconn *c = NULL;
+	char err[1024];
+	int rc = EXIT_FAIL, r;
+
+	buf_init(&out, 0);
+	if (open_db(s, &c) < 0)
+		goto out;
+	r = id ? one(c, id, fmt, &out, err, sizeof(err)) : list(c, f, fmt, &out, err, sizeof(err));
+	if (r == VIEWS_EINVAL) {
+		rc = cli_usage("%s", err);
+		goto out;
+	}
+	if (r < 0) {
+		fprintf(stderr, "leadsync: %s: %s\n", cli_current ? cli_current->name : "", err);
+		goto out;
+	}
+	if ((json && buf_addc(&out, '\n') < 0) || print_buf(stdout, &out) < 0)
+		goto out;
+	rc = EXIT_OK;
+out:
+	buf_release(&out);
+	PQfinish(c);
+	return rc;
+}
+
+static int cli_offers(struct settings *s, int argc, char **argv)
+{
+	struct views_filter f = { 0 };
+	unsigned seen;
+	bool json = false;
+	int rc = view_args(argc, argv, VO_JSON | VO_LIMIT | VO_BEFORE | VO_OFFER | VO_FAILING, &f,
+			   &json, NULL, &seen);
+
+	return rc ? rc : view_print(s, views_offers, NULL, &f, 0, json);
+}
+
+static int cli_history(struct settings *s, int argc, char **argv)
+{
+	struct views_filter f = { 0 };
+	unsigned seen;
+	int64_t run = 0;
+	bool json = false;
+	int rc = view_args(argc, argv,
+			   VO_JSON | VO_LIMIT | VO_BEFORE | VO_OFFER | VO_VARIANT | VO_OUTCOME |
+				   VO_FAILED | VO_SINCE,
+			   &f, &json, &run, &seen);
+
+	return rc ? rc : view_print(s, views_polls, views_poll, &f, run, json);
+}
+
+static int cli_postbacks(struct settings *s, int argc, char **argv)
+{
+	struct views_filter f = { 0 };
+	unsigned seen;
+	int64_t id = 0;
+	bool json = false;
+	int rc = view_args(argc, argv,
+			   VO_JSON | VO_LIMIT | VO_BEFORE | VO_ADVERTISER | VO_ERRORS | VO_SINCE |
+				   VO_LEAD,
+			   &f, &json, &id, &seen);
+
+	return rc ? rc : view_print(s, views_postbacks, views_postback, &f, id, json);
 }
 
 /* `leadsync check`: one poll of an offer now, as the daemon would make it;
@@ -695,13 +894,23 @@ static int cli_demo_crm(struct settings *s, int argc, char **argv)
 		char *end = NULL;
 
 		if (strcmp(argv[a], "--key") != 0 && strcmp(argv[a], "--seed") != 0 &&
-		    strcmp(argv[a], "--step-ms") != 0)
+		    strcmp(argv[a], "--step-ms") != 0 && strcmp(argv[a], "--flaky-key") != 0 &&
+		    strcmp(argv[a], "--fail-every") != 0)
 			return cli_usage("unexpected argument '%s'", argv[a]);
 		if (!v || !*v)
 			return cli_usage("%s needs a value", argv[a]);
 		if (strcmp(argv[a], "--key") == 0)
 			cfg.key = v;
-		else if (strcmp(argv[a], "--seed") == 0)
+		else if (strcmp(argv[a], "--flaky-key") == 0)
+			cfg.flaky_key = v;
+		else if (strcmp(argv[a], "--fail-every") == 0) {
+			unsigned long n = strtoul(v, &end, 10);
+
+			if (*end || end == v || *v == '-' || n < 1 || n > 1000000)
+				return cli_usage("--fail-every '%s' is not a number in 1..1000000", v);
+			cfg.fail_every = (unsigned)n;
+			end = NULL;
+		} else if (strcmp(argv[a], "--seed") == 0)
 			cfg.seed = strtoull(v, &end, 10);
 		else
 			cfg.step_ms = strtoull(v, &end, 10);
@@ -747,6 +956,37 @@ static const struct cli_cmd cli_cmds[] = {
 	  "upserts them in one transaction: a bad line writes nothing.\n" },
 	{ "lead", cli_lead, "show ID [--json]", "show a lead and the history of its changes",
 	  "usage: leadsync lead show ID [--json]\n" },
+	{ "offers", cli_offers, "[--failing] [--json]",
+	  "offer health: last run, failures, leads waiting per variant",
+	  "usage: leadsync offers [--failing] [--offer N] [--limit N] [--before OFFER] [--json]\n"
+	  "One row per offer that names a rule and variant: the rule, the last run, its\n"
+	  "outcome and time, when the next is due, consecutive failures, the last error\n"
+	  "(secrets masked), the leads waiting in the variant's statuses and who holds\n"
+	  "the lease. --failing: only the variants failing now. Highest offer id first;\n"
+	  "--limit offers a page (default 50, at most 1000), --before the next page.\n"
+	  "--json: one JSON array.\n" },
+	{ "history", cli_history, "[RUN] [--offer N] [--failed] [...]",
+	  "poll runs, newest first, or one run whole: request, answer, edits",
+	  "usage: leadsync history [--offer N] [--variant V] [--outcome O | --failed]\n"
+	  "         [--since TIME] [--limit N] [--before RUN] [--json]\n"
+	  "       leadsync history RUN [--json]\n"
+	  "Lists poll runs, newest first: outcome, HTTP status, time taken, leads asked\n"
+	  "and changed, the error. --failed: every outcome but ok and caught_up. --since\n"
+	  "takes an ISO-8601 time or an age (30m, 2h, 7d). --limit runs a page (default\n"
+	  "50, at most 1000), --before RUN the next page. With RUN: that run whole, the\n"
+	  "request (secrets masked), HTTP status, timing, counters, the error with the\n"
+	  "rule's file:line, notes, the answer's first bytes and the leads it changed.\n"
+	  "--json: one JSON array, or one object for RUN.\n" },
+	{ "postbacks", cli_postbacks, "[ID] [--lead N] [--errors] [...]",
+	  "incoming postbacks, newest first, or one whole",
+	  "usage: leadsync postbacks [--advertiser N] [--errors] [--since TIME] [--lead N]\n"
+	  "         [--limit N] [--before ID] [--json]\n"
+	  "       leadsync postbacks ID [--json]\n"
+	  "Lists the incoming-postback log, newest first: the request (API key masked),\n"
+	  "the HTTP status answered, the outcome, the lead, the error. --errors: only\n"
+	  "those answered 4xx or 5xx. --since takes an ISO-8601 time or an age (30m, 2h,\n"
+	  "7d). With ID: that postback whole, its body and the lead changes it made.\n"
+	  "--json: one JSON array, or one object for ID.\n" },
 	{ "check", cli_check, "OFFER [--variant V] [--dry-run] [--save DIR]",
 	  "poll an offer's CRM now: the request, the answer, the edits",
 	  "usage: leadsync check OFFER [--variant processing|accepted|dates] [--dry-run]\n"
@@ -767,7 +1007,10 @@ static const struct cli_cmd cli_cmds[] = {
 	  "or exits 1 at the first failure with what failed and what to do.\n" },
 	{ "demo-crm", cli_demo_crm, "[--key KEY] [--seed N]",
 	  "the demo CRM of `make run` (--listen, default 127.0.0.1:9001)",
-	  "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] [--step-ms MS]\n" },
+	  "usage: leadsync demo-crm [--listen HOST:PORT] [--key KEY] [--seed N] [--step-ms MS]\n"
+	  "         [--flaky-key KEY] [--fail-every N]\n"
+	  "Requests with --flaky-key (default " DEMO_CRM_FLAKY_KEY ", the demo's offer 11) fail\n"
+	  "every N-th time (default 4), by turns a 500 and an HTML page sent as 200.\n" },
 	{ "rule", cli_rule, "test RULE --variant V --leads F --response F [...]",
 	  "run a rule on files: the request, the edits, the counters", rule_usage },
 	{ "status", cli_status, "TEXT... | --reasons [--json]",

@@ -130,7 +130,9 @@ struct demo_crm {
 	uv_loop_t *loop;
 	struct listener *l;
 	struct listener_route route;
-	char *key;
+	char *key, *flaky_key;
+	unsigned fail_every;
+	uint64_t flaky_requests;
 	uint64_t seed, step_ms, start_ms;
 	size_t max_orders;
 	uint64_t (*clock_ms)(void *arg);
@@ -350,6 +352,12 @@ static int demo__by_dates(struct demo_crm *d, int64_t from, int64_t to, struct b
 	return 0;
 }
 
+/* The flaky offer's broken answer: not the JSON the rule declares. */
+static const char demo_broken_page[] =
+	"<html><head><title>502 Bad Gateway</title></head>\n"
+	"<body><h1>502 Bad Gateway</h1><p>demo: the flaky offer's answer, on purpose</p></body>"
+	"</html>\n";
+
 static void demo__orders(struct listener_req *req, void *data)
 {
 	struct demo_crm *d = data;
@@ -363,7 +371,19 @@ static void demo__orders(struct listener_req *req, void *data)
 	struct buf b;
 	int rc;
 
-	if (!key || !buf_ct_equal(key, klen, d->key, strlen(d->key))) {
+	if (key && buf_ct_equal(key, klen, d->flaky_key, strlen(d->flaky_key)) &&
+	    ++d->flaky_requests % d->fail_every == 0) {
+		/* by turns: the CRM down, and a proxy's error page sent as 200 */
+		if ((d->flaky_requests / d->fail_every) % 2)
+			listener_respond_error(req, 500, "demo: the CRM's database is restarting "
+							 "(this key fails now and then on purpose)");
+		else
+			listener_respond(req, 200, "text/html",
+					 demo_broken_page, sizeof(demo_broken_page) - 1, NULL);
+		return;
+	}
+	if (!key || (!buf_ct_equal(key, klen, d->key, strlen(d->key)) &&
+		     !buf_ct_equal(key, klen, d->flaky_key, strlen(d->flaky_key)))) {
 		listener_respond_error(req, 403, key ? "wrong api key" : "missing api key: add key=...");
 		return;
 	}
@@ -400,12 +420,17 @@ int demo_crm_start(uv_loop_t *loop, const struct demo_crm_config *cfg, struct de
 	struct demo_crm *d = calloc(1, sizeof(*d));
 
 	*out = NULL;
-	if (!d || !(d->key = strdup(cfg->key && *cfg->key ? cfg->key : DEMO_CRM_KEY))) {
+	if (!d || !(d->key = strdup(cfg->key && *cfg->key ? cfg->key : DEMO_CRM_KEY)) ||
+	    !(d->flaky_key = strdup(cfg->flaky_key && *cfg->flaky_key ? cfg->flaky_key
+								  : DEMO_CRM_FLAKY_KEY))) {
+		if (d)
+			free(d->key);
 		free(d);
 		snprintf(err, errlen, "demo crm: out of memory");
 		return -1;
 	}
 	d->loop = loop;
+	d->fail_every = cfg->fail_every ? cfg->fail_every : DEMO_CRM_FAIL_EVERY;
 	d->seed = cfg->seed ? cfg->seed : DEMO_CRM_SEED;
 	d->step_ms = cfg->step_ms ? cfg->step_ms : DEMO_CRM_STEP_MS;
 	d->max_orders = cfg->max_orders ? cfg->max_orders : DEMO_CRM_ORDERS_MAX;
@@ -419,6 +444,7 @@ int demo_crm_start(uv_loop_t *loop, const struct demo_crm_config *cfg, struct de
 	lc.routes = &d->route;
 	lc.nroutes = 1;
 	if (listener_start(loop, &lc, &d->l, err, errlen) < 0) {
+		free(d->flaky_key);
 		free(d->key);
 		free(d);
 		return -1;
@@ -448,6 +474,7 @@ static void demo__closed(struct listener *l, void *data)
 		free(d->orders[i].id);
 	free(d->orders);
 	free(d->slots);
+	free(d->flaky_key);
 	free(d->key);
 	free(d);
 	if (cb)

@@ -2,6 +2,7 @@
 #include "history.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,15 +53,8 @@ static const struct history_field {
 /* History rows oldest first; the last column is the text view's summary of
  * the change, fields in lead_diff()'s order. */
 static const char history_rows_sql[] =
-	"SELECT lead_time_json(h.at), h.source, h.source_id, h.before::text, h.after::text,"
-	" (SELECT string_agg(CASE WHEN h.before ? k"
-	"   THEN k || ' ' || coalesce((h.before -> k)::text, 'null') || ' -> '"
-	"    || coalesce((h.after -> k)::text, 'null')"
-	"   ELSE k || ' ' || coalesce((h.after -> k)::text, 'null') END, ', '"
-	"   ORDER BY array_position(ARRAY['status', 'reason', 'comment', 'track', 'base',"
-	"    'counts', 'curr', 'goal', 'wm', 'pay', 'ref', 'cash_curr', 'approved_at',"
-	"    'hold_until', 'ext', 'created', 'click_id', 'request_id', 'customer_id'], k), k)"
-	"  FROM jsonb_object_keys(h.before || h.after) AS k)"
+	"SELECT lead_time_json(h.at), h.source, h.source_id, h.before::text, h.after::text, "
+	HISTORY_SUMMARY_SQL("h")
 	" FROM lead_history h WHERE h.lead = $1 ORDER BY h.at, h.id";
 
 static int history__json_value(struct buf *b, const PGresult *r, int col,
@@ -119,6 +113,33 @@ static const char *history__get(const PGresult *r, const char *name)
 	return NULL;
 }
 
+/* A history row's source as the text view names it, linking to the
+ * record that made the change: "poll run 812", "postback 4411 (chargeback)",
+ * "timer". Returns true when it names a poll run or a postback. */
+static bool history__source(char *out, size_t len, const char *source, const char *id)
+{
+	static const struct {
+		const char *source, *record, *note;
+	} links[] = {
+		{ "poll", "poll run", "" },
+		{ "dates", "poll run", " (dates)" },
+		{ "postback", "postback", "" },
+		{ "chargeback", "postback", " (chargeback)" },
+	};
+	size_t i;
+
+	for (i = 0; id && i < sizeof(links) / sizeof(links[0]); i++)
+		if (strcmp(source, links[i].source) == 0) {
+			snprintf(out, len, "%s %s%s", links[i].record, id, links[i].note);
+			return true;
+		}
+	if (id)
+		snprintf(out, len, "%s %s", source, id);
+	else
+		snprintf(out, len, "%s", source);
+	return false;
+}
+
 static int history__text(struct buf *b, const PGresult *lead, const PGresult *h)
 {
 	const char *status = history__get(lead, "status"), *reason = history__get(lead, "reason");
@@ -127,6 +148,7 @@ static int history__text(struct buf *b, const PGresult *lead, const PGresult *h)
 	int rs = reason ? (int)strtol(reason, NULL, 10) : 0;
 	size_t i;
 	int j, rc = 0;
+	bool links = false;
 
 	rc |= buf_addf(b, "lead %s\n", history__get(lead, "id"));
 	for (i = 1; i < HISTORY_NFIELDS; i++) {
@@ -149,15 +171,16 @@ static int history__text(struct buf *b, const PGresult *lead, const PGresult *h)
 	}
 	rc |= buf_addf(b, "history (%d)\n", PQntuples(h));
 	for (j = 0; j < PQntuples(h); j++) {
-		char src[64];
+		char src[80];
 
-		if (PQgetisnull(h, j, 2))
-			snprintf(src, sizeof(src), "%s", PQgetvalue(h, j, 1));
-		else
-			snprintf(src, sizeof(src), "%s %s", PQgetvalue(h, j, 1), PQgetvalue(h, j, 2));
-		rc |= buf_addf(b, "  %s  %-16s %s\n", PQgetvalue(h, j, 0), src,
+		links |= history__source(src, sizeof(src), PQgetvalue(h, j, 1),
+					 PQgetisnull(h, j, 2) ? NULL : PQgetvalue(h, j, 2));
+		rc |= buf_addf(b, "  %s  %-24s %s\n", PQgetvalue(h, j, 0), src,
 			       PQgetisnull(h, j, 5) ? "(no change)" : PQgetvalue(h, j, 5));
 	}
+	if (links)
+		rc |= buf_adds(b, "a poll run whole: leadsync history RUN; a postback: "
+				  "leadsync postbacks ID\n");
 	return rc ? -1 : 0;
 }
 

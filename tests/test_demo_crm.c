@@ -508,9 +508,11 @@ TEST(demo_crm_demo_network_imports_and_its_timers_fire)
 	if (st.approved < 1 || st.rejected < 1)
 		test__fail(__FILE__, __LINE__, "demo timers: %llu approved, %llu rejected",
 			   (unsigned long long)st.approved, (unsigned long long)st.rejected);
-	/* every offer that names a rule polls the demo CRM within seconds */
+	/* every offer that names a rule polls the demo CRM within seconds
+	 * (with its key, or its flaky key: demo_crm_flaky_offer_fails_now_and_then) */
 	r = PQexec(c, "SELECT count(*) FROM offers WHERE rule IS NOT NULL AND (rule <> 'demo_crm'"
-		      " OR params ->> 'host' <> '127.0.0.1:9001' OR params ->> 'key' <> 's3cret'"
+		      " OR params ->> 'host' <> '127.0.0.1:9001'"
+		      " OR params ->> 'key' NOT IN ('" DEMO_CRM_KEY "', '" DEMO_CRM_FLAKY_KEY "')"
 		      " OR coalesce(interval_processing, 600) > 10 OR coalesce(interval_accepted, 0) > 30)");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "0") != 0)
 		test__fail(__FILE__, __LINE__, "demo offers not on the demo CRM with short intervals: %s",
@@ -522,4 +524,113 @@ out:
 		fclose(in);
 	PQfinish(c);
 	free(ci);
+}
+
+/* The demo's flaky offer: offer 11 of the demo network polls with the
+ * demo CRM's flaky key, so every DEMO_CRM_FAIL_EVERY-th of its polls fails,
+ * by turns a 500 and an HTML page: `leadsync history --failed` and
+ * `leadsync offers --failing` list it. Polled by the real CLI (`leadsync
+ * check`), counted, never timed. */
+static void dt_db_finish(void *c)
+{
+	PQfinish(c);
+}
+
+static int dt_cli(const char *db, char *const *args, char **out)
+{
+	const char *b = getenv("LEADSYNC_TEST_BIN");
+	char *argv[12] = { (char *)(b && *b ? b : "build/test/leadsync") };
+	char env[1024];
+	const char *envp[] = { env, NULL };
+	char *err = NULL;
+	size_t i;
+	int rc;
+
+	snprintf(env, sizeof(env), "LEADSYNC_DB=%s", db);
+	for (i = 0; args[i] && i < 10; i++)
+		argv[i + 1] = args[i];
+	argv[i + 1] = NULL;
+	rc = test_run(argv, envp, NULL, out, &err);
+	test_defer_free(*out);
+	test_defer_free(err);
+	return rc;
+}
+
+static void dt_finish_cb(void *s)
+{
+	dt_finish(s);
+}
+
+static void dt_fclose(void *f)
+{
+	fclose(f);
+}
+
+static void dt_json_delete(void *j)
+{
+	cJSON_Delete(j);
+}
+
+TEST(demo_crm_flaky_offer_fails_now_and_then)
+{
+	char *ci = test_db_fresh("ls_demo_flaky");
+	FILE *in = fopen("scripts/demo/network.jsonl", "r");
+	struct import_stats ist;
+	struct dt_srv s;
+	PGconn *c = NULL;
+	char err[1024], sql[256], *out;
+	char *check[] = { "check", "11", "--variant", "processing", NULL };
+	char *failed[] = { "history", "--failed", "--json", NULL };
+	char *failing[] = { "offers", "--failing", "--json", NULL };
+	int applied, i, fails = 0;
+	cJSON *j;
+
+	test_defer_free(ci);
+	if (in)
+		test_defer(dt_fclose, in);
+	ASSERT(ci && in);
+	ASSERT(store_connect(ci, &c, err, sizeof(err)) == 0);
+	test_defer(dt_db_finish, c);
+	if (store_migrate(c, &applied, err, sizeof(err)) < 0 ||
+	    import_run(c, in, &ist, err, sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "%s", err);
+		return;
+	}
+	/* exactly one demo offer is the flaky one */
+	ASSERT(test_sql_is((struct pg_conn *)c,
+			   "SELECT string_agg(id::text, ',') FROM offers WHERE params ->> 'key' = '"
+			   DEMO_CRM_FLAKY_KEY "'", "11"));
+	if (dt_start(&s, DEMO_CRM_KEY, 0) < 0)
+		return;
+	test_defer(dt_finish_cb, &s);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE offers SET params = jsonb_set(params, '{host}', '\"127.0.0.1:%d\"')", s.port);
+	ASSERT(test_sql_exec((struct pg_conn *)c, sql));
+	/* offer 10's key never fails; offer 11's every 4th request does */
+	for (i = 1; i <= 2 * DEMO_CRM_FAIL_EVERY; i++) {
+		int rc = dt_cli(ci, check, &out);
+
+		if (rc != (i % DEMO_CRM_FAIL_EVERY ? 0 : 1)) {
+			test__fail(__FILE__, __LINE__, "check %d: exit %d: %s", i, rc, out);
+			return;
+		}
+		fails += rc;
+	}
+	ASSERT_EQ(fails, 2);
+	ASSERT_EQ(dt_cli(ci, failed, &out), 0);
+	j = cJSON_Parse(out);
+	test_defer(dt_json_delete, j);
+	ASSERT_EQ(cJSON_GetArraySize(j), 2);
+	/* newest first: the HTML page, then the 500 */
+	ASSERT_CONTAINS(out, "\"offer\":11,\"offer_name\":\"Slim Y\",\"variant\":\"processing\"");
+	ASSERT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "outcome")),
+		     "decode_error");
+	ASSERT_STREQ(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 1), "outcome")),
+		     "http_error");
+	ASSERT_EQ(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 1), "http_status")),
+		  500);
+	ASSERT(!strstr(out, DEMO_CRM_FLAKY_KEY));
+	ASSERT_EQ(dt_cli(ci, failing, &out), 0);
+	ASSERT_CONTAINS(out, "[{\"offer\":11,\"name\":\"Slim Y\"");
+	ASSERT_CONTAINS(out, "\"last_outcome\":\"decode_error\"");
 }

@@ -557,8 +557,8 @@ TEST(history_lead_show_text_and_unknown)
 	ASSERT_CONTAINS(out.p, "\n  status       4 hold (");
 	ASSERT_CONTAINS(out.p, "\n  reason       -\n");
 	ASSERT_CONTAINS(out.p, "\nhistory (2)\n");
-	ASSERT_CONTAINS(out.p, "Z  import           status 2, base 30, counts 1,");
-	ASSERT_CONTAINS(out.p, "Z  import           status 2 -> 4, hold_until null -> \"");
+	ASSERT_CONTAINS(out.p, "Z  import                   status 2, base 30, counts 1,");
+	ASSERT_CONTAINS(out.p, "Z  import                   status 2 -> 4, hold_until null -> \"");
 	buf_reset(&out);
 	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), -1);
 	ASSERT_STREQ(err, "lead 99 not found");
