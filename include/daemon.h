@@ -16,6 +16,7 @@
  *   GET  /metrics               Prometheus text format 0.0.4 (metrics.h);
  *                               no token: bind the listener where only the
  *                               scraper and the advertisers reach it
+ *   /admin/api/...              the admin API (api.h), behind the token
  *
  * Stop (SIGTERM, SIGINT, or daemon_stop()): the listener stops accepting
  * and answers what is in flight (each postback after its commit), the
