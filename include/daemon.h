@@ -45,7 +45,7 @@ struct daemon;
 struct daemon_config {
 	const char *db;          /* libpq conninfo; required */
 	const char *listen;      /* "host:port"; port 0 picks one */
-	const char *admin_token; /* NULL or "": intake closed */
+	const char *admin_token; /* NULL or "": intake and admin API closed */
 	unsigned db_workers;     /* [2] */
 	size_t db_queue;         /* [20000] */
 	size_t commit_batch;     /* [500] */
