@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "click.h"
 #include "db.h"
 #include "intake.h"
@@ -21,7 +22,7 @@
 #include "timers.h"
 #include "tz.h"
 
-#define DAEMON_NROUTES 8
+#define DAEMON_NROUTES (8 + API_NROUTES)
 
 /* What /readyz answers: 503 until the database pool first holds a live
  * connection, 200 while serving, 503 again from the stop signal on. */
@@ -35,6 +36,7 @@ struct daemon {
 	struct timers *timers;
 	struct poller *poller;
 	struct intake intake;
+	struct api api;
 	char *token;
 	struct listener_route routes[DAEMON_NROUTES];
 	bool stopping;
@@ -352,7 +354,9 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 	d->routes[6] = (struct listener_route){ LISTENER_GET, "/metrics", daemon__metrics, d };
 	lc.addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
 	lc.routes = d->routes;
-	lc.nroutes = 7;
+	d->api.db = d->db;
+	d->api.token = d->token;
+	lc.nroutes = 7 + api_routes(&d->api, &d->routes[7]);
 	lc.limits = cfg->limits;
 	lc.refused = postback_refused;
 	lc.refused_data = d->pb;
