@@ -164,7 +164,7 @@ function table(cols, rows, opts) {
     for (const r of list) {
       const cells = cols.map((c) => {
         const v = c.cell ? c.cell(r) : r[c.key];
-        const cls = [c.num ? 'num' : '', c.cls ? c.cls(r) : ''].join(' ').trim();
+        const cls = [c.num ? 'num' : '', c.time ? 'time' : '', c.cls ? c.cls(r) : ''].join(' ').trim();
         return el('td', { class: cls || null }, v === null || v === undefined ? '' : v);
       });
       if (q && !cols.some((c) => text(c, r).toLowerCase().includes(q))) continue;
@@ -193,7 +193,7 @@ function changesTable(changed) {
   if (!changed || !changed.length) return el('p', { class: 'muted' }, 'no lead changed');
   return table([
     { key: 'lead', label: 'Lead', num: true, cell: (r) => link({ view: 'lead', id: r.lead }, r.lead) },
-    { key: 'at', label: 'At', cell: (r) => fmtTime(r.at) },
+    { key: 'at', label: 'At', time: true, cell: (r) => fmtTime(r.at) },
     { key: 'source', label: 'Source', cell: (r) => sourceLink(r.source, r.source_id) },
     { key: 'change', label: 'Change', cls: () => 'wrap', cell: (r) => fmtChange(r.before, r.after),
       sort: (r) => fmtChange(r.before, r.after) },
@@ -202,11 +202,9 @@ function changesTable(changed) {
 
 /* ------------------------------------------------------------------ board */
 
+/* failing first; then the rest by offer and variant */
 function boardRank(r) {
-  if (r.last_outcome && !okOutcome(r.last_outcome)) return 0;
-  if (r.consecutive_failures > 0) return 1;
-  if (!r.last_outcome) return 2;
-  return 3;
+  return boardClass(r) === 'st-fail' ? 0 : 1;
 }
 
 function boardClass(r) {
@@ -228,12 +226,12 @@ async function showBoard() {
     { key: 'variant', label: 'Variant' },
     { key: 'rule', label: 'Rule' },
     { key: 'last_outcome', label: 'Last outcome', cell: (r) => badge(r.last_outcome) },
-    { key: 'last_run_at', label: 'Last run', cell: (r) => r.last_run ?
+    { key: 'last_run_at', label: 'Last run', time: true, cell: (r) => r.last_run ?
       link({ view: 'run', id: r.last_run }, fmtTime(r.last_run_at)) : '' },
     { key: 'consecutive_failures', label: 'Failures', num: true },
     { key: 'last_error', label: 'Last error', cls: () => 'err wrap' },
     { key: 'leads_waiting', label: 'Waiting', num: true },
-    { key: 'next_due', label: 'Next due', cell: (r) => fmtTime(r.next_due) },
+    { key: 'next_due', label: 'Next due', time: true, cell: (r) => fmtTime(r.next_due) },
     { key: 'lease_owner', label: 'Lease' },
     { key: 'check', label: '', sort: () => '', cell: (r) => checkButton(r) },
   ], offers, {
@@ -348,7 +346,7 @@ async function showPolls(p) {
   const rows = await api('polls' + (q.toString() ? '?' + q : ''));
   $('polls').replaceChildren(table([
     { key: 'id', label: 'Run', num: true, cell: (r) => link({ view: 'run', id: r.id }, r.id) },
-    { key: 'started', label: 'Started', cell: (r) => fmtTime(r.started) },
+    { key: 'started', label: 'Started', time: true, cell: (r) => fmtTime(r.started) },
     { key: 'offer', label: 'Offer', num: true },
     { key: 'offer_name', label: 'Name' },
     { key: 'variant', label: 'Variant' },
@@ -397,7 +395,7 @@ async function showPostbacks(p) {
   const shown = rows.slice().sort((a, b) => isErr(b) - isErr(a) || b.id - a.id);
   $('postbacks').replaceChildren(table([
     { key: 'id', label: 'Id', num: true, cell: (r) => link({ view: 'postback', id: r.id }, r.id) },
-    { key: 'at', label: 'At', cell: (r) => fmtTime(r.at) },
+    { key: 'at', label: 'At', time: true, cell: (r) => fmtTime(r.at) },
     { key: 'advertiser', label: 'Adv.', num: true },
     { key: 'advertiser_name', label: 'Advertiser' },
     { key: 'http_status', label: 'HTTP', num: true },
