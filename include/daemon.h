@@ -16,6 +16,7 @@
  *   GET  /metrics               Prometheus text format 0.0.4 (metrics.h);
  *                               no token: bind the listener where only the
  *                               scraper and the advertisers reach it
+ *   /admin/api/...              the admin API (api.h), behind the token
  *
  * Stop (SIGTERM, SIGINT, or daemon_stop()): the listener stops accepting
  * and answers what is in flight (each postback after its commit), the
@@ -44,7 +45,7 @@ struct daemon;
 struct daemon_config {
 	const char *db;          /* libpq conninfo; required */
 	const char *listen;      /* "host:port"; port 0 picks one */
-	const char *admin_token; /* NULL or "": intake closed */
+	const char *admin_token; /* NULL or "": intake and admin API closed */
 	unsigned db_workers;     /* [2] */
 	size_t db_queue;         /* [20000] */
 	size_t commit_batch;     /* [500] */

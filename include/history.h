@@ -42,9 +42,11 @@
 	"    'hold_until', 'ext', 'created', 'click_id', 'request_id', 'customer_id'], k), k)" \
 	"  FROM jsonb_object_keys(" h ".before || " h ".after) AS k)"
 
+#define HISTORY_ENOTFOUND (-2)
+
 /* Appends lead id and its history to out (the caller's buffer). Returns 0,
- * or -1 with err set ("lead 99 not found", a database error, out full);
- * out may then hold part of the text. */
+ * HISTORY_ENOTFOUND ("lead 99 not found" in err), or -1 with err set (a
+ * database error, out full); out may then hold part of the text. */
 __attribute__((warn_unused_result))
 int history_lead_show(PGconn *c, int64_t id, bool json, struct buf *out, char *err, size_t errlen);
 

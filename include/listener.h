@@ -181,6 +181,11 @@ const char *listener_query_get(const struct listener_req *req, const char *name,
 /* The first header called `name` (case-insensitive), trailing blanks
  * trimmed; NULL when absent. */
 const char *listener_req_header(const struct listener_req *req, const char *name);
+/* True when the request carries "Authorization: Bearer <token>". The
+ * token is compared in constant time (buf_ct_equal: every byte of the
+ * longer is read, so timing tells the length difference and nothing of
+ * the bytes); a NULL or empty token matches nothing. */
+bool listener_req_bearer_is(const struct listener_req *req, const char *token);
 /* The body (NUL-terminated for convenience; may hold NULs); "" when empty. */
 const char *listener_req_body(const struct listener_req *req, size_t *len);
 /* The peer's IP address as text ("127.0.0.1", "::1"). */

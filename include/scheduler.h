@@ -213,4 +213,14 @@ __attribute__((warn_unused_result))
 int scheduler_sql_release(PGconn *c, const char *worker, const struct sched_release *r, size_t n,
 			  char *err, size_t errlen);
 
+/* Makes a pair due now (the admin API's "check now"): the next claim of
+ * any daemon on the database takes it, within its tick. One statement.
+ * Returns 0; SCHED_ENOTFOUND when the offer does not exist or names no
+ * rule (it has no schedule); SCHED_EBUSY when the offer is disabled or
+ * the pair is leased now (being polled: its release would overwrite the
+ * due time); -1 on a database error. err says which. */
+enum { SCHED_ENOTFOUND = -2, SCHED_EBUSY = -3 };
+__attribute__((warn_unused_result))
+int scheduler_sql_due_now(PGconn *c, int64_t offer, enum rule_variant v, char *err, size_t errlen);
+
 #endif

@@ -124,6 +124,15 @@ __attribute__((warn_unused_result))
 int views_postback(PGconn *c, int64_t id, enum views_format fmt, struct buf *out, char *err,
 		   size_t errlen);
 
+/* Poll outcomes per hour over the 24 hours up to now (UNIX seconds; 0:
+ * the database's now()): the hour now falls in and the 23 before it.
+ * JSON: [{"hour": "2026-12-02T06:00:00Z", "outcome": "ok", "count": 12},
+ * ...], oldest hour first, then by outcome; an hour without runs has no
+ * row. Text: a table of the same. */
+__attribute__((warn_unused_result))
+int views_poll_hours(PGconn *c, int64_t now, enum views_format fmt, struct buf *out, char *err,
+		     size_t errlen);
+
 /* A --since value: an ISO-8601 time (lead_time_parse), or an age before
  * now: a whole number and s, m, h or d ("30m", "2h", "7d"). Returns 0 and
  * *out (UNIX seconds), or -1. Pure. */

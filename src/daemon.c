@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "admin_page.h"
+#include "api.h"
 #include "click.h"
 #include "db.h"
 #include "intake.h"
@@ -22,7 +23,7 @@
 #include "timers.h"
 #include "tz.h"
 
-#define DAEMON_NROUTES 11
+#define DAEMON_NROUTES (8 + ADMIN_PAGE_NROUTES + API_NROUTES)
 
 /* What /readyz answers: 503 until the database pool first holds a live
  * connection, 200 while serving, 503 again from the stop signal on. */
@@ -36,6 +37,7 @@ struct daemon {
 	struct timers *timers;
 	struct poller *poller;
 	struct intake intake;
+	struct api api;
 	char *token;
 	struct listener_route routes[DAEMON_NROUTES];
 	bool stopping;
@@ -355,7 +357,10 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 	memcpy(&d->routes[7], admin_page_routes, sizeof(admin_page_routes));
 	lc.addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
 	lc.routes = d->routes;
-	lc.nroutes = 7 + ADMIN_PAGE_NROUTES;
+	d->api.db = d->db;
+	d->api.token = d->token;
+	lc.nroutes = 7 + ADMIN_PAGE_NROUTES +
+		     api_routes(&d->api, &d->routes[7 + ADMIN_PAGE_NROUTES]);
 	lc.limits = cfg->limits;
 	lc.refused = postback_refused;
 	lc.refused_data = d->pb;

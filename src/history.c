@@ -211,6 +211,7 @@ int history_lead_show(PGconn *c, int64_t id, bool json, struct buf *out, char *e
 		goto out;
 	if (PQntuples(lead) == 0) {
 		snprintf(err, errlen, "lead %" PRId64 " not found", id);
+		rc = HISTORY_ENOTFOUND;
 		goto out;
 	}
 	h = store_query(c, "lead show: history", history_rows_sql, 1, params, err, errlen);

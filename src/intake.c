@@ -94,19 +94,6 @@ out:
 	intake__free(it);
 }
 
-/* True when the request carries the bearer token. */
-static bool intake__authorized(struct listener_req *req, const char *token)
-{
-	const char *h = listener_req_header(req, "authorization");
-
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return buf_ct_equal(h, strlen(h), token, strlen(token));
-}
-
 /* Appends {"lead": x} as one line. */
 static int intake__line(struct buf *b, const cJSON *x)
 {
@@ -136,7 +123,7 @@ void intake_handle(struct listener_req *req, void *data)
 		listener_respond_error(req, 404, "intake is disabled: set LEADSYNC_ADMIN_TOKEN");
 		goto out;
 	}
-	if (!intake__authorized(req, in->token)) {
+	if (!listener_req_bearer_is(req, in->token)) {
 		static const char m[] = "{\"ok\":false,\"error\":\"missing or wrong bearer token\"}";
 
 		listener_respond(req, 401, "application/json", m, sizeof(m) - 1,

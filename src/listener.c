@@ -330,6 +330,18 @@ const char *listener_req_header(const struct listener_req *req, const char *name
 	return NULL;
 }
 
+bool listener_req_bearer_is(const struct listener_req *req, const char *token)
+{
+	const char *h = listener_req_header(req, "authorization");
+
+	if (!h || !token || !*token || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return buf_ct_equal(h, strlen(h), token, strlen(token));
+}
+
 const char *listener_req_body(const struct listener_req *req, size_t *len)
 {
 	if (len)

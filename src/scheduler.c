@@ -255,6 +255,48 @@ out:
 	return rc;
 }
 
+/* The pair's due time moves only when the offer is enabled and nobody
+ * holds the lease; the last columns say which case it was. */
+static const char sched_due_now_sql[] =
+	"WITH o AS (SELECT id, enabled FROM offers WHERE id = $1),"
+	" u AS (UPDATE poll_schedule s SET next_due = now() FROM o"
+	"  WHERE s.offer = o.id AND s.variant = $2 AND o.enabled"
+	"  AND (s.lease_until IS NULL OR s.lease_until <= now()) RETURNING s.offer)"
+	" SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM o), (SELECT enabled FROM o),"
+	" s.offer IS NOT NULL, coalesce(s.lease_owner, '')"
+	" FROM (SELECT 1) x LEFT JOIN poll_schedule s ON s.offer = $1 AND s.variant = $2";
+
+int scheduler_sql_due_now(PGconn *c, int64_t offer, enum rule_variant v, char *err, size_t errlen)
+{
+	char soffer[24];
+	const char *params[2] = { soffer, rule_variant_name(v) };
+	PGresult *r;
+	int rc = -1;
+
+	snprintf(soffer, sizeof(soffer), "%" PRId64, offer);
+	r = store_query(c, "due now", sched_due_now_sql, 2, params, err, errlen);
+	if (!r)
+		return -1;
+	if (strcmp(PQgetvalue(r, 0, 0), "1") == 0) {
+		rc = 0;
+	} else if (strcmp(PQgetvalue(r, 0, 1), "0") == 0) {
+		snprintf(err, errlen, "offer %" PRId64 " not found", offer);
+		rc = SCHED_ENOTFOUND;
+	} else if (strcmp(PQgetvalue(r, 0, 3), "t") != 0) {
+		snprintf(err, errlen, "offer %" PRId64 " names no rule: nothing to poll", offer);
+		rc = SCHED_ENOTFOUND;
+	} else if (strcmp(PQgetvalue(r, 0, 2), "t") != 0) {
+		snprintf(err, errlen, "offer %" PRId64 " is disabled", offer);
+		rc = SCHED_EBUSY;
+	} else {
+		snprintf(err, errlen, "offer %" PRId64 " %s is being polled now by '%s'", offer,
+			 rule_variant_name(v), PQgetvalue(r, 0, 4));
+		rc = SCHED_EBUSY;
+	}
+	PQclear(r);
+	return rc;
+}
+
 int scheduler_sql_heartbeat(PGconn *c, const char *worker, unsigned lease_s,
 			    const struct sched_key *keys, size_t n, bool *alive, char *err,
 			    size_t errlen)

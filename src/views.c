@@ -738,6 +738,41 @@ int views_postback(PGconn *c, int64_t id, enum views_format fmt, struct buf *out
 	return rc;
 }
 
+/* ----------------------------------------------------------- poll hours */
+
+static const struct vcol hour_cols[] = {
+	{ "hour", VIEWS_TIME("date_trunc('hour', r.started)"), VK_STR, VM_NONE, VF_ALL, "hour", 0 },
+	{ "outcome", "r.outcome", VK_STR, VM_NONE, VF_ALL, "outcome", 0 },
+	{ "count", "count(*)", VK_NUM, VM_NONE, VF_ALL, "count", 0 },
+};
+
+int views_poll_hours(PGconn *c, int64_t now, enum views_format fmt, struct buf *out, char *err,
+		     size_t errlen)
+{
+	struct vparams p = { .n = 0 };
+	struct buf sql;
+	int rc = 0, t = vp_int(&p, now);
+
+	buf_init(&sql, 0);
+	rc |= views__select(&sql, hour_cols, NCOLS(hour_cols), "'[]'::json");
+	rc |= buf_addf(&sql,
+		       " FROM poll_runs r, (SELECT CASE WHEN $%d::bigint = 0 THEN now()"
+		       " ELSE to_timestamp($%d::double precision) END AS t) n"
+		       " WHERE r.started >= date_trunc('hour', n.t) - interval '23 hours'"
+		       " AND r.started <= n.t"
+		       " GROUP BY date_trunc('hour', r.started), r.outcome"
+		       " ORDER BY date_trunc('hour', r.started), r.outcome",
+		       t, t);
+	if (rc)
+		rc = views__oom("poll hours", err, errlen);
+	else /* at most 24 hours of every outcome: never a next page */
+		rc = views__list(c, "poll hours", &sql, &p, hour_cols, NCOLS(hour_cols), 0,
+				 24 * POLL_OUTCOME_COUNT + 1, "no poll runs in the last 24 hours", fmt,
+				 out, err, errlen);
+	buf_release(&sql);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ since */
 
 int views_since_parse(const char *s, int64_t now, int64_t *out)

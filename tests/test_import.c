@@ -560,7 +560,7 @@ TEST(history_lead_show_text_and_unknown)
 	ASSERT_CONTAINS(out.p, "Z  import                   status 2, base 30, counts 1,");
 	ASSERT_CONTAINS(out.p, "Z  import                   status 2 -> 4, hold_until null -> \"");
 	buf_reset(&out);
-	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), -1);
+	ASSERT_EQ(history_lead_show(c, 99, true, &out, err, sizeof(err)), HISTORY_ENOTFOUND);
 	ASSERT_STREQ(err, "lead 99 not found");
 	buf_release(&out);
 	import_t_close(c);
