@@ -214,7 +214,7 @@ function boardClass(r) {
 
 async function showBoard() {
   const [offers, hourly] = await Promise.all([
-    api('offers'),
+    api('offers?limit=1000'),
     api('polls/hourly').catch((e) => { if (e instanceof AuthError) throw e; return null; }),
   ]);
   offers.sort((a, b) => boardRank(a) - boardRank(b) ||
