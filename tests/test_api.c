@@ -324,6 +324,19 @@ static const char *at_keys(const char *body, const char *key, char *out, size_t 
 
 /* --------------------------------------------------------------- tests */
 
+/* The compare behind the token (buf_ct_equal via listener_req_bearer_is):
+ * exact bytes and length, whichever side is longer. */
+TEST(api_token_compare_is_exact)
+{
+	ASSERT(buf_ct_equal("abc", 3, "abc", 3));
+	ASSERT(!buf_ct_equal("abc", 3, "abd", 3));
+	ASSERT(!buf_ct_equal("abc", 3, "abcabc", 6)); /* the shorter repeats: still unequal */
+	ASSERT(!buf_ct_equal("abcabc", 6, "abc", 3));
+	ASSERT(!buf_ct_equal("", 0, "abc", 3));
+	ASSERT(!buf_ct_equal("abc", 3, "", 0));
+	ASSERT(!buf_ct_equal("xbc", 3, "abc", 3));
+}
+
 TEST(api_refuses_a_missing_or_wrong_token)
 {
 	struct at_env *e;
@@ -539,6 +552,23 @@ TEST(api_check_polls_the_pair_now)
 	ASSERT_CONTAINS(a->body, "variant is missing");
 	ASSERT(at_get(e, "/admin/api/offers/10/check?variant=processing"));
 	ASSERT_EQ(a->status, 405);
+	/* a pair another worker polls now, and a disabled offer: 409 */
+	ASSERT(test_sql_exec((struct pg_conn *)e->c,
+			     "UPDATE poll_schedule SET lease_owner = 'host:1:other',"
+			     " lease_until = now() + interval '1 hour'"
+			     " WHERE offer = 11 AND variant = 'accepted'"));
+	ASSERT(at_http(e, "POST", "/admin/api/offers/11/check?variant=accepted",
+		       "Bearer " AT_TOKEN));
+	ASSERT_EQ(a->status, 409);
+	ASSERT_CONTAINS(a->body, "offer 11 accepted is being polled now by 'host:1:other'");
+	ASSERT(test_sql_exec((struct pg_conn *)e->c, "UPDATE offers SET enabled = false WHERE id = 11"));
+	ASSERT(at_http(e, "POST", "/admin/api/offers/11/check?variant=processing",
+		       "Bearer " AT_TOKEN));
+	ASSERT_EQ(a->status, 409);
+	ASSERT_CONTAINS(a->body, "offer 11 is disabled");
+	ASSERT(test_sql_is((struct pg_conn *)e->c,
+			   "SELECT count(*) FROM poll_schedule WHERE offer = 11 AND next_due <= now()",
+			   "0"));
 	ASSERT(test_sql_is((struct pg_conn *)e->c,
 			   "SELECT count(*) FROM poll_runs WHERE offer = 10 AND started > now() - "
 			   "interval '1 day'",
