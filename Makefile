@@ -26,6 +26,12 @@ OBJ      += build/obj/gen_migrations.o
 TOBJ     += build/tobj/gen_migrations.o
 TLIB_OBJ += build/tobj/gen_migrations.o
 
+# src/admin/* (the operator page) is compiled in as admin_page_assets[].
+ADMIN_ASSETS := $(sort $(wildcard src/admin/*))
+OBJ      += build/obj/gen_admin_assets.o
+TOBJ     += build/tobj/gen_admin_assets.o
+TLIB_OBJ += build/tobj/gen_admin_assets.o
+
 .PHONY: all test check clean run deps bench bench-rule readme-help install uninstall
 all: build/leadsync
 
@@ -57,6 +63,15 @@ build/obj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 build/tobj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/tobj
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c -o $@ $<
+
+build/gen/admin_assets.c: $(ADMIN_ASSETS) src/admin scripts/embed-assets.sh | build/gen
+	scripts/embed-assets.sh $@ $(ADMIN_ASSETS)
+
+build/obj/gen_admin_assets.o: build/gen/admin_assets.c $(HDR) | build/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/tobj/gen_admin_assets.o: build/gen/admin_assets.c $(HDR) | build/tobj
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c -o $@ $<
 
 build/obj build/tobj build/test build/gen:

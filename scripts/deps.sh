@@ -15,6 +15,7 @@ pkgs=(
 	stress-ng
 	yamllint python3-yaml
 	prometheus
+	chromium
 )
 
 missing=()

@@ -88,6 +88,18 @@ if [ -n "$pg" ]; then
 	echo "run: failing polls (offer 11 fails now and then on purpose): LEADSYNC_DB='$LEADSYNC_DB' $bin history --failed"
 fi
 
+# the operator page needs the admin token: the demo has a fixed one
+if [ -n "$pg" ] && [ -z "${LEADSYNC_ADMIN_TOKEN:-}" ]; then
+	export LEADSYNC_ADMIN_TOKEN=demo-admin-token
+fi
+if [ -n "${LEADSYNC_ADMIN_TOKEN:-}" ]; then
+	listen=${LEADSYNC_LISTEN:-127.0.0.1:8080}
+	if [ "$LEADSYNC_ADMIN_TOKEN" = demo-admin-token ]; then
+		echo "run: operator page: http://$listen/admin/#token=demo-admin-token"
+	else
+		echo "run: operator page: http://$listen/admin/ (log in with LEADSYNC_ADMIN_TOKEN)"
+	fi
+fi
 echo "run: leadsync run on ${LEADSYNC_LISTEN:-127.0.0.1:8080}; Ctrl-C stops it"
 # the demo shows each lead change ("lead changed" lines are debug)
 LEADSYNC_LOG_LEVEL=${LEADSYNC_LOG_LEVEL:-debug} "$bin" run &

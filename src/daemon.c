@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_page.h"
 #include "api.h"
 #include "click.h"
 #include "db.h"
@@ -22,7 +23,7 @@
 #include "timers.h"
 #include "tz.h"
 
-#define DAEMON_NROUTES (8 + API_NROUTES)
+#define DAEMON_NROUTES (8 + ADMIN_PAGE_NROUTES + API_NROUTES)
 
 /* What /readyz answers: 503 until the database pool first holds a live
  * connection, 200 while serving, 503 again from the stop signal on. */
@@ -352,11 +353,14 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 	d->routes[4] = (struct listener_route){ LISTENER_POST, "/{api_key}", postback_handle, d->pb };
 	d->routes[5] = (struct listener_route){ LISTENER_GET, "/readyz", daemon__ready, d };
 	d->routes[6] = (struct listener_route){ LISTENER_GET, "/metrics", daemon__metrics, d };
+	/* the operator page: static, public; its data calls carry the token */
+	memcpy(&d->routes[7], admin_page_routes, sizeof(admin_page_routes));
 	lc.addr = cfg->listen ? cfg->listen : "127.0.0.1:8080";
 	lc.routes = d->routes;
 	d->api.db = d->db;
 	d->api.token = d->token;
-	lc.nroutes = 7 + api_routes(&d->api, &d->routes[7]);
+	lc.nroutes = 7 + ADMIN_PAGE_NROUTES +
+		     api_routes(&d->api, &d->routes[7 + ADMIN_PAGE_NROUTES]);
 	lc.limits = cfg->limits;
 	lc.refused = postback_refused;
 	lc.refused_data = d->pb;
