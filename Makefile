@@ -56,8 +56,8 @@ build/test/tests: $(TLIB_OBJ) $(TTEST_OBJ) | build/test
 	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(TLIB_OBJ) $(TTEST_OBJ) $(PKG_LIBS)
 
 # The folder is a prerequisite too, so removing a migration regenerates.
-build/gen/migrations.c: $(MIGRATIONS) migrations scripts/embed-migrations.sh | build/gen
-	scripts/embed-migrations.sh $@ $(MIGRATIONS)
+build/gen/migrations.c: $(MIGRATIONS) migrations scripts/embed.sh | build/gen
+	scripts/embed.sh migrations $@ $(MIGRATIONS)
 
 build/obj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -65,8 +65,8 @@ build/obj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/obj
 build/tobj/gen_migrations.o: build/gen/migrations.c $(HDR) | build/tobj
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c -o $@ $<
 
-build/gen/admin_assets.c: $(ADMIN_ASSETS) src/admin scripts/embed-assets.sh | build/gen
-	scripts/embed-assets.sh $@ $(ADMIN_ASSETS)
+build/gen/admin_assets.c: $(ADMIN_ASSETS) src/admin scripts/embed.sh | build/gen
+	scripts/embed.sh assets $@ $(ADMIN_ASSETS)
 
 build/obj/gen_admin_assets.o: build/gen/admin_assets.c $(HDR) | build/obj
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

@@ -1,6 +1,6 @@
 /* admin_page: the operator page at /admin/ (issue 9): its static files,
  * embedded in the binary at build time (src/admin/ through
- * scripts/embed-assets.sh), and the listener handler that serves them.
+ * scripts/embed.sh), and the listener handler that serves them.
  *
  * The page is static and public: its files carry no data and are served
  * without the admin token; every data call the page makes goes to

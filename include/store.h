@@ -8,7 +8,7 @@
  * written only on failure.
  *
  * Migrations are migrations/NNN_name.sql, embedded into the binary at build
- * time (scripts/embed-migrations.sh generates the table below) and applied
+ * time (scripts/embed.sh generates the table below) and applied
  * in name order, each in its own transaction together with its row in
  * schema_migrations. A migration must not contain BEGIN/COMMIT or anything
  * that cannot run in a transaction block (CREATE INDEX CONCURRENTLY). */
