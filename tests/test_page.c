@@ -556,6 +556,12 @@ TEST(page_in_chromium_shows_the_failing_offer_its_run_and_a_lead_timeline)
 			       " AND outcome = 'rule_error'", "t"));
 	ASSERT(pb_wait_sql(&e, "SELECT count(*) > 0 FROM poll_runs WHERE offer = 10"
 			       " AND outcome = 'ok'", "t"));
+	/* the board reads the schedule rows, which the lease release writes
+	 * after the run's row: wait for those too */
+	ASSERT(pb_wait_sql(&e, "SELECT fail_count > 0 AND last_run IS NOT NULL FROM poll_schedule"
+			       " WHERE offer = 11 AND variant = 'processing'", "t"));
+	ASSERT(pb_wait_sql(&e, "SELECT last_run IS NOT NULL FROM poll_schedule"
+			       " WHERE offer = 10 AND variant = 'processing'", "t"));
 	lead = test_defer_free(test_sql_value((struct pg_conn *)e.c,
 					      "SELECT id FROM leads WHERE request_id = 'pg-1'"));
 	pbs = test_defer_free(test_sql_value((struct pg_conn *)e.c,
