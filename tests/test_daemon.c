@@ -1413,7 +1413,22 @@ static void dm_metrics_body(struct dm_env *e)
 					    "&action=lead&status=hold"),
 		  400);
 
-	ASSERT_EQ(dm_http_fetch(e->d[0].port, "/metrics", &text), 200);
+	/* the poll's counters move when its write's completion reaches the
+	 * loop, a moment after the commit the wait above saw: scrape until
+	 * they have (bounded only against a hang) */
+	{
+		uint64_t end = dm_ms() + 15000 * DM_SLACK;
+
+		for (;;) {
+			ASSERT_EQ(dm_http_fetch(e->d[0].port, "/metrics", &text), 200);
+			if (dm_metric(text, "leadsync_polls_total{offer=\"10\",variant=\"processing\","
+					    "outcome=\"ok\"}") >= 1 || dm_ms() >= end)
+				break;
+			free(text);
+			text = NULL;
+			dm_sleep_ms(50);
+		}
+	}
 	test_defer(free, text);
 	ASSERT(dm_promtool(text));
 	ASSERT(dm_metric(text, "leadsync_polls_total{offer=\"10\",variant=\"processing\","
