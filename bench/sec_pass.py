@@ -28,6 +28,7 @@ The pass time is held to max(latency bound, PostgreSQL apply) (target
 
 The pass machinery (seed, run_pass, Mock) is shared with sec_growth.py.
 """
+import copy
 import json
 import math
 import os
@@ -72,16 +73,21 @@ class Mock(bl.Proc):
             return json.loads(r.read())
 
 
-def seed(pg, offers, per_offer, host, lease_to=None):
+def on_db(pg, name):
+    """pg as seen through another database of the same cluster (no
+    cluster of its own: never close it)."""
+    db = copy.copy(pg)
+    db.conninfo = "%s dbname=%s" % (pg.conninfo, name)
+    return db
+
+
+def seed(pg, offers, per_offer, host):
     """A fresh database of offers x per_offer leads in status 2 (truncates
-    whatever was there). Only the processing pairs are due (now); with
-    lease_to they are leased to that worker name instead (bench_pgwrite's
-    set-up). Returns the seconds it took."""
+    whatever was there). Only the processing pairs are due (now). Ends
+    with a checkpoint: the pass then pays the full-page images a
+    production pass pays on pages untouched since the last checkpoint, and
+    never the flush of the seed's dirty pages. Returns the seconds it took."""
     t0 = time.monotonic()
-    lease = ""
-    if lease_to:
-        lease = ("UPDATE poll_schedule SET lease_owner = '%s', lease_until = now() + interval '1 day'"
-                 " WHERE variant = 'processing';" % lease_to)
     psql_script(pg, """
 TRUNCATE advertisers, offers, goals, clicks, customers, leads, lead_history, poll_schedule,
          poll_runs, postbacks_in CASCADE;
@@ -92,15 +98,15 @@ INSERT INTO offers (id, advertiser, name, rule, params, secret_params)
   FROM generate_series(1, %(offers)d) g;
 UPDATE poll_schedule SET next_due = now() + interval '10 years' WHERE variant <> 'processing';
 UPDATE poll_schedule SET next_due = now() WHERE variant = 'processing';
-%(lease)s
 INSERT INTO leads (id, offer, ext, status, comment, created, updated)
   SELECT g, (g - 1) / %(per)d + 1, 'E' || g, 2, 'processing',
          now() - interval '1 day', now() - interval '1 day'
   FROM generate_series(1, %(leads)d) g;
 SELECT setval(pg_get_serial_sequence('leads', 'id'), %(leads)d);
 ANALYZE;
+CHECKPOINT;
 """ % {"host": host, "key": KEY, "offers": offers, "per": per_offer,
-       "leads": offers * per_offer, "lease": lease})
+       "leads": offers * per_offer})
     return time.monotonic() - t0
 
 
@@ -212,13 +218,13 @@ end
             "mock_bad": st["bad"], "wrk": out.stdout.strip().splitlines()}
 
 
-def pg_apply(pg, offers, per_offer, host):
-    """PostgreSQL's own time for the pass's writes: bench_pgwrite on a
-    freshly seeded database of the same size; None when not built."""
-    if not os.access(BENCH_PGWRITE, os.X_OK):
-        return None
-    secs = seed(pg, offers, per_offer, host, lease_to=PGWRITE_WORKER)
-    bl.log("pgwrite: seeded again in %.1f s; running bench_pgwrite" % secs)
+def pg_apply(pg, offers, per_offer):
+    """PostgreSQL's own time for the pass's writes: bench_pgwrite on pg, a
+    copy of the seeded database made before the pass, with its processing
+    pairs leased to bench_pgwrite's worker name."""
+    pg.psql("UPDATE poll_schedule SET lease_owner = '%s', lease_until = now() + interval '1 day'"
+            " WHERE variant = 'processing'" % PGWRITE_WORKER)
+    bl.log("pass: PostgreSQL apply, bench_pgwrite over %d offers" % offers)
     upd0, hot0 = lead_stats(pg)
     wal0, cpu0 = pg.wal_lsn(), pg.cpu()
     out = subprocess.run([BENCH_PGWRITE, "--db", pg.conninfo, "--offers", str(offers),
@@ -231,7 +237,7 @@ def pg_apply(pg, offers, per_offer, host):
     if not lines:
         raise RuntimeError("bench_pgwrite printed no JSON:\n" + out.stdout + out.stderr)
     res = json.loads(lines[-1])
-    res["pg_cpu_s"] = pg.cpu() - cpu0
+    res["pg_cpu_s"] = r3(pg.cpu() - cpu0)
     res["wal_bytes"] = pg.wal_lsn() - wal0
     wait_backends_gone(pg)
     upd1, hot1 = lead_stats(pg)
@@ -266,9 +272,19 @@ def main():
              "settings": {"crm_in_flight": IN_FLIGHT, "crm_per_host": IN_FLIGHT,
                           "db_workers": DB_WORKERS},
              "machine": bl.machine(), "commit": bl.commit()}
-    with bl.PgLocal() as pg, Mock() as mock:
+    have_pgwrite = os.access(BENCH_PGWRITE, os.X_OK)
+    with bl.PgLocal() as cluster, Mock() as mock:
+        # The pass runs on database "seed"; bench_pgwrite on "apply", a file
+        # copy of it taken before the pass (the same freshly seeded state,
+        # in seconds rather than a second seeding's half minute).
+        cluster.psql("CREATE DATABASE seed")
+        pg = on_db(cluster, "seed")
         pg.migrate()
         extra["seed_s"] = r3(seed(pg, offers, per_offer, mock.host))
+        if have_pgwrite:
+            t0 = time.monotonic()
+            cluster.psql("CREATE DATABASE apply TEMPLATE seed STRATEGY FILE_COPY")
+            extra["copy_s"] = r3(time.monotonic() - t0)
         bl.log("pass: seeded in %.1f s; running the pass" % extra["seed_s"])
         p = run_pass(pg, mock, offers, timeout=max(120.0, 900.0 * scale))
         p["mock"] = mock.stats()
@@ -280,7 +296,7 @@ def main():
         cap = wrk_capacity(wrk_s, requests)
         extra["mock_capacity"] = cap
 
-        apply = pg_apply(pg, offers, per_offer, mock.host)
+        apply = pg_apply(on_db(cluster, "apply"), offers, per_offer) if have_pgwrite else None
         extra["pg_apply"] = apply
 
     latency = requests * DELAY_MS / 1000.0 / IN_FLIGHT
