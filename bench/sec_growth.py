@@ -27,6 +27,7 @@ and the leads series 200 offers x 10 / 100 / 1,000 leads (the same three
 offer sizes, on fewer offers): 276 s measured with 300 offers there under
 that load, ~25 s less with 200. When the pass gets cheaper, raise them.
 """
+import contextlib
 import math
 import os
 import sys
@@ -56,6 +57,7 @@ def fit_exponent(points):
 
 def main():
     args = bl.section_args(__doc__.splitlines()[0])
+    sp.exit_on_sigterm()
     scale = args.scale
     t_start = time.monotonic()
     sizes = {}  # (offers, per_offer) -> point
@@ -64,7 +66,8 @@ def main():
         "leads": [(bl.scaled(LEADS_OFFERS, scale, 20), m) for m in LEADS_SERIES],
     }
     extra = {"scale": scale, "series": {}, "machine": bl.machine(), "commit": bl.commit()}
-    with bl.PgLocal() as pg, sp.Mock() as mock:
+    with contextlib.ExitStack() as stack:
+        pg, mock = sp.start_all(stack)
         pg.migrate()
         for name in ("offers", "leads"):
             for offers, per in series[name]:

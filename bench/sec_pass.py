@@ -28,10 +28,12 @@ The pass time is held to max(latency bound, PostgreSQL apply) (target
 
 The pass machinery (seed, run_pass, Mock) is shared with sec_growth.py.
 """
+import contextlib
 import copy
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,10 +65,12 @@ class Mock(bl.Proc):
                           "--change", str(change), "--key", KEY], name=name)
         try:
             bl.wait_port(self.port, 10)
-        except TimeoutError:
+        except BaseException as e:
             tail = self.tail()
             self.stop()
-            raise RuntimeError("bench_crm did not start:\n" + tail) from None
+            if isinstance(e, TimeoutError):
+                raise RuntimeError("bench_crm did not start:\n" + tail) from None
+            raise
 
     def stats(self):
         with urllib.request.urlopen("http://%s/stats" % self.host, timeout=10) as r:
@@ -112,8 +116,48 @@ CHECKPOINT;
 
 def psql_script(pg, sql):
     """Runs a script of several statements on pg (stops at the first error)."""
-    subprocess.run(["psql", pg.conninfo, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-                   input=sql, check=True, capture_output=True, text=True)
+    out = subprocess.run(["psql", pg.conninfo, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+                         input=sql, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError("psql failed: " + out.stderr.strip())
+
+
+_critical = [0, None]  # depth of uninterrupted(), the signal held back
+
+
+def _on_sigterm(signum, frame):
+    if _critical[0]:
+        _critical[1] = signum
+    else:
+        sys.exit(128 + signum)
+
+
+def exit_on_sigterm():
+    """SIGTERM (bench/run.py giving up, say) unwinds like an exception, so
+    the with blocks stop the daemon, the mock and the cluster."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Holds SIGTERM back while a cluster or mock is started and handed to
+    an ExitStack: one stopped half-way would be left running, since its
+    object, which knows how to stop it, does not exist yet."""
+    _critical[0] += 1
+    try:
+        yield
+    finally:
+        _critical[0] -= 1
+        if not _critical[0] and _critical[1]:
+            sys.exit(128 + _critical[1])
+
+
+def start_all(stack):
+    """A private cluster and the mock, both stopped when stack unwinds."""
+    with uninterrupted():
+        pg = stack.enter_context(bl.PgLocal())
+        mock = stack.enter_context(Mock())
+    return pg, mock
 
 
 def lead_stats(pg):
@@ -136,32 +180,36 @@ def run_pass(pg, mock, offers, timeout):
     pg_cpu0 = pg.cpu()
     mock_cpu0 = mock.cpu()
     t0 = time.monotonic()
-    d = bl.spawn_daemon(pg, rules=RULES, listen="127.0.0.1:%d" % bl.free_port(),
-                        crm_in_flight=IN_FLIGHT, crm_per_host=IN_FLIGHT)
-    try:
+    with contextlib.ExitStack() as stack:
+        with uninterrupted():
+            d = stack.enter_context(bl.spawn_daemon(
+                pg, rules=RULES, listen="127.0.0.1:%d" % bl.free_port(),
+                crm_in_flight=IN_FLIGHT, crm_per_host=IN_FLIGHT))
         done_sql = ("SELECT count(*) FILTER (WHERE last_run IS NOT NULL OR fail_count > 0)"
                     " FROM poll_schedule WHERE variant = 'processing'")
 
         def done():
             if not d.alive():
                 raise RuntimeError("leadsync run died (exit %s):\n%s" % (d.p.returncode, d.tail()))
+            if not mock.alive():
+                raise RuntimeError("bench_crm died (exit %s):\n%s" % (mock.p.returncode,
+                                                                      mock.tail()))
             return int(pg.value(done_sql)) >= offers
 
-        bl.wait_until(done, timeout, "the pass to finish (%d pairs)" % offers, 0.2)
-        wall_seen = time.monotonic() - t0
+        try:
+            bl.wait_until(done, timeout, "the pass to finish (%d pairs)" % offers, 0.2)
+        except BaseException:
+            bl.log("daemon log tail:\n" + d.tail())
+            raise
         fig = {
             "daemon_cpu_s": d.cpu(),
             "daemon_rss_mb": d.rss_peak(),
             "pg_cpu_s": pg.cpu() - pg_cpu0,
             "mock_cpu_s": mock.cpu() - mock_cpu0,
             "wal_bytes": pg.wal_lsn() - wal0,
-            "wall_seen_s": wall_seen,
+            "wall_seen_s": time.monotonic() - t0,
         }
-    except BaseException:
-        bl.log("daemon log tail:\n" + d.tail())
-        d.stop()
-        raise
-    d.stop()
+    # the daemon is stopped: its sessions flush their statistics as they end
     wait_backends_gone(pg)
     upd1, hot1 = lead_stats(pg)
     fig["lead_updates"] = upd1 - upd0
@@ -183,9 +231,10 @@ def run_pass(pg, mock, offers, timeout):
 def wrk_capacity(seconds, batches):
     """Requests per second of a mock without delay under wrk -c256, with the
     pass's URLs (100 ids each, `batches` distinct requests in turn)."""
-    mock = Mock(delay_ms=0, name="crm-wrk")
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    try:
+    with contextlib.ExitStack() as stack:
+        with uninterrupted():
+            mock = stack.enter_context(Mock(delay_ms=0, name="crm-wrk"))
+        script = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".lua"))
         script.write("""
 local paths, n, i = {}, %d, 0
 for b = 0, n - 1 do
@@ -198,16 +247,15 @@ request = function()
   return wrk.format("GET", paths[i])
 end
 """ % (min(batches, 1000), BATCH, BATCH, KEY))
-        script.close()
+        script.flush()
         cpu0 = mock.cpu()
         out = subprocess.run(["wrk", "-t2", "-c%d" % IN_FLIGHT, "-d%ds" % seconds, "--latency",
                               "-s", script.name, "http://%s" % mock.host],
-                             capture_output=True, text=True, check=True, timeout=seconds + 60)
+                             capture_output=True, text=True, timeout=seconds + 60)
+        if out.returncode != 0:
+            raise RuntimeError("wrk failed (exit %d): %s" % (out.returncode, out.stderr.strip()))
         cpu = mock.cpu() - cpu0
         st = mock.stats()
-    finally:
-        mock.stop()
-        os.unlink(script.name)
     rps = None
     for line in out.stdout.splitlines():
         if line.startswith("Requests/sec:"):
@@ -260,6 +308,7 @@ def r3(x):
 
 def main():
     args = bl.section_args(__doc__.splitlines()[0])
+    exit_on_sigterm()
     scale = args.scale
     offers = bl.scaled(10000, scale, 20)
     per_offer = 100
@@ -273,7 +322,8 @@ def main():
                           "db_workers": DB_WORKERS},
              "machine": bl.machine(), "commit": bl.commit()}
     have_pgwrite = os.access(BENCH_PGWRITE, os.X_OK)
-    with bl.PgLocal() as cluster, Mock() as mock:
+    with contextlib.ExitStack() as stack:
+        cluster, mock = start_all(stack)
         # The pass runs on database "seed"; bench_pgwrite on "apply", a file
         # copy of it taken before the pass (the same freshly seeded state,
         # in seconds rather than a second seeding's half minute).
