@@ -79,7 +79,7 @@ build/obj build/tobj build/test build/gen:
 
 # The README's test command. Starts a private PostgreSQL, runs every test,
 # stops the server whatever happens; last line is "N passed, N failed".
-test: build/test/tests build/test/leadsync build/leadsync
+test: build/test/tests build/test/leadsync build/leadsync bench-bin
 	scripts/test.sh
 
 check: test
