@@ -344,6 +344,7 @@ def main():
         wrk_s = max(1, int(round(5 * min(scale, 1.0) + 0.49)))
         bl.log("pass: mock capacity, wrk -c%d for %d s" % (IN_FLIGHT, wrk_s))
         cap = wrk_capacity(wrk_s, requests)
+        cap["pass_requests_s"] = r3(requests / cap["rps"])
         extra["mock_capacity"] = cap
 
         apply = pg_apply(on_db(cluster, "apply"), offers, per_offer) if have_pgwrite else None
