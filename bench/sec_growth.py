@@ -25,7 +25,9 @@ x 10 alone would take ~17 minutes and 1,000 x 1,000 ~3.5 minutes, against
 / 10,000 offers x 10 leads (the issue's first two sizes and one between)
 and the leads series 200 offers x 10 / 100 / 1,000 leads (the same three
 offer sizes, on fewer offers): 276 s measured with 300 offers there under
-that load, ~25 s less with 200. When the pass gets cheaper, raise them.
+that load; 137 s with 200 at load average 5, where 1,000 offers would take
+~225 s and ~400 s under the heavier load. When the pass gets cheaper,
+raise them.
 """
 import contextlib
 import math
