@@ -32,7 +32,7 @@ OBJ      += build/obj/gen_admin_assets.o
 TOBJ     += build/tobj/gen_admin_assets.o
 TLIB_OBJ += build/tobj/gen_admin_assets.o
 
-.PHONY: all test check clean run deps bench bench-rule readme-help install uninstall
+.PHONY: all test check clean run deps bench bench-bin bench-rule readme-help install uninstall
 all: build/leadsync
 
 build/leadsync: $(OBJ)
@@ -79,7 +79,7 @@ build/obj build/tobj build/test build/gen:
 
 # The README's test command. Starts a private PostgreSQL, runs every test,
 # stops the server whatever happens; last line is "N passed, N failed".
-test: build/test/tests build/test/leadsync build/leadsync
+test: build/test/tests build/test/leadsync build/leadsync bench-bin
 	scripts/test.sh
 
 check: test
@@ -119,15 +119,24 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 # Benchmarks: optimised, no sanitizers; each prints its figures beside the
-# baseline measured in the same run.
+# baseline measured in the same run. `make bench` runs bench/run.py: every
+# section (bench/sec_*.py) on a private PostgreSQL over loopback, one table,
+# bench/results.json and the table in BENCHMARKS.md. BENCH_SCALE=0.05 scales
+# every size down for a quick run.
 BENCH_OBJ := $(filter-out build/obj/main.o,$(OBJ))
-build/bench/bench_rule: bench/bench_rule.c $(BENCH_OBJ) $(HDR) | build/bench
-	$(CC) $(ALL_CFLAGS) -o $@ bench/bench_rule.c $(BENCH_OBJ) $(PKG_LIBS)
+BENCH_BIN := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
+BENCH_SCALE ?= 1
+
+build/bench/%: bench/%.c $(BENCH_OBJ) $(HDR) | build/bench
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BENCH_OBJ) $(PKG_LIBS)
 
 build/bench:
 	mkdir -p $@
 
+bench-bin: build/leadsync $(BENCH_BIN)
+
 bench-rule: build/bench/bench_rule
 	build/bench/bench_rule $(BENCH_LEADS)
 
-bench: bench-rule
+bench: bench-bin
+	python3 bench/run.py --scale $(BENCH_SCALE)

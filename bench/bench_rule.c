@@ -9,12 +9,20 @@
  *   rule    decode + the seed's setstc one-liner over the answer.
  * Scenarios: one answer of N leads where the CRM reports what we already
  * know (the common poll: nothing changes), and N leads in batches of 1000
- * where every lead changes (the worst poll). */
+ * where every lead changes (the worst poll).
+ *
+ * Usage: bench_rule [N] [--json] [--only parse|rule]
+ *   --json  one JSON object of the figures instead of the table (the
+ *           benchmark's bench/sec_rule.py reads it);
+ *   --only  runs that one step alone, for `valgrind --tool=callgrind
+ *           --toggle-collect=bench_only`: instructions do not depend on the
+ *           machine's load. */
 #define _GNU_SOURCE
 #include <cJSON.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,12 +96,26 @@ static double run_rule(struct rule_rt *rt, const struct lead *leads, size_t n, c
 	return t;
 }
 
+/* The step --only measures; callgrind counts inside it alone. */
+__attribute__((noinline)) void bench_only(struct rule_rt *rt, const struct lead *leads, size_t n,
+					   const struct buf *ans, bool rule, size_t *changed);
+__attribute__((noinline)) void bench_only(struct rule_rt *rt, const struct lead *leads, size_t n,
+					   const struct buf *ans, bool rule, size_t *changed)
+{
+	if (rule)
+		run_rule(rt, leads, n, ans, changed);
+	else
+		cJSON_Delete(cJSON_ParseWithLength(ans->p, ans->len));
+}
+
 int main(int argc, char **argv)
 {
-	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000, changed = 0, i;
+	size_t n = 1000000, changed = 0, i;
+	bool json = false;
+	const char *only = NULL;
 	struct rule_limits lim = { .instructions = INT64_C(4000000000000), .memory = (size_t)2 << 30,
 				   .time_ms = 600000, .batch_max = 1000 };
-	struct lead *leads = calloc(n, sizeof(*leads));
+	struct lead *leads;
 	struct buf ans;
 	struct rule_rt *rt;
 	char err[512];
@@ -102,6 +124,21 @@ int main(int argc, char **argv)
 	lua_State *L;
 	cJSON *doc;
 
+	int a;
+
+	for (a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "--json") == 0)
+			json = true;
+		else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc)
+			only = argv[++a];
+		else if (argv[a][0] >= '1' && argv[a][0] <= '9')
+			n = strtoul(argv[a], NULL, 10);
+		else {
+			fprintf(stderr, "usage: bench_rule [N] [--json] [--only parse|rule]\n");
+			return 2;
+		}
+	}
+	leads = calloc(n, sizeof(*leads));
 	if (!leads)
 		return 1;
 	buf_init(&ans, (size_t)1 << 30);
@@ -113,6 +150,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (only) {
+		bench_only(rt, leads, n, &ans, strcmp(only, "rule") == 0, &changed);
+		rule_free(rt);
+		free(leads);
+		buf_release(&ans);
+		return 0;
+	}
 	mb = (double)ans.len / 1e6;
 	t_parse = now_s();
 	doc = cJSON_ParseWithLength(ans.p, ans.len);
@@ -155,6 +199,15 @@ int main(int argc, char **argv)
 		t_batches += run_rule(rt, leads + i, k, &ans, &changed);
 	}
 
+	if (json) {
+		printf("{\"leads\": %zu, \"answer_mb\": %.2f, \"parse_ns\": %.1f, \"decode_ns\": %.1f,"
+		       " \"decode_cp1251_ns\": %.1f, \"rule_none_ns\": %.1f, \"rule_all_ns\": %.1f,"
+		       " \"changed\": %zu}\n",
+		       n, mb, t_parse / (double)n * 1e9, t_decode / (double)n * 1e9,
+		       t_decode_cp / (double)n * 1e9, t_rule / (double)n * 1e9,
+		       t_batches / (double)n * 1e9, changed);
+		goto out;
+	}
 	printf("bench-rule: %zu leads, one answer of %.1f MB\n", n, mb);
 	printf("  baseline cJSON parse only     %7.0f ns/lead\n", t_parse / (double)n * 1e9);
 	printf("  baseline decode to Lua only   %7.0f ns/lead\n", t_decode / (double)n * 1e9);
@@ -167,6 +220,7 @@ int main(int argc, char **argv)
 	printf("  target                        %7d ns/lead  -> %s\n", 2000,
 	       t_rule / (double)n * 1e9 < 2000 && t_batches / (double)n * 1e9 < 2000 ? "met" : "NOT met");
 	printf("  leads changed: %zu (expected %zu)\n", changed, n);
+out:
 	rule_free(rt);
 	free(leads);
 	buf_release(&ans);

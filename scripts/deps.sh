@@ -12,7 +12,7 @@ pkgs=(
 	libpq-dev libhttp-parser-dev libexpat1-dev
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
-	stress-ng
+	stress-ng wrk
 	yamllint python3-yaml
 	prometheus
 	chromium
