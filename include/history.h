@@ -7,7 +7,8 @@
  *    goal's code), "click_id", "base", "counts", "reason", "comment",
  *    "track", "wm", "pay", "ref", "approved_at", "hold_until", "curr" and
  *    "cash_curr" (ISO codes), "request_id", "customer_id", "updated",
- *    "checked",
+ *    "checked" (when a poll last asked the CRM about it:
+ *    HISTORY_CHECKED_SQL below),
  *    "history": [{"at", "source", "source_id", "before": {...},
  *                 "after": {...}}, ...]}
  * Times are ISO-8601 UTC strings to the second ("2026-11-20T10:00:00Z"),
@@ -41,6 +42,20 @@
 	"    'counts', 'curr', 'goal', 'wm', 'pay', 'ref', 'cash_curr', 'approved_at',"  \
 	"    'hold_until', 'ext', 'created', 'click_id', 'request_id', 'customer_id'], k), k)" \
 	"  FROM jsonb_object_keys(" h ".before || " h ".after) AS k)"
+
+/* SQL: when a poll last asked the CRM about lead l: the later of
+ * l.checked (set by the poll that last changed it) and the last successful
+ * run of its offer's variant for its status (poll_schedule.last_ok;
+ * statuses 2-4 processing, 6-9 accepted), which asked about every such
+ * lead with an external id. A poll writes nothing on the leads the CRM
+ * reports unchanged (issue 10: that UPDATE was most of a pass's cost), so
+ * leads.checked alone is the last change by a poll, not the last question.
+ * NULL when never asked. `lead show`'s "checked" key. */
+#define HISTORY_CHECKED_SQL(l)                                                         \
+	"greatest(" l ".checked, (SELECT s.last_ok FROM poll_schedule s"              \
+	" WHERE s.offer = " l ".offer AND " l ".ext <> '' AND s.variant ="             \
+	" CASE WHEN " l ".status IN (2, 3, 4) THEN 'processing'"                        \
+	" WHEN " l ".status IN (6, 7, 8, 9) THEN 'accepted' END))"
 
 #define HISTORY_ENOTFOUND (-2)
 

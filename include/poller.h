@@ -2,7 +2,7 @@
  * "Pull", issue 4 items 2-6 and 10): select the pair's leads, build each
  * request with the offer's rule, send it to the CRM, run the rule on the
  * answer (and on the next pages it asks for), and write the rule's edits,
- * their lead-history rows and the poll-run record in one transaction. The
+ * their lead-history rows and the poll-run record in one statement. The
  * scheduler (scheduler.h) decides which pairs are due and leases them.
  *
  * Pipeline. A leased pair's offer (params, goals, currencies...) is loaded
@@ -27,18 +27,21 @@
  * single-threaded, and they cost ~2 us a lead); every database access is a
  * db job on a worker; row parsing happens there too.
  *
- * Apply (one transaction per batch on a db worker, never across HTTP):
- * the pair's lease is checked (FOR KEY SHARE, so no other worker can claim
- * the pair until the commit), the batch's leads are re-read FOR UPDATE in
- * id order (the order postbacks lock in), each changed lead is compared
- * with the snapshot the rule saw: unchanged → the rule's result is written;
- * changed meanwhile (a postback) → not clobbered: skipped, counted in
- * leads_skipped and noted in poll_runs.notes (the next poll asks again with
- * fresh data); already equal to the rule's result → nothing to write. The
- * written leads, their lead_history rows (source poll, or dates for the
- * dates variant, source_id the run) and the poll_runs row go in one
- * statement; `checked` is set on every lead the batch asked about. A batch
- * with no change is one autocommit statement (poll_runs row + checked).
+ * Apply (one autocommit statement per batch on a db worker, never across
+ * HTTP; poll_sql.h holds it): the page select read each lead's row version
+ * (xmin) beside it; the write checks the pair's lease (FOR KEY SHARE, so
+ * no other worker can claim the pair meanwhile; lost: nothing written),
+ * locks the changed leads in id order (the order postbacks and timers lock
+ * in) and updates only those whose row version is still the one read:
+ * a lead changed meanwhile (a postback) is not clobbered: skipped, counted
+ * in leads_skipped and noted in poll_runs.notes (the next poll asks again
+ * with fresh data), even when it already holds what the rule wants. The
+ * written leads (their `checked` set), their lead_history rows (source
+ * poll, or dates for the dates variant, source_id the run) and the
+ * poll_runs row go in that one statement. A lead the CRM reports unchanged
+ * is not written at all: a batch with no change is its poll_runs row
+ * alone, and `lead show` reads when a lead was last asked from the
+ * schedule's last_ok (history.h, HISTORY_CHECKED_SQL).
  *
  * poll_runs: one row per batch (request, with its pages counted), written
  * whatever the outcome (a failure in its own small statement): worker,

@@ -46,7 +46,7 @@ static const struct history_field {
 	{ "request_id", "l.request_id", HK_STR },
 	{ "customer_id", "l.customer_id", HK_STR },
 	{ "updated", "lead_time_json(l.updated)", HK_STR },
-	{ "checked", "lead_time_json(l.checked)", HK_STR },
+	{ "checked", "lead_time_json(" HISTORY_CHECKED_SQL("l") ")", HK_STR },
 };
 #define HISTORY_NFIELDS (sizeof(history_fields) / sizeof(history_fields[0]))
 

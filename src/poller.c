@@ -1,6 +1,6 @@
 /* poller: selects a leased pair's leads, polls the CRM with the offer's
  * rule, and applies the edits with their history and poll-run record in one
- * transaction per batch (see poller.h). */
+ * statement per batch (see poller.h). */
 #include "poller.h"
 
 #include <ctype.h>
@@ -18,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "mask.h"
+#include "poll_sql.h"
 #include "ruletest.h"
 #include "status.h"
 #include "store.h"
@@ -148,6 +149,7 @@ struct poll_batch {
 	struct poll_batch *prev, *next;
 	bool slot;           /* holds a place in batches_max */
 	struct lead *leads;
+	uint32_t *xmin;      /* beside leads: the row versions the select read */
 	size_t nleads, reserved;
 	struct macro_dates dates;
 	bool has_dates;
@@ -711,67 +713,33 @@ out:
 
 /* ------------------------------------------------------------ leads */
 
-#define POLL_LEAD_COLS                                                                  \
-	"l.id, l.offer, coalesce(l.ext, ''), l.status, coalesce(l.reason, 0), l.comment,"   \
-	" l.track, l.base, l.counts, coalesce(l.curr, 0), coalesce(l.goal, 0), l.wm, l.pay," \
-	" l.ref, coalesce(l.cash_curr, 0), floor(extract(epoch FROM l.created))::bigint,"    \
-	" coalesce(floor(extract(epoch FROM l.approved_at))::bigint, 0),"                    \
-	" coalesce(floor(extract(epoch FROM l.hold_until))::bigint, 0)"
-
-static int poller__lead_row(const PGresult *r, int row, struct lead *l)
-{
-	int rc = 0;
-
-	memset(l, 0, sizeof(*l));
-	l->id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
-	l->offer = strtoll(PQgetvalue(r, row, 1), NULL, 10);
-	lead_strlcpy(l->ext, sizeof(l->ext), PQgetvalue(r, row, 2));
-	l->status = poller__int(PQgetvalue(r, row, 3));
-	l->reason = poller__int(PQgetvalue(r, row, 4));
-	lead_strlcpy(l->comment, sizeof(l->comment), PQgetvalue(r, row, 5));
-	lead_strlcpy(l->track, sizeof(l->track), PQgetvalue(r, row, 6));
-	rc |= lead_money_parse(PQgetvalue(r, row, 7), &l->base);
-	l->counts = poller__int(PQgetvalue(r, row, 8));
-	l->curr = poller__int(PQgetvalue(r, row, 9));
-	l->goal = strtoll(PQgetvalue(r, row, 10), NULL, 10);
-	rc |= lead_money_parse(PQgetvalue(r, row, 11), &l->wm);
-	rc |= lead_money_parse(PQgetvalue(r, row, 12), &l->pay);
-	rc |= lead_money_parse(PQgetvalue(r, row, 13), &l->ref);
-	l->cash_curr = poller__int(PQgetvalue(r, row, 14));
-	l->created = strtoll(PQgetvalue(r, row, 15), NULL, 10);
-	l->approved_at = strtoll(PQgetvalue(r, row, 16), NULL, 10);
-	l->hold_until = strtoll(PQgetvalue(r, row, 17), NULL, 10);
-	return rc ? -1 : 0;
-}
-
-/* Every field a poll reads or writes. */
-static bool poller__lead_same(const struct lead *a, const struct lead *b)
-{
-	return a->id == b->id && a->status == b->status && a->reason == b->reason &&
-	       strcmp(a->comment, b->comment) == 0 && strcmp(a->track, b->track) == 0 &&
-	       strcmp(a->ext, b->ext) == 0 && a->base == b->base && a->counts == b->counts &&
-	       a->curr == b->curr && a->goal == b->goal && a->wm == b->wm && a->pay == b->pay &&
-	       a->ref == b->ref && a->cash_curr == b->cash_curr && a->created == b->created &&
-	       a->approved_at == b->approved_at && a->hold_until == b->hold_until;
-}
-
-static struct lead *poller__rows(const PGresult *r, size_t *n, char *err, size_t errlen)
+/* The page's leads, and beside them their row versions (*xmin, the
+ * caller frees both). */
+static struct lead *poller__rows(const PGresult *r, size_t *n, uint32_t **xmin, char *err,
+				 size_t errlen)
 {
 	size_t i, rows = (size_t)PQntuples(r);
 	struct lead *l = malloc((rows ? rows : 1) * sizeof(*l));
+	uint32_t *x = malloc((rows ? rows : 1) * sizeof(*x));
 
 	*n = 0;
-	if (!l) {
+	*xmin = NULL;
+	if (!l || !x) {
+		free(l);
+		free(x);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	for (i = 0; i < rows; i++)
-		if (poller__lead_row(r, (int)i, &l[i]) < 0) {
+	for (i = 0; i < rows; i++) {
+		if (poll_sql_lead_row(r, (int)i, &l[i], &x[i]) < 0) {
 			snprintf(err, errlen, "lead %" PRId64 ": unreadable amount", l[i].id);
 			free(l);
+			free(x);
 			return NULL;
 		}
+	}
 	*n = rows;
+	*xmin = x;
 	return l;
 }
 
@@ -791,29 +759,15 @@ struct poll_sel {
 	/* out */
 	uint64_t no_ext;
 	struct lead **leads;
+	uint32_t **xmin;      /* beside leads: each lead's row version */
 	size_t *n;
 	size_t total;
 };
 
-/* The id variants ask by external id: a lead without one (a postback's)
- * cannot be asked about, so it is not selected, only counted. The
- * conditions match the partial indexes of 006_poll_no_ext.sql literally.
- * The count rides on the run's first page ($4 true: one statement, no
- * extra round trip before the first request); a first page with no row
- * counts on its own. */
-#define POLL_NO_EXT_SQL(statuses)                                                   \
-	"SELECT count(*) FROM leads n WHERE n.offer = $1 AND n.status IN " statuses \
-	" AND coalesce(n.ext, '') = ''"
-#define POLL_SEL_SQL(statuses)                                                      \
-	"SELECT " POLL_LEAD_COLS ", CASE WHEN $4::boolean THEN (" POLL_NO_EXT_SQL(statuses) \
-	") ELSE 0 END FROM leads l WHERE l.offer = $1 AND l.status IN " statuses          \
-	" AND l.ext <> '' AND l.id > $2 ORDER BY l.id LIMIT $3"
-#define POLL_NO_EXT_COL 18
-
-static const char poller_sel_processing_sql[] = POLL_SEL_SQL("(2, 3, 4)");
-static const char poller_sel_accepted_sql[] = POLL_SEL_SQL("(6, 7, 8, 9)");
-static const char poller_no_ext_processing_sql[] = POLL_NO_EXT_SQL("(2, 3, 4)");
-static const char poller_no_ext_accepted_sql[] = POLL_NO_EXT_SQL("(6, 7, 8, 9)");
+static const char poller_sel_processing_sql[] = POLL_SQL_SEL_PROCESSING;
+static const char poller_sel_accepted_sql[] = POLL_SQL_SEL_ACCEPTED;
+static const char poller_no_ext_processing_sql[] = POLL_SQL_NO_EXT_PROCESSING;
+static const char poller_no_ext_accepted_sql[] = POLL_SQL_NO_EXT_ACCEPTED;
 static const char poller_sel_dates_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
 	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
@@ -836,6 +790,7 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 	if (s->v != RULE_DATES) {
 		size_t rows, off = 0;
 		struct lead *all;
+		uint32_t *allx;
 
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
 		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
@@ -862,7 +817,7 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 			s->no_ext = strtoull(PQgetvalue(rn, 0, 0), NULL, 10);
 			PQclear(rn);
 		}
-		all = poller__rows(r, &rows, job->err, sizeof(job->err));
+		all = poller__rows(r, &rows, &allx, job->err, sizeof(job->err));
 		PQclear(r);
 		if (!all)
 			return DB_EFAIL;
@@ -871,16 +826,20 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 			size_t m = rows - off < s->per ? rows - off : s->per;
 
 			s->leads[i] = malloc(m * sizeof(struct lead));
-			if (!s->leads[i]) {
+			s->xmin[i] = malloc(m * sizeof(uint32_t));
+			if (!s->leads[i] || !s->xmin[i]) {
 				free(all);
+				free(allx);
 				snprintf(job->err, sizeof(job->err), "out of memory");
 				return DB_EFAIL;
 			}
 			memcpy(s->leads[i], all + off, m * sizeof(struct lead));
+			memcpy(s->xmin[i], allx + off, m * sizeof(uint32_t));
 			s->n[i] = m;
 			off += m;
 		}
 		free(all);
+		free(allx);
 		return DB_OK;
 	}
 	for (i = 0; i < s->k; i++) {
@@ -891,7 +850,7 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 				sizeof(job->err));
 		if (!r)
 			return DB_EFAIL;
-		s->leads[i] = poller__rows(r, &s->n[i], job->err, sizeof(job->err));
+		s->leads[i] = poller__rows(r, &s->n[i], &s->xmin[i], job->err, sizeof(job->err));
 		PQclear(r);
 		if (!s->leads[i])
 			return DB_EFAIL;
@@ -904,9 +863,12 @@ static void poller__sel_free(struct poll_sel *s)
 {
 	unsigned i;
 
-	for (i = 0; i < s->k; i++)
+	for (i = 0; i < s->k; i++) {
 		free(s->leads[i]);
+		free(s->xmin[i]);
+	}
 	free(s->leads);
+	free(s->xmin);
 	free(s->n);
 	free(s->dates);
 	free(s);
@@ -959,85 +921,10 @@ static int poller__days_run(PGconn *c, struct db_job *job)
 
 /* ------------------------------------------------------------ jobs: write */
 
-static const char poller_run_sql[] =
-	"WITH r AS ("
-	" INSERT INTO poll_runs (offer, variant, worker, started, finished, method, url,"
-	"  http_status, bytes, leads_asked, leads_changed, leads_unknown, leads_refused,"
-	"  leads_unrecognised, leads_skipped, pages, outcome, error, answer_head, caught_up,"
-	"  missed, notes, content_type, leads_no_ext)"
-	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"
-	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-	"  $15, $16, $17, $18, $19, $20, $21, $22, $28, $29)"
-	" RETURNING id"
-	"), u AS ("
-	" UPDATE leads l SET status = x.s, reason = nullif(x.rs, 0), comment = x.cm,"
-	"  track = x.tr, base = x.b::numeric / 100, counts = x.n, curr = nullif(x.cu, 0),"
-	"  goal = nullif(x.g, 0), wm = x.wm::numeric / 100, pay = x.pay::numeric / 100,"
-	"  ref = x.ref::numeric / 100, cash_curr = nullif(x.cc, 0),"
-	"  approved_at = CASE WHEN x.ap = 0 THEN NULL"
-	"   WHEN x.ap = floor(extract(epoch FROM l.approved_at))::bigint THEN l.approved_at"
-	"   ELSE to_timestamp(x.ap) END,"
-	"  hold_until = CASE WHEN x.hu = 0 THEN NULL"
-	"   WHEN x.hu = floor(extract(epoch FROM l.hold_until))::bigint THEN l.hold_until"
-	"   ELSE to_timestamp(x.hu) END,"
-	"  updated = now(), checked = now()"
-	" FROM json_to_recordset($23::json) AS x(id bigint, s smallint, rs smallint, cm text,"
-	"  tr text, b bigint, n integer, cu integer, g bigint, wm bigint, pay bigint, ref bigint,"
-	"  cc integer, ap bigint, hu bigint)"
-	" WHERE l.id = x.id AND x.id = ANY($25::bigint[])"
-	"), k AS ("
-	" UPDATE leads l SET checked = now() WHERE l.id IN (SELECT id FROM leads"
-	"  WHERE id = ANY($26::bigint[]) ORDER BY id FOR NO KEY UPDATE)"
-	"), h AS ("
-	" INSERT INTO lead_history (lead, source, source_id, before, after)"
-	" SELECT x.lead, $27, r.id, x.b, x.a"
-	" FROM r, json_to_recordset($24::json) AS x(lead bigint, b jsonb, a jsonb)"
-	" WHERE x.lead = ANY($25::bigint[])"
-	")"
-	" SELECT id FROM r";
-
-static const char poller_lease_sql[] =
-	"SELECT 1 FROM poll_schedule WHERE offer = $1 AND variant = $2 AND lease_owner = $3"
-	" FOR KEY SHARE";
-static const char poller_lock_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.id = ANY($1::bigint[])"
-	" ORDER BY l.id FOR NO KEY UPDATE";
-
-static int poller__ids(struct buf *b, const int64_t *ids, size_t n)
+/* The run row's parameters $1-$24 (poll_sql.h) into params; n is the
+ * scratch space their numbers are written in. */
+static void poller__run_params(const struct poll_batch *b, const char **params, char n[][24])
 {
-	size_t i;
-	int e = buf_addc(b, '{');
-
-	for (i = 0; i < n; i++)
-		e |= buf_addf(b, "%s%" PRId64, i ? "," : "", ids[i]);
-	e |= buf_addc(b, '}');
-	return e ? -1 : 0;
-}
-
-static const struct lead *poller__find(const struct lead *v, size_t n, int64_t id)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (v[mid].id == id)
-			return &v[mid];
-		if (v[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/* The statement that writes the row (and, unless W_ROW, the leads). */
-static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *applied,
-			      const char *checked, int64_t *run, char *err, size_t errlen)
-{
-	char n[15][24];
-	const char *params[29];
-	PGresult *r;
 	int i = 0;
 
 	snprintf(n[0], 24, "%" PRId64, b->offer);
@@ -1076,155 +963,91 @@ static int poller__write_stmt(PGconn *c, struct poll_batch *b, const char *appli
 	params[i++] = b->caught_up ? "true" : "false";
 	params[i++] = n[12];
 	params[i++] = b->notes.len ? b->notes.p : NULL;
-	params[i++] = b->wmode == W_FULL ? b->upd.p : "[]";
-	params[i++] = b->wmode == W_FULL ? b->hist.p : "[]";
-	params[i++] = applied;
-	params[i++] = checked;
-	params[i++] = b->v == RULE_DATES ? "dates" : "poll";
 	params[i++] = b->ctype[0] ? b->ctype : NULL;
 	params[i++] = n[13];
-	r = store_query(c, "poll run", poller_run_sql, 29, params, err, errlen);
-	if (!r)
-		return -1;
-	*run = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-	PQclear(r);
-	return 0;
 }
 
+/* The index in b->chg of the change of lead id (changes are few: a scan). */
+static size_t poller__chg_of(const struct poll_batch *b, int64_t id)
+{
+	size_t j;
+
+	for (j = 0; j < b->nchg; j++)
+		if (b->leads[b->chg[j]].id == id)
+			return j;
+	return b->nchg;
+}
+
+/* W_ROW, W_LIGHT: the run's row alone (unchanged leads are not written).
+ * W_FULL: POLL_SQL_WRITE, one autocommit statement (poll_sql.h). */
 static int poller__write_run(PGconn *c, struct db_job *job)
 {
 	struct poll_batch *b = job->data;
-	struct buf applied, checked, lg;
-	int64_t *ids = NULL, *ok = NULL;
-	struct lead *cur = NULL;
-	size_t i, ncur = 0, nok = 0, nother = 0;
+	char n[14][24];
+	const char *params[POLL_SQL_WRITE_PARAMS];
+	struct buf lg;
+	PGresult *r;
+	const char *p;
 	int rc = DB_EFAIL;
 
 	buf_init(&lg, 0);
-	buf_init(&applied, 0);
-	buf_init(&checked, 0);
 	b->applied = b->skipped = 0;
-	if (b->wmode == W_ROW) {
-		if (poller__write_stmt(c, b, "{}", "{}", &b->run_id, job->err, sizeof(job->err)) == 0)
-			rc = DB_OK;
+	poller__run_params(b, params, n);
+	if (b->wmode != W_FULL) {
+		r = store_query(c, "poll run", POLL_SQL_ROW, POLL_SQL_ROW_PARAMS, params, job->err,
+				sizeof(job->err));
+		if (!r)
+			goto out;
+		b->run_id = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+		PQclear(r);
+		rc = DB_OK;
 		goto out;
 	}
-	ids = malloc((b->nleads + 1) * sizeof(*ids));
-	ok = malloc((b->nleads + 1) * sizeof(*ok));
-	if (!ids || !ok)
-		goto oom;
-	for (i = 0; i < b->nleads; i++)
-		ids[i] = b->leads[i].id;
-	if (b->wmode == W_LIGHT) {
-		if (poller__ids(&checked, ids, b->nleads) < 0)
-			goto oom;
-		if (poller__write_stmt(c, b, "{}", checked.p, &b->run_id, job->err,
-				       sizeof(job->err)) == 0)
-			rc = DB_OK;
+	params[24] = b->upd.p;
+	params[25] = b->hist.p;
+	params[26] = b->v == RULE_DATES ? "dates" : "poll";
+	r = store_query(c, "poll write", POLL_SQL_WRITE, POLL_SQL_WRITE_PARAMS, params, job->err,
+			sizeof(job->err));
+	if (!r)
+		goto out;
+	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+		PQclear(r);
+		b->lease_lost = true;
+		snprintf(job->err, sizeof(job->err), "the lease of offer %" PRId64 " %s is lost",
+			 b->offer, rule_variant_name(b->v));
 		goto out;
 	}
-	/* W_FULL: one transaction, leads re-read under lock */
-	{
-		char off[24];
-		const char *lp[3] = { off, rule_variant_name(b->v), b->worker };
-		const char *idp;
-		PGresult *r;
-		bool *is_ok;
+	b->run_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	/* the ids written, "{101,102}": the log lines, and what was skipped */
+	for (p = PQgetvalue(r, 0, 2); *p; p++) {
+		char *end;
+		int64_t id;
 		size_t j;
 
-		snprintf(off, sizeof(off), "%" PRId64, b->offer);
-		if (store_exec(c, "begin", "BEGIN", 0, NULL, job->err, sizeof(job->err)) < 0)
-			goto out;
-		r = store_query(c, "lease check", poller_lease_sql, 3, lp, job->err, sizeof(job->err));
-		if (!r)
-			goto rollback;
-		if (PQntuples(r) == 0) {
-			PQclear(r);
-			b->lease_lost = true;
-			snprintf(job->err, sizeof(job->err), "the lease of offer %" PRId64 " %s is lost",
-				 b->offer, rule_variant_name(b->v));
-			goto rollback;
-		}
-		PQclear(r);
-		if (poller__ids(&checked, ids, b->nleads) < 0)
-			goto oom_rollback;
-		idp = checked.p;
-		r = store_query(c, "lock leads", poller_lock_sql, 1, &idp, job->err, sizeof(job->err));
-		if (!r)
-			goto rollback;
-		cur = poller__rows(r, &ncur, job->err, sizeof(job->err));
-		PQclear(r);
-		if (!cur)
-			goto rollback;
-		is_ok = calloc(b->nleads + 1, sizeof(*is_ok));
-		if (!is_ok)
-			goto oom_rollback;
-		for (j = 0; j < b->nchg; j++) {
-			const struct lead *snap = &b->leads[b->chg[j]];
-			const struct lead *now = poller__find(cur, ncur, snap->id);
+		if (*p < '0' || *p > '9')
+			continue;
+		id = strtoll(p, &end, 10);
+		p = end - 1;
+		j = poller__chg_of(b, id);
+		if (j == b->nchg)
+			continue;
+		b->applied++;
+		if (log_leads_on()) {
+			struct log_lead ll = { id, b->offer, b->run_id, b->leads[b->chg[j]].status,
+					       b->after[j]->status };
 
-			if (now && poller__lead_same(now, snap)) {
-				struct log_lead ll = { snap->id, b->offer, 0, snap->status,
-						       b->after[j]->status };
-
-				ok[nok++] = snap->id;
-				is_ok[b->chg[j]] = true;
-				if (log_leads_on() && buf_add(&lg, &ll, sizeof(ll)) < 0) {
-					/* the log lines are best effort */
-				}
-			} else if (now && poller__lead_same(now, b->after[j])) {
-				/* already what the rule wants */
-			} else {
-				b->skipped++;
-				if (buf_addf(&b->notes, "lead %" PRId64 " changed meanwhile: not written\n",
-					     snap->id) < 0) {
-					/* notes full: counted all the same */
-				}
+			if (buf_add(&lg, &ll, sizeof(ll)) < 0) {
+				/* the log lines are best effort */
 			}
 		}
-		b->applied = nok;
-		for (i = 0; i < b->nleads; i++)
-			if (!is_ok[i])
-				ids[nother++] = b->leads[i].id;
-		free(is_ok);
-		buf_reset(&checked);
-		if (poller__ids(&applied, ok, nok) < 0 || poller__ids(&checked, ids, nother) < 0)
-			goto oom_rollback;
-		if (poller__write_stmt(c, b, applied.p, checked.p, &b->run_id, job->err,
-				       sizeof(job->err)) < 0)
-			goto rollback;
-		if (store_exec(c, "commit", "COMMIT", 0, NULL, job->err, sizeof(job->err)) < 0)
-			goto out;
-		rc = DB_OK;
-		{
-			struct log_lead *v = (struct log_lead *)(void *)lg.p;
-			size_t k, nl = lg.len / sizeof(*v);
-
-			for (k = 0; k < nl; k++)
-				v[k].run = b->run_id;
-			log_lead_changes(b->v == RULE_DATES ? "dates" : "poll", v, nl);
-		}
-		goto out;
-	oom_rollback:
-		snprintf(job->err, sizeof(job->err), "out of memory");
-	rollback:
-		{
-			PGresult *rb = PQexec(c, "ROLLBACK");
-
-			PQclear(rb);
-		}
-		b->applied = 0;
-		goto out;
 	}
-oom:
-	snprintf(job->err, sizeof(job->err), "out of memory");
+	PQclear(r);
+	b->skipped = b->nchg - b->applied;
+	log_lead_changes(b->v == RULE_DATES ? "dates" : "poll", (struct log_lead *)(void *)lg.p,
+			 lg.len / sizeof(struct log_lead));
+	rc = DB_OK;
 out:
-	free(ids);
-	free(ok);
-	free(cur);
-	buf_release(&applied);
 	buf_release(&lg);
-	buf_release(&checked);
 	return rc;
 }
 
@@ -1445,6 +1268,7 @@ static void poller__batch_free(struct poll_batch *b)
 	buf_release(&b->upd);
 	buf_release(&b->hist);
 	free(b->leads);
+	free(b->xmin);
 	free(b->url);
 	free(b->chg);
 	free(b->after);
@@ -1722,9 +1546,8 @@ static void poller__batch_apply(struct poll_batch *b)
 		const struct lead *old = &b->leads[ch->lead], *l = &ch->after;
 		int d;
 
-		buf_reset(&before);
-		buf_reset(&after);
-		d = lead_diff(old, l, &before, &after);
+		d = poll_sql_change(&b->upd, &b->hist, old, l, b->xmin[ch->lead], b->nchg == 0,
+				    &before, &after);
 		if (d < 0) {
 			e = -1;
 			break;
@@ -1740,19 +1563,6 @@ static void poller__batch_apply(struct poll_batch *b)
 			free(mb);
 			free(ma);
 		}
-		e |= buf_addf(&b->upd, "%s{\"id\":%" PRId64 ",\"s\":%d,\"rs\":%d,\"cm\":",
-			      b->nchg ? "," : "", l->id, l->status, l->reason);
-		e |= buf_add_json_str(&b->upd, l->comment, strlen(l->comment));
-		e |= buf_adds(&b->upd, ",\"tr\":");
-		e |= buf_add_json_str(&b->upd, l->track, strlen(l->track));
-		e |= buf_addf(&b->upd,
-			      ",\"b\":%" PRId64 ",\"n\":%d,\"cu\":%d,\"g\":%" PRId64 ",\"wm\":%" PRId64
-			      ",\"pay\":%" PRId64 ",\"ref\":%" PRId64 ",\"cc\":%d,\"ap\":%" PRId64
-			      ",\"hu\":%" PRId64 "}",
-			      l->base, l->counts, l->curr, l->goal, l->wm, l->pay, l->ref, l->cash_curr,
-			      l->approved_at, l->hold_until);
-		e |= buf_addf(&b->hist, "%s{\"lead\":%" PRId64 ",\"b\":%s,\"a\":%s}",
-			      b->nchg ? "," : "", l->id, before.p, after.p);
 		b->chg[b->nchg] = ch->lead;
 		b->after[b->nchg] = l;
 		b->nchg++;
@@ -2064,8 +1874,10 @@ static void poller__sel_done(struct db_job *job)
 		}
 		b->slot = true;
 		b->leads = s->leads[i];
+		b->xmin = s->xmin[i];
 		b->nleads = b->reserved = s->n[i];
 		s->leads[i] = NULL;
+		s->xmin[i] = NULL;
 		p->batches_used++;
 		p->leads_used += b->reserved;
 		pr->nbatches++;
@@ -2139,11 +1951,12 @@ static void poller__pair_fill(struct poll_pair *pr)
 	s = calloc(1, sizeof(*s));
 	if (s) {
 		s->leads = calloc(k, sizeof(*s->leads));
+		s->xmin = calloc(k, sizeof(*s->xmin));
 		s->n = calloc(k, sizeof(*s->n));
 		if (pr->v == RULE_DATES)
 			s->dates = calloc(k, sizeof(*s->dates));
 	}
-	if (!s || !s->leads || !s->n || (pr->v == RULE_DATES && !s->dates))
+	if (!s || !s->leads || !s->xmin || !s->n || (pr->v == RULE_DATES && !s->dates))
 		goto oom;
 	s->job.data = s;
 	s->job.run = poller__sel_run;

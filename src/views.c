@@ -446,7 +446,8 @@ int views_offers(PGconn *c, const struct views_filter *f, enum views_format fmt,
 			     " count(*) FILTER (WHERE l.status IN (2, 3, 4)) AS processing,"
 			     " count(*) FILTER (WHERE l.status IN (6, 7, 8, 9)) AS accepted,"
 			     " count(*) FILTER (WHERE l.status NOT IN (5, 10, 11, 12)) AS open"
-			     " FROM leads l WHERE l.offer IN (SELECT id FROM o) GROUP BY l.offer) ");
+			     " FROM leads l WHERE l.offer IN (SELECT id FROM o)"
+			     " AND l.status NOT IN (5, 10, 11, 12) GROUP BY l.offer) ");
 	rc |= views__select(&sql, offer_cols, NCOLS(offer_cols), VIEWS_OFFER_SECRETS("o"));
 	rc |= buf_adds(&sql, " FROM o JOIN poll_schedule s ON s.offer = o.id"
 			     " LEFT JOIN poll_runs r ON r.id = s.last_run"

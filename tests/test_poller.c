@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "history.h"
 #include "import.h"
 #include "mock_crm.h"
 #include "poller.h"
@@ -538,7 +539,9 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 		     "101:6 102:6 103:6 104:6 105:6 106:5 201:3 202:7 301:5 302:5"));
 	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', wm, pay, approved_at IS NOT NULL, reason)"
 			  " FROM leads WHERE id = 101", "5.00 8.00 t"));
-	ASSERT(test_sql_is(e.c, "SELECT count(*) FROM leads WHERE checked IS NOT NULL", "9"));
+	/* checked is written only with a change: 202 (asked, refused) is not */
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM leads"
+			  " WHERE checked IS NOT NULL", "101,102,103,104,105,201,301,302"));
 	/* history: one row per changed lead, naming its poll run */
 	ASSERT(test_sql_is(e.c,
 		     "SELECT count(*) FROM lead_history h JOIN poll_runs r ON r.id = h.source_id"
@@ -831,6 +834,126 @@ TEST(poller_postback_change_is_not_clobbered)
 	pt_close(&e);
 	PQfinish(pb.conn);
 	buf_release(&imp);
+}
+
+static void pt_buf_release(void *b)
+{
+	buf_release(b);
+}
+
+/* Offer 10 asked about 101 (3), 102 (2) and 103 (3), the CRM answering
+ * "callback" (3) for each: only 102 changes. */
+static bool pt_callback_world(struct pt_env *e, struct mock_route *route, struct pt_route *cb,
+			      const char *name)
+{
+	struct poller_config pc;
+	struct buf *imp = calloc(1, sizeof(*imp));
+	char err[1024];
+	bool ok;
+
+	if (!imp)
+		return false;
+	buf_init(imp, 0);
+	cb->status = "callback";
+	route->path = "/cb";
+	route->kind = MOCK_FUNC;
+	route->fn = pt_answer;
+	route->data = cb;
+	ok = pt_open(e, name, route, 1) && buf_adds(imp, PT_ADV) == 0 &&
+	     pt_offer(imp, 10, "pt_crm", mock_crm_port(e->m), "cb", NULL) == 0 &&
+	     pt_lead(imp, 101, 10, 3, "2026-01-10T10:00:00Z") == 0 &&
+	     pt_lead(imp, 102, 10, 2, "2026-01-10T10:00:00Z") == 0 &&
+	     pt_lead(imp, 103, 10, 3, "2026-01-10T10:00:00Z") == 0 &&
+	     pt_import(e->c, imp->p, err, sizeof(err)) == 0 &&
+	     pt_hold_except(e->c, "variant = 'processing'");
+	buf_release(imp);
+	free(imp);
+	if (!ok)
+		return false;
+	pt_config(e, &pc, "w-cb");
+	return pt_start(e, 0, &pc);
+}
+
+TEST(poller_unchanged_leads_are_not_written)
+{
+	struct mock_route route;
+	struct pt_route cb = { 0 };
+	struct pt_env e;
+	char *before;
+
+	memset(&route, 0, sizeof(route));
+	ASSERT(pt_callback_world(&e, &route, &cb, "ls_poller_unwritten"));
+	before = test_sql_value(e.c, "SELECT string_agg(concat_ws(':', id, xmin, updated), ' '"
+				" ORDER BY id) FROM leads WHERE id IN (101, 103)");
+	ASSERT(before != NULL);
+	test_defer(free, before);
+	ASSERT(pt_run_idle(&e, 10000));
+	/* 101 and 103: the same row version, never touched; 102 written */
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(concat_ws(':', id, xmin, updated), ' '"
+			  " ORDER BY id) FROM leads WHERE id IN (101, 103)", before));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status || ':' || (checked IS NOT NULL),"
+			  " ' ' ORDER BY id) FROM leads", "101:3:false 102:3:true 103:3:false"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', min(outcome), sum(leads_asked),"
+			  " sum(leads_changed), sum(leads_skipped), bool_and(notes IS NULL))"
+			  " FROM poll_runs", "ok 3 1 0 t"));
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(lead::text, ',') FROM lead_history"
+			  " WHERE source = 'poll'", "102"));
+	pt_close(&e);
+}
+
+TEST(poller_lead_show_checked_is_the_last_ok_poll)
+{
+	struct mock_route route;
+	struct pt_route cb = { 0 };
+	struct pt_env e;
+	struct buf *out = calloc(1, sizeof(*out));
+	char err[256], *want, *last_ok;
+
+	ASSERT(out != NULL);
+	test_defer(free, out);
+	buf_init(out, 0);
+	test_defer(pt_buf_release, out);
+	memset(&route, 0, sizeof(route));
+	ASSERT(pt_callback_world(&e, &route, &cb, "ls_poller_checked"));
+	/* never asked: null */
+	ASSERT_EQ(history_lead_show(e.c, 101, true, out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out->p, "\"checked\":null,");
+	ASSERT(pt_run_idle(&e, 10000));
+	/* asked, unchanged: the run's last_ok, though the row was not written */
+	last_ok = test_sql_value(e.c, "SELECT lead_time_json(last_ok) FROM poll_schedule"
+				 " WHERE offer = 10 AND variant = 'processing'");
+	ASSERT(last_ok != NULL && last_ok[0]);
+	test_defer(free, last_ok);
+	want = malloc(64);
+	ASSERT(want != NULL);
+	test_defer(free, want);
+	snprintf(want, 64, "\"checked\":\"%s\",", last_ok);
+	buf_reset(out);
+	ASSERT_EQ(history_lead_show(e.c, 101, true, out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out->p, want);
+	/* changed by the poll: the later of its own checked and last_ok */
+	buf_reset(out);
+	ASSERT_EQ(history_lead_show(e.c, 102, true, out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out->p, want);
+	/* a later check of its own wins over an older run */
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET checked = last_ok + interval '1 hour'"
+			    " FROM poll_schedule s WHERE s.offer = 10 AND s.variant = 'processing'"
+			    " AND leads.id = 103"));
+	test_undefer(free, want);
+	free(want);
+	want = test_sql_value(e.c, "SELECT '\"checked\":\"' || lead_time_json(checked) || '\",'"
+			      " FROM leads WHERE id = 103");
+	ASSERT(want != NULL);
+	test_defer(free, want);
+	buf_reset(out);
+	ASSERT_EQ(history_lead_show(e.c, 103, true, out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out->p, want);
+	/* a lead in a status no id variant asks about (5): its own checked only */
+	ASSERT(test_sql_exec(e.c, "UPDATE leads SET status = 5, reason = 2 WHERE id = 101"));
+	buf_reset(out);
+	ASSERT_EQ(history_lead_show(e.c, 101, true, out, err, sizeof(err)), 0);
+	ASSERT_CONTAINS(out->p, "\"checked\":null,");
+	pt_close(&e);
 }
 
 static bool pt_run_until(struct pt_env *e, const char *sql, const char *want, uint64_t timeout_ms);

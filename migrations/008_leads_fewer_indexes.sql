@@ -1,0 +1,21 @@
+-- 008_leads_fewer_indexes: fewer index entries per lead a writer changes
+-- (issue 10). A change of status is never a HOT update (status is in the
+-- key or the predicate of several indexes), so each one adds an entry to
+-- every index whose predicate the new row meets: for a poll's 2 -> 3 that
+-- was leads_pkey, leads_offer_status, leads_offer_created_open,
+-- leads_offer_ext and leads_poll_processing.
+--
+-- leads_offer_status (offer, status) served no query alone: the id
+-- variants' pages use leads_poll_processing/accepted, the dates variant and
+-- the reject timer leads_offer_created_open, the hold timer
+-- leads_hold_until; the offers view's counts now name the open statuses
+-- and use leads_offer_created_open. What was left is the poller's count
+-- of the open leads without an external id, once per run: it gets an
+-- index that holds only those leads (postbacks' leads; never a polled
+-- one), so a polled lead's change writes one index entry fewer.
+--
+-- No fillfactor: the updates it would make HOT (columns no index names)
+-- were the per-lead `checked` updates, which polls no longer make, and a
+-- status change is not HOT whatever the room on its page.
+DROP INDEX leads_offer_status;
+CREATE INDEX leads_offer_no_ext ON leads (offer, status) WHERE coalesce(ext, '') = '';
