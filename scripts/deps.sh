@@ -12,6 +12,7 @@ pkgs=(
 	libpq-dev libhttp-parser-dev libexpat1-dev
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
+	wrk
 	stress-ng
 	yamllint python3-yaml
 	prometheus
