@@ -12,7 +12,8 @@ pkgs=(
 	libpq-dev libhttp-parser-dev libexpat1-dev
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
-	stress-ng wrk
+	wrk
+	stress-ng
 	yamllint python3-yaml
 	prometheus
 	chromium

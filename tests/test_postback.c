@@ -926,6 +926,44 @@ TP_TEST(postback_a_failing_postback_fails_alone, NULL, 1)
 		     "500|error|write: ERROR: boom refused");
 }
 
+/* The group's statements are prepared once per connection, and again on the
+ * connection a worker makes after its own was cut: the first postback
+ * after the cut is answered as usual, from a new server process. */
+TP_TEST(postback_statements_prepared_again_on_a_new_connection, NULL, 1)
+{
+	static const char others[] = "FROM pg_stat_activity WHERE datname = current_database()"
+				     " AND application_name = 'leadsync' AND pid <> pg_backend_pid()";
+	char sql[256], before[4096];
+	struct tp_resp r;
+	int i;
+
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=prep-1&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	snprintf(sql, sizeof(sql), "SELECT string_agg(pid::text, ',' ORDER BY pid) %s", others);
+	snprintf(before, sizeof(before), "%s", tp_val(sql, NULL));
+	ASSERT(strcmp(before, "(null)") != 0);
+	snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) %s", others);
+	ASSERT(strcmp(tp_val(sql, NULL), "0") != 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) %s AND pid = ANY (string_to_array($1, ',')::int[])",
+		 others);
+	for (i = 0; i < 1000 && strcmp(tp_val(sql, before), "0") != 0; i++)
+		usleep(10000);
+	ASSERT_STREQ(tp_val(sql, before), "0");
+
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=prep-2&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	ASSERT(strstr(r.body, "\"duplicate\":false") != NULL);
+	tp_resp_release(&r);
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=prep-1&action=lead&status=approved",
+			&r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT string_agg(request_id || ' ' || status, ',' ORDER BY request_id)"
+			    " FROM leads WHERE request_id IN ('prep-1', 'prep-2')", NULL),
+		     "prep-1 6,prep-2 2");
+}
+
 /* --------------------------------------------------------------- clicks */
 
 TP_TEST(click_redirect_keeps_the_landing_query, NULL, 2)
