@@ -39,6 +39,7 @@
 #include "buf.h"
 #include "lead.h"
 #include "poll_sql.h"
+#include "store.h"
 
 static const char *opt_db;
 static long opt_offers, opt_leads, opt_batch = 100, opt_conns = 2;
@@ -108,7 +109,9 @@ static int64_t wall_us(void)
 	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-static PGresult *q(PGconn *c, const char *sql, int n, const char *const *p, ExecStatusType want)
+/* The old design's statements, unprepared as the old poller ran them. */
+static PGresult *q_old(PGconn *c, const char *sql, int n, const char *const *p,
+		       ExecStatusType want)
 {
 	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
 
@@ -117,6 +120,20 @@ static PGresult *q(PGconn *c, const char *sql, int n, const char *const *p, Exec
 		PQclear(r);
 		atomic_store(&failed, 1);
 		return NULL;
+	}
+	return r;
+}
+
+/* The poller's statements, prepared per connection under the poller's
+ * names, as the poller runs them (store_query_prepared). */
+static PGresult *q(PGconn *c, const char *name, const char *sql, int n, const char *const *p)
+{
+	char err[1024];
+	PGresult *r = store_query_prepared(c, name, name, sql, n, p, err, sizeof(err));
+
+	if (!r) {
+		fprintf(stderr, "bench_pgwrite: %s\n", err);
+		atomic_store(&failed, 1);
 	}
 	return r;
 }
@@ -168,7 +185,7 @@ static long write_batch(PGconn *c, int64_t offer, const struct lead *leads, size
 	p[22] = "application/json";
 	if (!opt_old) {
 		if (!nchg) {
-			r = q(c, POLL_SQL_ROW, POLL_SQL_ROW_PARAMS, p, PGRES_TUPLES_OK);
+			r = q(c, "leadsync_poll_row", POLL_SQL_ROW, POLL_SQL_ROW_PARAMS, p);
 			written = r ? 0 : -1;
 			PQclear(r);
 			return written;
@@ -176,7 +193,7 @@ static long write_batch(PGconn *c, int64_t offer, const struct lead *leads, size
 		p[24] = upd;
 		p[25] = hist;
 		p[26] = "poll";
-		r = q(c, POLL_SQL_WRITE, POLL_SQL_WRITE_PARAMS, p, PGRES_TUPLES_OK);
+		r = q(c, "leadsync_poll_write", POLL_SQL_WRITE, POLL_SQL_WRITE_PARAMS, p);
 		if (!r)
 			return -1;
 		if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
@@ -214,18 +231,18 @@ static long write_batch(PGconn *c, int64_t offer, const struct lead *leads, size
 		if (ids_arr(&all, leads, idx, n) < 0 || ids_arr(&chg, leads, changed, nchg) < 0 ||
 		    ids_arr(&other, leads, oth, no) < 0)
 			goto old_out;
-		PQclear(q(c, "BEGIN", 0, NULL, PGRES_COMMAND_OK));
-		PQclear(q(c, old_lease_sql, 3, lp, PGRES_TUPLES_OK));
+		PQclear(q_old(c, "BEGIN", 0, NULL, PGRES_COMMAND_OK));
+		PQclear(q_old(c, old_lease_sql, 3, lp, PGRES_TUPLES_OK));
 		ap = all.p;
-		PQclear(q(c, old_lock_sql, 1, &ap, PGRES_TUPLES_OK));
+		PQclear(q_old(c, old_lock_sql, 1, &ap, PGRES_TUPLES_OK));
 		snprintf(num[4], 24, "%zu", nchg);
 		p[10] = num[4];
 		p[24] = nchg ? upd : "[]";
 		p[25] = nchg ? hist : "[]";
 		p[26] = chg.p;
 		p[27] = other.p;
-		PQclear(q(c, old_write_sql, 28, p, PGRES_TUPLES_OK));
-		PQclear(q(c, "COMMIT", 0, NULL, PGRES_COMMAND_OK));
+		PQclear(q_old(c, old_write_sql, 28, p, PGRES_TUPLES_OK));
+		PQclear(q_old(c, "COMMIT", 0, NULL, PGRES_COMMAND_OK));
 		written = atomic_load(&failed) ? -1 : (long)nchg;
 	old_out:
 		(void)after;
@@ -275,7 +292,7 @@ static void *worker(void *arg)
 			snprintf(b, sizeof(b), "%" PRId64, cursor);
 			snprintf(cc, sizeof(cc), "%ld", opt_batch);
 			first = false;
-			r = q(c, POLL_SQL_SEL_PROCESSING, 4, p, PGRES_TUPLES_OK);
+			r = q(c, "leadsync_poll_sel_processing", POLL_SQL_SEL_PROCESSING, 4, p);
 			if (!r)
 				goto out;
 			n = (size_t)PQntuples(r);

@@ -73,6 +73,25 @@ __attribute__((warn_unused_result))
 PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
 		      const char *const *params, char *err, size_t errlen);
 
+/* Prepares sql on c under name, once per connection: the connection
+ * remembers the names it has prepared (libpq instance data, gone with the
+ * PGconn, so a connection made after a reconnect prepares again). name is
+ * compared by its text; at most STORE_PREPARED_MAX names per connection.
+ * Planning a large statement can cost more than running it on a small
+ * batch, so the hot statements (a poll batch's select and write, a
+ * postback group's) are prepared. 0, or -1 with "prepare what: ..." in
+ * err. */
+#define STORE_PREPARED_MAX 32
+__attribute__((warn_unused_result))
+int store_prepare(PGconn *c, const char *name, const char *what, const char *sql, int n,
+		  char *err, size_t errlen);
+
+/* store_query() through the statement prepared under name (preparing it
+ * first when this connection has not). */
+__attribute__((warn_unused_result))
+PGresult *store_query_prepared(PGconn *c, const char *name, const char *what, const char *sql,
+			       int n, const char *const *params, char *err, size_t errlen);
+
 /* store_query() for statements whose result is not needed. */
 __attribute__((warn_unused_result))
 int store_exec(PGconn *c, const char *what, const char *sql, int n, const char *const *params,

@@ -795,10 +795,14 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
 		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
 		snprintf(d, sizeof(d), "%s", s->count_no_ext ? "true" : "false");
-		r = store_query(c, "select leads",
-				s->v == RULE_PROCESSING ? poller_sel_processing_sql
-							: poller_sel_accepted_sql,
-				4, params, job->err, sizeof(job->err));
+		/* prepared: planning costs as much as running it on a page */
+		r = s->v == RULE_PROCESSING
+			    ? store_query_prepared(c, "leadsync_poll_sel_processing", "select leads",
+						   poller_sel_processing_sql, 4, params, job->err,
+						   sizeof(job->err))
+			    : store_query_prepared(c, "leadsync_poll_sel_accepted", "select leads",
+						   poller_sel_accepted_sql, 4, params, job->err,
+						   sizeof(job->err));
 		if (!r)
 			return DB_EFAIL;
 		if (s->count_no_ext && PQntuples(r))
@@ -994,8 +998,8 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 	b->applied = b->skipped = 0;
 	poller__run_params(b, params, n);
 	if (b->wmode != W_FULL) {
-		r = store_query(c, "poll run", POLL_SQL_ROW, POLL_SQL_ROW_PARAMS, params, job->err,
-				sizeof(job->err));
+		r = store_query_prepared(c, "leadsync_poll_row", "poll run", POLL_SQL_ROW,
+					 POLL_SQL_ROW_PARAMS, params, job->err, sizeof(job->err));
 		if (!r)
 			goto out;
 		b->run_id = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
@@ -1006,8 +1010,10 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 	params[24] = b->upd.p;
 	params[25] = b->hist.p;
 	params[26] = b->v == RULE_DATES ? "dates" : "poll";
-	r = store_query(c, "poll write", POLL_SQL_WRITE, POLL_SQL_WRITE_PARAMS, params, job->err,
-			sizeof(job->err));
+	/* prepared: planning this statement costs about 1 ms of the server's
+	 * CPU, a fifth of a batch's (bench/BENCHMARKS.md) */
+	r = store_query_prepared(c, "leadsync_poll_write", "poll write", POLL_SQL_WRITE,
+				 POLL_SQL_WRITE_PARAMS, params, job->err, sizeof(job->err));
 	if (!r)
 		goto out;
 	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0) {

@@ -6,7 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
-#include <libpq-events.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -969,57 +968,17 @@ static void pb__txn_release(struct pb_txn *t)
 	buf_release(&t->lg);
 }
 
-/* The mark of a connection whose two statements are prepared: libpq
- * instance data, which lives and dies with the PGconn, so a connection
- * made after a reconnect is asked again. The event procedure has nothing
- * to free. */
-static int pb__conn_event(PGEventId id, void *info, void *pass)
-{
-	(void)id;
-	(void)info;
-	(void)pass;
-	return 1;
-}
-
-static char pb__prepared_mark;
-
 /* Prepares the two statements on a connection that lacks them: planning
- * them costs more than running them for a small group. A marked connection
- * costs no round trip: asking the server whether they exist, twice for
- * every group, was a third of a group's round trips. */
+ * them costs more than running them for a small group. The connection
+ * remembers what it has prepared (store_prepare), so a group costs no
+ * round trip for it, and a connection made after a cut prepares again. */
 static int pb__prepare(struct pb_txn *t)
 {
-	static const struct {
-		const char *name, *sql;
-		int n;
-	} st[] = {
-		{ "leadsync_pb_resolve", pb_resolve_sql, 1 },
-		{ "leadsync_pb_write", pb_write_sql, 5 },
-	};
-	char msg[400];
-	size_t i;
-
-	if (PQinstanceData(t->c, pb__conn_event))
-		return 0;
-	for (i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
-		PGresult *r = PQdescribePrepared(t->c, st[i].name);
-		bool have = PQresultStatus(r) == PGRES_COMMAND_OK;
-
-		PQclear(r);
-		if (have)
-			continue;
-		r = PQprepare(t->c, st[i].name, st[i].sql, st[i].n, NULL);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			snprintf(t->err, sizeof(t->err), "prepare: %s",
-				 store_error_text(t->c, r, msg, sizeof(msg)));
-			PQclear(r);
-			return -1;
-		}
-		PQclear(r);
-	}
-	/* unmarked (registration failed): the next group asks again */
-	if (PQregisterEventProc(t->c, pb__conn_event, "leadsync postback", NULL))
-		(void)PQsetInstanceData(t->c, pb__conn_event, &pb__prepared_mark);
+	if (store_prepare(t->c, "leadsync_pb_resolve", "resolve", pb_resolve_sql, 1, t->err,
+			  sizeof(t->err)) < 0 ||
+	    store_prepare(t->c, "leadsync_pb_write", "write", pb_write_sql, 5, t->err,
+			  sizeof(t->err)) < 0)
+		return -1;
 	return 0;
 }
 

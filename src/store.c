@@ -2,6 +2,7 @@
  * statement and say what went wrong. */
 #include "store.h"
 
+#include <libpq-events.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,107 @@ PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
 	/* undefined_table: most likely a database that was never migrated */
 	snprintf(err, errlen, "%s: %s%s", what, store_error_text(c, r, msg, sizeof(msg)),
 		 strcmp(store_sqlstate(r), "42P01") == 0 ? " (run 'leadsync migrate')" : "");
+	PQclear(r);
+	return NULL;
+}
+
+/* The names prepared on one connection (instance data). */
+struct store_prepared {
+	size_t n;
+	char *name[STORE_PREPARED_MAX];
+};
+
+static void store__prepared_forget(struct store_prepared *p)
+{
+	while (p && p->n)
+		free(p->name[--p->n]);
+}
+
+static int store__conn_event(PGEventId id, void *info, void *pass)
+{
+	(void)pass;
+	if (id == PGEVT_CONNRESET) {
+		/* a reset connection is a new session: nothing is prepared */
+		PGEventConnReset *e = info;
+
+		store__prepared_forget(PQinstanceData(e->conn, store__conn_event));
+	} else if (id == PGEVT_CONNDESTROY) {
+		PGEventConnDestroy *e = info;
+		struct store_prepared *p = PQinstanceData(e->conn, store__conn_event);
+
+		store__prepared_forget(p);
+		free(p);
+	}
+	return 1;
+}
+
+static struct store_prepared *store__prepared(PGconn *c)
+{
+	struct store_prepared *p = PQinstanceData(c, store__conn_event);
+
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	if (!PQregisterEventProc(c, store__conn_event, "leadsync store", NULL) ||
+	    !PQsetInstanceData(c, store__conn_event, p)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int store_prepare(PGconn *c, const char *name, const char *what, const char *sql, int n,
+		  char *err, size_t errlen)
+{
+	struct store_prepared *p = store__prepared(c);
+	char msg[768];
+	PGresult *r;
+	size_t i;
+
+	for (i = 0; p && i < p->n; i++)
+		if (strcmp(p->name[i], name) == 0)
+			return 0;
+	r = PQprepare(c, name, sql, n, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		snprintf(err, errlen, "prepare %s: %s%s", what, store_error_text(c, r, msg, sizeof(msg)),
+			 strcmp(store_sqlstate(r), "42P01") == 0 ? " (run 'leadsync migrate')" : "");
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	/* not remembered (out of memory, or full): the next call prepares
+	 * again, which the server refuses as a duplicate: deallocate first */
+	if (!p || p->n == STORE_PREPARED_MAX || !(p->name[p->n] = strdup(name))) {
+		char dealloc[160];
+
+		snprintf(dealloc, sizeof(dealloc), "DEALLOCATE \"%s\"", name);
+		PQclear(PQexec(c, dealloc));
+		return 0;
+	}
+	p->n++;
+	return 0;
+}
+
+PGresult *store_query_prepared(PGconn *c, const char *name, const char *what, const char *sql,
+			       int n, const char *const *params, char *err, size_t errlen)
+{
+	PGresult *r;
+	ExecStatusType st;
+	char msg[768];
+
+	if (store_prepare(c, name, what, sql, n, err, errlen) < 0)
+		return NULL;
+	r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+	st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return r;
+	snprintf(err, errlen, "%s: %s", what, store_error_text(c, r, msg, sizeof(msg)));
+	/* 26000: the session lost its statements (DISCARD ALL by a pooler):
+	 * forget them all, so the next call prepares again */
+	if (strcmp(store_sqlstate(r), "26000") == 0)
+		store__prepared_forget(PQinstanceData(c, store__conn_event));
 	PQclear(r);
 	return NULL;
 }

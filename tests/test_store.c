@@ -238,3 +238,47 @@ TEST(store_schema_keeps_the_lead_invariants)
 			  "accepted,dates,processing"));
 	PQfinish(c);
 }
+
+/* A prepared statement is prepared once per connection: the second call
+ * does not prepare again (the server would refuse a duplicate name), a
+ * statement the session lost (DISCARD ALL, as a pooler does) fails that
+ * one call with a message and is prepared again by the next, and a new
+ * connection prepares its own. */
+TEST(store_query_prepared_once_per_connection)
+{
+	PGconn *c = store_t_connect("store_prepared"), *c2 = NULL;
+	const char *sql = "SELECT $1::integer + 1";
+	const char *one = "1", *five = "5";
+	char err[512], *ci;
+	PGresult *r;
+
+	ASSERT(c);
+	test_defer((test_cleanup_fn)PQfinish, c);
+	r = store_query_prepared(c, "t_plus", "plus", sql, 1, &one, err, sizeof(err));
+	ASSERT(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
+	PQclear(r);
+	r = store_query_prepared(c, "t_plus", "plus", sql, 1, &five, err, sizeof(err));
+	ASSERT(r && strcmp(PQgetvalue(r, 0, 0), "6") == 0);
+	PQclear(r);
+	ASSERT(store_t_is(c, "SELECT count(*) FROM pg_prepared_statements", "1"));
+
+	PQclear(PQexec(c, "DISCARD ALL"));
+	r = store_query_prepared(c, "t_plus", "plus", sql, 1, &one, err, sizeof(err));
+	ASSERT(!r);
+	ASSERT(strstr(err, "plus: ") && strstr(err, "t_plus"));
+	r = store_query_prepared(c, "t_plus", "plus", sql, 1, &one, err, sizeof(err));
+	ASSERT(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
+	PQclear(r);
+
+	ci = test_defer_free(test_db_fresh("store_prepared2"));
+	ASSERT(ci && store_connect(ci, &c2, err, sizeof(err)) == 0);
+	test_defer((test_cleanup_fn)PQfinish, c2);
+	r = store_query_prepared(c2, "t_plus", "plus", sql, 1, &five, err, sizeof(err));
+	ASSERT(r && strcmp(PQgetvalue(r, 0, 0), "6") == 0);
+	PQclear(r);
+
+	/* a bad statement is a clear error, and nothing is remembered */
+	ASSERT(store_prepare(c2, "t_bad", "bad one", "SELEC 1", 0, err, sizeof(err)) < 0);
+	ASSERT(strstr(err, "prepare bad one: ") && strstr(err, "syntax"));
+	ASSERT(store_t_is(c2, "SELECT count(*) FROM pg_prepared_statements", "1"));
+}
