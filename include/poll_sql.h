@@ -15,7 +15,20 @@
  *
  * Row (POLL_SQL_ROW): one poll_runs row on its own (a failure, or a batch
  * that changed no lead: unchanged leads are not written at all). Returns
- * one row: the run's id. Parameters $1-$24 below.
+ * one row: the run's id, then POLL_ASYNC_COMMIT's "off". Parameters $1-$24
+ * below.
+ *
+ * Durability. Both statements commit without waiting for their WAL to
+ * reach the disk (POLL_ASYNC_COMMIT: synchronous_commit off for their own
+ * implicit transaction only; the connection, which postbacks share, keeps
+ * its setting). A poll's write answers no client and is redone by the
+ * next poll: if PostgreSQL crashes, the last moment of poll writes (at
+ * most 3 x wal_writer_delay, 0.6 s by default) is lost whole, lead, history
+ * and run row together, never in part, and those leads are asked again.
+ * Waiting for the flush was a commit's fsync per batch: 10,000 of them a
+ * pass, most of the pass's time after the writes themselves
+ * (bench/BENCHMARKS.md). Postbacks, clicks, intake, timers and import
+ * stay durable.
  *
  * Write (POLL_SQL_WRITE): one autocommit statement, all or nothing:
  *  - the pair's lease is checked (FOR KEY SHARE on its poll_schedule row,
@@ -33,7 +46,7 @@
  *    was written.
  * Returns one row: (0) lease rows found (0: lease lost, nothing written),
  * (1) the run's id (NULL when lost), (2) the ids written, a text array in
- * id order ("{101,102}").
+ * id order ("{101,102}"), (3) POLL_ASYNC_COMMIT's "off".
  *
  * Parameters (text; NULL where said):
  *   $1 offer          $2 variant name     $3 worker (the lease owner)
@@ -98,12 +111,16 @@
 	" leads_skipped, pages, outcome, error, answer_head, caught_up, missed, notes,"  \
 	" content_type, leads_no_ext"
 
+/* synchronous_commit off for the statement's own transaction (is_local):
+ * see "Durability" above. */
+#define POLL_ASYNC_COMMIT "set_config('synchronous_commit', 'off', true)"
+
 #define POLL_SQL_ROW                                                                    \
 	"INSERT INTO poll_runs (" POLL_RUN_COLS ")"                                     \
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"             \
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12," \
 	"  $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"                  \
-	" RETURNING id"
+	" RETURNING id, " POLL_ASYNC_COMMIT
 
 #define POLL_SQL_WRITE                                                                  \
 	"WITH lease AS ("                                                               \
@@ -149,7 +166,7 @@
 	" WHERE y.lead IN (SELECT id FROM u)"                                           \
 	")"                                                                             \
 	" SELECT (SELECT count(*) FROM lease), (SELECT id FROM r),"                      \
-	"  (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u)::text"
+	"  (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u)::text, " POLL_ASYNC_COMMIT
 
 #define POLL_SQL_ROW_PARAMS 24
 #define POLL_SQL_WRITE_PARAMS 27

@@ -756,6 +756,7 @@ struct poll_sel {
 	struct macro_dates *dates; /* dates: k ranges */
 	size_t reserved;
 	bool count_no_ext;    /* also count the leads without an external id */
+	bool more;            /* id variants: leads beyond these k batches exist */
 	/* out */
 	uint64_t no_ext;
 	struct lead **leads;
@@ -793,7 +794,10 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 		uint32_t *allx;
 
 		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
-		snprintf(cc, sizeof(cc), "%zu", s->per * s->k);
+		/* one row more than asked for tells whether a page follows:
+		 * an offer whose leads fill its batches exactly needs no
+		 * select that finds nothing */
+		snprintf(cc, sizeof(cc), "%zu", s->per * s->k + 1);
 		snprintf(d, sizeof(d), "%s", s->count_no_ext ? "true" : "false");
 		/* prepared: planning costs as much as running it on a page */
 		r = s->v == RULE_PROCESSING
@@ -825,6 +829,9 @@ static int poller__sel_run(PGconn *c, struct db_job *job)
 		PQclear(r);
 		if (!all)
 			return DB_EFAIL;
+		s->more = rows > s->per * s->k;
+		if (s->more)
+			rows = s->per * s->k;
 		s->total = rows;
 		for (i = 0; i < s->k && off < rows; i++) {
 			size_t m = rows - off < s->per ? rows - off : s->per;
@@ -1866,7 +1873,7 @@ static void poller__sel_done(struct db_job *job)
 		for (i = 0; i < s->k; i++)
 			if (s->n[i])
 				pr->cursor = s->leads[i][s->n[i] - 1].id;
-		pr->exhausted = s->total < s->per * s->k;
+		pr->exhausted = !s->more;
 	}
 	for (i = 0; i < s->k; i++) {
 		struct poll_batch *b;

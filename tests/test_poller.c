@@ -20,6 +20,7 @@
 #include "history.h"
 #include "import.h"
 #include "mock_crm.h"
+#include "poll_sql.h"
 #include "poller.h"
 #include "scheduler.h"
 #include "store.h"
@@ -1892,4 +1893,34 @@ TEST(poller_leads_without_ext_are_counted_never_sent)
 			   "0"));
 	pt_close(&e);
 	buf_release(&imp);
+}
+
+/* A poll's write commits without waiting for the WAL flush, for its own
+ * transaction only (include/poll_sql.h "Durability"): the connection it
+ * ran on, which postbacks share, is durable again for the next statement. */
+TEST(poller_async_commit_stays_in_its_own_statement)
+{
+	PGconn *c = (PGconn *)test_db_migrated("poll_async", NULL);
+	const char *p[POLL_SQL_ROW_PARAMS] = { "7", "processing", "w1", "1795000000000000",
+					       "1795000001000000", NULL, NULL, NULL, NULL, "0",
+					       "0", "0", "0", "0", "0", "0", "ok", NULL, NULL,
+					       "false", "0", NULL, NULL, "0" };
+	char err[512];
+	PGresult *r;
+
+	ASSERT(c);
+	test_defer((test_cleanup_fn)PQfinish, c);
+	ASSERT(test_sql_exec((struct pg_conn *)c,
+			     "INSERT INTO advertisers (id, name, api_key) VALUES (1, 'a', 'k');"
+			     "INSERT INTO offers (id, advertiser, name) VALUES (7, 1, 'o')"));
+	ASSERT(test_sql_is((struct pg_conn *)c, "SHOW synchronous_commit", "on"));
+	r = store_query_prepared(c, "t_poll_row", "poll run", POLL_SQL_ROW, POLL_SQL_ROW_PARAMS, p,
+				 err, sizeof(err));
+	if (!r)
+		printf("  %s\n", err);
+	ASSERT(r);
+	ASSERT(PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "off") == 0);
+	PQclear(r);
+	ASSERT(test_sql_is((struct pg_conn *)c, "SHOW synchronous_commit", "on"));
+	ASSERT(test_sql_is((struct pg_conn *)c, "SELECT count(*) FROM poll_runs WHERE offer = 7", "1"));
 }
