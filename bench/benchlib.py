@@ -18,7 +18,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LEADSYNC = os.path.join(ROOT, "build", "leadsync")
+# LEADSYNC_BIN: another build to measure (an older commit's, for a before
+# and after); its migrations are the ones it applies.
+LEADSYNC = os.environ.get("LEADSYNC_BIN") or os.path.join(ROOT, "build", "leadsync")
 BENCH_BIN = os.path.join(ROOT, "build", "bench")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
