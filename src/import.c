@@ -993,6 +993,8 @@ static const struct {
 	  " nextval((SELECT pg_get_serial_sequence('leads', 'id')::regclass)) AS id"
 	  " FROM (SELECT line FROM import_leads WHERE rid IS NULL ORDER BY line) o",
 	  NULL },
+	/* so the apply's plan knows its size, as import_leads' does */
+	{ "leads: new ids", "ANALYZE import_new", NULL },
 };
 
 /* Merges each staged line into its lead (a line is a patch), keeps the
