@@ -13,7 +13,7 @@
 #include "test.h"
 
 /* Sections every full benchmark has (bench/run.py runs them in order). */
-static const char *const bench_required[] = { "pass", "growth", "postbacks", "rule", NULL };
+static const char *const bench_required[] = { "pass", "growth", "postbacks", "import", "rule", NULL };
 
 static void bench_unlink(void *path)
 {
