@@ -400,6 +400,15 @@ def main():
     else:
         rows.append(bl.row("changes applied", round(changes / wall) if wall else 0, "changes/s",
                            note=chg_note + "; bench_pgwrite not built: no PostgreSQL rate"))
+    # Everything the pass ran shares the machine's cores: the CPU it took
+    # in all, spread over them, is a floor no scheduling gets under. It is
+    # not a target, it says whether the pass is bound by the machine.
+    cores = os.cpu_count() or 1
+    cpu_all = p["daemon_cpu_s"] + p["pg_cpu_s"] + p["mock_cpu_s"]
+    rows.append(bl.row("cores busy during the pass",
+                       round(100 * cpu_all / cores / wall, 1) if wall else 0, "%",
+                       note="(daemon + PostgreSQL + mock CPU) / (%d cores x wall time); near "
+                            "100 the pass is bound by the machine, not by waiting" % cores))
     rows.append(bl.row("daemon CPU", r3(p["daemon_cpu_s"]), "s"))
     rows.append(bl.row("PostgreSQL CPU", r3(p["pg_cpu_s"]), "s",
                        note="WAL %.0f MB, HOT %s %% of lead updates" %

@@ -36,14 +36,17 @@ static const cJSON *bench_section(const cJSON *res, const char *name)
 
 TEST(bench_quick_scale_runs_every_section)
 {
-	char path[] = "/tmp/leadsync-bench-test-XXXXXX";
+	/* on the heap: the cleanups run after this function has returned */
+	char *path = test_defer_free(strdup("/tmp/leadsync-bench-test-XXXXXX"));
 	char *argv[] = { "/usr/bin/env", "python3", "bench/run.py", "--scale", "0.05",
 			 "--results", path, "--no-md", NULL };
 	char *out = NULL, *err = NULL, *text;
 	const cJSON *s, *r;
 	cJSON *res;
-	int fd = mkstemp(path), rc, i, rows = 0;
+	int fd, rc, i, rows = 0;
 
+	ASSERT(path);
+	fd = mkstemp(path);
 	ASSERT(fd >= 0);
 	close(fd);
 	test_defer(bench_unlink, path);
