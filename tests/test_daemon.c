@@ -1190,6 +1190,61 @@ TEST(daemon_unmigrated_database_or_missing_rules_exit_1)
 	dm_close(&e);
 }
 
+/* A wrong database configuration (LEADSYNC_DB: a string libpq cannot
+ * read, a role or a database that does not exist) stops `leadsync run` at
+ * once with libpq's message and the cause, the planted password masked;
+ * `leadsync config check` says the same. */
+static void dm_bad_db_body(struct dm_env *e, const char *name, const char *fmt, const char *why)
+{
+	const char *base = getenv("LEADSYNC_TEST_PG");
+	char env[1024], rules[128];
+	const char *extra[] = { env, NULL }, *cenv[] = { env, rules, NULL };
+	char *argv[] = { (char *)getenv("LEADSYNC_TEST_BIN"), "config", "check", NULL };
+	char *log, *out = NULL, *err = NULL;
+	int rc;
+
+	ASSERT(base && *base && argv[0]);
+	snprintf(env, sizeof(env), fmt, base);
+	dm_no_start_body(e, name, extra, why);
+	if (test__failed())
+		return;
+	log = test_defer_free(dm_log(&e->d[0]));
+	ASSERT_CONTAINS(log, "wrong configuration (");
+	ASSERT(!strstr(log, "Plant3dPw9"));
+	ASSERT(!strstr(log, "database unreachable"));
+	snprintf(rules, sizeof(rules), "LEADSYNC_RULES=%s", e->rules);
+	rc = test_run(argv, cenv, NULL, &out, &err);
+	test_defer_free(out);
+	test_defer_free(err);
+	ASSERT_EQ(rc, 1);
+	ASSERT_CONTAINS(err, "leadsync: config check: cannot connect to the database: wrong "
+			     "configuration (");
+	ASSERT_CONTAINS(err, why);
+	ASSERT(!strstr(err, "Plant3dPw9") && out && !strstr(out, "Plant3dPw9"));
+}
+
+TEST(daemon_wrong_database_configuration_exits_1_and_says_why)
+{
+	static const struct {
+		const char *fmt, *why;
+	} cases[] = {
+		{ "LEADSYNC_DB=%s password=Plant3dPw9 dbname=postgres bogus=1",
+		  "(invalid connection string): invalid connection option" },
+		{ "LEADSYNC_DB=%s user=ls_nosuchrole password=Plant3dPw9 dbname=postgres",
+		  "SQLSTATE 28000): " },
+		{ "LEADSYNC_DB=%s password=Plant3dPw9 dbname=ls_nosuchdb", "SQLSTATE 3D000): " },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]) && !test__failed(); i++) {
+		struct dm_env e;
+
+		memset(&e, 0, sizeof(e));
+		dm_bad_db_body(&e, "ls_daemon_bad_db", cases[i].fmt, cases[i].why);
+		dm_close(&e);
+	}
+}
+
 /* ------------------------------------------------------------ lead change log */
 
 /* At debug level the log has one "lead changed" line per lead change,
