@@ -24,7 +24,11 @@
  * with DB_EDOWN (its transaction did not commit, or its commit is unknown:
  * callers answer "try again", and idempotent writes make that safe). A
  * connect attempt is bounded by libpq's connect_timeout (PGCONNECT_TIMEOUT,
- * set to 5 s by db_open() unless the environment sets it).
+ * set to 5 s by db_open() unless the environment sets it). Both kinds of
+ * connect failure (store_fault) are retried; a worker logs a server down
+ * once ("database unreachable") and a wrong configuration (a role dropped,
+ * a database renamed) with libpq's message, password masked, once per
+ * message ("database configuration is wrong"); the jobs' err says it too.
  *
  * Functions run with the connection idle (no transaction open) and must
  * leave it idle; a worker rolls back what a function left open.

@@ -37,6 +37,33 @@ extern const size_t store_migrations_count;
 __attribute__((warn_unused_result))
 int store_connect(const char *conninfo, PGconn **out, char *err, size_t errlen);
 
+/* Why a connection failed: the database may come back by itself (down),
+ * or it will not until someone changes the configuration. */
+enum store_fault {
+	STORE_FAULT_NONE,
+	STORE_FAULT_DOWN,   /* refused, no such socket, timeout, host unknown */
+	STORE_FAULT_CONFIG, /* invalid connection string, no password to give,
+			     * or the server refused the session: SQLSTATE 28000
+			     * (role unknown or not allowed), 28P01 (password),
+			     * 3D000 (no such database) */
+};
+
+/* store_connect() that says which fault failed it (*fault may be NULL).
+ * A configuration fault's message reads "cannot connect to the database:
+ * wrong configuration (why): libpq's message"; a down one "cannot
+ * connect to the database: libpq's message". Either way any password of
+ * conninfo (a password= value, a URI's user:pass@) reads "***". */
+__attribute__((warn_unused_result))
+int store_connect_fault(const char *conninfo, PGconn **out, enum store_fault *fault, char *err,
+			size_t errlen);
+
+/* Copies text (a libpq message about conninfo) into out with every
+ * password of conninfo masked as "***": the values of credential-looking
+ * keys (password=, sslpassword=, also in a URI's query), a URI's
+ * user:pass@, and any quoted piece of text that is part of one, found
+ * even in a string libpq cannot parse. Returns out. */
+const char *store_mask_conninfo(const char *conninfo, const char *text, char *out, size_t outlen);
+
 /* Applies the embedded migrations that schema_migrations does not list.
  * *applied is the number applied now (0: up to date). Safe to run from
  * several processes at once: a session advisory lock serialises them and

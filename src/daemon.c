@@ -277,7 +277,11 @@ static int daemon__preflight(const struct daemon_config *cfg, char *err, size_t 
 		closedir(dir);
 	}
 	/* as db_open() does: a host that does not answer fails the start in
-	 * 5 s unless the environment says otherwise */
+	 * 5 s unless the environment says otherwise. Any connect failure
+	 * stops the start (exit 1; a supervisor restarts a database merely
+	 * down): a wrong configuration (store_connect_fault) reads "wrong
+	 * configuration (why)" with libpq's message, so it is not mistaken
+	 * for one that is down. Once running, db.c retries both. */
 	setenv("PGCONNECT_TIMEOUT", "5", 0);
 	if (store_connect(cfg->db, &c, err, errlen) < 0 || store_check_migrated(c, err, errlen) < 0)
 		goto out;

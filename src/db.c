@@ -16,7 +16,8 @@ struct db_worker {
 	PGconn *conn;
 	uint64_t retry_at; /* ms (uv_hrtime), next connect attempt */
 	uint64_t delay;    /* ms, back-off after the next failure */
-	bool warned;       /* the last connect failure was logged */
+	enum store_fault fault; /* of the last connect attempt, logged */
+	char fault_msg[1024]; /* the configuration fault logged last */
 	struct db_job **batch;
 	struct db_job **rerun;
 };
@@ -121,6 +122,8 @@ static int db__connect(struct db_worker *w, char *err, size_t errlen)
 {
 	struct db *d = w->d;
 	uint64_t now = db__now_ms();
+	enum store_fault fault;
+	char msg[1024]; /* libpq's whole message, for the log */
 	PGconn *c = NULL;
 
 	if (w->conn)
@@ -130,18 +133,34 @@ static int db__connect(struct db_worker *w, char *err, size_t errlen)
 			 (unsigned long long)(w->retry_at - now));
 		return -1;
 	}
-	if (store_connect(d->conninfo, &c, err, errlen) < 0) {
+	if (store_connect_fault(d->conninfo, &c, &fault, msg, sizeof(msg)) < 0) {
+		size_t n = strlen(msg) < errlen ? strlen(msg) : errlen - 1;
+
+		memcpy(err, msg, n); /* cut to the job's message size */
+		err[n] = '\0';
 		w->retry_at = db__now_ms() + w->delay;
-		if (!w->warned)
+		/* once per change: a wrong role or database is logged with
+		 * libpq's message (masked) when it first appears or says
+		 * something new, a server that is down once as unreachable */
+		if (fault == STORE_FAULT_CONFIG &&
+		    (w->fault != STORE_FAULT_CONFIG || strcmp(w->fault_msg, msg) != 0)) {
+			char q[1200];
+
+			log_error("database configuration is wrong", "worker=%u retry_ms=%llu error=%s",
+				  w->idx, (unsigned long long)w->delay, log_quote(q, sizeof(q), msg));
+			memcpy(w->fault_msg, msg, sizeof(msg));
+		} else if (fault != STORE_FAULT_CONFIG && w->fault != STORE_FAULT_DOWN) {
 			log_warn("database unreachable", "worker=%u retry_ms=%llu", w->idx,
 				 (unsigned long long)w->delay);
-		w->warned = true;
+		}
+		w->fault = fault == STORE_FAULT_CONFIG ? STORE_FAULT_CONFIG : STORE_FAULT_DOWN;
 		w->delay = w->delay * 2 < d->cfg.retry_max_ms ? w->delay * 2 : d->cfg.retry_max_ms;
 		return -1;
 	}
-	if (w->warned)
+	if (w->fault != STORE_FAULT_NONE)
 		log_info("database reachable again", "worker=%u", w->idx);
-	w->warned = false;
+	w->fault = STORE_FAULT_NONE;
+	w->fault_msg[0] = '\0';
 	w->delay = d->cfg.retry_min_ms;
 	w->retry_at = 0;
 	PQsetNoticeProcessor(c, db__notice, w);

@@ -1190,6 +1190,155 @@ TEST(daemon_unmigrated_database_or_missing_rules_exit_1)
 	dm_close(&e);
 }
 
+/* A wrong database configuration (LEADSYNC_DB: a string libpq cannot
+ * read, a role or a database that does not exist) stops `leadsync run` at
+ * once with libpq's message and the cause, the planted password masked;
+ * `leadsync config check` says the same. */
+static void dm_bad_db_body(struct dm_env *e, const char *name, const char *fmt, const char *why)
+{
+	const char *base = getenv("LEADSYNC_TEST_PG");
+	char env[1024], rules[128];
+	const char *extra[] = { env, NULL }, *cenv[] = { env, rules, NULL };
+	char *argv[] = { (char *)getenv("LEADSYNC_TEST_BIN"), "config", "check", NULL };
+	char *log, *out = NULL, *err = NULL;
+	int rc;
+
+	ASSERT(base && *base && argv[0]);
+	snprintf(env, sizeof(env), fmt, base);
+	dm_no_start_body(e, name, extra, why);
+	if (test__failed())
+		return;
+	log = test_defer_free(dm_log(&e->d[0]));
+	ASSERT_CONTAINS(log, "wrong configuration (");
+	ASSERT(!strstr(log, "Plant3dPw9"));
+	ASSERT(!strstr(log, "database unreachable"));
+	snprintf(rules, sizeof(rules), "LEADSYNC_RULES=%s", e->rules);
+	rc = test_run(argv, cenv, NULL, &out, &err);
+	test_defer_free(out);
+	test_defer_free(err);
+	ASSERT_EQ(rc, 1);
+	ASSERT_CONTAINS(err, "leadsync: config check: cannot connect to the database: wrong "
+			     "configuration (");
+	ASSERT_CONTAINS(err, why);
+	ASSERT(!strstr(err, "Plant3dPw9") && out && !strstr(out, "Plant3dPw9"));
+}
+
+TEST(daemon_wrong_database_configuration_exits_1_and_says_why)
+{
+	static const struct {
+		const char *fmt, *why;
+	} cases[] = {
+		{ "LEADSYNC_DB=%s password=Plant3dPw9 dbname=postgres bogus=1",
+		  "(invalid connection string): invalid connection option" },
+		{ "LEADSYNC_DB=%s user=ls_nosuchrole password=Plant3dPw9 dbname=postgres",
+		  "SQLSTATE 28000): " },
+		{ "LEADSYNC_DB=%s password=Plant3dPw9 dbname=ls_nosuchdb", "SQLSTATE 3D000): " },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]) && !test__failed(); i++) {
+		struct dm_env e;
+
+		memset(&e, 0, sizeof(e));
+		dm_bad_db_body(&e, "ls_daemon_bad_db", cases[i].fmt, cases[i].why);
+		dm_close(&e);
+	}
+}
+
+/* The test server's log (scripts/pg-local writes it beside the socket
+ * folder that LEADSYNC_TEST_PG names as host=), malloc'd; NULL when it
+ * cannot be read. */
+static char *dm_server_log(void)
+{
+	const char *base = getenv("LEADSYNC_TEST_PG"), *h = base ? strstr(base, "host=") : NULL;
+	char path[1024];
+
+	if (!h)
+		return NULL;
+	h += 5;
+	snprintf(path, sizeof(path), "%.*s/server.log", (int)strcspn(h, " "), h);
+	return test_slurp(path);
+}
+
+static int dm_count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	while (hay && (hay = strstr(hay, needle))) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+/* A role that may no longer log in at run time: each db worker logs
+ * libpq's message once (not at every retry, which the server's log
+ * counts), keeps retrying, and is back once the role may log in again. */
+static void dm_role_refused_body(struct dm_env *e)
+{
+	static const char refused[] = "role \"ls_dm_role\" is not permitted to log in";
+	char env[1200], *log = NULL, *slog = NULL;
+	const char *extra[] = { env, NULL };
+	uint64_t end;
+	int attempts = 0, lines = 0, before, status = -1;
+
+	ASSERT(dm_open(e, "ls_daemon_role_refused", NULL, NULL, 0));
+	slog = dm_server_log();
+	if (!slog)
+		printf("  the test server's log cannot be read: retries are not counted\n");
+	before = dm_count(slog, refused);
+	free(slog);
+	ASSERT(test_sql_exec(e->c, "DROP ROLE IF EXISTS ls_dm_role"));
+	ASSERT(test_sql_exec(e->c, "CREATE ROLE ls_dm_role LOGIN SUPERUSER"));
+	snprintf(env, sizeof(env), "LEADSYNC_DB=%s user=ls_dm_role password=Plant3dPw9", e->ci);
+	ASSERT(dm_start(e, 0, extra));
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/healthz"), 200);
+	ASSERT(test_sql_exec(e->c, "ALTER ROLE ls_dm_role NOLOGIN"));
+	ASSERT(test_sql_exec(e->c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+				  " WHERE usename = 'ls_dm_role'"));
+	/* each /healthz is a job: a worker out of its back-off tries again */
+	end = dm_ms() + 20000 * DM_SLACK;
+	while (dm_ms() < end) {
+		(void)dm_http_get(e->d[0].port, "/healthz");
+		free(log);
+		log = dm_log(&e->d[0]);
+		lines = dm_count(log, "msg=\"database configuration is wrong\"");
+		slog = dm_server_log();
+		attempts = slog ? dm_count(slog, refused) - before : 6;
+		free(slog);
+		if (lines >= 1 && attempts >= 6)
+			break;
+		dm_sleep_ms(50);
+	}
+	test_defer_free(log);
+	ASSERT(lines >= 1 && attempts >= 6);
+	/* one line per worker (LEADSYNC_DB_WORKERS is 2), whatever the retries */
+	ASSERT(lines <= 2);
+	ASSERT_CONTAINS(log, "level=error msg=\"database configuration is wrong\" worker=");
+	ASSERT_CONTAINS(log, "SQLSTATE 28000): ");
+	ASSERT_CONTAINS(log, "is not permitted to log in");
+	ASSERT(!strstr(log, "Plant3dPw9"));
+	ASSERT(test_sql_exec(e->c, "ALTER ROLE ls_dm_role LOGIN"));
+	/* a worker still in its back-off answers 503 meanwhile: wait for a 200 */
+	end = dm_ms() + 20000 * DM_SLACK;
+	while (dm_ms() < end && (status = dm_http_get(e->d[0].port, "/healthz")) != 200)
+		dm_sleep_ms(50);
+	ASSERT_EQ(status, 200);
+	log = test_defer_free(dm_log(&e->d[0]));
+	ASSERT_CONTAINS(log, "msg=\"database reachable again\"");
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_role_refused_at_run_time_is_logged_once_and_retried)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_role_refused_body(&e);
+	dm_close(&e);
+}
+
 /* ------------------------------------------------------------ lead change log */
 
 /* At debug level the log has one "lead changed" line per lead change,

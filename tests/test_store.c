@@ -193,6 +193,109 @@ TEST(store_connect_names_the_failure)
 	ASSERT(!strchr(err, '\n'));
 }
 
+/* A password planted in each string: it must never come back. */
+#define STORE_T_PW "Plant3dPw9"
+
+/* store_connect_fault() on ci fails with fault, names why, hides the
+ * password and says it on one line. */
+static bool store_t_refused(const char *ci, enum store_fault want, const char *why)
+{
+	enum store_fault f = STORE_FAULT_NONE;
+	PGconn *c = (PGconn *)1;
+	char err[1024] = "";
+	int rc = store_connect_fault(ci, &c, &f, err, sizeof(err));
+
+	if (rc != -1 || c != NULL || f != want || !strstr(err, why) ||
+	    strstr(err, STORE_T_PW) || strchr(err, '\n') ||
+	    !strstr(err, "cannot connect to the database: ")) {
+		printf("  %s\n  rc %d fault %d (want %d), err: %s\n  want: %s\n", ci, rc, (int)f,
+		       (int)want, err, why);
+		if (rc == 0)
+			PQfinish(c);
+		return false;
+	}
+	return true;
+}
+
+TEST(store_connect_tells_a_wrong_configuration_from_a_server_down)
+{
+	const char *base = getenv("LEADSYNC_TEST_PG");
+	enum store_fault f = STORE_FAULT_DOWN;
+	char ci[1024], err[1024];
+	PGconn *c = NULL;
+
+	ASSERT(base && *base);
+	/* the server answers: SQLSTATE 28000 and 3D000 */
+	snprintf(ci, sizeof(ci), "%s user=ls_nosuchrole password=" STORE_T_PW " dbname=postgres",
+		 base);
+	ASSERT(store_t_refused(ci, STORE_FAULT_CONFIG,
+			       "wrong configuration (the role is unknown or not allowed in, SQLSTATE "
+			       "28000): "));
+	ASSERT(store_t_refused(ci, STORE_FAULT_CONFIG, "role \"ls_nosuchrole\" does not exist"));
+	snprintf(ci, sizeof(ci), "%s password=" STORE_T_PW " dbname=ls_nosuchdb", base);
+	ASSERT(store_t_refused(ci, STORE_FAULT_CONFIG,
+			       "wrong configuration (the database does not exist, SQLSTATE 3D000): "));
+	ASSERT(store_t_refused(ci, STORE_FAULT_CONFIG, "database \"ls_nosuchdb\" does not exist"));
+	/* libpq cannot read the string: no server is asked */
+	snprintf(ci, sizeof(ci), "%s password=" STORE_T_PW " dbname=postgres bogus=1", base);
+	ASSERT(store_t_refused(ci, STORE_FAULT_CONFIG,
+			       "wrong configuration (invalid connection string): invalid connection "
+			       "option \"bogus\""));
+	ASSERT(store_t_refused("host=/tmp password=" STORE_T_PW " x", STORE_FAULT_CONFIG,
+			       "missing \"=\" after \"***\""));
+	ASSERT(store_t_refused("postgresql://u:" STORE_T_PW "@[::1/db", STORE_FAULT_CONFIG,
+			       "\"postgresql://u:***@[::1/db\""));
+	/* nothing listens: down, retried by whoever calls */
+	ASSERT(store_t_refused("host=/nonexistent-leadsync-dir port=1 dbname=x connect_timeout=2 "
+			       "password=" STORE_T_PW,
+			       STORE_FAULT_DOWN, "No such file or directory"));
+	ASSERT(store_t_refused("postgresql://postgres:" STORE_T_PW "@127.0.0.1:1/x?connect_timeout=2",
+			       STORE_FAULT_DOWN, "Connection refused"));
+	snprintf(ci, sizeof(ci), "%s dbname=postgres", base);
+	ASSERT_EQ(store_connect_fault(ci, &c, &f, err, sizeof(err)), 0);
+	ASSERT_EQ((int)f, (int)STORE_FAULT_NONE);
+	/* the session is as store_connect() always set it up, errors terse */
+	ASSERT(store_t_is(c, "SHOW TimeZone", "UTC"));
+	ASSERT_EQ((int)PQsetErrorVerbosity(c, PQERRORS_DEFAULT), (int)PQERRORS_DEFAULT);
+	PQfinish(c);
+}
+
+static bool store_t_masked(const char *ci, const char *text, const char *want,
+			   const char *gone)
+{
+	char out[512];
+
+	store_mask_conninfo(ci, text, out, sizeof(out));
+	if (strcmp(out, want) != 0 || (gone && strstr(out, gone))) {
+		printf("  %s\n  got  %s\n  want %s\n", ci, out, want);
+		return false;
+	}
+	return true;
+}
+
+TEST(store_mask_conninfo_hides_passwords_libpq_cannot_parse)
+{
+	/* a password with a space, unquoted: libpq quotes its second half */
+	ASSERT(store_t_masked("host=h password=sec ret user=u",
+			      "missing \"=\" after \"ret\" in connection info string",
+			      "missing \"=\" after \"***\" in connection info string", "ret"));
+	ASSERT(store_t_masked("host=h password = 'it s' user=u", "x it s y", "x *** y", "it s"));
+	ASSERT(store_t_masked("host=h password='a b\\' c' user=u", "\"a b\\' c\" u",
+			      "\"***\" u", "a b"));
+	/* a URI's user:pass@, whole or percent-encoded, parsed or not */
+	ASSERT(store_t_masked("postgresql://bob:p%40ss99@[::1",
+			      "in URI: \"postgresql://bob:p%40ss99@[::1\"",
+			      "in URI: \"postgresql://bob:***@[::1\"", "p%40ss99"));
+	ASSERT(store_t_masked("postgresql://bob:p%40ss99@h/db", "user bob p@ss99",
+			      "user bob ***", "p@ss99"));
+	ASSERT(store_t_masked("postgres://h/db?user=bob&password=Qw3rty99&sslmode=x",
+			      "invalid sslmode value: \"x\" Qw3rty99",
+			      "invalid sslmode value: \"x\" ***", "Qw3rty99"));
+	/* no password: the message is libpq's, whole */
+	ASSERT(store_t_masked("host=h user=bob", "role \"bob\" does not exist",
+			      "role \"bob\" does not exist", NULL));
+}
+
 TEST(store_schema_keeps_the_lead_invariants)
 {
 	PGconn *c = store_t_connect("ls_store_schema");
