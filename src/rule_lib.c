@@ -1610,7 +1610,8 @@ static int lib_move(lua_State *L)
 
 /* Lua's own C functions whose work grows with their input, charged
  * before they run (table.concat's bytes after: they are only known then,
- * and bounded by the memory cap). Upvalues: the function, its kind. */
+ * and bounded by the memory cap). Upvalues: the function (a C function
+ * without upvalues of its own), its kind. */
 enum lib_paid {
 	LIB_PAID_CASE,   /* string.upper/lower/reverse: bytes of the subject */
 	LIB_PAID_FORMAT, /* string.format: bytes of its string arguments */
@@ -1628,7 +1629,7 @@ static int64_t lib_units(lua_Integer n, int64_t rate)
 static int lib_paid(lua_State *L)
 {
 	enum lib_paid kind = (enum lib_paid)lua_tointeger(L, lua_upvalueindex(2));
-	int top = lua_gettop(L), i;
+	int top = lua_gettop(L), i, n;
 	size_t bytes = 0, l;
 	int64_t units = 0;
 
@@ -1666,15 +1667,15 @@ static int lib_paid(lua_State *L)
 	}
 	if (units)
 		rule__charge(L, units);
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, top, LUA_MULTRET);
-	if (kind == LIB_PAID_CONCAT && lua_type(L, 1) == LUA_TSTRING) {
-		lua_tolstring(L, 1, &l);
+	/* called in our frame, not through lua_call: its argument errors
+	 * read as they did ("bad argument #2 to 'format'") */
+	n = lua_tocfunction(L, lua_upvalueindex(1))(L);
+	if (kind == LIB_PAID_CONCAT && n == 1 && lua_type(L, -1) == LUA_TSTRING) {
+		lua_tolstring(L, -1, &l);
 		if (l >= LIB_CHARGE_MIN)
 			rule__charge_bytes(L, l, RULE_COST_COPY_PER);
 	}
-	return lua_gettop(L);
+	return n;
 }
 
 /* xml.find/all: paid by the children they look at */
