@@ -110,6 +110,8 @@ void rule__charge_bytes(lua_State *L, size_t bytes, size_t per);
 #define RULE_COST_CONCAT_ITEM 4  /* table.concat: per item */
 #define RULE_COST_FORMAT_PER 32  /* string.format: 1 per 32 bytes of string arguments */
 #define RULE_COST_UTF8 1         /* utf8.len: per byte */
+#define RULE_COST_SHIFT 4        /* table.insert/remove: per item moved */
+#define RULE_COST_COMPARE 4      /* table.sort: per comparison (n log2 n of them) */
 /* "rules/acme.lua:14" of the innermost Lua function with a line, or the
  * rule's name. */
 void rule__where(lua_State *L, char *out, size_t n);

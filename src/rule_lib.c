@@ -1617,7 +1617,19 @@ enum lib_paid {
 	LIB_PAID_FORMAT, /* string.format: bytes of its string arguments */
 	LIB_PAID_UTF8,   /* utf8.len: bytes of the subject */
 	LIB_PAID_CONCAT, /* table.concat: items, then bytes */
+	LIB_PAID_INSERT, /* table.insert(t, pos, v): the items it shifts up */
+	LIB_PAID_REMOVE, /* table.remove(t, pos): the items it shifts down */
+	LIB_PAID_SORT,   /* table.sort: n log2 n comparisons */
+	LIB_PAID_UNPACK, /* table.unpack: the values it pushes */
 };
+
+/* #t of the table at 1, or 0 for anything else (the function raises) */
+static lua_Integer lib_len1(lua_State *L)
+{
+	lua_Integer n = lua_type(L, 1) == LUA_TTABLE ? luaL_len(L, 1) : 0;
+
+	return n > 0 ? n : 0;
+}
 
 static int64_t lib_units(lua_Integer n, int64_t rate)
 {
@@ -1629,7 +1641,7 @@ static int64_t lib_units(lua_Integer n, int64_t rate)
 static int lib_paid(lua_State *L)
 {
 	enum lib_paid kind = (enum lib_paid)lua_tointeger(L, lua_upvalueindex(2));
-	int top = lua_gettop(L), i, n;
+	int top = lua_gettop(L), i, nret;
 	size_t bytes = 0, l;
 	int64_t units = 0;
 
@@ -1652,6 +1664,34 @@ static int lib_paid(lua_State *L)
 		if (bytes >= LIB_CHARGE_MIN)
 			units = (int64_t)(bytes / RULE_COST_FORMAT_PER);
 		break;
+	case LIB_PAID_INSERT:
+		if (top == 3 && lua_isinteger(L, 2))
+			units = lib_units(lib_len1(L) + 1 - lua_tointeger(L, 2), RULE_COST_SHIFT);
+		break;
+	case LIB_PAID_REMOVE:
+		if (top >= 2 && lua_isinteger(L, 2))
+			units = lib_units(lib_len1(L) - lua_tointeger(L, 2), RULE_COST_SHIFT);
+		break;
+	case LIB_PAID_SORT: {
+		lua_Integer n = lib_len1(L), lg = 1;
+
+		while (lg < 63 && ((lua_Integer)1 << lg) < n)
+			lg++;
+		if (n > 1)
+			units = lib_units(n < LUA_MAXINTEGER / 64 ? n * lg : LUA_MAXINTEGER / 64,
+					  RULE_COST_COMPARE);
+		break;
+	}
+	case LIB_PAID_UNPACK:
+		if (lua_type(L, 1) == LUA_TTABLE) {
+			lua_Integer first = luaL_optinteger(L, 2, 1);
+			lua_Integer last = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+
+			if (last >= first && last - first < LUA_MAXINTEGER / 2)
+				units = last - first + 1;
+			lua_settop(L, top);
+		}
+		break;
 	case LIB_PAID_CONCAT:
 		if (lua_type(L, 1) == LUA_TTABLE) {
 			lua_Integer first = luaL_optinteger(L, 3, 1);
@@ -1669,13 +1709,13 @@ static int lib_paid(lua_State *L)
 		rule__charge(L, units);
 	/* called in our frame, not through lua_call: its argument errors
 	 * read as they did ("bad argument #2 to 'format'") */
-	n = lua_tocfunction(L, lua_upvalueindex(1))(L);
-	if (kind == LIB_PAID_CONCAT && n == 1 && lua_type(L, -1) == LUA_TSTRING) {
+	nret = lua_tocfunction(L, lua_upvalueindex(1))(L);
+	if (kind == LIB_PAID_CONCAT && nret == 1 && lua_type(L, -1) == LUA_TSTRING) {
 		lua_tolstring(L, -1, &l);
 		if (l >= LIB_CHARGE_MIN)
 			rule__charge_bytes(L, l, RULE_COST_COPY_PER);
 	}
-	return n;
+	return nret;
 }
 
 /* xml.find/all: paid by the children they look at */
@@ -1855,6 +1895,10 @@ void rule__open_sandbox(lua_State *L)
 	lua_pushcclosure(L, lib_move, 1);
 	lua_setfield(L, -2, "move");
 	lib_pay(L, "concat", LIB_PAID_CONCAT);
+	lib_pay(L, "insert", LIB_PAID_INSERT);
+	lib_pay(L, "remove", LIB_PAID_REMOVE);
+	lib_pay(L, "sort", LIB_PAID_SORT);
+	lib_pay(L, "unpack", LIB_PAID_UNPACK);
 	lib_proxy(L, "table");
 	lua_setfield(L, base, "table");
 	lib_clone(L, loaded, LUA_MATHLIBNAME, NULL, NULL);

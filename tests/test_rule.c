@@ -440,6 +440,10 @@ TEST(rule_budget_covers_library_c_work)
 		"local el = {children = {}} for i = 1, 1e5 do el.children[i] = {name = 'o'} end "
 		"for i = 1, 20 do xml.find(el, 'x') end",
 		"for i = 1, 20 do string.rep('abcdefgh', 1 << 18) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.insert(t, 1, 0) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.remove(t, 1) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.sort(t) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 50 do table.unpack(t) end",
 	};
 	size_t i;
 
@@ -455,10 +459,12 @@ TEST(rule_budget_ordinary_library_calls_fit)
 		"local t = {} for i = 1, 1000 do t[i] = {id = i, st = 'ok', sum = i / 3} end\n"
 		"local j = json.encode(t) local back = json.decode(j)\n"
 		"local s = hash.hmac_sha256('key', j) .. base64.encode(j) .. form.encode({ids = t})\n"
-		"log(#back, #s > 0, table.concat({'a', 'b'}, ','), ('x'):rep(3), xml.find({}, 'o') == nil)"));
+		"local u = {3, 1, 2} table.sort(u) table.insert(u, 1, 0) table.insert(u, 9) table.remove(u, 1)\n"
+		"log(#back, #s > 0, table.concat({'a', 'b'}, ','), ('x'):rep(3), xml.find({}, 'o') == nil,"
+		" table.unpack(u))"));
 
 	ASSERT(log);
-	ASSERT_CONTAINS(log, "1000\ttrue\ta,b\txxx\ttrue");
+	ASSERT_CONTAINS(log, "1000\ttrue\ta,b\txxx\ttrue\t1\t2\t3\t9");
 }
 
 /* string.rep pays before it allocates: 20 MB are held, so making 40 MB
