@@ -94,7 +94,9 @@ void rule__charge_bytes(lua_State *L, size_t bytes, size_t per);
  * measured on, -O2): a rule that spends its budget in one library
  * function runs about as long as `while true do end` does (0.35 s for
  * the default 50M), so C work costs roughly what Lua work of the same
- * time would. docs/rules.md "The sandbox and its limits" lists them.
+ * time would; bench/bench_budget.c re-measures that (`make
+ * build/bench/bench_budget && build/bench/bench_budget`). docs/rules.md
+ * "The sandbox and its limits" lists them.
  * Charged before the work unless said otherwise. */
 #define RULE_COST_VALUE 64       /* json/form.encode: each value or table entry */
 #define RULE_COST_FLOAT 96       /* ... a non-integer number, on top (printf + strtod) */
