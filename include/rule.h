@@ -25,8 +25,9 @@
  * (status_recognise); status.h "Precedence".
  *
  * Limits (struct rule_limits): an instruction budget and a wall-clock
- * deadline per call, checked by a count hook (pattern steps charged to the
- * same budget), a memory cap through lua_Alloc (total and largest single
+ * deadline per call, checked by a count hook (pattern steps and the C
+ * work of library calls charged to the same budget, rule_int.h
+ * RULE_COST_*), a memory cap through lua_Alloc (total and largest single
  * allocation), a page cap per poll, bounded log and notes. Budget,
  * deadline and memory failures kill the call so the rule cannot catch
  * them. The cap covers the Lua heap; the C side of a call (change records,
@@ -54,7 +55,7 @@
 
 #define RULE_DEFAULT_INSTRUCTIONS 50000000
 #define RULE_DEFAULT_MEMORY ((size_t)256 << 20)
-#define RULE_DEFAULT_TIME_MS 10000
+#define RULE_DEFAULT_TIME_MS 2000
 #define RULE_DEFAULT_SUBJECT_MAX ((size_t)1 << 20)
 #define RULE_DEFAULT_PATTERN_MAX 256
 #define RULE_DEFAULT_PAGES_MAX 100
@@ -67,7 +68,7 @@
 
 /* Every field 0 takes its default. */
 struct rule_limits {
-	int64_t instructions;   /* per call: VM instructions + pattern steps */
+	int64_t instructions;   /* per call: VM instructions + pattern steps + library work */
 	size_t memory;          /* bytes the runtime's Lua state may hold */
 	size_t alloc_max;       /* largest single allocation; default memory / 4 */
 	unsigned time_ms;       /* wall clock per call */

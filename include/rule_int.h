@@ -85,6 +85,35 @@ int rule__raise_kill(lua_State *L);
 /* Charges n units of work to the budget; kills and raises when it runs
  * out or the deadline passed. */
 void rule__charge(lua_State *L, int64_t n);
+/* The same for bytes at one unit per `per` bytes (at least one unit when
+ * bytes > 0), saturating instead of overflowing. */
+void rule__charge_bytes(lua_State *L, size_t bytes, size_t per);
+
+/* What the library functions charge, in instructions. One unit is about
+ * one instruction of the hooked VM (5 ns on the 2-core x86 box they were
+ * measured on, -O2): a rule that spends its budget in one library
+ * function runs about as long as `while true do end` does (0.35 s for
+ * the default 50M), so C work costs roughly what Lua work of the same
+ * time would; bench/bench_budget.c re-measures that (`make
+ * build/bench/bench_budget && build/bench/bench_budget`). docs/rules.md
+ * "The sandbox and its limits" lists them.
+ * Charged before the work unless said otherwise. */
+#define RULE_COST_VALUE 64       /* json/form.encode: each value or table entry */
+#define RULE_COST_FLOAT 96       /* ... a non-integer number, on top (printf + strtod) */
+#define RULE_COST_TEXT_PER 4     /* ... their strings: 1 per 4 bytes */
+#define RULE_COST_ESCAPE_PER 2   /* form.encode/escape strings: 1 per 2 bytes */
+#define RULE_COST_JSON_DECODE 7  /* json.decode: per byte of text */
+#define RULE_COST_FORM_DECODE 3  /* form.decode: per byte */
+#define RULE_COST_XML_DECODE 16  /* xml.decode: per byte */
+#define RULE_COST_XML_CHILD 8    /* xml.find/all: per child looked at */
+#define RULE_COST_B64_PER 4      /* base64: 1 per 4 bytes in */
+#define RULE_COST_COPY_PER 8     /* string.rep, upper/lower/reverse, table.concat's
+				  * bytes (after the call): 1 per 8 bytes */
+#define RULE_COST_CONCAT_ITEM 4  /* table.concat: per item */
+#define RULE_COST_FORMAT_PER 32  /* string.format: 1 per 32 bytes of string arguments */
+#define RULE_COST_UTF8 1         /* utf8.len: per byte */
+#define RULE_COST_SHIFT 4        /* table.insert/remove: per item moved */
+#define RULE_COST_COMPARE 4      /* table.sort: per comparison (n log2 n of them) */
 /* "rules/acme.lua:14" of the innermost Lua function with a line, or the
  * rule's name. */
 void rule__where(lua_State *L, char *out, size_t n);
@@ -143,6 +172,7 @@ struct rule_hash {
 	bool big_endian;
 	uint32_t iv[8];
 	void (*compress)(uint32_t *s, const unsigned char *block);
+	unsigned cost; /* budget units per 64-byte block (see RULE_COST_*) */
 };
 #define RULE_HASH_BLOCK 64
 #define RULE_HASH_MAX 32

@@ -23,6 +23,7 @@ struct settings {
 	long batch_max;        /* hard cap on a rule's batch */
 	long rule_instructions; /* Lua instruction budget per call */
 	long rule_memory_mb;   /* Lua memory cap per runtime */
+	long rule_time_ms;     /* wall clock per call of a rule */
 	long db_workers;       /* database threads of the daemon, one connection each */
 	long db_queue;         /* database jobs waiting, at most */
 	long commit_batch;     /* postbacks (clicks) applied in one commit, at most */

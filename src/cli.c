@@ -787,6 +787,7 @@ static int cli_rule(struct settings *s, int argc, char **argv)
 	o.tz_default = s->tz;
 	lim.instructions = s->rule_instructions;
 	lim.memory = (size_t)s->rule_memory_mb << 20;
+	lim.time_ms = (unsigned)s->rule_time_ms;
 	lim.batch_max = (size_t)s->batch_max;
 	o.limits = &lim;
 	if (argc < 2) {

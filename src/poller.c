@@ -2312,6 +2312,7 @@ void poller_config_from_settings(struct poller_config *c, const struct settings 
 	c->tz = s->tz;
 	c->rule_limits.instructions = s->rule_instructions;
 	c->rule_limits.memory = (size_t)s->rule_memory_mb << 20;
+	c->rule_limits.time_ms = (unsigned)s->rule_time_ms;
 	c->rule_limits.batch_max = (size_t)s->batch_max;
 	c->sched.pairs_max = (unsigned)s->poll_pairs;
 	c->sched.lease_s = (unsigned)s->poll_lease;

@@ -230,6 +230,16 @@ void rule__charge(lua_State *L, int64_t n)
 	rule__raise_kill(L);
 }
 
+void rule__charge_bytes(lua_State *L, size_t bytes, size_t per)
+{
+	size_t units;
+
+	if (!bytes)
+		return;
+	units = bytes / per + 1;
+	rule__charge(L, units > INT64_MAX / 4 ? INT64_MAX / 4 : (int64_t)units);
+}
+
 void rule__line(struct buf *b, size_t max, size_t *dropped, const char *where, const char *text,
 		size_t len)
 {

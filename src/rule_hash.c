@@ -178,18 +178,19 @@ static void sha256_compress(uint32_t *s, const unsigned char *block)
 }
 
 const struct rule_hash rule__md5 = {
-	"md5", 16, false, { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476 }, md5_compress
+	"md5", 16, false, { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476 }, md5_compress,
+	40 /* 2.5 ns a byte */
 };
 const struct rule_hash rule__sha1 = {
 	"sha1", 20, true, { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0 },
-	sha1_compress
+	sha1_compress, 96 /* 5.7 ns a byte */
 };
 /* first 32 bits of the fractional parts of the square roots of the first 8 primes */
 const struct rule_hash rule__sha256 = {
 	"sha256", 32, true,
 	{ 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
 	  0x5be0cd19 },
-	sha256_compress
+	sha256_compress, 160 /* 10.4 ns a byte */
 };
 
 /* ---- the frame ------------------------------------------------------- */

@@ -83,6 +83,19 @@ static void lib_urlenc_key(lua_State *L, struct buf *b, const char *s, size_t n)
 
 /* ---- encoders -------------------------------------------------------- */
 
+/* Strings shorter than this are paid for by their value's RULE_COST_VALUE
+ * (no clock read per short string). */
+#define LIB_CHARGE_MIN 64
+
+/* n values (entries of a table about to be encoded) */
+static void lib_charge_values(lua_State *L, size_t n)
+{
+	if (n)
+		rule__charge(L, n > INT64_MAX / (4 * RULE_COST_VALUE)
+					? INT64_MAX / 4
+					: (int64_t)n * RULE_COST_VALUE);
+}
+
 /* The number at idx as text: integers as such, floats shortest-exact. */
 static const char *lib_numtext(lua_State *L, int idx, char *tmp, size_t n, bool strict)
 {
@@ -93,6 +106,7 @@ static const char *lib_numtext(lua_State *L, int idx, char *tmp, size_t n, bool 
 		return tmp;
 	}
 	d = lua_tonumber(L, idx);
+	rule__charge(L, RULE_COST_FLOAT);
 	if (!isfinite(d)) {
 		if (strict)
 			rule__errorf(L, "cannot encode %s", d != d ? "nan" : "an infinite number");
@@ -220,6 +234,7 @@ static void lib_json_table(lua_State *L, int idx, struct buf *b, int depth)
 		rule__errorf(L, "json.encode: nested deeper than %d (a cycle?)", LIB_DEPTH);
 	luaL_checkstack(L, 8, "json.encode");
 	if (lib_kind(L, idx, &n) == LIB_ARRAY) {
+		lib_charge_values(L, n);
 		lib_add(L, b, "[", 1);
 		for (i = 1; i <= n; i++) {
 			if (i > 1)
@@ -234,6 +249,7 @@ static void lib_json_table(lua_State *L, int idx, struct buf *b, int depth)
 	{
 		struct lib_key *k = lib_sorted_keys(L, idx, &n, "json.encode");
 
+		lib_charge_values(L, n);
 		lib_add(L, b, "{", 1);
 		for (i = 0; i < n; i++) {
 			if (i)
@@ -269,6 +285,8 @@ static void lib_json_value(lua_State *L, int idx, struct buf *b, int depth)
 		break;
 	case LUA_TSTRING:
 		s = lua_tolstring(L, idx, &l);
+		if (l >= LIB_CHARGE_MIN)
+			rule__charge_bytes(L, l, RULE_COST_TEXT_PER);
 		if (buf_add_json_str(b, s, l) < 0)
 			lib_full(L, b);
 		break;
@@ -301,6 +319,7 @@ static void lib_form_table(lua_State *L, int idx, struct buf *out, struct buf *n
 		rule__errorf(L, "form.encode: nested deeper than %d (a cycle?)", LIB_DEPTH);
 	luaL_checkstack(L, 8, "form.encode");
 	if (lib_kind(L, idx, &n) == LIB_ARRAY) {
+		lib_charge_values(L, n);
 		for (i = 1; i <= n; i++) {
 			lua_rawgeti(L, idx, (lua_Integer)i);
 			/* scalars: name[]=v; tables: name[0][k]=v (PHP's index) */
@@ -320,6 +339,7 @@ static void lib_form_table(lua_State *L, int idx, struct buf *out, struct buf *n
 	{
 		struct lib_key *k = lib_sorted_keys(L, idx, &n, "form.encode");
 
+		lib_charge_values(L, n);
 		for (i = 0; i < n; i++) {
 			if (keep)
 				lib_add(L, name, "[", 1);
@@ -367,6 +387,8 @@ static void lib_form_value(lua_State *L, int idx, struct buf *out, struct buf *n
 		rule__errorf(L, "form.encode: cannot encode a %s value", luaL_typename(L, idx));
 		return;
 	}
+	if (l + name->len >= LIB_CHARGE_MIN)
+		rule__charge_bytes(L, l + name->len, RULE_COST_ESCAPE_PER);
 	if (out->len)
 		lib_add(L, out, "&", 1);
 	lib_add(L, out, name->p ? name->p : "", name->len);
@@ -411,6 +433,11 @@ static int lib_decode(lua_State *L, enum decode_format f)
 	const char *s = luaL_checklstring(L, 1, &l);
 
 	lua_settop(L, 1);
+	/* l is a Lua string's length: far below INT64_MAX / 64 */
+	if (l)
+		rule__charge(L, (int64_t)l * (f == DECODE_XML    ? RULE_COST_XML_DECODE
+					      : f == DECODE_FORM ? RULE_COST_FORM_DECODE
+								 : RULE_COST_JSON_DECODE));
 	if (decode_push(L, f, NULL, s, l, err, sizeof(err)) < 0) {
 		if (rt->mem_hard != hard) {
 			rule__kill(rt, RULE_KILL_MEMORY, NULL);
@@ -494,6 +521,7 @@ static int lib_form_escape(lua_State *L)
 	struct buf *b;
 
 	lua_settop(L, 1);
+	rule__charge_bytes(L, l, RULE_COST_ESCAPE_PER);
 	b = rule__ubuf(L, rule__rt(L)->lim.alloc_max);
 	lib_urlenc(L, b, s, l);
 	lua_pushlstring(L, b->p ? b->p : "", b->len);
@@ -502,6 +530,12 @@ static int lib_form_escape(lua_State *L)
 }
 
 static const struct rule_hash *const lib_hashes[] = { &rule__md5, &rule__sha1, &rule__sha256 };
+
+/* Units for hashing n bytes plus extra blocks (padding, HMAC's pads) */
+static int64_t lib_hash_cost(const struct rule_hash *h, size_t n, size_t extra)
+{
+	return (int64_t)(n / RULE_HASH_BLOCK + extra) * h->cost;
+}
 
 static void lib_push_digest(lua_State *L, const unsigned char *d, size_t n, bool raw)
 {
@@ -527,7 +561,7 @@ static int lib_hash(lua_State *L)
 	size_t l;
 	const char *s = luaL_checklstring(L, 1, &l);
 
-	rule__charge(L, (int64_t)(l / 64));
+	rule__charge(L, lib_hash_cost(h, l, 1));
 	rule__hash(h, s, l, d);
 	lib_push_digest(L, d, h->size, lua_toboolean(L, 2));
 	return 1;
@@ -540,7 +574,9 @@ static int lib_hmac(lua_State *L)
 	size_t kl, ml;
 	const char *k = luaL_checklstring(L, 1, &kl), *m = luaL_checklstring(L, 2, &ml);
 
-	rule__charge(L, (int64_t)((kl + ml) / 64));
+	/* a long key is hashed first; then the inner hash (ipad block and
+	 * message) and the outer one (opad block and the inner digest) */
+	rule__charge(L, lib_hash_cost(h, ml, 4) + (kl > RULE_HASH_BLOCK ? lib_hash_cost(h, kl, 1) : 0));
 	rule__hmac(h, k, kl, m, ml, d);
 	lib_push_digest(L, d, h->size, lua_toboolean(L, 3));
 	return 1;
@@ -556,6 +592,7 @@ static int lib_b64_encode(lua_State *L)
 
 	if (l > rule__rt(L)->lim.alloc_max / 2)
 		rule__errorf(L, "base64.encode: input of %zu bytes is too large", l);
+	rule__charge_bytes(L, l, RULE_COST_B64_PER);
 	p = luaL_buffinitsize(L, &b, 4 * ((l + 2) / 3) + 1);
 	n = rule__b64_encode((const unsigned char *)s, l, p, url);
 	luaL_pushresultsize(&b, n);
@@ -568,7 +605,10 @@ static int lib_b64_decode(lua_State *L)
 	long n;
 	const char *s = luaL_checklstring(L, 1, &l);
 	luaL_Buffer b;
-	char *p = luaL_buffinitsize(L, &b, 3 * (l / 4) + 3);
+	char *p;
+
+	rule__charge_bytes(L, l, RULE_COST_B64_PER);
+	p = luaL_buffinitsize(L, &b, 3 * (l / 4) + 3);
 
 	n = rule__b64_decode(s, l, (unsigned char *)p);
 	if (n < 0) {
@@ -1210,6 +1250,8 @@ static void lib_join(lua_State *L, const struct rule_batch *b, bool ext)
 }
 
 static int lib_readonly(lua_State *L);
+static int lib_xml_find(lua_State *L);
+static int lib_xml_all(lua_State *L);
 
 /* ---- e2i, ids, i2t, ide: views of the batch ------------------------- */
 
@@ -1539,7 +1581,7 @@ static int lib_rep(lua_State *L)
 	    __builtin_add_overflow(total, seps, &total) || total > rt->lim.alloc_max)
 		rule__errorf(L, "string.rep: the result is over the limit of %zu bytes",
 			   rt->lim.alloc_max);
-	rule__charge(L, (int64_t)(total / 64));
+	rule__charge_bytes(L, total, RULE_COST_COPY_PER);
 	p = luaL_buffinitsize(L, &b, total);
 	for (i = 0; i < (size_t)n; i++) {
 		memcpy(p, s, l);
@@ -1564,6 +1606,151 @@ static int lib_move(lua_State *L)
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
 	return lua_gettop(L);
+}
+
+/* Lua's own C functions whose work grows with their input, charged
+ * before they run (table.concat's bytes after: they are only known then,
+ * and bounded by the memory cap). Upvalues: the function (a C function
+ * without upvalues of its own), its kind. */
+enum lib_paid {
+	LIB_PAID_CASE,   /* string.upper/lower/reverse: bytes of the subject */
+	LIB_PAID_FORMAT, /* string.format: bytes of its string arguments */
+	LIB_PAID_UTF8,   /* utf8.len: bytes of the subject */
+	LIB_PAID_CONCAT, /* table.concat: items, then bytes */
+	LIB_PAID_INSERT, /* table.insert(t, pos, v): the items it shifts up */
+	LIB_PAID_REMOVE, /* table.remove(t, pos): the items it shifts down */
+	LIB_PAID_SORT,   /* table.sort: n log2 n comparisons */
+	LIB_PAID_UNPACK, /* table.unpack: the values it pushes */
+};
+
+/* #t of the table at 1, or 0 for anything else (the function raises) */
+static lua_Integer lib_len1(lua_State *L)
+{
+	lua_Integer n = lua_type(L, 1) == LUA_TTABLE ? luaL_len(L, 1) : 0;
+
+	return n > 0 ? n : 0;
+}
+
+static int64_t lib_units(lua_Integer n, int64_t rate)
+{
+	if (n <= 0)
+		return 0;
+	return n < INT64_MAX / 4 / rate ? (int64_t)n * rate : INT64_MAX / 4;
+}
+
+static int lib_paid(lua_State *L)
+{
+	enum lib_paid kind = (enum lib_paid)lua_tointeger(L, lua_upvalueindex(2));
+	int top = lua_gettop(L), i, nret;
+	size_t bytes = 0, l;
+	int64_t units = 0;
+
+	switch (kind) {
+	case LIB_PAID_CASE:
+	case LIB_PAID_UTF8:
+		if (lua_type(L, 1) == LUA_TSTRING) {
+			lua_tolstring(L, 1, &l);
+			if (l >= LIB_CHARGE_MIN)
+				units = kind == LIB_PAID_CASE ? (int64_t)(l / RULE_COST_COPY_PER)
+							      : lib_units((lua_Integer)l, RULE_COST_UTF8);
+		}
+		break;
+	case LIB_PAID_FORMAT:
+		for (i = 2; i <= top; i++)
+			if (lua_type(L, i) == LUA_TSTRING) {
+				lua_tolstring(L, i, &l);
+				bytes += l;
+			}
+		if (bytes >= LIB_CHARGE_MIN)
+			units = (int64_t)(bytes / RULE_COST_FORMAT_PER);
+		break;
+	case LIB_PAID_INSERT:
+		if (top == 3 && lua_isinteger(L, 2))
+			units = lib_units(lib_len1(L) + 1 - lua_tointeger(L, 2), RULE_COST_SHIFT);
+		break;
+	case LIB_PAID_REMOVE:
+		if (top >= 2 && lua_isinteger(L, 2))
+			units = lib_units(lib_len1(L) - lua_tointeger(L, 2), RULE_COST_SHIFT);
+		break;
+	case LIB_PAID_SORT: {
+		lua_Integer n = lib_len1(L), lg = 1;
+
+		while (lg < 63 && ((lua_Integer)1 << lg) < n)
+			lg++;
+		if (n > 1)
+			units = lib_units(n < LUA_MAXINTEGER / 64 ? n * lg : LUA_MAXINTEGER / 64,
+					  RULE_COST_COMPARE);
+		break;
+	}
+	case LIB_PAID_UNPACK:
+		if (lua_type(L, 1) == LUA_TTABLE) {
+			lua_Integer first = luaL_optinteger(L, 2, 1);
+			lua_Integer last = lua_isnoneornil(L, 3) ? luaL_len(L, 1) : luaL_checkinteger(L, 3);
+
+			if (last >= first && last - first < LUA_MAXINTEGER / 2)
+				units = last - first + 1;
+			lua_settop(L, top);
+		}
+		break;
+	case LIB_PAID_CONCAT:
+		if (lua_type(L, 1) == LUA_TTABLE) {
+			lua_Integer first = luaL_optinteger(L, 3, 1);
+			lua_Integer last = lua_isnoneornil(L, 4) ? luaL_len(L, 1) : luaL_checkinteger(L, 4);
+
+			if (last >= first)
+				units = lib_units(last - first < LUA_MAXINTEGER / 2 ? last - first + 1
+										   : LUA_MAXINTEGER / 2,
+						  RULE_COST_CONCAT_ITEM);
+			lua_settop(L, top);
+		}
+		break;
+	}
+	if (units)
+		rule__charge(L, units);
+	/* called in our frame, not through lua_call: its argument errors
+	 * read as they did ("bad argument #2 to 'format'") */
+	nret = lua_tocfunction(L, lua_upvalueindex(1))(L);
+	if (kind == LIB_PAID_CONCAT && nret == 1 && lua_type(L, -1) == LUA_TSTRING) {
+		lua_tolstring(L, -1, &l);
+		if (l >= LIB_CHARGE_MIN)
+			rule__charge_bytes(L, l, RULE_COST_COPY_PER);
+	}
+	return nret;
+}
+
+/* xml.find/all: paid by the children they look at */
+static void lib_xml_children(lua_State *L)
+{
+	int top = lua_gettop(L);
+
+	if (lua_type(L, 1) == LUA_TTABLE && lua_getfield(L, 1, "children") == LUA_TTABLE) {
+		int64_t units = lib_units((lua_Integer)lua_rawlen(L, -1), RULE_COST_XML_CHILD);
+
+		if (units)
+			rule__charge(L, units);
+	}
+	lua_settop(L, top);
+}
+
+static int lib_xml_find(lua_State *L)
+{
+	lib_xml_children(L);
+	return decode_lua_xml_find(L);
+}
+
+static int lib_xml_all(lua_State *L)
+{
+	lib_xml_children(L);
+	return decode_lua_xml_all(L);
+}
+
+/* Wraps the function named name of the table at -1 in lib_paid. */
+static void lib_pay(lua_State *L, const char *name, enum lib_paid kind)
+{
+	lua_getfield(L, -1, name);
+	lua_pushinteger(L, kind);
+	lua_pushcclosure(L, lib_paid, 2);
+	lua_setfield(L, -2, name);
 }
 
 static int lib_readonly(lua_State *L)
@@ -1664,8 +1851,8 @@ void rule__open_sandbox(lua_State *L)
 		{ "escape", lib_form_escape }, { NULL, NULL },
 	};
 	static const luaL_Reg xml_fns[] = {
-		{ "decode", lib_xml_decode }, { "find", decode_lua_xml_find },
-		{ "all", decode_lua_xml_all }, { NULL, NULL },
+		{ "decode", lib_xml_decode }, { "find", lib_xml_find },
+		{ "all", lib_xml_all }, { NULL, NULL },
 	};
 	static const luaL_Reg base64_fns[] = {
 		{ "encode", lib_b64_encode }, { "decode", lib_b64_decode }, { NULL, NULL },
@@ -1687,6 +1874,10 @@ void rule__open_sandbox(lua_State *L)
 	loaded = lua_gettop(L);
 	lib_clone(L, loaded, LUA_STRLIBNAME, NULL, string_skip);
 	luaL_setfuncs(L, string_fns, 0);
+	lib_pay(L, "upper", LIB_PAID_CASE);
+	lib_pay(L, "lower", LIB_PAID_CASE);
+	lib_pay(L, "reverse", LIB_PAID_CASE);
+	lib_pay(L, "format", LIB_PAID_FORMAT);
 	lua_pushliteral(L, "");
 	if (!lua_getmetatable(L, -1))
 		rule__errorf(L, "strings have no metatable");
@@ -1703,12 +1894,18 @@ void rule__open_sandbox(lua_State *L)
 	lua_getfield(L, -1, "move");
 	lua_pushcclosure(L, lib_move, 1);
 	lua_setfield(L, -2, "move");
+	lib_pay(L, "concat", LIB_PAID_CONCAT);
+	lib_pay(L, "insert", LIB_PAID_INSERT);
+	lib_pay(L, "remove", LIB_PAID_REMOVE);
+	lib_pay(L, "sort", LIB_PAID_SORT);
+	lib_pay(L, "unpack", LIB_PAID_UNPACK);
 	lib_proxy(L, "table");
 	lua_setfield(L, base, "table");
 	lib_clone(L, loaded, LUA_MATHLIBNAME, NULL, NULL);
 	lib_proxy(L, "math");
 	lua_setfield(L, base, "math");
 	lib_clone(L, loaded, LUA_UTF8LIBNAME, NULL, NULL);
+	lib_pay(L, "len", LIB_PAID_UTF8);
 	lib_proxy(L, "utf8");
 	lua_setfield(L, base, "utf8");
 	lib_clone(L, loaded, LUA_OSLIBNAME, os_names, NULL);

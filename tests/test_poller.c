@@ -46,6 +46,17 @@ static const char pt_rule_boom[] =
 	"  end,\n"
 	"}\n";
 
+/* Spins in C: 50 SHA-256 of 1 MB, a few hundred VM instructions whose
+ * work is in C where the count hook never fires; the budget charged per
+ * byte ends it (uncharged, it would fit a budget of 5M). */
+static const char pt_rule_spin[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}' },\n"
+	"  process = function(data)\n"
+	"    local s = string.rep('x', 1 << 20) for i = 1, 50 do hash.sha256(s) end\n"
+	"  end,\n"
+	"}\n";
+
 /* Does not load. */
 static const char pt_rule_broken[] = "return {\n  processing = { url = \n}\n";
 
@@ -171,6 +182,7 @@ static bool pt_open(struct pt_env *e, const char *name, const struct mock_route 
 	snprintf(e->rules, sizeof(e->rules), "/tmp/leadsync-rules-XXXXXX");
 	if (!mkdtemp(e->rules) || !pt_write(e->rules, "pt_crm", pt_rule_crm) ||
 	    !pt_write(e->rules, "pt_boom", pt_rule_boom) ||
+	    !pt_write(e->rules, "pt_spin", pt_rule_spin) ||
 	    !pt_write(e->rules, "pt_broken", pt_rule_broken) ||
 	    !pt_write(e->rules, "pt_paged", pt_rule_paged))
 		return false;
@@ -627,6 +639,9 @@ TEST(poller_end_to_end_changes_leads_history_and_runs)
 
 static struct pt_route pt_ok_route = { .status = "approved" };
 
+/* Rule limits for pt_failure's poller, when a test sets them. */
+static struct rule_limits pt_fail_limits;
+
 /* Offer 10 on /ok and offer 20 on bad_path (or with bad_rule, or at a dead
  * port) poll in the same run: 10's lead is approved; 20's run fails with
  * want, writes its poll_runs row, changes nothing and backs off. */
@@ -685,6 +700,7 @@ static void pt_failure(const char *dbname, const char *bad_path, const char *bad
 	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
 	pt_config(&e, &pc, "w-fail");
 	pc.http_limits.timeout_ms = 700;
+	pc.rule_limits = pt_fail_limits;
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_idle(&e, 10000));
 	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
@@ -763,6 +779,17 @@ TEST(poller_failure_rule_error_names_file_and_line)
 {
 	pt_failure("ls_poller_f_rule", "ok", "pt_boom", false, "rule_error", "pt_boom.lua:4: boom",
 		   200);
+}
+
+/* A rule whose work is in C library calls runs out of budget like a Lua
+ * loop: a rule_error naming the budget, and the pair backs off. The
+ * budget is small and the clock far away, so the budget ends it. */
+TEST(poller_failure_rule_out_of_budget_backs_off)
+{
+	pt_fail_limits = (struct rule_limits){ .instructions = 5000000, .time_ms = 600000 };
+	pt_failure("ls_poller_f_budget", "ok", "pt_spin", false, "rule_error",
+		   "pt_spin.lua:4: instruction budget exhausted (5000000)", 200);
+	memset(&pt_fail_limits, 0, sizeof(pt_fail_limits));
 }
 
 /* A rule that is missing or does not load is the offer's configuration,

@@ -399,14 +399,86 @@ TEST(rule_pattern_catastrophic_is_bounded)
 
 TEST(rule_recursion_is_bounded)
 {
-	ASSERT(t_escape("local function f() return 1 + f() end f()", "stack overflow", NULL));
+	/* the default budget, but not the 2 s clock: under ASan on a busy
+	 * machine the stack takes longer than that to fill */
+	const struct rule_limits lim = { .time_ms = 600000 };
+
+	ASSERT(t_escape("local function f() return 1 + f() end f()", "stack overflow", &lim));
 	ASSERT(t_escape("local function f(s) return (s:gsub('.', f)) end f('abc')", "stack overflow",
-			NULL));
+			&lim));
 }
 
 TEST(rule_table_move_is_charged)
 {
 	ASSERT(t_escape("table.move({}, 1, 1e12, 2)", "instruction budget exhausted", &t_small));
+}
+
+/* The library functions that work in C pay for it by the byte or the
+ * element: a loop of a few calls on a big input runs out of budget (2M
+ * units) although its VM instructions number in the hundreds. Before
+ * they were charged, each of these ran to its end. */
+TEST(rule_budget_covers_library_c_work)
+{
+	static const char *const loops[] = {
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do hash.sha256(s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do hash.md5(s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do hash.hmac_sha1('k', s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do base64.encode(s) end",
+		"local s = string.rep('QUJD', 1 << 18) for i = 1, 20 do base64.decode(s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do form.escape(s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do s:upper() end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 100 do string.format('%s', s) end",
+		"local s = string.rep('a', 1 << 20) for i = 1, 20 do utf8.len(s) end",
+		"local s = '[' .. string.rep('1,', 1 << 18) .. '1]' for i = 1, 20 do json.decode(s) end",
+		"local s = string.rep('a=1&', 1 << 17) for i = 1, 20 do form.decode(s) end",
+		"local s = '<r>' .. string.rep('<o/>', 1 << 16) .. '</r>' xml.decode(s)",
+		"local t = {} for i = 1, 1e5 do t[i] = i end json.encode(t)",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do form.encode({ids = t}) end",
+		"local t = {} for i = 1, 1e5 do t[i] = 'abcdefgh' end for i = 1, 20 do table.concat(t) end",
+		"local el = {children = {}} for i = 1, 1e5 do el.children[i] = {name = 'o'} end "
+		"for i = 1, 20 do xml.all(el, 'o') end",
+		"local el = {children = {}} for i = 1, 1e5 do el.children[i] = {name = 'o'} end "
+		"for i = 1, 20 do xml.find(el, 'x') end",
+		"for i = 1, 20 do string.rep('abcdefgh', 1 << 18) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.insert(t, 1, 0) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.remove(t, 1) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 20 do table.sort(t) end",
+		"local t = {} for i = 1, 1e5 do t[i] = i end for i = 1, 50 do table.unpack(t) end",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(loops) / sizeof(loops[0]); i++)
+		ASSERT(t_escape(loops[i], "instruction budget exhausted (2000000)", &t_small));
+}
+
+/* A rule of ordinary size is not refused: the same calls once, on inputs
+ * of a CRM answer's size, fit the budget many times over. */
+TEST(rule_budget_ordinary_library_calls_fit)
+{
+	char *log = test_defer_free(t_log(
+		"local t = {} for i = 1, 1000 do t[i] = {id = i, st = 'ok', sum = i / 3} end\n"
+		"local j = json.encode(t) local back = json.decode(j)\n"
+		"local s = hash.hmac_sha256('key', j) .. base64.encode(j) .. form.encode({ids = t})\n"
+		"local u = {3, 1, 2} table.sort(u) table.insert(u, 1, 0) table.insert(u, 9) table.remove(u, 1)\n"
+		"log(#back, #s > 0, table.concat({'a', 'b'}, ','), ('x'):rep(3), xml.find({}, 'o') == nil,"
+		" table.unpack(u))"));
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, "1000\ttrue\ta,b\txxx\ttrue\t1\t2\t3\t9");
+}
+
+/* string.rep pays before it allocates: 20 MB are held, so making 40 MB
+ * more would be a memory error; the budget ends it first. */
+TEST(rule_budget_string_rep_is_charged_before_allocating)
+{
+	const struct rule_limits lim = { .instructions = 4000000, .memory = (size_t)48 << 20,
+					 .alloc_max = (size_t)48 << 20, .time_ms = 600000 };
+
+	ASSERT(t_escape("local keep = string.rep('y', 20e6) local big = string.rep('x', 40e6)",
+			"instruction budget exhausted (4000000)", &lim));
+	ASSERT(t_escape("string.rep('x', 1e15)", "string.rep: the result is over the limit", &t_small));
+	ASSERT(t_escape("string.rep('x', 2^62, ',')", "string.rep: the result is over the limit",
+			&t_small));
 }
 
 TEST(rule_error_messages_carry_file_and_line)
