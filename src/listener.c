@@ -1096,9 +1096,12 @@ static void conn_run(struct conn *c)
 			conn_fail(c, c->err_status, c->err_msg);
 			break;
 		}
-		/* an HTTP/0.9 client sends its line and waits: say no now */
-		if (e == HPE_OK && c->phase == PHASE_HEAD && c->parser.http_major == 0 &&
-		    c->parser.http_minor == 9 && conn_version_refused(c)) {
+		/* an HTTP/0.9 (or 2) client sends its line and waits: say no
+		 * now (0.0 is the version not read yet) */
+		if (e == HPE_OK && c->phase == PHASE_HEAD &&
+		    (c->parser.http_major > 1 ||
+		     (c->parser.http_major == 0 && c->parser.http_minor == 9)) &&
+		    conn_version_refused(c)) {
 			conn_fail(c, c->err_status, c->err_msg);
 			break;
 		}
