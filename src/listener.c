@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 #include "log.h"
@@ -126,6 +127,7 @@ struct listener {
 	uint64_t refuse_unlogged, refuse_unlogged_ip;
 	uint64_t refuse_log_next;
 	bool refuse_logged;
+	char refuse_last[64]; /* the address last refused */
 	struct listener_stats st;
 	int port;
 	bool closing;
@@ -1355,9 +1357,9 @@ static void conn_evict(struct conn *c)
 static void listener_refuse_log(struct listener *l)
 {
 	log_warn("http connections refused",
-		 "count=%" PRIu64 " per_ip=%" PRIu64 " open=%zu max=%u max_per_ip=%u", l->refuse_unlogged,
-		 l->refuse_unlogged_ip, l->nactive, l->lim.max_connections,
-		 l->lim.max_connections_per_ip);
+		 "count=%" PRIu64 " per_ip=%" PRIu64 " last_remote=%s open=%zu max=%u max_per_ip=%u",
+		 l->refuse_unlogged, l->refuse_unlogged_ip, l->refuse_last, l->nactive,
+		 l->lim.max_connections, l->lim.max_connections_per_ip);
 	l->refuse_unlogged = l->refuse_unlogged_ip = 0;
 }
 
@@ -1370,6 +1372,7 @@ static void conn_refuse_503(struct conn *c, bool per_ip)
 
 	l->st.conn_rejected++;
 	l->refuse_unlogged++;
+	memcpy(l->refuse_last, c->remote, sizeof(l->refuse_last));
 	if (per_ip) {
 		l->st.conn_rejected_ip++;
 		l->refuse_unlogged_ip++;
@@ -1388,6 +1391,18 @@ static void conn_refuse_503(struct conn *c, bool per_ip)
 
 		if (n > 0)
 			l->st.bytes_out += (uint64_t)n;
+	}
+	/* A request already here, unread, would turn the close into a reset
+	 * that can destroy the 503 before the client reads it: take it. */
+	{
+		uv_os_fd_t fd;
+
+		if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0) {
+			ssize_t r = recv(fd, l->rbuf, sizeof(l->rbuf), MSG_DONTWAIT);
+
+			if (r > 0)
+				l->st.bytes_in += (uint64_t)r;
+		}
 	}
 	conn_close(c);
 }
