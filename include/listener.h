@@ -102,7 +102,9 @@ struct listener_limits {
 	                            * Retry-After and closed */
 	unsigned max_connections_per_ip; /* open at once from one peer
 	                            * address [128]; more: 503 with Retry-After,
-	                            * closed (nothing is evicted for them) */
+	                            * closed (nothing is evicted for them). Not
+	                            * below max_connections: no per-address cap
+	                            * (one proxy in front may use them all) */
 	uint64_t header_timeout_ms; /* first byte of a request to end of its
 	                             * headers [10 s] -> 408. A connection that
 	                             * sends nothing at all within it gets no

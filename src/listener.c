@@ -1415,7 +1415,10 @@ static bool listener_admit(struct listener *l, struct conn *c)
 {
 	uint64_t now = uv_now(l->loop);
 
-	if (c->has_key && ip_count(l, c->key) >= l->lim.max_connections_per_ip) {
+	/* a per-address cap not below the total is off: one peer (a proxy) may
+	 * then fill the cap, and its oldest idle ones make room as anyone's */
+	if (c->has_key && l->lim.max_connections_per_ip < l->lim.max_connections &&
+	    ip_count(l, c->key) >= l->lim.max_connections_per_ip) {
 		conn_refuse_503(c, true);
 		return false;
 	}

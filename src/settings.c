@@ -24,7 +24,8 @@ const struct setting settings_table[] = {
 	  "make room, with none idle a new one gets 503", false, OFF(max_connections) },
 	{ "max_connections_per_ip", "LEADSYNC_MAX_CONNECTIONS_PER_IP", "--max-connections-per-ip",
 	  SETTING_INT, "128", 1, 1000000, "HTTP connections open at once from one client address; "
-	  "more get 503", false, OFF(max_connections_per_ip) },
+	  "more get 503; at or above LEADSYNC_MAX_CONNECTIONS no such cap (behind a proxy)", false,
+	  OFF(max_connections_per_ip) },
 	{ "admin_token", "LEADSYNC_ADMIN_TOKEN", "--admin-token", SETTING_STR, NULL, 0, 0,
 	  "bearer token for lead intake and the admin API; unset: those routes are closed", true,
 	  OFF(admin_token) },

@@ -1185,6 +1185,38 @@ TEST(listener_one_address_cannot_starve_the_others)
 	tl_release(t);
 }
 
+/* A per-address cap not below the total is off (one proxy in front): its
+ * own oldest idle connection makes room for its next one. */
+static void c_proxy(struct tl *t)
+{
+	int fd[5], i;
+
+	for (i = 0; i < 5; i++) {
+		fd[i] = cli_connect(t->port);
+		cli_sends(fd[i], "GET /healthz HTTP/1.1\r\n\r\n");
+		cli_read(t, 1, fd[i], i + 1);
+	}
+	t->eof[0] = cli_read_all(fd[0], &t->resp[0]);
+	for (i = 0; i < 5; i++)
+		close(fd[i]);
+}
+
+TEST(listener_per_address_cap_at_the_total_is_off)
+{
+	struct listener_limits lim = { .max_connections = 4, .max_connections_per_ip = 4,
+				       .idle_timeout_ms = 60000, .idle_pressure_ms = 60000 };
+	struct tl *t = tl_init();
+
+	ASSERT_EQ(tl_run(t, &lim, c_proxy), 0);
+	ASSERT_EQ(t->nresp[1], 5);
+	ASSERT(strstr(t->resp[1].p, " 503 ") == NULL);
+	ASSERT(t->eof[0]);
+	ASSERT_EQ(t->resp[0].len, 0);
+	ASSERT_EQ(t->st.conn_rejected, 0);
+	ASSERT_EQ(t->st.conn_evicted, 1);
+	tl_release(t);
+}
+
 /* Above 3/4 of the cap an answered connection gets the short idle
  * timeout: the fourth of four is closed after its answer, though the
  * ordinary idle timeout is a minute. */
