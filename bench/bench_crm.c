@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 	/* a benchmark's client keeps its connections for the whole run */
 	cfg.limits.max_requests = 100000000;
 	cfg.limits.max_connections = 4096;
+	cfg.limits.max_connections_per_ip = 4096; /* its one client: no per-address cap */
 	cfg.limits.idle_timeout_ms = 600000;
 	if (listener_start(uv_default_loop(), &cfg, &c.l, err, sizeof(err)) < 0) {
 		fprintf(stderr, "bench_crm: %s\n", err);

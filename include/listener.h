@@ -29,6 +29,14 @@
  * after which the connection is closed. No client can block the loop or grow
  * memory past the limits.
  *
+ * Strict HTTP. What a proxy in front could read differently is refused, and
+ * the connection closed: HTTP/0.9, a request line without a version (or
+ * naming 0.9: the parser reads both alike) (400), any other version than
+ * HTTP/1.0 and 1.1 (505), whitespace between a header name and its colon
+ * (400),
+ * Transfer-Encoding other than exactly one "chunked" (501), Expect other
+ * than "100-continue" (417), Content-Length beside Transfer-Encoding (400).
+ *
  * Not thread-safe. SIGPIPE: listener_start() sets it to be ignored when it is
  * at its default, since a write to a vanished client must not kill the
  * daemon.
@@ -86,15 +94,31 @@ struct listener_limits {
 	size_t max_response_bytes; /* a handler's answer [16 MiB]; larger -> 500 */
 	unsigned max_requests;     /* per connection [1000]; the last answer
 	                            * carries Connection: close */
-	unsigned max_connections;  /* open at once [1024]; more are accepted,
-	                            * answered 503 and closed */
-	uint64_t header_timeout_ms; /* first byte to end of headers [10 s] -> 408;
-	                             * accept to first byte: closed, no answer
-	                             * (nothing was asked: as nginx does) */
+	unsigned max_connections;  /* open at once [1024]. At the cap the
+	                            * oldest idle connection (kept alive, or
+	                            * open with nothing sent yet) is closed to
+	                            * make room, as nginx does; with none idle
+	                            * the new one is answered 503 with
+	                            * Retry-After and closed */
+	unsigned max_connections_per_ip; /* open at once from one peer
+	                            * address [128]; more: 503 with Retry-After,
+	                            * closed (nothing is evicted for them). Not
+	                            * below max_connections: no per-address cap
+	                            * (one proxy in front may use them all) */
+	uint64_t header_timeout_ms; /* first byte of a request to end of its
+	                             * headers [10 s] -> 408. A connection that
+	                             * sends nothing at all within it gets no
+	                             * 408: it is closed without a word, since
+	                             * nothing was asked (as nginx does) */
 	uint64_t body_timeout_ms;   /* end of headers to end of body [30 s] -> 408 */
 	uint64_t idle_timeout_ms;   /* keep-alive between requests [60 s] -> closed,
 	                             * no answer; a next request begun and not
 	                             * finished is under header_timeout_ms: 408 */
+	uint64_t idle_pressure_ms;  /* keep-alive between requests while more
+	                             * than 3/4 of max_connections are open
+	                             * [5 s, at most idle_timeout_ms]; idle ones
+	                             * older than it are closed, oldest first, as
+	                             * new connections come */
 	uint64_t write_timeout_ms;  /* an answer the client does not read [30 s]
 	                             * -> close */
 	uint64_t linger_ms;         /* after the last answer, unread input is
@@ -102,9 +126,10 @@ struct listener_limits {
 	                             * answer is not lost to a reset [2 s] */
 };
 
-/* A request the listener answered itself (400, 408, 413, 414, 431) after
- * it had read at least part of its target, for a caller that keeps a log
- * of requests (the incoming-postback log). Valid during the call only. */
+/* A request the listener answered itself (400, 408, 413, 414, 417, 431,
+ * 501, 505) after it had read at least part of its target, for a caller
+ * that keeps a log of requests (the incoming-postback log). Valid during
+ * the call only. */
 struct listener_refusal {
 	const char *method; /* "POST" */
 	const char *target; /* the raw request target as far as it was read */
@@ -131,7 +156,12 @@ struct listener_stats {
 	uint64_t requests;        /* answers sent, the listener's own errors too */
 	uint64_t status_class[6]; /* answers by class: [2] 2xx ... [5] 5xx */
 	uint64_t connections;     /* accepted and served */
-	uint64_t conn_rejected;   /* accepted over max_connections and closed */
+	uint64_t conn_rejected;   /* accepted, answered 503 and closed: over
+	                           * max_connections with none idle, or over
+	                           * max_connections_per_ip */
+	uint64_t conn_rejected_ip; /* of conn_rejected: over the per-address cap */
+	uint64_t conn_evicted;    /* idle ones closed to make room or under
+	                           * pressure (idle_pressure_ms) */
 	uint64_t timeouts;        /* 408s and idle/write deadline closes */
 	uint64_t bytes_in;
 	uint64_t bytes_out;

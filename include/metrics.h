@@ -23,6 +23,7 @@
  *   leadsync_rule_limit_exhausted_total{limit}         counter
  *   leadsync_listener_connections_open                 gauge
  *   leadsync_listener_connections_refused_total        counter
+ *   leadsync_listener_connections_evicted_total        counter
  *   leadsync_database_up, leadsync_ready               gauges (1/0)
  *   process_resident_memory_bytes, process_open_fds    gauges
  *

@@ -16,6 +16,8 @@ struct settings {
 	char *db;          /* libpq conninfo or URI; NULL: not configured */
 	char *rules;       /* rules folder */
 	char *listen;      /* host:port of the HTTP listener */
+	long max_connections;        /* HTTP connections open at once */
+	long max_connections_per_ip; /* ... from one client address */
 	char *admin_token; /* bearer token for intake and the admin API */
 	char *log_level;
 	char *log_format;  /* logfmt or json */

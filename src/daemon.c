@@ -489,6 +489,8 @@ int daemon_run(const struct settings *s)
 	}
 	cfg.db = s->db;
 	cfg.listen = s->listen;
+	cfg.limits.max_connections = (unsigned)s->max_connections;
+	cfg.limits.max_connections_per_ip = (unsigned)s->max_connections_per_ip;
 	cfg.admin_token = s->admin_token;
 	cfg.db_workers = (unsigned)s->db_workers;
 	cfg.db_queue = (size_t)s->db_queue;

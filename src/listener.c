@@ -2,11 +2,13 @@
 #include "listener.h"
 
 #include <http_parser.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 #include "log.h"
@@ -20,6 +22,11 @@
 /* Buffers above this size are released between requests, so idle
  * keep-alive connections hold little memory. */
 #define LISTENER_KEEP_BYTES 4096
+/* Seconds a client refused at a connection cap is told to wait. */
+#define LISTENER_RETRY_AFTER "2"
+/* Refused connections are logged at most once in this many ms, with the
+ * count since the last line. */
+#define LISTENER_REFUSE_LOG_MS 5000
 
 /* Where a connection is in its request cycle; it decides which deadline
  * runs and what the timer does when it fires. */
@@ -85,8 +92,19 @@ struct conn {
 	bool eof;          /* the client closed its side */
 	bool dead;         /* the socket failed: nothing more can be sent */
 	bool closing;      /* uv_close() called */
-	bool counted;      /* counts against max_connections */
+	bool counted;      /* counts against max_connections (and its address's cap) */
+	bool has_key;      /* key holds the peer's address */
+	bool in_idle;      /* on the listener's idle list */
+	struct conn *idle_prev, *idle_next;
+	uint64_t idle_since; /* uv_now() when it went idle */
+	uint8_t key[16];   /* the peer's address; IPv4 as ::ffff:a.b.c.d */
 	char remote[64];
+};
+
+/* Open connections of one peer address; count 0: an empty slot. */
+struct ip_slot {
+	uint8_t key[16];
+	uint32_t count;
 };
 
 struct listener {
@@ -99,6 +117,17 @@ struct listener {
 	void *refused_data;
 	struct conn *conns; /* every conn not freed yet */
 	size_t nactive;     /* conns counted against max_connections */
+	/* idle conns (nothing asked yet, or kept alive), oldest first: the
+	 * ones closed first at the cap */
+	struct conn *idle_head, *idle_tail;
+	struct ip_slot *ips; /* open addressing, linear probing, ip_mask + 1 slots */
+	size_t ip_mask;
+	uint64_t ip_seed;
+	/* refused connections not logged yet, and when the next line may go */
+	uint64_t refuse_unlogged, refuse_unlogged_ip;
+	uint64_t refuse_log_next;
+	bool refuse_logged;
+	char refuse_last[64]; /* the address last refused */
 	struct listener_stats st;
 	int port;
 	bool closing;
@@ -117,9 +146,11 @@ static const struct listener_limits limits_default = {
 	.max_response_bytes = 16 << 20,
 	.max_requests = 1000,
 	.max_connections = 1024,
+	.max_connections_per_ip = 128,
 	.header_timeout_ms = 10000,
 	.body_timeout_ms = 30000,
 	.idle_timeout_ms = 60000,
+	.idle_pressure_ms = 5000,
 	.write_timeout_ms = 30000,
 	.linger_ms = 2000,
 };
@@ -139,6 +170,9 @@ static void conn_run(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_send(struct conn *c);
 static void listener_maybe_done(struct listener *l);
+static void idle_add(struct conn *c);
+static void idle_del(struct conn *c);
+static uint64_t listener_idle_ms(const struct listener *l);
 
 /* ---------------------------------------------------------------- forms */
 
@@ -383,11 +417,52 @@ static void conn_timer(struct conn *c, uint64_t ms)
 	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
 
+/* True (and the refusal set) when the request line named a version other
+ * than 1.0 and 1.1, or none (HTTP/0.9). Once the version is parsed only. */
+static bool conn_version_refused(struct conn *c)
+{
+	const http_parser *p = &c->parser;
+
+	if (p->http_major == 1 && p->http_minor <= 1)
+		return false;
+	if (p->http_major == 0 && p->http_minor == 9)
+		conn_refuse(c, 400, "HTTP/0.9 request line (no version) not supported");
+	else
+		conn_refuse(c, 505, "HTTP version not supported");
+	return true;
+}
+
+/* Refuses what a proxy in front could read differently: a transfer coding
+ * other than one "chunked", an expectation other than 100-continue. */
+static int conn_strict_headers(struct conn *c)
+{
+	const struct listener_req *r = &c->req;
+	const char *p = r->hdr.p, *end = r->hdr.p + r->hdr.len;
+	unsigned i, nte = 0;
+
+	for (i = 0; i < r->nhdr && p < end; i++) {
+		const char *value = p + strlen(p) + 1;
+
+		if (strcasecmp(p, "transfer-encoding") == 0 &&
+		    (++nte > 1 || strcasecmp(value, "chunked") != 0))
+			return conn_refuse(c, 501, "transfer coding not supported (only chunked)");
+		if (strcasecmp(p, "expect") == 0 && strcasecmp(value, "100-continue") != 0)
+			return conn_refuse(c, 417, "expectation not supported (only 100-continue)");
+		p = value + strlen(value) + 1;
+	}
+	return 0;
+}
+
 static int on_message_begin(http_parser *p)
 {
 	struct conn *c = p->data;
 
 	c->phase = PHASE_HEAD;
+	idle_del(c);
+	/* the parser sets both from the request line: 0.9 when it has no
+	 * version; 0.0 until then */
+	p->http_major = 0;
+	p->http_minor = 0;
 	conn_timer(c, c->l->lim.header_timeout_ms);
 	return 0;
 }
@@ -440,7 +515,13 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 	struct conn *c = p->data;
 	struct listener_req *r = &c->req;
 
+	/* the parser takes "Name : v" as the name "Name ", which a proxy in
+	 * front may read otherwise */
+	if (memchr(at, ' ', n))
+		return conn_refuse(c, 400, "whitespace in a header name");
 	if (r->hdr_state != 1) {
+		if (r->nhdr == 0 && conn_version_refused(c))
+			return -1;
 		if (r->hdr_state == 2 && req_header_end(r) < 0)
 			return conn_refuse(c, 500, "out of memory");
 		if (++r->nhdr > c->l->lim.max_headers)
@@ -474,6 +555,8 @@ static int on_headers_complete(http_parser *p)
 
 	if (req_header_end(&c->req) < 0)
 		return conn_refuse(c, 500, "out of memory");
+	if (conn_version_refused(c) || conn_strict_headers(c) < 0)
+		return -1;
 	for (i = 0; i < sizeof(method_bits) / sizeof(method_bits[0]); i++)
 		if (method_bits[i].m == p->method)
 			c->req.method = method_bits[i].bit;
@@ -756,7 +839,8 @@ static void conn_sent(struct conn *c)
 		return;
 	}
 	c->phase = PHASE_IDLE;
-	conn_timer(c, c->l->lim.idle_timeout_ms);
+	idle_add(c);
+	conn_timer(c, listener_idle_ms(c->l));
 	conn_run(c);
 }
 
@@ -783,6 +867,7 @@ static void conn_send(struct conn *c)
 	int n;
 
 	c->phase = PHASE_WRITE;
+	idle_del(c);
 	n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 	if (n == UV_EAGAIN)
 		n = 0;
@@ -968,6 +1053,8 @@ static void conn_parse_error(struct conn *c, enum http_errno e)
 {
 	if (e == HPE_HEADER_OVERFLOW)
 		conn_fail(c, 431, "header block too large");
+	else if (e == HPE_INVALID_TRANSFER_ENCODING)
+		conn_fail(c, 501, "transfer coding not supported (only chunked)");
 	else
 		conn_fail(c, 400, http_errno_description(e));
 }
@@ -1008,6 +1095,15 @@ static void conn_run(struct conn *c)
 			break;
 		}
 		if (c->err_status) {
+			conn_fail(c, c->err_status, c->err_msg);
+			break;
+		}
+		/* an HTTP/0.9 (or 2) client sends its line and waits: say no
+		 * now (0.0 is the version not read yet) */
+		if (e == HPE_OK && c->phase == PHASE_HEAD &&
+		    (c->parser.http_major > 1 ||
+		     (c->parser.http_major == 0 && c->parser.http_minor == 9)) &&
+		    conn_version_refused(c)) {
 			conn_fail(c, c->err_status, c->err_msg);
 			break;
 		}
@@ -1130,6 +1226,219 @@ static void conn_timer_cb(uv_timer_t *t)
 	}
 }
 
+/* --------------------------------------------- caps, idle list, eviction */
+
+static size_t ip_hash(const struct listener *l, const uint8_t *key)
+{
+	uint64_t h = 1469598103934665603ull ^ l->ip_seed;
+	size_t i;
+
+	for (i = 0; i < 16; i++) {
+		h ^= key[i];
+		h *= 1099511628211ull;
+	}
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* The slot of key: its own, or the empty one where it would go. */
+static struct ip_slot *ip_find(struct listener *l, const uint8_t *key)
+{
+	size_t i = ip_hash(l, key) & l->ip_mask;
+
+	while (l->ips[i].count && memcmp(l->ips[i].key, key, 16) != 0)
+		i = (i + 1) & l->ip_mask;
+	return &l->ips[i];
+}
+
+static uint32_t ip_count(struct listener *l, const uint8_t *key)
+{
+	return ip_find(l, key)->count;
+}
+
+/* Counted conns are at most max_connections and the table has twice as
+ * many slots, so an empty one is always there. */
+static void ip_inc(struct listener *l, const uint8_t *key)
+{
+	struct ip_slot *s = ip_find(l, key);
+
+	if (!s->count)
+		memcpy(s->key, key, 16);
+	s->count++;
+}
+
+/* Drops one; an emptied slot is filled by shifting later ones of its run
+ * back (no tombstones). */
+static void ip_dec(struct listener *l, const uint8_t *key)
+{
+	struct ip_slot *s = ip_find(l, key);
+	size_t i, j;
+
+	if (!s->count || --s->count)
+		return;
+	i = (size_t)(s - l->ips);
+	for (j = (i + 1) & l->ip_mask; l->ips[j].count; j = (j + 1) & l->ip_mask) {
+		size_t home = ip_hash(l, l->ips[j].key) & l->ip_mask;
+
+		/* j may move to i when its home is not in (i, j] cyclically */
+		if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+			l->ips[i] = l->ips[j];
+			l->ips[j].count = 0;
+			i = j;
+		}
+	}
+}
+
+static void idle_add(struct conn *c)
+{
+	struct listener *l = c->l;
+
+	if (c->in_idle || !c->counted)
+		return;
+	c->in_idle = true;
+	c->idle_since = uv_now(l->loop);
+	c->idle_next = NULL;
+	c->idle_prev = l->idle_tail;
+	if (l->idle_tail)
+		l->idle_tail->idle_next = c;
+	else
+		l->idle_head = c;
+	l->idle_tail = c;
+}
+
+static void idle_del(struct conn *c)
+{
+	struct listener *l = c->l;
+
+	if (!c->in_idle)
+		return;
+	c->in_idle = false;
+	if (c->idle_prev)
+		c->idle_prev->idle_next = c->idle_next;
+	else
+		l->idle_head = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prev = c->idle_prev;
+	else
+		l->idle_tail = c->idle_prev;
+	c->idle_prev = c->idle_next = NULL;
+}
+
+/* Takes c off the counts: at its close, so its place is free at once. */
+static void conn_uncount(struct conn *c)
+{
+	struct listener *l = c->l;
+
+	idle_del(c);
+	if (!c->counted)
+		return;
+	c->counted = false;
+	l->nactive--;
+	if (c->has_key)
+		ip_dec(l, c->key);
+}
+
+/* More than 3/4 of the cap open: idle connections get the short timeout. */
+static bool listener_pressed(const struct listener *l)
+{
+	return (uint64_t)l->nactive * 4 > (uint64_t)l->lim.max_connections * 3;
+}
+
+static uint64_t listener_idle_ms(const struct listener *l)
+{
+	return listener_pressed(l) ? l->lim.idle_pressure_ms : l->lim.idle_timeout_ms;
+}
+
+static void conn_evict(struct conn *c)
+{
+	c->l->st.conn_evicted++;
+	conn_close(c);
+}
+
+static void listener_refuse_log(struct listener *l)
+{
+	log_warn("http connections refused",
+		 "count=%" PRIu64 " per_ip=%" PRIu64 " last_remote=%s open=%zu max=%u max_per_ip=%u",
+		 l->refuse_unlogged, l->refuse_unlogged_ip, l->refuse_last, l->nactive,
+		 l->lim.max_connections, l->lim.max_connections_per_ip);
+	l->refuse_unlogged = l->refuse_unlogged_ip = 0;
+}
+
+/* Answers 503 with Retry-After on a connection not admitted, closes it,
+ * counts it and logs, at most a line per LISTENER_REFUSE_LOG_MS. */
+static void conn_refuse_503(struct conn *c, bool per_ip)
+{
+	struct listener *l = c->l;
+	uint64_t now = uv_now(l->loop);
+
+	l->st.conn_rejected++;
+	l->refuse_unlogged++;
+	memcpy(l->refuse_last, c->remote, sizeof(l->refuse_last));
+	if (per_ip) {
+		l->st.conn_rejected_ip++;
+		l->refuse_unlogged_ip++;
+	}
+	if (!l->refuse_logged || now >= l->refuse_log_next) {
+		l->refuse_logged = true;
+		l->refuse_log_next = now + LISTENER_REFUSE_LOG_MS;
+		listener_refuse_log(l);
+	}
+	/* One try to say why; the socket is new, so it takes it. */
+	if (conn_build_error(c, 503,
+			     per_ip ? "too many connections from this address" : "too many connections",
+			     "Retry-After: " LISTENER_RETRY_AFTER "\r\n", false, false) == 0) {
+		uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+
+		if (n > 0)
+			l->st.bytes_out += (uint64_t)n;
+	}
+	/* A request already here, unread, would turn the close into a reset
+	 * that can destroy the 503 before the client reads it: take it. */
+	{
+		uv_os_fd_t fd;
+
+		if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0) {
+			ssize_t r = recv(fd, l->rbuf, sizeof(l->rbuf), MSG_DONTWAIT);
+
+			if (r > 0)
+				l->st.bytes_in += (uint64_t)r;
+		}
+	}
+	conn_close(c);
+}
+
+/* Decides on a new connection: over its address's cap, refused; under
+ * pressure, idle ones past idle_pressure_ms are closed; at the cap, the
+ * oldest idle one is closed to make room, or, with none, c is refused.
+ * Returns true when c is admitted (and counted). */
+static bool listener_admit(struct listener *l, struct conn *c)
+{
+	uint64_t now = uv_now(l->loop);
+
+	/* a per-address cap not below the total is off: one peer (a proxy) may
+	 * then fill the cap, and its oldest idle ones make room as anyone's */
+	if (c->has_key && l->lim.max_connections_per_ip < l->lim.max_connections &&
+	    ip_count(l, c->key) >= l->lim.max_connections_per_ip) {
+		conn_refuse_503(c, true);
+		return false;
+	}
+	if ((uint64_t)(l->nactive + 1) * 4 > (uint64_t)l->lim.max_connections * 3)
+		while (l->idle_head && now - l->idle_head->idle_since >= l->lim.idle_pressure_ms)
+			conn_evict(l->idle_head);
+	if (l->nactive >= l->lim.max_connections) {
+		if (!l->idle_head) {
+			conn_refuse_503(c, false);
+			return false;
+		}
+		conn_evict(l->idle_head);
+	}
+	c->counted = true;
+	l->nactive++;
+	if (c->has_key)
+		ip_inc(l, c->key);
+	return true;
+}
+
 static void conn_free(struct conn *c)
 {
 	struct listener *l = c->l;
@@ -1140,8 +1449,7 @@ static void conn_free(struct conn *c)
 		l->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->counted)
-		l->nactive--;
+	conn_uncount(c);
 	req_release(&c->req);
 	buf_release(&c->in);
 	buf_release(&c->out);
@@ -1164,6 +1472,7 @@ static void conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
+	idle_del(c);
 	if (c->phase == PHASE_HANDLER) {
 		c->dead = true;
 		if (c->reading)
@@ -1173,6 +1482,7 @@ static void conn_close(struct conn *c)
 		return;
 	}
 	c->closing = true;
+	conn_uncount(c);
 	uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
 	uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
 }
@@ -1185,10 +1495,21 @@ static void conn_peer_name(struct conn *c)
 	snprintf(c->remote, sizeof(c->remote), "unknown");
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
 		return;
-	if (ss.ss_family == AF_INET)
-		uv_ip4_name((const struct sockaddr_in *)&ss, c->remote, sizeof(c->remote));
-	else if (ss.ss_family == AF_INET6)
-		uv_ip6_name((const struct sockaddr_in6 *)&ss, c->remote, sizeof(c->remote));
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+
+		uv_ip4_name(sin, c->remote, sizeof(c->remote));
+		memset(c->key, 0, 10);
+		c->key[10] = c->key[11] = 0xff;
+		memcpy(c->key + 12, &sin->sin_addr, 4);
+		c->has_key = true;
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+
+		uv_ip6_name(sin6, c->remote, sizeof(c->remote));
+		memcpy(c->key, &sin6->sin6_addr, 16);
+		c->has_key = true;
+	}
 }
 
 static void listener_conn_cb(uv_stream_t *server, int status)
@@ -1225,24 +1546,12 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	if (l->nactive >= l->lim.max_connections) {
-		/* One try to say why; the socket is new, so it takes it. */
-		l->st.conn_rejected++;
-		if (conn_build_error(c, 503, "too many connections", NULL, false, false) == 0) {
-			uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-			int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-
-			if (n > 0)
-				l->st.bytes_out += (uint64_t)n;
-		}
-		conn_close(c);
+	conn_peer_name(c);
+	if (!listener_admit(l, c))
 		return;
-	}
-	c->counted = true;
-	l->nactive++;
 	l->st.connections++;
 	uv_tcp_nodelay(&c->tcp, 1);
-	conn_peer_name(c);
+	idle_add(c);
 	conn_timer(c, l->lim.header_timeout_ms);
 	conn_read_start(c);
 }
@@ -1352,17 +1661,24 @@ static void listener_fill_limits(struct listener_limits *lim, const struct liste
 	LIMIT(max_response_bytes);
 	LIMIT(max_requests);
 	LIMIT(max_connections);
+	LIMIT(max_connections_per_ip);
 	LIMIT(header_timeout_ms);
 	LIMIT(body_timeout_ms);
 	LIMIT(idle_timeout_ms);
+	LIMIT(idle_pressure_ms);
 	LIMIT(write_timeout_ms);
 	LIMIT(linger_ms);
 #undef LIMIT
+	if (lim->idle_pressure_ms > lim->idle_timeout_ms)
+		lim->idle_pressure_ms = lim->idle_timeout_ms;
 }
 
 static void listener_start_failed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct listener *l = h->data;
+
+	free(l->ips);
+	free(l);
 }
 
 int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct listener **out,
@@ -1392,9 +1708,21 @@ int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct li
 	l->refused = cfg->refused;
 	l->refused_data = cfg->refused_data;
 	listener_fill_limits(&l->lim, &cfg->limits);
+	for (l->ip_mask = 16; l->ip_mask < 2 * (size_t)l->lim.max_connections; l->ip_mask *= 2)
+		;
+	l->ips = calloc(l->ip_mask, sizeof(*l->ips));
+	l->ip_mask--;
+	l->ip_seed = uv_hrtime() ^ (uint64_t)(uintptr_t)l;
+	if (!l->ips) {
+		snprintf(err, errlen, "listen on '%s': out of memory", cfg->addr);
+		free(l);
+		l = NULL;
+		goto out;
+	}
 	e = uv_tcp_init(loop, &l->server);
 	if (e < 0) {
 		snprintf(err, errlen, "listen on '%s': %s", cfg->addr, uv_strerror(e));
+		free(l->ips);
 		free(l);
 		l = NULL;
 		goto out;
@@ -1454,6 +1782,7 @@ static void listener_maybe_done(struct listener *l)
 	l->done = true;
 	if (l->close_cb)
 		l->close_cb(l, l->close_data);
+	free(l->ips);
 	free(l);
 }
 
@@ -1474,6 +1803,8 @@ void listener_close(struct listener *l, listener_close_cb cb, void *data)
 	l->closing = true;
 	l->close_cb = cb;
 	l->close_data = data;
+	if (l->refuse_unlogged)
+		listener_refuse_log(l);
 	uv_close((uv_handle_t *)&l->server, listener_server_closed_cb);
 	/* conn_close() frees nothing before the loop runs, so walking on is safe */
 	for (c = l->conns; c; c = c->next)

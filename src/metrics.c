@@ -334,8 +334,13 @@ int metrics_render(struct buf *out, const struct metrics_source *s)
 			   "HTTP connections open on the listener",
 			   s->listener ? (double)s->listener->conn_active : 0);
 	rc |= metrics__one(out, "leadsync_listener_connections_refused_total", "counter",
-			   "HTTP connections refused (over the connection cap: 503 and closed)",
+			   "HTTP connections refused (over the connection cap with none idle, or "
+			   "over the per-address cap: 503 and closed)",
 			   s->listener ? (double)s->listener->conn_rejected : 0);
+	rc |= metrics__one(out, "leadsync_listener_connections_evicted_total", "counter",
+			   "idle HTTP connections closed to make room at the connection cap, or "
+			   "idle too long while near it",
+			   s->listener ? (double)s->listener->conn_evicted : 0);
 	rc |= metrics__one(out, "leadsync_database_up", "gauge",
 			   "1 when a database worker holds a live connection", s->db_up ? 1 : 0);
 	rc |= metrics__one(out, "leadsync_ready", "gauge",

@@ -19,6 +19,13 @@ const struct setting settings_table[] = {
 	  "folder of the Lua rules, one NAME.lua per CRM", false, OFF(rules) },
 	{ "listen", "LEADSYNC_LISTEN", "--listen", SETTING_STR, "127.0.0.1:8080", 0, 0,
 	  "address of the HTTP listener (postbacks, clicks, intake, admin)", false, OFF(listen) },
+	{ "max_connections", "LEADSYNC_MAX_CONNECTIONS", "--max-connections", SETTING_INT, "1024",
+	  1, 1000000, "HTTP connections open at once; at the cap the oldest idle one is closed to "
+	  "make room, with none idle a new one gets 503", false, OFF(max_connections) },
+	{ "max_connections_per_ip", "LEADSYNC_MAX_CONNECTIONS_PER_IP", "--max-connections-per-ip",
+	  SETTING_INT, "128", 1, 1000000, "HTTP connections open at once from one client address; "
+	  "more get 503; at or above LEADSYNC_MAX_CONNECTIONS no such cap (behind a proxy)", false,
+	  OFF(max_connections_per_ip) },
 	{ "admin_token", "LEADSYNC_ADMIN_TOKEN", "--admin-token", SETTING_STR, NULL, 0, 0,
 	  "bearer token for lead intake and the admin API; unset: those routes are closed", true,
 	  OFF(admin_token) },

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -999,40 +1000,383 @@ TEST(listener_requests_per_connection)
 	tl_release(t);
 }
 
+/* A connection from a given loopback address (the whole 127/8 is local),
+ * so tests can be several clients. */
+static int cli_connect_from(int port, const char *from)
+{
+	struct sockaddr_in sa;
+	struct timeval tv = { 30, 0 }; /* only to end a hung run */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	if (inet_pton(AF_INET, from, &sa.sin_addr) != 1 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads one whole answer from a connection the server refuses or drops:
+ * until EOF, into b (reset first); returns true on EOF. */
+static bool cli_read_all(int fd, struct buf *b)
+{
+	char tmp[4096];
+
+	buf_reset(b);
+	for (;;) {
+		ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
+
+		if (n == 0)
+			return true;
+		if (n < 0 || buf_add(b, tmp, (size_t)n) < 0)
+			return false;
+	}
+}
+
+/* Waits for the loop thread's handlers to have run n times: an event, not
+ * a time. */
+static void cli_wait_handled(struct tl *t, int n)
+{
+	while (atomic_load(&t->handled) < n)
+		usleep(1000);
+}
+
+/* Two connections each with a request at its handler: none is idle, so
+ * the third is refused. */
 static void c_cap(struct tl *t)
 {
 	int a = cli_connect(t->port), b = cli_connect(t->port), c;
 
-	cli_sends(a, "GET /healthz HTTP/1.1\r\n\r\n");
-	cli_read(t, 0, a, 1);
-	cli_sends(b, "GET /healthz HTTP/1.1\r\n\r\n");
-	cli_read(t, 1, b, 1);
+	cli_sends(a, "GET /later-gone HTTP/1.1\r\n\r\n");
+	cli_sends(b, "GET /later-gone HTTP/1.1\r\n\r\n");
+	cli_wait_handled(t, 2);
 	c = cli_connect(t->port);
 	if (c >= 0) {
 		cli_read(t, 2, c, 0);
 		close(c);
 	}
-	/* the held connections still work */
-	cli_sends(a, "GET /healthz HTTP/1.1\r\n\r\n");
-	cli_read(t, 0, a, 2);
 	close(a);
 	close(b);
 }
 
-TEST(listener_connection_cap)
+TEST(listener_connection_cap_none_idle_503_retry_after)
 {
 	struct listener_limits lim = { .max_connections = 2 };
 	struct tl *t = tl_init();
 
 	ASSERT_EQ(tl_run(t, &lim, c_cap), 0);
-	ASSERT_EQ(t->nresp[1], 1);
 	ASSERT(t->eof[2]);
 	ASSERT_EQ(t->nresp[2], 1);
 	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 503 Service Unavailable\r\n");
+	ASSERT_CONTAINS(t->resp[2].p, "\r\nRetry-After: 2\r\n");
 	ASSERT_CONTAINS(t->resp[2].p, "\r\n\r\n{\"ok\":false,\"error\":\"too many connections\"}");
-	ASSERT_EQ(t->nresp[0], 2);
 	ASSERT_EQ(t->st.conn_rejected, 1);
+	ASSERT_EQ(t->st.conn_rejected_ip, 0);
+	ASSERT_EQ(t->st.conn_evicted, 0);
 	ASSERT_EQ(t->st.connections, 2);
+	tl_release(t);
+}
+
+#define STARVE_TRIES 1100
+#define STARVE_MAX 32
+#define STARVE_PER_IP 16
+
+/* 127.0.0.1 tries 1,100 kept-alive connections; 127.0.0.3 fills the rest
+ * of the cap; then 127.0.0.2 still gets answers. resp[0]: what the
+ * oldest of 127.0.0.1 read after that; resp[1]: 127.0.0.2's /healthz;
+ * resp[2]: its postback; resp[3]: the last 503. nresp[3]: 503s seen with
+ * Retry-After. */
+static void c_starve(struct tl *t)
+{
+	int mine[STARVE_PER_IP], other[STARVE_MAX - STARVE_PER_IP], i, fd, keep;
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	for (i = 0; i < STARVE_TRIES; i++) {
+		fd = cli_connect_from(t->port, "127.0.0.1");
+		if (fd < 0)
+			break;
+		if (i < STARVE_PER_IP) {
+			mine[i] = fd;
+			cli_sends(fd, "GET /healthz HTTP/1.1\r\n\r\n");
+			buf_reset(&t->resp[0]);
+			cli_read(t, 0, fd, 1);
+			continue;
+		}
+		/* refused at accept: the 503 comes without a request */
+		if (cli_read_all(fd, &b) && b.p && strstr(b.p, "HTTP/1.1 503 ") &&
+		    strstr(b.p, "\r\nRetry-After: ")) {
+			t->nresp[3]++;
+			buf_reset(&t->resp[3]);
+			if (buf_add(&t->resp[3], b.p, b.len) < 0)
+				break;
+		}
+		close(fd);
+	}
+	for (i = 0; i < STARVE_MAX - STARVE_PER_IP; i++) {
+		other[i] = cli_connect_from(t->port, "127.0.0.3");
+		cli_sends(other[i], "GET /healthz HTTP/1.1\r\n\r\n");
+		buf_reset(&t->resp[1]);
+		cli_read(t, 1, other[i], 1);
+	}
+	/* the cap is full of idle connections: the oldest ones make room */
+	keep = cli_connect_from(t->port, "127.0.0.2");
+	buf_reset(&t->resp[1]);
+	cli_sends(keep, "GET /healthz HTTP/1.1\r\n\r\n");
+	cli_read(t, 1, keep, 1);
+	fd = cli_connect_from(t->port, "127.0.0.2");
+	cli_sends(fd, "POST /key1/s2s?click_id=c1&status=approved HTTP/1.1\r\n"
+		      "Connection: close\r\nContent-Length: 0\r\n\r\n");
+	cli_read(t, 2, fd, 0);
+	close(fd);
+	/* the oldest of 127.0.0.1 was closed without a word */
+	t->eof[0] = cli_read_all(mine[0], &t->resp[0]);
+	close(keep);
+	for (i = 0; i < STARVE_PER_IP; i++)
+		close(mine[i]);
+	for (i = 0; i < STARVE_MAX - STARVE_PER_IP; i++)
+		close(other[i]);
+	buf_release(&b);
+}
+
+TEST(listener_one_address_cannot_starve_the_others)
+{
+	/* idle timeouts long, so only the caps close anything */
+	struct listener_limits lim = { .max_connections = STARVE_MAX,
+				       .max_connections_per_ip = STARVE_PER_IP,
+				       .idle_timeout_ms = 60000,
+				       .idle_pressure_ms = 60000 };
+	struct tl *t = tl_init();
+	struct rlimit rl;
+
+	/* both ends of the connections live in this process */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	ASSERT_EQ(tl_run(t, &lim, c_starve), 0);
+	ASSERT_EQ(t->nresp[3], STARVE_TRIES - STARVE_PER_IP);
+	ASSERT_CONTAINS(t->resp[3].p, "Retry-After: 2\r\n");
+	ASSERT_CONTAINS(t->resp[3].p, "too many connections from this address");
+	ASSERT_EQ(t->st.conn_rejected, STARVE_TRIES - STARVE_PER_IP);
+	ASSERT_EQ(t->st.conn_rejected_ip, STARVE_TRIES - STARVE_PER_IP);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 200 OK\r\n");
+	ASSERT_CONTAINS(t->resp[1].p, "\r\n\r\nok");
+	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 200 OK\r\n");
+	ASSERT_CONTAINS(t->resp[2].p, "remote=127.0.0.2");
+	ASSERT_CONTAINS(t->resp[2].p, "key=key1");
+	/* two idle ones made room, the oldest first */
+	ASSERT_EQ(t->st.conn_evicted, 2);
+	ASSERT(t->eof[0]);
+	ASSERT_EQ(t->resp[0].len, 0);
+	ASSERT_EQ(t->st.connections, STARVE_MAX + 2);
+	ASSERT_EQ(t->st.conn_active, 0);
+	tl_release(t);
+}
+
+/* A per-address cap not below the total is off (one proxy in front): its
+ * own oldest idle connection makes room for its next one. */
+static void c_proxy(struct tl *t)
+{
+	int fd[5], i;
+
+	for (i = 0; i < 5; i++) {
+		fd[i] = cli_connect(t->port);
+		cli_sends(fd[i], "GET /healthz HTTP/1.1\r\n\r\n");
+		cli_read(t, 1, fd[i], i + 1);
+	}
+	t->eof[0] = cli_read_all(fd[0], &t->resp[0]);
+	for (i = 0; i < 5; i++)
+		close(fd[i]);
+}
+
+TEST(listener_per_address_cap_at_the_total_is_off)
+{
+	struct listener_limits lim = { .max_connections = 4, .max_connections_per_ip = 4,
+				       .idle_timeout_ms = 60000, .idle_pressure_ms = 60000 };
+	struct tl *t = tl_init();
+
+	ASSERT_EQ(tl_run(t, &lim, c_proxy), 0);
+	ASSERT_EQ(t->nresp[1], 5);
+	ASSERT(strstr(t->resp[1].p, " 503 ") == NULL);
+	ASSERT(t->eof[0]);
+	ASSERT_EQ(t->resp[0].len, 0);
+	ASSERT_EQ(t->st.conn_rejected, 0);
+	ASSERT_EQ(t->st.conn_evicted, 1);
+	tl_release(t);
+}
+
+/* Above 3/4 of the cap an answered connection gets the short idle
+ * timeout: the fourth of four is closed after its answer, though the
+ * ordinary idle timeout is a minute. */
+static void c_pressure(struct tl *t)
+{
+	int fd[4], i;
+
+	for (i = 0; i < 4; i++) {
+		fd[i] = cli_connect(t->port);
+		cli_sends(fd[i], "GET /healthz HTTP/1.1\r\n\r\n");
+		cli_read(t, i, fd[i], i < 3 ? 1 : 0);
+	}
+	for (i = 0; i < 4; i++)
+		close(fd[i]);
+}
+
+TEST(listener_short_idle_timeout_under_pressure)
+{
+	struct listener_limits lim = { .max_connections = 4, .idle_timeout_ms = 60000,
+				       .idle_pressure_ms = 50 };
+	struct tl *t = tl_init();
+
+	ASSERT_EQ(tl_run(t, &lim, c_pressure), 0);
+	ASSERT_EQ(t->nresp[3], 1);
+	ASSERT(t->eof[3]);
+	ASSERT_CONTAINS(t->resp[3].p, "\r\n\r\nok");
+	ASSERT(t->st.timeouts + t->st.conn_evicted >= 1);
+	tl_release(t);
+}
+
+/* ---------------------------------------------------------- strict HTTP */
+
+static const char *tl_reqs[TL_CONNS];
+
+/* Sends each of tl_reqs on its own connection, reading until it closes. */
+static void c_reqs(struct tl *t)
+{
+	int i;
+
+	for (i = 0; i < TL_CONNS; i++)
+		if (tl_reqs[i])
+			cli_once(t, i, tl_reqs[i]);
+}
+
+static struct tl *tl_run_reqs(const char *r0, const char *r1, const char *r2, const char *r3)
+{
+	struct tl *t = tl_init();
+
+	tl_reqs[0] = r0;
+	tl_reqs[1] = r1;
+	tl_reqs[2] = r2;
+	tl_reqs[3] = r3;
+	if (tl_run(t, NULL, c_reqs) != 0)
+		return NULL;
+	return t;
+}
+
+TEST(listener_strict_version_505)
+{
+	struct tl *t = tl_run_reqs("GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n",
+				   "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n",
+				   "GET /healthz HTTP/3.1\r\n", "GET /healthz HTTP/1.0\r\n\r\n");
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 505 HTTP Version Not Supported\r\n");
+	ASSERT_CONTAINS(t->resp[0].p, "{\"ok\":false,\"error\":\"HTTP version not supported\"}");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 505 ");
+	/* said as soon as the request line is read */
+	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 505 ");
+	ASSERT_CONTAINS(t->resp[3].p, "HTTP/1.1 200 ");
+	ASSERT_EQ(atomic_load(&t->handled), 1);
+	tl_release(t);
+}
+
+TEST(listener_strict_http09_400)
+{
+	/* an HTTP/0.9 client sends its line and waits: answered at once */
+	struct tl *t = tl_run_reqs("GET /healthz\r\n", "GET /healthz\r\n\r\n", NULL, NULL);
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 400 Bad Request\r\n");
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/0.9");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 400 ");
+	ASSERT_EQ(atomic_load(&t->handled), 0);
+	tl_release(t);
+}
+
+TEST(listener_strict_space_before_colon_400)
+{
+	struct tl *t = tl_run_reqs("GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
+				   "POST /form HTTP/1.1\r\nContent-Length : 3\r\n\r\na=1",
+				   "GET /healthz HTTP/1.1\r\nHost: x y\r\nConnection: close\r\n\r\n", NULL);
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 400 Bad Request\r\n");
+	ASSERT_CONTAINS(t->resp[0].p, "whitespace in a header name");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 400 ");
+	ASSERT_CONTAINS(t->resp[1].p, "whitespace in a header name");
+	/* a blank inside a value is fine */
+	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 200 ");
+	ASSERT_EQ(atomic_load(&t->handled), 1);
+	tl_release(t);
+}
+
+TEST(listener_strict_transfer_encoding_501)
+{
+	struct tl *t = tl_run_reqs(
+		"POST /form HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\na=1\r\n0\r\n\r\n",
+		"POST /form HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
+		"POST /form HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+		"\r\n3\r\na=1\r\n0\r\n\r\n",
+		"POST /form HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+		"3\r\na=1\r\n0\r\n\r\n");
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 501 Not Implemented\r\n");
+	ASSERT_CONTAINS(t->resp[0].p, "transfer coding not supported");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 501 ");
+	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 501 ");
+	ASSERT_CONTAINS(t->resp[3].p, "HTTP/1.1 201 ");
+	ASSERT_CONTAINS(t->resp[3].p, "n=1 a=1");
+	ASSERT_EQ(atomic_load(&t->handled), 1);
+	tl_release(t);
+}
+
+TEST(listener_strict_expect_417)
+{
+	struct tl *t = tl_run_reqs(
+		"POST /form HTTP/1.1\r\nContent-Length: 3\r\nExpect: 200-ok\r\n\r\na=1",
+		"GET /healthz HTTP/1.1\r\nExpect: 100-continue, x\r\n\r\n",
+		"POST /form HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-Continue\r\n"
+		"Connection: close\r\n\r\na=1", NULL);
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 417 Expectation Failed\r\n");
+	ASSERT_CONTAINS(t->resp[0].p, "expectation not supported");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 417 ");
+	ASSERT_CONTAINS(t->resp[2].p, "HTTP/1.1 201 ");
+	ASSERT_EQ(atomic_load(&t->handled), 1);
+	tl_release(t);
+}
+
+TEST(listener_strict_length_and_chunked_400)
+{
+	struct tl *t = tl_run_reqs("POST /form HTTP/1.1\r\nContent-Length: 3\r\n"
+				   "Transfer-Encoding: chunked\r\n\r\n3\r\na=1\r\n0\r\n\r\n",
+				   "POST /form HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+				   "Content-Length: 3\r\n\r\n3\r\na=1\r\n0\r\n\r\n",
+				   NULL, NULL);
+
+	ASSERT(t);
+	ASSERT_CONTAINS(t->resp[0].p, "HTTP/1.1 400 Bad Request\r\n");
+	ASSERT(t->eof[0]);
+	ASSERT_CONTAINS(t->resp[1].p, "HTTP/1.1 400 ");
+	ASSERT_EQ(atomic_load(&t->handled), 0);
 	tl_release(t);
 }
 

@@ -88,6 +88,7 @@ TEST(metrics_render_has_every_name_and_passes_promtool)
 		"leadsync_leases_held", "leadsync_db_queue_depth",
 		"leadsync_db_job_duration_seconds", "leadsync_rule_limit_exhausted_total",
 		"leadsync_listener_connections_open", "leadsync_listener_connections_refused_total",
+		"leadsync_listener_connections_evicted_total",
 		"leadsync_database_up", "leadsync_ready", "process_resident_memory_bytes",
 		"process_open_fds",
 	};
