@@ -126,8 +126,8 @@ struct listener_limits {
 	                             * answer is not lost to a reset [2 s] */
 };
 
-/* A request the listener answered itself (400, 408, 413, 414, 417, 431,
- * 501, 505) after it had read at least part of its target, for a caller
+/* A request the listener answered itself (400, 405, 408, 413, 414, 417,
+ * 431, 501, 505) after it had read at least part of its target, for a caller
  * that keeps a log of requests (the incoming-postback log). Valid during
  * the call only. */
 struct listener_refusal {
@@ -137,6 +137,11 @@ struct listener_refusal {
 	const char *remote; /* the peer's address */
 	int status;
 	const char *error;  /* the message the client was sent */
+	/* the route the target's path names (one that takes the method, else
+	 * the first whose pattern matches); NULL: none. A log of one route's
+	 * requests keeps only its own (GET /healthz with a target too long is
+	 * not a postback). */
+	const struct listener_route *route;
 };
 typedef void (*listener_refused_fn)(const struct listener_refusal *r, void *data);
 

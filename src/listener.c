@@ -471,8 +471,12 @@ static int on_url(http_parser *p, const char *at, size_t n)
 {
 	struct conn *c = p->data;
 
-	if (n > c->l->lim.max_url_bytes - c->req.url.len)
+	if (n > c->l->lim.max_url_bytes - c->req.url.len) {
+		/* what fits is kept: a log of refusals shows what was sent */
+		if (buf_add(&c->req.url, at, c->l->lim.max_url_bytes - c->req.url.len) < 0)
+			buf_reset(&c->req.url);
 		return conn_refuse(c, 414, "request target too long");
+	}
 	if (buf_add(&c->req.url, at, n) < 0)
 		return conn_refuse(c, 500, "out of memory");
 	return 0;
@@ -706,6 +710,40 @@ static int conn_build_error(struct conn *c, int status, const char *msg, const c
 	return rc;
 }
 
+static bool route_match(struct listener_req *r, const char *pat, const char *path);
+
+/* The route a raw target's path names: the first that takes the method
+ * (LISTENER_* bits, HEAD as GET), else the first whose pattern matches;
+ * NULL when none does or the path cannot be read. */
+static const struct listener_route *listener__route_of(const struct listener *l, unsigned method,
+							const char *target, size_t len)
+{
+	const struct listener_route *any = NULL;
+	size_t i, plen = 0;
+	char *path;
+
+	while (plen < len && target[plen] && target[plen] != '?' && target[plen] != '#')
+		plen++;
+	if (!plen || target[0] != '/' || !(path = strndup(target, plen)))
+		return NULL;
+	if (method == LISTENER_HEAD)
+		method |= LISTENER_GET;
+	for (i = 0; i < l->nroutes; i++) {
+		const struct listener_route *rt = &l->routes[i];
+
+		if (!route_match(NULL, rt->pattern, path))
+			continue;
+		if (rt->methods & method) {
+			any = rt;
+			break;
+		}
+		if (!any)
+			any = rt;
+	}
+	free(path);
+	return any;
+}
+
 /* Answers for the listener itself (refused or malformed requests, 408):
  * the connection closes after it. */
 static void conn_fail(struct conn *c, int status, const char *msg)
@@ -725,6 +763,7 @@ static void conn_fail(struct conn *c, int status, const char *msg)
 			.error = msg,
 		};
 
+		r.route = listener__route_of(l, c->req.method, c->req.url.p, c->req.url.len);
 		l->refused(&r, l->refused_data);
 	}
 	req_clear(&c->req);
@@ -917,26 +956,30 @@ static int req_split_target(struct listener_req *r)
 }
 
 /* Matches path against a route pattern (checked at start); on a match the
- * raw parameter values are noted in r->params. */
+ * raw parameter values are noted in r->params (r may be NULL). */
 static bool route_match(struct listener_req *r, const char *pat, const char *path)
 {
 	const char *p = pat, *s = path;
 
-	r->nparams = 0;
+	if (r)
+		r->nparams = 0;
 	while (*p) {
 		if (*p == '{') {
 			const char *name = p + 1, *end = strchr(name, '}');
 			const char *seg = s;
-			struct listener_param *prm = &r->params[r->nparams++];
 
 			while (*s && *s != '/')
 				s++;
 			if (s == seg)
 				return false;
-			prm->name = name;
-			prm->name_len = (size_t)(end - name);
-			prm->raw = seg;
-			prm->raw_len = (size_t)(s - seg);
+			if (r) {
+				struct listener_param *prm = &r->params[r->nparams++];
+
+				prm->name = name;
+				prm->name_len = (size_t)(end - name);
+				prm->raw = seg;
+				prm->raw_len = (size_t)(s - seg);
+			}
 			p = end + 1;
 		} else {
 			if (*p != *s)
@@ -1038,6 +1081,28 @@ static void conn_dispatch(struct conn *c)
 	if (allow) {
 		struct buf h;
 		static const char msg[] = "{\"ok\":false,\"error\":\"method not allowed\"}";
+
+		if (l->refused) {
+			/* the target as received: the split left NULs in it */
+			struct listener_refusal rf = {
+				.method = listener_req_method_name(r),
+				.remote = c->remote,
+				.status = 405,
+				.error = "method not allowed",
+			};
+			struct buf t;
+
+			buf_init(&t, 0);
+			if (buf_adds(&t, path) == 0 &&
+			    (!r->query_off || (buf_addc(&t, '?') == 0 &&
+					       buf_adds(&t, r->url.p + r->query_off) == 0))) {
+				rf.target = t.p;
+				rf.target_len = t.len;
+				rf.route = listener__route_of(l, 0, t.p, t.len);
+				l->refused(&rf, l->refused_data);
+			}
+			buf_release(&t);
+		}
 
 		buf_init(&h, 256);
 		listener__allow_header(&h, allow);

@@ -1397,6 +1397,9 @@ static void pb__timer_cb(uv_timer_t *t)
 		pb__flush(p);
 }
 
+static void pb__log_refused(struct postback *p, const char *method, const char *target,
+			    size_t target_len, const char *remote, int status, const char *error);
+
 void postback_handle(struct listener_req *req, void *data)
 {
 	struct postback *p = data;
@@ -1404,7 +1407,15 @@ void postback_handle(struct listener_req *req, void *data)
 
 	if (listener_req_method(req) == LISTENER_HEAD) {
 		static const char msg[] = "{\"ok\":false,\"error\":\"send a postback with GET or POST\"}";
+		const char *query = listener_req_query(req);
+		struct buf t;
 
+		buf_init(&t, 0);
+		if (buf_adds(&t, listener_req_path(req)) == 0 &&
+		    (!query || !*query || (buf_addc(&t, '?') == 0 && buf_adds(&t, query) == 0)))
+			pb__log_refused(p, "HEAD", t.p, t.len, listener_req_remote(req), 405,
+					"send a postback with GET or POST");
+		buf_release(&t);
 		listener_respond(req, 405, "application/json", msg, sizeof(msg) - 1,
 				 "Allow: GET, POST\r\n");
 		return;
@@ -1418,10 +1429,13 @@ void postback_handle(struct listener_req *req, void *data)
 	pb__submit(p, it);
 }
 
-void postback_refused(const struct listener_refusal *r, void *data)
+/* A log row for a request refused before it was parsed as a postback:
+ * what was received (the key masked), with the status and message the
+ * client was sent. */
+static void pb__log_refused(struct postback *p, const char *method, const char *target,
+			    size_t target_len, const char *remote, int status, const char *error)
 {
-	struct postback *p = data;
-	const char *t = r->target, *end = r->target + r->target_len, *q, *seg, *slash;
+	const char *t = target, *end = target + target_len, *q, *seg, *slash;
 	struct pb_item *it;
 	struct timeval tv;
 	size_t plen;
@@ -1442,8 +1456,8 @@ void postback_refused(const struct listener_refusal *r, void *data)
 	it->p = p;
 	gettimeofday(&tv, NULL);
 	it->at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-	snprintf(it->remote, sizeof(it->remote), "%s", r->remote);
-	snprintf(it->method, sizeof(it->method), "%s", r->method);
+	snprintf(it->remote, sizeof(it->remote), "%s", remote);
+	snprintf(it->method, sizeof(it->method), "%s", method);
 	it->path = slash ? "/***/s2s" : "/***";
 	if (q < end && *q == '?')
 		it->query = pb__logtext(q + 1, (size_t)(end - q - 1), POSTBACK_LOG_QUERY_MAX);
@@ -1452,12 +1466,23 @@ void postback_refused(const struct listener_refusal *r, void *data)
 		it->key_len = slash ? (size_t)(slash - seg) : plen - 1;
 		it->key = strndup(seg, it->key_len);
 	}
-	pb__result(it, r->status, r->status >= 500 ? "error" : "invalid", "%s", r->error);
+	pb__result(it, status, status >= 500 ? "error" : "invalid", "%s", error);
 	it->log_only = true;
 	p->st.requests++;
 	p->st.invalid++;
 	pb__count(p, it->outcome, it->http);
 	pb__submit(p, it);
+}
+
+void postback_refused(const struct listener_refusal *r, void *data)
+{
+	struct postback *p = data;
+
+	/* only the postback routes' requests: GET /healthz with a target too
+	 * long is not a postback with the key "healthz" */
+	if (!r->route || r->route->data != p)
+		return;
+	pb__log_refused(p, r->method, r->target, r->target_len, r->remote, r->status, r->error);
 }
 
 int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct postback **out,

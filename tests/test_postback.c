@@ -1479,3 +1479,56 @@ TEST(db_unreachable_database_fails_jobs_fast)
 		ASSERT_EQ(p->jobs[i].status, DB_EDOWN);
 	free(p);
 }
+
+/* Every request to a postback route has its log row, refusals included
+ * (414, 405 for HEAD and DELETE), and a refused request to another route
+ * (GET /healthz with a target too long) is no postback: it has none. */
+TP_TEST(postback_log_has_the_refused_requests_of_its_routes_only, NULL, 2)
+{
+	struct tp_resp r;
+	struct buf req;
+
+	buf_init(&req, 0);
+	test_defer((test_cleanup_fn)buf_release, &req);
+	ASSERT_EQ(buf_adds(&req, "GET /advertiser_api_key/s2s?request_id=long&pad="), 0);
+	while (req.len < 9000)
+		ASSERT_EQ(buf_adds(&req, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), 0);
+	ASSERT_EQ(buf_adds(&req, " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+	ASSERT_EQ(tp_sends(TP_PORT(t), req.p, &r), 0);
+	ASSERT_EQ(r.status, 414);
+	tp_resp_release(&r);
+	buf_reset(&req);
+	ASSERT_EQ(buf_adds(&req, "GET /healthz?request_id=health&pad="), 0);
+	while (req.len < 9000)
+		ASSERT_EQ(buf_adds(&req, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), 0);
+	ASSERT_EQ(buf_adds(&req, " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"), 0);
+	ASSERT_EQ(tp_sends(TP_PORT(t), req.p, &r), 0);
+	ASSERT_EQ(r.status, 414);
+	tp_resp_release(&r);
+	ASSERT_EQ(tp_sends(TP_PORT(t), "HEAD /advertiser_api_key/s2s?request_id=head HTTP/1.1\r\n"
+			   "Host: t\r\nConnection: close\r\n\r\n", &r), 0);
+	ASSERT_EQ(r.status, 405);
+	tp_resp_release(&r);
+	ASSERT_EQ(tp_sends(TP_PORT(t), "DELETE /advertiser_api_key/s2s?request_id=del HTTP/1.1\r\n"
+			   "Host: t\r\nConnection: close\r\n\r\n", &r), 0);
+	ASSERT_EQ(r.status, 405);
+	tp_resp_release(&r);
+	/* their rows are written after the answers: wait for them (bounded
+	 * only to stop a hung run) */
+	for (int i = 0; i < 3000; i++) {
+		const char *n = tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE"
+				       " 'request_id=long%' OR query LIKE 'request_id=head%'"
+				       " OR query LIKE 'request_id=del%'", NULL);
+
+		if (n && strcmp(n, "3") == 0)
+			break;
+		usleep(10000);
+	}
+	ASSERT_STREQ(tp_val("SELECT string_agg(concat_ws('|', method, path, http_status, outcome),"
+			    " ',' ORDER BY id) FROM postbacks_in WHERE query LIKE 'request_id=long%'"
+			    " OR query LIKE 'request_id=head%' OR query LIKE 'request_id=del%'", NULL),
+		     "GET|/***/s2s|414|invalid,HEAD|/***/s2s|405|invalid,"
+		     "DELETE|/***/s2s|405|invalid");
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE '%health%'"
+			    " OR path NOT LIKE '/***%'", NULL), "0");
+}
