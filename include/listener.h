@@ -206,6 +206,10 @@ const char *listener_req_method_name(const struct listener_req *req); /* "GET" *
 const char *listener_req_path(const struct listener_req *req);
 /* The raw query string without '?'; "" when there is none. */
 const char *listener_req_query(const struct listener_req *req);
+struct buf;
+/* Appends the target as received, path and query ("/k/s2s?a=1"), to out
+ * (the request holds them apart). 0, or -1 when out of memory. */
+int listener_req_target(const struct listener_req *req, struct buf *out);
 /* The value of path parameter `name` ("api_key" for "{api_key}"),
  * percent-decoded; NULL if the route has no such parameter. len (may be
  * NULL) receives the length: values may hold any byte, NUL included. */

@@ -313,6 +313,15 @@ const char *listener_req_query(const struct listener_req *req)
 	return req->query_off ? req->url.p + req->query_off : "";
 }
 
+int listener_req_target(const struct listener_req *req, struct buf *out)
+{
+	const char *query = listener_req_query(req);
+
+	if (buf_adds(out, listener_req_path(req)) < 0)
+		return -1;
+	return *query && (buf_addc(out, '?') < 0 || buf_adds(out, query) < 0) ? -1 : 0;
+}
+
 const char *listener_req_param(const struct listener_req *req, const char *name, size_t *len)
 {
 	size_t i, n = strlen(name);
@@ -1045,6 +1054,7 @@ static void conn_dispatch(struct conn *c)
 	struct listener *l = c->l;
 	struct listener_req *r = &c->req;
 	unsigned want = r->method, allow = 0;
+	const struct listener_route *named = NULL; /* the first whose path matched */
 	const char *path;
 	size_t i;
 
@@ -1067,6 +1077,8 @@ static void conn_dispatch(struct conn *c)
 		if (!route_match(r, rt->pattern, path))
 			continue;
 		if (!(rt->methods & want)) {
+			if (!named)
+				named = rt;
 			allow |= rt->methods;
 			continue;
 		}
@@ -1083,22 +1095,19 @@ static void conn_dispatch(struct conn *c)
 		static const char msg[] = "{\"ok\":false,\"error\":\"method not allowed\"}";
 
 		if (l->refused) {
-			/* the target as received: the split left NULs in it */
 			struct listener_refusal rf = {
 				.method = listener_req_method_name(r),
 				.remote = c->remote,
 				.status = 405,
 				.error = "method not allowed",
+				.route = named,
 			};
 			struct buf t;
 
 			buf_init(&t, 0);
-			if (buf_adds(&t, path) == 0 &&
-			    (!r->query_off || (buf_addc(&t, '?') == 0 &&
-					       buf_adds(&t, r->url.p + r->query_off) == 0))) {
+			if (listener_req_target(r, &t) == 0) {
 				rf.target = t.p;
 				rf.target_len = t.len;
-				rf.route = listener__route_of(l, 0, t.p, t.len);
 				l->refused(&rf, l->refused_data);
 			}
 			buf_release(&t);

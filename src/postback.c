@@ -1407,12 +1407,10 @@ void postback_handle(struct listener_req *req, void *data)
 
 	if (listener_req_method(req) == LISTENER_HEAD) {
 		static const char msg[] = "{\"ok\":false,\"error\":\"send a postback with GET or POST\"}";
-		const char *query = listener_req_query(req);
 		struct buf t;
 
 		buf_init(&t, 0);
-		if (buf_adds(&t, listener_req_path(req)) == 0 &&
-		    (!query || !*query || (buf_addc(&t, '?') == 0 && buf_adds(&t, query) == 0)))
+		if (listener_req_target(req, &t) == 0)
 			pb__log_refused(p, "HEAD", t.p, t.len, listener_req_remote(req), 405,
 					"send a postback with GET or POST");
 		buf_release(&t);
