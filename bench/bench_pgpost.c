@@ -167,22 +167,15 @@ static void worker_main(void *arg)
 	struct worker *w = arg;
 	const struct cfg *cf = w->cfg;
 	PGconn *c = NULL;
-	PGresult *r;
 
 	if (store_connect(cf->conninfo, &c, w->err, sizeof(w->err)) < 0)
 		goto fail;
-	r = PQprepare(c, "leadsync_pb_resolve", pb_resolve_sql, 1, NULL);
-	if (exec_ok(w, c, r, "prepare resolve") < 0) {
-		PQclear(r);
+	/* as postback.c prepares them: the same names, once per connection */
+	if (store_prepare(c, "leadsync_pb_resolve", "resolve", pb_resolve_sql, 1, w->err,
+			  sizeof(w->err)) < 0 ||
+	    store_prepare(c, "leadsync_pb_write", "write", pb_write_sql, 5, w->err,
+			  sizeof(w->err)) < 0)
 		goto fail;
-	}
-	PQclear(r);
-	r = PQprepare(c, "leadsync_pb_write", pb_write_sql, 5, NULL);
-	if (exec_ok(w, c, r, "prepare write") < 0) {
-		PQclear(r);
-		goto fail;
-	}
-	PQclear(r);
 	for (;;) {
 		long first = atomic_fetch_add(&next_pb, cf->batch), n;
 

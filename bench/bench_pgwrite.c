@@ -109,17 +109,16 @@ static int64_t wall_us(void)
 	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-/* The old design's statements, unprepared as the old poller ran them. */
-static PGresult *q_old(PGconn *c, const char *sql, int n, const char *const *p,
-		       ExecStatusType want)
+/* The old design's statements, unprepared as the old poller ran them
+ * (store_query, as it did). */
+static PGresult *q_old(PGconn *c, const char *sql, int n, const char *const *p)
 {
-	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+	char err[1024];
+	PGresult *r = store_query(c, "old design", sql, n, p, err, sizeof(err));
 
-	if (PQresultStatus(r) != want) {
-		fprintf(stderr, "bench_pgwrite: %s\n", PQerrorMessage(c));
-		PQclear(r);
+	if (!r) {
+		fprintf(stderr, "bench_pgwrite: %s\n", err);
 		atomic_store(&failed, 1);
-		return NULL;
 	}
 	return r;
 }
@@ -231,18 +230,18 @@ static long write_batch(PGconn *c, int64_t offer, const struct lead *leads, size
 		if (ids_arr(&all, leads, idx, n) < 0 || ids_arr(&chg, leads, changed, nchg) < 0 ||
 		    ids_arr(&other, leads, oth, no) < 0)
 			goto old_out;
-		PQclear(q_old(c, "BEGIN", 0, NULL, PGRES_COMMAND_OK));
-		PQclear(q_old(c, old_lease_sql, 3, lp, PGRES_TUPLES_OK));
+		PQclear(q_old(c, "BEGIN", 0, NULL));
+		PQclear(q_old(c, old_lease_sql, 3, lp));
 		ap = all.p;
-		PQclear(q_old(c, old_lock_sql, 1, &ap, PGRES_TUPLES_OK));
+		PQclear(q_old(c, old_lock_sql, 1, &ap));
 		snprintf(num[4], 24, "%zu", nchg);
 		p[10] = num[4];
 		p[24] = nchg ? upd : "[]";
 		p[25] = nchg ? hist : "[]";
 		p[26] = chg.p;
 		p[27] = other.p;
-		PQclear(q_old(c, old_write_sql, 28, p, PGRES_TUPLES_OK));
-		PQclear(q_old(c, "COMMIT", 0, NULL, PGRES_COMMAND_OK));
+		PQclear(q_old(c, old_write_sql, 28, p));
+		PQclear(q_old(c, "COMMIT", 0, NULL));
 		written = atomic_load(&failed) ? -1 : (long)nchg;
 	old_out:
 		(void)after;
