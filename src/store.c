@@ -135,23 +135,17 @@ int store_prepare(PGconn *c, const char *name, const char *what, const char *sql
 		if (strcmp(p->name[i], name) == 0)
 			return 0;
 	r = PQprepare(c, name, sql, n, NULL);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+	/* 42P05: the session has it already (prepared when this connection
+	 * could not remember it: out of memory, or full): it is there to use */
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && strcmp(store_sqlstate(r), "42P05") != 0) {
 		snprintf(err, errlen, "prepare %s: %s%s", what, store_error_text(c, r, msg, sizeof(msg)),
 			 strcmp(store_sqlstate(r), "42P01") == 0 ? " (run 'leadsync migrate')" : "");
 		PQclear(r);
 		return -1;
 	}
 	PQclear(r);
-	/* not remembered (out of memory, or full): the next call prepares
-	 * again, which the server refuses as a duplicate: deallocate first */
-	if (!p || p->n == STORE_PREPARED_MAX || !(p->name[p->n] = strdup(name))) {
-		char dealloc[160];
-
-		snprintf(dealloc, sizeof(dealloc), "DEALLOCATE \"%s\"", name);
-		PQclear(PQexec(c, dealloc));
-		return 0;
-	}
-	p->n++;
+	if (p && p->n < STORE_PREPARED_MAX && (p->name[p->n] = strdup(name)))
+		p->n++;
 	return 0;
 }
 

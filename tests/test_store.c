@@ -385,3 +385,27 @@ TEST(store_query_prepared_once_per_connection)
 	ASSERT(strstr(err, "prepare bad one: ") && strstr(err, "syntax"));
 	ASSERT(store_t_is(c2, "SELECT count(*) FROM pg_prepared_statements", "1"));
 }
+
+/* Past STORE_PREPARED_MAX names a connection remembers no more, and the
+ * statements still run, the first time and again. */
+TEST(store_query_prepared_past_what_a_connection_remembers)
+{
+	PGconn *c = store_t_connect("store_prepared_many");
+	const char *one = "1";
+	char err[512], name[32];
+	PGresult *r;
+	int i, k;
+
+	ASSERT(c);
+	test_defer((test_cleanup_fn)PQfinish, c);
+	for (k = 0; k < 2; k++)
+		for (i = 0; i < STORE_PREPARED_MAX + 8; i++) {
+			snprintf(name, sizeof(name), "t_many_%d", i);
+			r = store_query_prepared(c, name, "many", "SELECT $1::integer + 1", 1, &one,
+						 err, sizeof(err));
+			if (!r)
+				printf("  %s: %s\n", name, err);
+			ASSERT(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
+			PQclear(r);
+		}
+}
