@@ -189,9 +189,9 @@ static long write_batch(PGconn *c, int64_t offer, const struct lead *leads, size
 			PQclear(r);
 			return written;
 		}
-		p[24] = upd;
-		p[25] = hist;
-		p[26] = "poll";
+		p[25] = upd;
+		p[26] = hist;
+		p[27] = "poll";
 		r = q(c, "leadsync_poll_write", POLL_SQL_WRITE, POLL_SQL_WRITE_PARAMS, p);
 		if (!r)
 			return -1;

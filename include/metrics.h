@@ -21,6 +21,10 @@
  *   leadsync_db_queue_depth                            gauge
  *   leadsync_db_job_duration_seconds                   histogram
  *   leadsync_rule_limit_exhausted_total{limit}         counter
+ *   leadsync_rule_cpu_seconds_total{offer,variant}     counter
+ *   leadsync_rule_slow_runs_total{offer,variant}       counter
+ *   leadsync_rule_threads, leadsync_rule_jobs_waiting,
+ *   leadsync_rule_jobs_running                         gauges
  *   leadsync_listener_connections_open                 gauge
  *   leadsync_listener_connections_refused_total        counter
  *   leadsync_listener_connections_evicted_total        counter

@@ -15,7 +15,7 @@
  *
  * Row (POLL_SQL_ROW): one poll_runs row on its own (a failure, or a batch
  * that changed no lead: unchanged leads are not written at all). Returns
- * one row: the run's id, then POLL_ASYNC_COMMIT's "off". Parameters $1-$24
+ * one row: the run's id, then POLL_ASYNC_COMMIT's "off". Parameters $1-$25
  * below.
  *
  * Durability. Both statements commit without waiting for their WAL to
@@ -41,7 +41,7 @@
  *    counted in leads_skipped and noted ("lead 101 changed meanwhile: not
  *    written"), asked again next poll; `checked` and `updated` are set on
  *    the leads it writes;
- *  - one lead_history row per lead written ($27 source, source_id the run);
+ *  - one lead_history row per lead written ($28 source, source_id the run);
  *  - the poll_runs row, leads_changed and leads_skipped counted from what
  *    was written.
  * Returns one row: (0) lease rows found (0: lease lost, nothing written),
@@ -61,10 +61,11 @@
  *   $21 missed        $22 notes|NULL (the write appends the skipped leads,
  *                     the whole cut at POLL_NOTES_MAX characters)
  *   $23 content_type|NULL                 $24 leads_no_ext
+ *   $25 rule_cpu_ms: the rule's CPU time for the batch, ms
  *   write only:
- *   $25 the changes, a JSON array built by poll_sql_change()
- *   $26 the history rows, a JSON array built by poll_sql_change()
- *   $27 the history source: "poll", or "dates" for the dates variant
+ *   $26 the changes, a JSON array built by poll_sql_change()
+ *   $27 the history rows, a JSON array built by poll_sql_change()
+ *   $28 the history source: "poll", or "dates" for the dates variant
  */
 #ifndef LEADSYNC_POLL_SQL_H
 #define LEADSYNC_POLL_SQL_H
@@ -109,7 +110,7 @@
 	"offer, variant, worker, started, finished, method, url, http_status, bytes,"    \
 	" leads_asked, leads_changed, leads_unknown, leads_refused, leads_unrecognised," \
 	" leads_skipped, pages, outcome, error, answer_head, caught_up, missed, notes,"  \
-	" content_type, leads_no_ext"
+	" content_type, leads_no_ext, rule_cpu_ms"
 
 /* synchronous_commit off for the statement's own transaction (is_local):
  * see "Durability" above. */
@@ -119,7 +120,7 @@
 	"INSERT INTO poll_runs (" POLL_RUN_COLS ")"                                     \
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"             \
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12," \
-	"  $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"                  \
+	"  $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"                  \
 	" RETURNING id, " POLL_ASYNC_COMMIT
 
 #define POLL_SQL_WRITE                                                                  \
@@ -127,7 +128,7 @@
 	" SELECT 1 FROM poll_schedule WHERE offer = $1 AND variant = $2 AND lease_owner = $3" \
 	" FOR KEY SHARE"                                                                \
 	"), x AS ("                                                                     \
-	" SELECT * FROM json_to_recordset($25::json) AS x(id bigint, xm xid, s smallint,"   \
+	" SELECT * FROM json_to_recordset($26::json) AS x(id bigint, xm xid, s smallint,"   \
 	"  rs smallint, cm text, tr text, b bigint, n integer, cu integer, g bigint,"    \
 	"  wm bigint, pay bigint, ref bigint, cc integer, ap bigint, hu bigint)"         \
 	"), k AS ("                                                                     \
@@ -158,18 +159,18 @@
 	"  nullif(left(coalesce($22::text, '') || coalesce((SELECT"                      \
 	"  string_agg('lead ' || x.id || ' changed meanwhile: not written' || chr(10), ''" \
 	"  ORDER BY x.id) FROM x WHERE x.id NOT IN (SELECT id FROM u)), ''), 4096), ''),"   \
-	"  $23::text, $24::integer FROM lease RETURNING id"                                            \
+	"  $23::text, $24::integer, $25::double precision FROM lease RETURNING id"                                            \
 	"), h AS ("                                                                     \
 	" INSERT INTO lead_history (lead, source, source_id, before, after)"            \
-	" SELECT y.lead, $27, r.id, y.b, y.a"                                           \
-	" FROM r, json_to_recordset($26::json) AS y(lead bigint, b jsonb, a jsonb)"      \
+	" SELECT y.lead, $28, r.id, y.b, y.a"                                           \
+	" FROM r, json_to_recordset($27::json) AS y(lead bigint, b jsonb, a jsonb)"      \
 	" WHERE y.lead IN (SELECT id FROM u)"                                           \
 	")"                                                                             \
 	" SELECT (SELECT count(*) FROM lease), (SELECT id FROM r),"                      \
 	"  (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u)::text, " POLL_ASYNC_COMMIT
 
-#define POLL_SQL_ROW_PARAMS 24
-#define POLL_SQL_WRITE_PARAMS 27
+#define POLL_SQL_ROW_PARAMS 25
+#define POLL_SQL_WRITE_PARAMS 28
 
 /* Row row of a page select into *l (columns POLL_LEAD_COLS) and its row
  * version into *xmin. Returns -1 when an amount does not parse. */

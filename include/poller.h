@@ -75,6 +75,17 @@
  * cached rule and keeps the previous version of one that no longer loads.
  * A rule that failed to load is tried again after rule_retry_s.
  *
+ * Rules never run on the loop: a batch's prepare and each answer's decode
+ * and process run on the rule threads (rule_pool.h, rule_threads of them),
+ * each on a runtime of the rule no other thread is using (rule_clone), and
+ * the batch goes on on the loop with the result. A pair's batches take
+ * turns in one lane: one offer variant's rule holds at most one thread,
+ * and offers take turns. The rule's CPU time is summed per batch (the
+ * poll_runs row's rule_cpu_ms) and per run: a run whose rule took
+ * rule_slow_ms or more of CPU per batch is slow; POLL_RULE_SLOW_RUNS slow
+ * runs in a row log "rule slow" (warn, once, and "rule no longer slow"
+ * when a run is not) and every slow run counts in /metrics.
+ *
  * An offer's status_words (status.h: read before the rule's map and the
  * built-in words) are parsed on first use and cached per offer with the
  * text they came from; the offer row is read with every claim, and the
@@ -92,6 +103,9 @@
  * nothing to ask, else info. */
 #ifndef LEADSYNC_POLLER_H
 #define LEADSYNC_POLLER_H
+
+#define POLL_RULE_SLOW_MS 1000
+#define POLL_RULE_SLOW_RUNS 3
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -151,6 +165,9 @@ struct poller_config {
 	size_t answer_head;            /* bytes of the answer kept [POLL_ANSWER_HEAD] */
 	unsigned stop_deadline_ms;     /* requests in flight may finish this long [10000] */
 	unsigned rule_retry_s;         /* [60] */
+	unsigned rule_threads;         /* threads the rules run on [the cores] */
+	unsigned rule_slow_ms;         /* a run whose rule CPU time per batch reaches
+					* this is slow [POLL_RULE_SLOW_MS] */
 	const char *check_save;        /* poller_check only: save each request as a
 					* `rule test` case folder here (the second
 					* and later as DIR.2, DIR.3 ...); NULL: none */
@@ -176,8 +193,12 @@ struct poller_stats {
 	uint64_t rows_lost;               /* poll_runs rows that could not be written */
 	uint64_t rule_loads, rule_load_errors;
 	uint64_t words_parsed;            /* offers' status_words parsed (cache misses) */
+	uint64_t rule_calls;              /* prepare and process calls run */
+	int64_t rule_ns;                  /* their CPU time */
+	uint64_t rule_slow_runs;          /* pair runs whose rule was slow */
 	/* gauges */
 	uint64_t pairs_in_flight, batches_in_flight, leads_held;
+	uint64_t rule_threads, rule_waiting, rule_running; /* rule_pool.h */
 };
 
 /* Batches by outcome of one (offer, variant) this poller polled: one row
@@ -186,6 +207,9 @@ struct poller_count {
 	int64_t offer;
 	enum rule_variant variant;
 	uint64_t outcomes[POLL_OUTCOME_COUNT];
+	int64_t rule_ns;       /* the rule's CPU time */
+	uint64_t slow_runs;    /* runs whose rule was slow (rule_slow_ms) */
+	unsigned slow_streak;  /* slow runs in a row, now */
 };
 
 struct poller;

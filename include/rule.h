@@ -39,7 +39,8 @@
  * "rules/acme.lua:3: instruction budget exhausted (50000000)"), and the
  * runtime stays usable for the next call.
  *
- * Threads: a struct rule_rt is used by one thread at a time. */
+ * Threads: a struct rule_rt is used by one thread at a time; rule_clone()
+ * gives each thread its own (the daemon's rule threads, rule_pool.h). */
 #ifndef LEADSYNC_RULE_H
 #define LEADSYNC_RULE_H
 
@@ -104,6 +105,13 @@ __attribute__((warn_unused_result))
 int rule_load_buffer(const char *name, const char *text, size_t len,
 		     const struct rule_limits *limits, struct rule_rt **out, char *err,
 		     size_t errlen);
+/* Another runtime of the same rule: loaded again from the text and with
+ * the limits rt was loaded with (its top level runs again), so two threads
+ * can run one rule at once, each on its own runtime. Reads only what a
+ * runtime never changes after its load: safe while rt runs on another
+ * thread. Fails like rule_load_buffer (out of memory, limits). */
+__attribute__((warn_unused_result))
+int rule_clone(const struct rule_rt *rt, struct rule_rt **out, char *err, size_t errlen);
 void rule_free(struct rule_rt *rt);
 const char *rule_name(const struct rule_rt *rt);
 /* Bytes the runtime's Lua state holds now. */

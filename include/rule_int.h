@@ -41,6 +41,8 @@ struct rule_call {
 struct rule_rt {
 	lua_State *L;
 	char *name;               /* as given: "rules/acme.lua" */
+	char *src;                /* the text it was loaded from (rule_clone) */
+	size_t src_len;
 	char short_src[LUA_IDSIZE];
 	struct rule_limits lim;
 	/* memory */

@@ -26,6 +26,8 @@ struct settings {
 	long rule_instructions; /* Lua instruction budget per call */
 	long rule_memory_mb;   /* Lua memory cap per runtime */
 	long rule_time_ms;     /* wall clock per call of a rule */
+	long rule_threads;     /* rule threads, 0: the cores */
+	long rule_slow_ms;     /* rule CPU per batch of a slow run */
 	long db_workers;       /* database threads of the daemon, one connection each */
 	long db_queue;         /* database jobs waiting, at most */
 	long commit_batch;     /* postbacks (clicks) applied in one commit, at most */

@@ -207,6 +207,50 @@ static int metrics__polls(struct buf *out, const struct metrics_source *s)
 	return rc;
 }
 
+/* The rule threads: CPU per offer variant, slow runs, and the pool. */
+static int metrics__rules(struct buf *out, const struct metrics_source *s)
+{
+	static const char cpu[] = "leadsync_rule_cpu_seconds_total";
+	static const char slow[] = "leadsync_rule_slow_runs_total";
+	char offer[24];
+	size_t i;
+	int rc = 0;
+
+	rc |= metrics_head(out, cpu, "counter",
+			   "CPU time of the rules (decode, prepare, process on the rule threads) by "
+			   "offer and variant");
+	for (i = 0; i < s->npolls; i++) {
+		const struct poller_count *c = &s->polls[i];
+		struct metrics_label l[2] = { { "offer", offer },
+					      { "variant", rule_variant_name(c->variant) } };
+
+		snprintf(offer, sizeof(offer), "%" PRId64, c->offer);
+		if (c->rule_ns)
+			rc |= metrics_sample(out, cpu, l, 2, (double)c->rule_ns / 1e9);
+	}
+	rc |= metrics_head(out, slow, "counter",
+			   "poll runs whose rule took LEADSYNC_RULE_SLOW_MS or more of CPU per batch, "
+			   "by offer and variant");
+	for (i = 0; i < s->npolls; i++) {
+		const struct poller_count *c = &s->polls[i];
+		struct metrics_label l[2] = { { "offer", offer },
+					      { "variant", rule_variant_name(c->variant) } };
+
+		snprintf(offer, sizeof(offer), "%" PRId64, c->offer);
+		if (c->slow_runs)
+			rc |= metrics_sample(out, slow, l, 2, (double)c->slow_runs);
+	}
+	rc |= metrics__one(out, "leadsync_rule_threads", "gauge", "threads the rules run on",
+			   s->poller ? (double)s->poller->rule_threads : 0);
+	rc |= metrics__one(out, "leadsync_rule_jobs_waiting", "gauge",
+			   "rule calls (a batch's prepare or an answer's process) waiting for a "
+			   "rule thread", s->poller ? (double)s->poller->rule_waiting : 0);
+	rc |= metrics__one(out, "leadsync_rule_jobs_running", "gauge",
+			   "rule calls running on the rule threads",
+			   s->poller ? (double)s->poller->rule_running : 0);
+	return rc;
+}
+
 static int metrics__crm(struct buf *out, const struct metrics_source *s)
 {
 	static const char name[] = "leadsync_crm_request_duration_seconds";
@@ -330,6 +374,7 @@ int metrics_render(struct buf *out, const struct metrics_source *s)
 	rc |= metrics_hist_write(out, "leadsync_db_job_duration_seconds", NULL, 0,
 				 s->db_jobs ? s->db_jobs : &empty);
 	rc |= metrics__rule_limits(out, s);
+	rc |= metrics__rules(out, s);
 	rc |= metrics__one(out, "leadsync_listener_connections_open", "gauge",
 			   "HTTP connections open on the listener",
 			   s->listener ? (double)s->listener->conn_active : 0);

@@ -6,7 +6,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "macro.h"
 #include "mask.h"
 #include "poll_sql.h"
+#include "rule_pool.h"
 #include "ruletest.h"
 #include "status.h"
 #include "store.h"
@@ -43,10 +46,17 @@ const char *poll_outcome_name(enum poll_outcome o)
 /* ------------------------------------------------------------ structures */
 
 /* One loaded version of a rule; pairs hold a reference while they poll, so
- * a reload never frees a runtime in use. */
+ * a reload never frees a runtime in use. rt is the runtime loaded on the
+ * loop (its variant info is read there: info never changes after a load);
+ * the rule threads run the rule on runtimes taken from idle, each used by
+ * one thread at a time: rt itself first, then clones of it (rule_clone),
+ * made when every one is busy, so there are at most as many as threads. */
 struct poll_rule {
 	struct rule_rt *rt;
-	unsigned refs;
+	unsigned refs;          /* loop only */
+	pthread_mutex_t mu;     /* idle */
+	struct rule_rt **idle;
+	size_t nidle, capidle, made;
 };
 
 struct poll_rule_entry {
@@ -140,6 +150,11 @@ struct poll_pair {
 	uint64_t t0_ms;
 	bool caught_row;
 	struct poll_check *check;
+	/* the rule threads: this pair's batches take turns in one lane */
+	struct rule_pool_lane lane;
+	atomic_bool rules_cancel; /* aborted: jobs not started are skipped */
+	int64_t rule_ns;          /* the run's rule CPU time */
+	unsigned rule_calls;
 };
 
 enum poll_wmode { W_ROW, W_LIGHT, W_FULL };
@@ -191,6 +206,17 @@ struct poll_batch {
 	int64_t run_id;
 	struct ruletest_page *saved; /* check --save: the pages as fetched */
 	size_t nsaved;
+	/* the rule's work, on a rule thread (poller__rule_work) */
+	struct rule_pool_job rjob;
+	bool rule_first;        /* the job is prepare; else process of ans */
+	char *ans;              /* the answer, taken from the http result */
+	size_t ans_len;
+	int ans_status;
+	char *ans_ctype;        /* as sent; NULL: none */
+	int rule_rc;
+	enum rule_limit rule_lim;
+	char rule_err[POLL_ERR_MAX];
+	int64_t rule_ns;        /* the batch's rule CPU time */
 };
 
 struct poller {
@@ -203,6 +229,7 @@ struct poller {
 	struct http_client *http;
 	bool own_http;
 	struct poll_rule_entry *rules;
+	struct rule_pool *pool;        /* the rule threads */
 	struct poll_words_slot *words; /* the words cache */
 	size_t words_cap, words_used;
 	struct poll_pair *pairs;
@@ -288,10 +315,62 @@ static void poller__mask_inplace(const struct poll_offer *o, char *s, size_t siz
 
 static void poller__rule_put(struct poll_rule *r)
 {
+	size_t i;
+
 	if (r && --r->refs == 0) {
+		/* no job holds a runtime: every pair holding r has ended */
+		for (i = 0; i < r->nidle; i++)
+			if (r->idle[i] != r->rt)
+				rule_free(r->idle[i]);
 		rule_free(r->rt);
+		free(r->idle);
+		pthread_mutex_destroy(&r->mu);
 		free(r);
 	}
+}
+
+/* On a rule thread: a runtime of r for this thread alone (NULL with err
+ * when a clone cannot be made). */
+static struct rule_rt *poller__rt_take(struct poll_rule *r, char *err, size_t errlen)
+{
+	struct rule_rt *rt = NULL;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->nidle)
+		rt = r->idle[--r->nidle];
+	else
+		r->made++;
+	pthread_mutex_unlock(&r->mu);
+	if (!rt && rule_clone(r->rt, &rt, err, errlen) < 0) {
+		pthread_mutex_lock(&r->mu);
+		r->made--;
+		pthread_mutex_unlock(&r->mu);
+		return NULL;
+	}
+	return rt;
+}
+
+/* Gives rt back to r's idle runtimes (there is room: capidle is kept at
+ * made, every runtime ever made). */
+static void poller__rt_give(struct poll_rule *r, struct rule_rt *rt)
+{
+	struct rule_rt **v;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->nidle == r->capidle) {
+		v = realloc(r->idle, (r->made + 1) * sizeof(*v));
+		if (!v) { /* out of memory: this one is dropped */
+			r->made--;
+			pthread_mutex_unlock(&r->mu);
+			if (rt != r->rt)
+				rule_free(rt);
+			return;
+		}
+		r->idle = v;
+		r->capidle = r->made + 1;
+	}
+	r->idle[r->nidle++] = rt;
+	pthread_mutex_unlock(&r->mu);
 }
 
 static int poller__rule_load(struct poller *p, struct poll_rule_entry *e, char *err, size_t errlen)
@@ -314,6 +393,13 @@ static int poller__rule_load(struct poller *p, struct poll_rule_entry *e, char *
 	}
 	r->rt = rt;
 	r->refs = 1;
+	pthread_mutex_init(&r->mu, NULL);
+	r->idle = malloc(sizeof(*r->idle));
+	if (r->idle) { /* else the first job clones it */
+		r->idle[0] = rt;
+		r->nidle = r->capidle = 1;
+	}
+	r->made = 1;
 	poller__rule_put(e->cur);
 	e->cur = r;
 	e->err[0] = '\0';
@@ -933,7 +1019,7 @@ static int poller__days_run(PGconn *c, struct db_job *job)
 
 /* ------------------------------------------------------------ jobs: write */
 
-/* The run row's parameters $1-$24 (poll_sql.h) into params; n is the
+/* The run row's parameters $1-$25 (poll_sql.h) into params; n is the
  * scratch space their numbers are written in. */
 static void poller__run_params(const struct poll_batch *b, const char **params, char n[][24])
 {
@@ -953,6 +1039,7 @@ static void poller__run_params(const struct poll_batch *b, const char **params, 
 	snprintf(n[11], 24, "%u", b->pages);
 	snprintf(n[12], 24, "%" PRId64, b->missed);
 	snprintf(n[13], 24, "%" PRIu64, b->no_ext);
+	snprintf(n[14], 24, "%.3f", (double)b->rule_ns / 1e6);
 	params[i++] = n[0];
 	params[i++] = rule_variant_name(b->v);
 	params[i++] = b->worker;
@@ -977,6 +1064,7 @@ static void poller__run_params(const struct poll_batch *b, const char **params, 
 	params[i++] = b->notes.len ? b->notes.p : NULL;
 	params[i++] = b->ctype[0] ? b->ctype : NULL;
 	params[i++] = n[13];
+	params[i++] = n[14];
 }
 
 /* The index in b->chg of the change of lead id (changes are few: a scan). */
@@ -995,7 +1083,7 @@ static size_t poller__chg_of(const struct poll_batch *b, int64_t id)
 static int poller__write_run(PGconn *c, struct db_job *job)
 {
 	struct poll_batch *b = job->data;
-	char n[14][24];
+	char n[15][24];
 	const char *params[POLL_SQL_WRITE_PARAMS];
 	struct buf lg;
 	PGresult *r;
@@ -1015,9 +1103,9 @@ static int poller__write_run(PGconn *c, struct db_job *job)
 		rc = DB_OK;
 		goto out;
 	}
-	params[24] = b->upd.p;
-	params[25] = b->hist.p;
-	params[26] = b->v == RULE_DATES ? "dates" : "poll";
+	params[25] = b->upd.p;
+	params[26] = b->hist.p;
+	params[27] = b->v == RULE_DATES ? "dates" : "poll";
 	/* prepared: planning this statement costs about 1 ms of the server's
 	 * CPU, a fifth of a batch's (bench/BENCHMARKS.md) */
 	r = store_query_prepared(c, "leadsync_poll_write", "poll write", POLL_SQL_WRITE,
@@ -1286,6 +1374,8 @@ static void poller__batch_free(struct poll_batch *b)
 	free(b->url);
 	free(b->chg);
 	free(b->after);
+	free(b->ans);
+	free(b->ans_ctype);
 	poller__save_drop(b);
 	free(b);
 }
@@ -1395,8 +1485,8 @@ static bool poller__stops(enum poll_outcome o)
 /* Counts a batch's outcome in the per-pair table (binary search; a pair
  * seen for the first time is inserted in order). Out of memory: only the
  * totals count it. */
-static void poller__count(struct poller *p, int64_t offer, enum rule_variant v,
-			  enum poll_outcome o)
+/* The counts of (offer, v), made when missing; NULL when out of memory. */
+static struct poller_count *poller__count_of(struct poller *p, int64_t offer, enum rule_variant v)
 {
 	size_t lo = 0, hi = p->ncounts, mid;
 	struct poller_count *c;
@@ -1415,7 +1505,7 @@ static void poller__count(struct poller *p, int64_t offer, enum rule_variant v,
 			struct poller_count *nc = realloc(p->counts, cap * sizeof(*nc));
 
 			if (!nc)
-				return;
+				return NULL;
 			p->counts = nc;
 			p->capcounts = cap;
 		}
@@ -1426,16 +1516,48 @@ static void poller__count(struct poller *p, int64_t offer, enum rule_variant v,
 		p->counts[lo].offer = offer;
 		p->counts[lo].variant = v;
 	}
-	p->counts[lo].outcomes[o]++;
+	return &p->counts[lo];
 }
 
-/* A rule call failed: count it when a limit killed it. */
-static void poller__rule_limit(struct poller *p, const struct rule_rt *rt)
+static void poller__count(struct poller *p, int64_t offer, enum rule_variant v,
+			  enum poll_outcome o)
 {
-	enum rule_limit l = rule_last_limit(rt);
+	struct poller_count *c = poller__count_of(p, offer, v);
 
-	if (l != RULE_LIMIT_NONE)
-		p->st.rule_limits[l - 1]++;
+	if (c)
+		c->outcomes[o]++;
+}
+
+static unsigned poller__threads(struct poller *p);
+
+/* The run's rule CPU time: counted, and judged slow or not (poller.h). */
+static void poller__rule_judge(struct poll_pair *pr)
+{
+	struct poller *p = pr->p;
+	struct poller_count *c;
+	unsigned batches = pr->nbatches ? pr->nbatches : 1;
+	uint64_t per_ms = (uint64_t)pr->rule_ns / 1000000 / batches;
+	bool slow;
+
+	if (p->report || !pr->rule_calls || !(c = poller__count_of(p, pr->off.id, pr->v)))
+		return;
+	c->rule_ns += pr->rule_ns;
+	slow = per_ms >= p->cfg.rule_slow_ms;
+	if (!slow) {
+		if (c->slow_streak >= POLL_RULE_SLOW_RUNS)
+			log_info("rule no longer slow", "offer=%" PRId64 " variant=%s rule=%s cpu_ms_per_batch=%" PRIu64,
+				 pr->off.id, rule_variant_name(pr->v), pr->off.rule, per_ms);
+		c->slow_streak = 0;
+		return;
+	}
+	c->slow_runs++;
+	p->st.rule_slow_runs++;
+	if (++c->slow_streak == POLL_RULE_SLOW_RUNS)
+		log_warn("rule slow",
+			 "offer=%" PRId64 " variant=%s rule=%s runs=%u cpu_ms_per_batch=%" PRIu64
+			 " slow_ms=%u threads=%u",
+			 pr->off.id, rule_variant_name(pr->v), pr->off.rule, c->slow_streak, per_ms,
+			 p->cfg.rule_slow_ms, poller__threads(p));
 }
 
 static void poller__batch_end(struct poll_batch *b)
@@ -1607,6 +1729,7 @@ static void poller__batch_apply(struct poll_batch *b)
 }
 
 static void poller__http_cb(struct http_client_req *req, struct http_result *res, void *ud);
+static void poller__rule_submit(struct poll_batch *b, bool first);
 
 static void poller__batch_send(struct poll_batch *b, const struct rule_request *rq)
 {
@@ -1735,8 +1858,6 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	struct poller *p = pr->p;
 	enum poll_outcome o = poller__transport(res->outcome);
 	const struct rule_request *rq = b->cur;
-	char err[POLL_ERR_MAX], prefix[64];
-	bool ok2xx = res->status >= 200 && res->status < 300;
 
 	b->h = NULL;
 	b->bytes += res->bytes;
@@ -1782,17 +1903,90 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	}
 	if (!p->cfg.check_save) /* a saved case replays with one --now */
 		b->rb.now = (int64_t)time(NULL);
-	if (rule_process(pr->rule->rt, pr->v, &b->rb, rq, res->body, res->body_len, (int)res->status,
-			 res->content_type, &b->res, err, sizeof(err)) < 0) {
-		poller__rule_limit(p, pr->rule->rt);
-		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %ld): ",
-			 decode_format_name(rq->format), res->status);
+	b->ans_len = res->body_len;
+	b->ans_status = (int)res->status;
+	if (!(b->ans = http_result_take_body(res)) ||
+	    (res->content_type && *res->content_type && !(b->ans_ctype = strdup(res->content_type)))) {
+		poller__batch_fail(b, POLL_INTERNAL_ERROR, "out of memory");
+		return;
+	}
+	poller__rule_submit(b, false);
+}
+
+/* On a rule thread: prepare, or process of the answer, on a runtime of
+ * the pair's rule that no other thread uses meanwhile. Touches only the
+ * batch and what the pair does not change while it polls. */
+static void poller__rule_work(struct rule_pool_job *job)
+{
+	struct poll_batch *b = job->data;
+	struct poll_pair *pr = b->pair;
+	struct rule_rt *rt;
+
+	b->rule_lim = RULE_LIMIT_NONE;
+	b->rule_rc = -1;
+	if (atomic_load(&pr->rules_cancel)) {
+		snprintf(b->rule_err, sizeof(b->rule_err), "cancelled");
+		return;
+	}
+	rt = poller__rt_take(pr->rule, b->rule_err, sizeof(b->rule_err));
+	if (!rt)
+		return;
+	if (b->rule_first)
+		b->rule_rc = rule_prepare(rt, pr->v, &b->rb, &b->res, &b->req, b->rule_err,
+					  sizeof(b->rule_err));
+	else
+		b->rule_rc = rule_process(rt, pr->v, &b->rb, b->cur, b->ans, b->ans_len,
+					  b->ans_status, b->ans_ctype, &b->res, b->rule_err,
+					  sizeof(b->rule_err));
+	if (b->rule_rc < 0)
+		b->rule_lim = rule_last_limit(rt);
+	poller__rt_give(pr->rule, rt);
+}
+
+/* Back on the loop: the rule's verdict, then the batch goes on as it did
+ * when the rule ran right here. */
+static void poller__rule_done(struct rule_pool_job *job)
+{
+	struct poll_batch *b = job->data;
+	struct poll_pair *pr = b->pair;
+	struct poller *p = pr->p;
+	const struct rule_request *rq = b->cur;
+	char prefix[64];
+	bool ok2xx = b->ans_status >= 200 && b->ans_status < 300;
+
+	b->rule_ns += job->cpu_ns;
+	pr->rule_ns += job->cpu_ns;
+	pr->rule_calls++;
+	p->st.rule_calls++;
+	p->st.rule_ns += job->cpu_ns;
+	free(b->ans);
+	free(b->ans_ctype);
+	b->ans = b->ans_ctype = NULL;
+	if (b->rule_lim != RULE_LIMIT_NONE)
+		p->st.rule_limits[b->rule_lim - 1]++;
+	if (pr->aborted) {
+		poller__batch_fail(b, pr->abort_outcome, "%s",
+				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down");
+		return;
+	}
+	if (b->rule_rc < 0 && b->rule_first) {
+		poller__batch_fail(b, POLL_RULE_ERROR, "%s", b->rule_err);
+		return;
+	}
+	if (b->rule_rc < 0) {
+		snprintf(prefix, sizeof(prefix), "answer (%s, HTTP %d): ",
+			 decode_format_name(rq->format), b->ans_status);
 		if (!ok2xx)
-			poller__batch_fail(b, POLL_HTTP_ERROR, "HTTP %ld: %s", res->status, err);
-		else if (strstr(err, prefix))
-			poller__batch_fail(b, POLL_DECODE_ERROR, "%s", err);
+			poller__batch_fail(b, POLL_HTTP_ERROR, "HTTP %d: %s", b->ans_status,
+					   b->rule_err);
+		else if (strstr(b->rule_err, prefix))
+			poller__batch_fail(b, POLL_DECODE_ERROR, "%s", b->rule_err);
 		else
-			poller__batch_fail(b, POLL_RULE_ERROR, "%s", err);
+			poller__batch_fail(b, POLL_RULE_ERROR, "%s", b->rule_err);
+		return;
+	}
+	if (b->rule_first) {
+		poller__batch_send(b, &b->req);
 		return;
 	}
 	if (b->res.has_next) {
@@ -1802,10 +1996,19 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	poller__batch_apply(b);
 }
 
+/* Hands the batch's rule work to the rule threads, in its pair's lane. */
+static void poller__rule_submit(struct poll_batch *b, bool first)
+{
+	b->rule_first = first;
+	b->rjob.work = poller__rule_work;
+	b->rjob.done = poller__rule_done;
+	b->rjob.data = b;
+	rule_pool_submit(b->pair->p->pool, &b->pair->lane, &b->rjob);
+}
+
 static void poller__batch_start(struct poll_batch *b)
 {
 	struct poll_pair *pr = b->pair;
-	char err[POLL_ERR_MAX];
 
 	b->rb.offer = pr->off.id;
 	b->rb.leads = b->leads;
@@ -1820,12 +2023,7 @@ static void poller__batch_start(struct poll_batch *b)
 	b->rb.ncurrencies = pr->off.ncurrs;
 	b->rb.status_words = pr->words ? pr->words->w : NULL;
 	b->rb.now = (int64_t)time(NULL);
-	if (rule_prepare(pr->rule->rt, pr->v, &b->rb, &b->res, &b->req, err, sizeof(err)) < 0) {
-		poller__rule_limit(pr->p, pr->rule->rt);
-		poller__batch_fail(b, POLL_RULE_ERROR, "%s", err);
-		return;
-	}
-	poller__batch_send(b, &b->req);
+	poller__rule_submit(b, true);
 }
 
 /* A record of the pair that is no request (rule not loaded, caught up). */
@@ -2181,6 +2379,7 @@ static void poller__pair_finish(struct poll_pair *pr)
 		p->st.runs_requeued++;
 	if (pr->nfailed)
 		log_quote(q, sizeof(q), pr->err);
+	poller__rule_judge(pr);
 	/* a run with nothing to ask is routine: debug, so 10,000 idle offers
 	 * do not fill the log */
 	log_at(pr->nfailed ? LOG_WARN : pr->nbatches || pr->caught_row ? LOG_INFO : LOG_DEBUG,
@@ -2188,11 +2387,11 @@ static void poller__pair_finish(struct poll_pair *pr)
 	       "worker=%s offer=%" PRId64 " variant=%s run=%" PRId64 " outcome=%s batches=%u failed=%u"
 	       " asked=%" PRIu64 " changed=%" PRIu64 " skipped=%" PRIu64 " unknown=%" PRIu64
 	       " refused=%" PRIu64 " unrecognised=%" PRIu64 " no_ext=%" PRIu64 " pages=%" PRIu64
-	       " caught_up=%s missed=%" PRId64 " ms=%" PRIu64 "%s%s",
+	       " caught_up=%s missed=%" PRId64 " ms=%" PRIu64 " rule_cpu_ms=%" PRId64 "%s%s",
 	       p->worker, pr->off.id, rule_variant_name(pr->v), pr->last_run, outcome, pr->nbatches,
 	       pr->nfailed, pr->asked, pr->changed, pr->skipped, pr->unknown, pr->refused,
 	       pr->unrecognised, pr->no_ext, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
-	       poller__now_ms() - pr->t0_ms, q[0] ? " err=" : "", q);
+	       poller__now_ms() - pr->t0_ms, pr->rule_ns / 1000000, q[0] ? " err=" : "", q);
 	poller__wait_del(pr);
 	if (pr->prev)
 		pr->prev->next = pr->next;
@@ -2243,6 +2442,7 @@ static void poller__pair_abort(struct poll_pair *pr, enum poll_outcome why)
 		return;
 	pr->aborted = true;
 	pr->abort_outcome = why;
+	atomic_store(&pr->rules_cancel, true);
 	for (b = pr->batches; b; b = b->next)
 		if (b->h)
 			http_client_cancel(b->h);
@@ -2301,6 +2501,8 @@ static void poller__defaults(struct poller_config *c)
 		c->stop_deadline_ms = 10000;
 	if (!c->rule_retry_s)
 		c->rule_retry_s = 60;
+	if (!c->rule_slow_ms)
+		c->rule_slow_ms = POLL_RULE_SLOW_MS;
 	if (!c->rule_limits.batch_max)
 		c->rule_limits.batch_max = RULE_DEFAULT_BATCH_MAX;
 }
@@ -2313,6 +2515,8 @@ void poller_config_from_settings(struct poller_config *c, const struct settings 
 	c->rule_limits.instructions = s->rule_instructions;
 	c->rule_limits.memory = (size_t)s->rule_memory_mb << 20;
 	c->rule_limits.time_ms = (unsigned)s->rule_time_ms;
+	c->rule_threads = (unsigned)s->rule_threads;
+	c->rule_slow_ms = (unsigned)s->rule_slow_ms;
 	c->rule_limits.batch_max = (size_t)s->batch_max;
 	c->sched.pairs_max = (unsigned)s->poll_pairs;
 	c->sched.lease_s = (unsigned)s->poll_lease;
@@ -2357,7 +2561,26 @@ static void poller__timers_init(struct poller *p)
 	uv_timer_init(p->loop, &p->deadline);
 	uv_timer_init(p->loop, &p->defer);
 	p->deadline.data = p->defer.data = p;
-	p->handles = 2;
+	p->handles = 3; /* the timers and the rule threads */
+}
+
+static unsigned poller__threads(struct poller *p)
+{
+	struct rule_pool_stats rs;
+
+	rule_pool_stats(p->pool, &rs);
+	return rs.threads;
+}
+
+static int poller__pool_start(struct poller *p, char *err, size_t errlen)
+{
+	char e[256];
+
+	if (rule_pool_start(p->loop, p->cfg.rule_threads, &p->pool, e, sizeof(e)) < 0) {
+		snprintf(err, errlen, "%s", e);
+		return -1;
+	}
+	return 0;
 }
 
 static void poller__free(struct poller *p)
@@ -2391,9 +2614,14 @@ int poller_start(uv_loop_t *loop, const struct poller_config *cfg, struct poller
 	p = poller__new(loop, cfg, err, errlen);
 	if (!p)
 		return -1;
+	if (poller__pool_start(p, err, errlen) < 0) {
+		poller__free(p);
+		return -1;
+	}
 	if (p->cfg.http)
 		p->http = p->cfg.http;
 	else if (http_client_new(loop, &p->cfg.http_limits, &p->http, err, errlen) < 0) {
+		rule_pool_close(p->pool, NULL, NULL);
 		poller__free(p);
 		return -1;
 	} else
@@ -2408,21 +2636,21 @@ int poller_start(uv_loop_t *loop, const struct poller_config *cfg, struct poller
 	if (scheduler_start(loop, &sc, &p->sched, err, errlen) < 0) {
 		if (p->own_http)
 			http_client_close(p->http, NULL, NULL);
+		rule_pool_close(p->pool, NULL, NULL);
 		poller__free(p);
 		return -1;
 	}
 	snprintf(p->worker, sizeof(p->worker), "%s", scheduler_worker(p->sched));
 	poller__timers_init(p);
-	log_info("poller started", "worker=%s rules=%s pairs=%u batches=%u", p->worker,
-		 p->rules_dir, p->cfg.sched.pairs_max ? p->cfg.sched.pairs_max : 256,
-		 p->cfg.batches_max);
+	log_info("poller started", "worker=%s rules=%s pairs=%u batches=%u rule_threads=%u",
+		 p->worker, p->rules_dir, p->cfg.sched.pairs_max ? p->cfg.sched.pairs_max : 256,
+		 p->cfg.batches_max, poller__threads(p));
 	*out = p;
 	return 0;
 }
 
-static void poller__timer_closed(uv_handle_t *h)
+static void poller__handle_closed(struct poller *p)
 {
-	struct poller *p = h->data;
 	void (*cb)(void *) = p->stop_cb;
 	void *data = p->stop_data;
 
@@ -2433,13 +2661,28 @@ static void poller__timer_closed(uv_handle_t *h)
 		cb(data);
 }
 
-/* The last step of a stop: the timers, then p is freed and stop_cb runs. */
+static void poller__timer_closed(uv_handle_t *h)
+{
+	poller__handle_closed(h->data);
+}
+
+static void poller__pool_closed(void *data)
+{
+	struct poller *p = data;
+
+	p->pool = NULL;
+	poller__handle_closed(p);
+}
+
+/* The last step of a stop: the timers and the rule threads (every pair has
+ * ended, so no rule job is left), then p is freed and stop_cb runs. */
 static void poller__http_closed(struct http_client *c, void *data)
 {
 	struct poller *p = data;
 
 	uv_close((uv_handle_t *)&p->deadline, poller__timer_closed);
 	uv_close((uv_handle_t *)&p->defer, poller__timer_closed);
+	rule_pool_close(p->pool, poller__pool_closed, p);
 }
 
 static void poller__sched_stopped(void *data)
@@ -2487,7 +2730,15 @@ bool poller_idle(const struct poller *p)
 
 void poller_stats(const struct poller *p, struct poller_stats *out)
 {
+	struct rule_pool_stats rs;
+
 	*out = p->st;
+	if (p->pool) {
+		rule_pool_stats(p->pool, &rs);
+		out->rule_threads = rs.threads;
+		out->rule_waiting = rs.waiting;
+		out->rule_running = rs.running;
+	}
 	if (p->sched)
 		scheduler_stats(p->sched, &out->sched);
 	out->pairs_in_flight = p->npairs;
@@ -2806,10 +3057,18 @@ int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t 
 	c.http = NULL;
 	c.batches_max = 1;
 	c.pair_batches_max = 1;
+	c.rule_threads = 1;
 	p = poller__new(&loop, &c, err, errlen);
 	if (!p)
 		goto close_db;
+	if (poller__pool_start(p, err, errlen) < 0) {
+		poller__free(p);
+		p = NULL;
+		goto close_db;
+	}
 	if (http_client_new(&loop, &p->cfg.http_limits, &p->http, err, errlen) < 0) {
+		rule_pool_close(p->pool, NULL, NULL);
+		uv_run(&loop, UV_RUN_NOWAIT);
 		poller__free(p);
 		p = NULL;
 		goto close_db;

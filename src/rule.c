@@ -1110,6 +1110,11 @@ void rule_variant_info(const struct rule_rt *rt, enum rule_variant v,
 		*out = rt->info[v];
 }
 
+int rule_clone(const struct rule_rt *rt, struct rule_rt **out, char *err, size_t errlen)
+{
+	return rule_load_buffer(rt->name, rt->src, rt->src_len, &rt->lim, out, err, errlen);
+}
+
 void rule_free(struct rule_rt *rt)
 {
 	int v;
@@ -1121,6 +1126,7 @@ void rule_free(struct rule_rt *rt)
 	for (v = 0; v < RULE_VARIANTS; v++)
 		status_words_free(rt->words[v]);
 	free(rt->name);
+	free(rt->src);
 	free(rt);
 }
 
@@ -1141,6 +1147,13 @@ int rule_load_buffer(const char *name, const char *text, size_t len,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	if (!(rt->src = malloc(len + 1))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	memcpy(rt->src, text, len);
+	rt->src[len] = '\0';
+	rt->src_len = len;
 	rule__limits(&rt->lim, limits);
 	snprintf(rt->short_src, sizeof(rt->short_src), "%s", rt->name);
 	rt->L = lua_newstate(rule__alloc, rt);

@@ -47,6 +47,12 @@ const struct setting settings_table[] = {
 	{ "rule_time_ms", "LEADSYNC_RULE_TIME_MS", "--rule-time-ms", SETTING_INT, "2000", 10,
 	  600000, "wall-clock limit of one call of a rule, ms (its budget usually ends it first)",
 	  false, OFF(rule_time_ms) },
+	{ "rule_threads", "LEADSYNC_RULE_THREADS", "--rule-threads", SETTING_INT, "0", 0, 256,
+	  "threads the rules run on (decode, prepare, process), never on the event loop; 0: one "
+	  "per core", false, OFF(rule_threads) },
+	{ "rule_slow_ms", "LEADSYNC_RULE_SLOW_MS", "--rule-slow-ms", SETTING_INT, "1000", 1,
+	  600000, "rule CPU time per batch, ms, from which a poll run counts as slow (3 in a row "
+	  "are logged)", false, OFF(rule_slow_ms) },
 	{ "db_workers", "LEADSYNC_DB_WORKERS", "--db-workers", SETTING_INT, "2", 1, 64,
 	  "database threads of `leadsync run`, one connection each", false, OFF(db_workers) },
 	{ "db_queue", "LEADSYNC_DB_QUEUE", "--db-queue", SETTING_INT, "20000", 10, 1000000,

@@ -1931,7 +1931,7 @@ TEST(poller_async_commit_stays_in_its_own_statement)
 	const char *p[POLL_SQL_ROW_PARAMS] = { "7", "processing", "w1", "1795000000000000",
 					       "1795000001000000", NULL, NULL, NULL, NULL, "0",
 					       "0", "0", "0", "0", "0", "0", "ok", NULL, NULL,
-					       "false", "0", NULL, NULL, "0" };
+					       "false", "0", NULL, NULL, "0", "0" };
 	char err[512];
 	PGresult *r;
 
