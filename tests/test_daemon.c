@@ -1679,3 +1679,205 @@ TEST(daemon_readyz_fails_while_draining)
 	dm_readyz_body(&e);
 	dm_close(&e);
 }
+
+/* ------------------------------------------------------------ heavy rules */
+
+/* Rules whose work is inside library calls: a loop of them runs out of
+ * budget like a Lua loop would (rule_int.h RULE_COST_*). */
+static const char dm_rule_hash[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    local s = string.rep('x', 1 << 16)\n"
+	"    while true do hash.sha256(s) end\n"
+	"  end,\n"
+	"}\n";
+
+static const char dm_rule_json[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    local t = {}\n"
+	"    for i = 1, 2000 do t[i] = { a = 'xxxxxxxxxxxxxxxx', b = i } end\n"
+	"    while true do json.encode(t) end\n"
+	"  end,\n"
+	"}\n";
+
+/* A rule that ends, but spends CPU in every call: about 12 million
+ * instructions, a quarter of the default budget (60 ms at -O2). */
+static const char dm_rule_slow[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}', batch = 10 },\n"
+	"  process = function(data)\n"
+	"    local x = 0\n"
+	"    for i = 1, 3000000 do x = x + i end\n"
+	"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+	"  end,\n"
+	"}\n";
+
+#define DM_PUSH_OFFER                                                                     \
+	"{\"offer\": {\"id\": 900, \"advertiser\": 1, \"name\": \"Push\","                \
+	" \"landing_url\": \"https://shop.example/x\"}}\n"                                 \
+	"{\"goal\": {\"offer\": 900, \"code\": \"lead\", \"payout\": \"fixed\","           \
+	" \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"                                \
+	"{\"click\": {\"id\": \"" DM_SEED_CLICK "\", \"offer\": 900, \"wm\": 7}}\n"
+
+/* The earliest time the mock finished answering a request to path; 0 when
+ * it has answered none. */
+static uint64_t dm_served(struct mock_crm *m, const char *path)
+{
+	static struct mock_request reqs[4096];
+	size_t n = mock_crm_requests(m, reqs, 4096), i;
+	uint64_t t = 0;
+
+	for (i = 0; i < n && i < 4096; i++)
+		if (strcmp(reqs[i].path, path) == 0 && reqs[i].t_done_us &&
+		    (!t || reqs[i].t_done_us < t))
+			t = reqs[i].t_done_us;
+	return t;
+}
+
+static void dm_heavy_body(struct dm_env *e)
+{
+	struct dm_route fast = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &fast },
+		{ .path = "/heavy", .kind = MOCK_FUNC, .fn = dm_answer, .data = &fast },
+	};
+	/* the budget ends the heavy rules, not the clock; a failed pair waits
+	 * long enough that each heavy rule runs once */
+	const char *const extra[] = { "LEADSYNC_RULE_INSTRUCTIONS=200000000",
+				      "LEADSYNC_RULE_TIME_MS=600000",
+				      "LEADSYNC_POLL_BACKOFF_MIN=600",
+				      "LEADSYNC_POLL_BACKOFF_MAX=1200", NULL };
+	struct buf imp;
+	char path[256];
+	uint64_t served = 0, t, lat, worst = 0, end;
+	unsigned during = 0, healthz = 0, postbacks = 0, k = 0;
+	long rows = 0;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_heavy", NULL, routes, 2));
+	ASSERT(dm_rule(e, "dm_hash", dm_rule_hash));
+	ASSERT(dm_rule(e, "dm_json", dm_rule_json));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 10, 1, "dm_crm", mock_crm_port(e->m), "ok", 2), 0);
+	ASSERT_EQ(dm_offers(&imp, 20, 1, "dm_hash", mock_crm_port(e->m), "heavy", 1), 0);
+	ASSERT_EQ(dm_offers(&imp, 21, 1, "dm_json", mock_crm_port(e->m), "heavy", 1), 0);
+	ASSERT_EQ(buf_adds(&imp, DM_PUSH_OFFER), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, extra));
+	/* /healthz and postbacks, one after another, from the moment the
+	 * heavy offers have their answers until both heavy runs are
+	 * recorded: each answered meanwhile was answered while a heavy rule
+	 * ran. On the loop, a rule would let none through in that window. */
+	end = dm_ms() + 60000 * DM_SLACK;
+	while (rows < 2 && dm_ms() < end) {
+		t = dm_ms();
+		if (k++ % 2) {
+			snprintf(path, sizeof(path),
+				 "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+				 "&request_id=dm-heavy-%u&action=lead&status=hold", k);
+			ASSERT_EQ(dm_http_get(e->d[0].port, path), 200);
+			postbacks++;
+		} else {
+			ASSERT_EQ(dm_http_get(e->d[0].port, "/healthz"), 200);
+			healthz++;
+		}
+		lat = dm_ms() - t;
+		if (!served)
+			served = dm_served(e->m, "/heavy");
+		else {
+			during++;
+			if (lat > worst)
+				worst = lat;
+		}
+		rows = dm_long(e->c, "SELECT count(*) FROM poll_runs WHERE offer IN (20, 21)");
+	}
+	printf("  %u requests answered while the heavy rules ran, slowest %" PRIu64 " ms"
+	       " (%u healthz, %u postbacks in all)\n", during, worst, healthz, postbacks);
+	ASSERT_EQ(rows, 2);
+	ASSERT(during >= 10);
+	/* both ran out of budget, failed their batch and back off */
+	ASSERT(test_sql_is(e->c,
+			   "SELECT string_agg(outcome || ':' || (error LIKE '%instruction budget "
+			   "exhausted (200000000)%')::text || ':' || (rule_cpu_ms > 50)::text, ' '"
+			   " ORDER BY offer) FROM poll_runs WHERE offer IN (20, 21)",
+			   "rule_error:true:true rule_error:true:true"));
+	ASSERT(test_sql_is(e->c,
+			   "SELECT count(*) FROM poll_schedule WHERE offer IN (20, 21)"
+			   " AND variant = 'processing' AND fail_count = 1"
+			   " AND next_due > now() + interval '60 seconds'",
+			   "2"));
+	/* the healthy offer polled on, every run ok */
+	ASSERT(dm_wait_sql(e->c,
+			   "SELECT count(*) >= 2 FROM poll_runs WHERE offer = 10 AND outcome = 'ok'",
+			   "t", 15000 * DM_SLACK));
+	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM poll_runs WHERE offer = 10 AND outcome <> 'ok'",
+			   "0"));
+	ASSERT_EQ(dm_long(e->c, "SELECT count(*) FROM leads WHERE offer = 900"), (long)postbacks);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000 * DM_SLACK, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_heavy_rules_never_stall_the_loop)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_heavy_body(&e);
+	dm_close(&e);
+}
+
+/* A rule that takes LEADSYNC_RULE_SLOW_MS of CPU per batch three runs in
+ * a row is logged once and counted; its CPU time is in every run's row
+ * and in /metrics, and the polls still apply its edits. */
+static void dm_slow_body(struct dm_env *e)
+{
+	struct dm_route fast = { .status = "callback" };
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = dm_answer, .data = &fast },
+	};
+	const char *const extra[] = { "LEADSYNC_RULE_SLOW_MS=5", NULL };
+	struct buf imp;
+	char *body = NULL, *log;
+	double slow, cpu;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_slow", NULL, routes, 1));
+	ASSERT(dm_rule(e, "dm_slow", dm_rule_slow));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(dm_offers(&imp, 30, 1, "dm_slow", mock_crm_port(e->m), "ok", 2), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, extra));
+	ASSERT(dm_wait_log(&e->d[0], "msg=\"rule slow\"", 30000 * DM_SLACK));
+	log = dm_log(&e->d[0]);
+	test_defer(free, log);
+	ASSERT(strstr(log, "msg=\"rule slow\" offer=30 variant=processing rule=dm_slow runs=3"));
+	ASSERT(test_sql_is(e->c,
+			   "SELECT count(*) >= 3 AND bool_and(rule_cpu_ms >= 5) FROM poll_runs"
+			   " WHERE offer = 30 AND outcome = 'ok'",
+			   "t"));
+	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM leads WHERE offer = 30 AND status = 3", "2"));
+	ASSERT_EQ(dm_http_fetch(e->d[0].port, "/metrics", &body), 200);
+	test_defer(free, body);
+	slow = dm_metric(body, "leadsync_rule_slow_runs_total{offer=\"30\",variant=\"processing\"}");
+	cpu = dm_metric(body, "leadsync_rule_cpu_seconds_total{offer=\"30\",variant=\"processing\"}");
+	printf("  slow runs %.0f, rule CPU %.3f s\n", slow, cpu);
+	ASSERT(slow >= 3);
+	ASSERT(cpu >= 0.015);
+	ASSERT(dm_metric(body, "leadsync_rule_threads") >= 1);
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000 * DM_SLACK, NULL));
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+TEST(daemon_slow_rule_is_logged_and_counted)
+{
+	struct dm_env e;
+
+	memset(&e, 0, sizeof(e));
+	dm_slow_body(&e);
+	dm_close(&e);
+}
