@@ -86,6 +86,7 @@ static const struct vcol poll_cols[] = {
 	{ "finished", VIEWS_TIME("r.finished"), VK_STR, VM_NONE, VF_ALL, NULL, 0 },
 	{ "duration_ms", "round(extract(epoch FROM r.finished - r.started) * 1000)::bigint", VK_NUM,
 	  VM_NONE, VF_ALL, "ms", 0 },
+	{ "rule_cpu_ms", "round(r.rule_cpu_ms::numeric, 1)", VK_NUM, VM_NONE, VF_ALL, NULL, 0 },
 	{ "method", "r.method", VK_STR, VM_NONE, VF_ALL, NULL, 0 },
 	{ "url", "r.url", VK_STR, MASK_URL, VF_ALL, NULL, 0 },
 	{ "http_status", "r.http_status", VK_NUM, VM_NONE, VF_ALL, "http", 0 },
