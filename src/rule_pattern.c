@@ -13,6 +13,7 @@
 #include "rule_int.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
 #define PM_MAXCAPTURES 32
@@ -22,13 +23,14 @@
 #define PM_CHUNK 4096 /* steps between two charges */
 #define PM_UNFINISHED (-1)
 #define PM_POSITION (-2)
-#define PM_STACK_ITEMS 64 /* patterns up to this many items compile on the C stack */
+/* patterns up to this many items compile on the C stack */
+#define PM_STACK_ITEMS 64
+#define PM_GSUB_ITEMS 16 /* gsub's frame may nest */
 
 enum pm_kind {
 	PK_CHAR,  /* one byte: a */
 	PK_ANY,   /* . */
-	PK_CLASS, /* %a ...: a is the class letter */
-	PK_SET,   /* [...]: set */
+	PK_SET,   /* %a ... or [...]: set */
 	PK_OPEN,  /* ( */
 	PK_POS,   /* () */
 	PK_CLOSE, /* ) */
@@ -125,7 +127,7 @@ static bool pm_class(int c, int cl)
 
 static bool pm_is_class(int cl)
 {
-	return cl < 256 && strchr("acdglpsuwxz", tolower(cl)) && cl != 0;
+	return cl != 0 && strchr("acdglpsuwxz", tolower(cl));
 }
 
 static void pm_set_add(uint32_t *set, int c)
@@ -136,6 +138,33 @@ static void pm_set_add(uint32_t *set, int c)
 static bool pm_set_has(const uint32_t *set, int c)
 {
 	return (set[c >> 5] >> (c & 31)) & 1;
+}
+
+/* The classes' bitmaps, by lower-case letter: built once, read-only
+ * afterwards (the C locale: the daemon never calls setlocale), so a
+ * pattern's classes cost a copy, not 256 ctype calls. */
+static uint32_t pm_class_bits[26][8];
+static pthread_once_t pm_class_once = PTHREAD_ONCE_INIT;
+
+static void pm_class_build(void)
+{
+	const char *l;
+	int c;
+
+	for (l = "acdglpsuwxz"; *l; l++)
+		for (c = 0; c < 256; c++)
+			if (pm_class(c, *l))
+				pm_set_add(pm_class_bits[*l - 'a'], c);
+}
+
+/* adds the bytes of class cl (pm_is_class) to set */
+static void pm_set_class(uint32_t *set, int cl)
+{
+	const uint32_t *bits = pm_class_bits[tolower(cl) - 'a'];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		set[i] |= isupper(cl) ? ~bits[i] : bits[i];
 }
 
 /* The set between '[' at p[i] and its ']' at p[ec]. A '-' makes a range
@@ -155,9 +184,7 @@ static void pm_set_build(uint32_t *set, const unsigned char *p, size_t i, size_t
 		if (p[i] == '%') {
 			i++;
 			if (pm_is_class(p[i])) {
-				for (c = 0; c < 256; c++)
-					if (pm_class(c, p[i]))
-						pm_set_add(set, c);
+				pm_set_class(set, p[i]);
 			} else {
 				pm_set_add(set, p[i]);
 			}
@@ -211,6 +238,7 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 	size_t i = 0, e;
 	int err;
 
+	pthread_once(&pm_class_once, pm_class_build);
 	for (;; it++) {
 		memset(it, 0, offsetof(struct pm_item, set));
 		if (i >= lp) {
@@ -283,8 +311,9 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 			it->kind = PK_SET;
 			pm_set_build(it->set, p, i, e - 1);
 		} else if (p[i] == '%' && pm_is_class(p[i + 1])) {
-			it->kind = PK_CLASS;
-			it->a = p[i + 1];
+			it->kind = PK_SET;
+			memset(it->set, 0, sizeof(it->set));
+			pm_set_class(it->set, p[i + 1]);
 		} else {
 			it->kind = PK_CHAR;
 			it->a = p[i] == '%' ? p[i + 1] : p[i];
@@ -314,7 +343,6 @@ static bool pm_single(const struct pm *m, const char *s, const struct pm_item *i
 	switch (it->kind) {
 	case PK_CHAR: return c == it->a;
 	case PK_ANY: return true;
-	case PK_CLASS: return pm_class(c, it->a);
 	default: return pm_set_has(it->set, c);
 	}
 }
@@ -789,8 +817,8 @@ int rule__str_gsub(lua_State *L)
 	int tr = lua_type(L, 3);
 	lua_Integer max, n = 0;
 	bool anchor = lp > 0 && *p == '^';
-	struct pm_item *it;
-	struct pm *m;
+	struct pm_item buf[PM_GSUB_ITEMS], *it;
+	struct pm ms, *m = &ms;
 	luaL_Buffer b;
 
 	max = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
@@ -801,11 +829,11 @@ int rule__str_gsub(lua_State *L)
 		p++;
 		lp--;
 	}
-	/* the state in a userdata, not on the C stack: a replacement
-	 * function may call gsub again, as deep as Lua lets it */
-	lua_settop(L, 4);
-	m = lua_newuserdatauv(L, sizeof(*m) + (lp + 1) * sizeof(*it), 0);
-	it = (struct pm_item *)(m + 1);
+	/* the state on the C stack, as in find: frames are dead once a match
+	 * is found, so a replacement function that calls gsub again (as deep
+	 * as Lua's C-call limit lets it) holds only this frame; the items of
+	 * a longer pattern go in a userdata below the buffer */
+	it = pm_items(L, lp, buf, PM_GSUB_ITEMS);
 	pm_compile((const unsigned char *)p, lp, it);
 	pm_init(m, L, s, ls, it);
 	luaL_buffinit(L, &b);

@@ -28,14 +28,16 @@ static const char pd_alpha[] = "aaabbx1 _()[]%-.^$*?+\n\xff";
 #define PD_ALPHA (sizeof(pd_alpha)) /* the NUL terminator counts: a NUL byte */
 
 static const char *const pd_tests[] = {
-	"a", "b", "x", ".", "%a", "%d", "%s", "%w", "%p", "%x", "%u", "%l", "%c", "%g", "%z",
+	"a", "b", ".", "%a", "[ab]", "a", "x", "%d", "%s", "%w", "%p", "%x", "%u", "%l", "%c", "%g", "%z",
 	"%A", "%D", "%S", "%W", "%%", "%.", "%(", "%]", "%-", "[ab]", "[^a]", "[a-c]", "[%a_]",
 	"[]]", "[^]]", "[a-]", "[%d%s]", "[%]]", "[-a]", "[^%w]", "[a%-b]", "[\xff]", "[%z]",
 };
 static const char *const pd_others[] = {
 	"(", ")", "()", "%b()", "%bab", "%bxx", "%f[%w]", "%f[%W]", "%f[a]", "%f[^%z]", "%1",
 	"%2", "%0", "$", "^",
-	/* malformed, or harmless where the matcher never gets */
+};
+/* malformed, or harmless where the matcher never gets */
+static const char *const pd_bad[] = {
 	"%", "[", "[^", "[a", "%b", "%b(", "%f", "%fa", "%f[a",
 };
 static const char *const pd_repls[] = {
@@ -63,15 +65,16 @@ void pattern_case_from_bytes(const uint8_t *data, size_t n, struct pattern_case 
 	k = pd_next(&b);
 	if (k & 1)
 		pd_add(c->pat, &c->lp, sizeof(c->pat), "^", 1);
-	tokens = (k >> 1) % 9;
+	tokens = (k >> 1) % 8;
 	for (i = 0; i < tokens; i++) {
 		k = pd_next(&b);
 		switch (k % 8) {
 		case 0:
 		case 1:
 		case 2:
-		case 3: /* a single-byte test, maybe quantified */
-			t = pd_tests[(k >> 3) % PD_N(pd_tests)];
+		case 3: /* a single-byte test, maybe quantified; half of them
+			 * among the first few, which subjects often hold */
+			t = pd_tests[(k >> 4) % (k & 8 ? 6 : PD_N(pd_tests))];
 			pd_add(c->pat, &c->lp, sizeof(c->pat), t, strlen(t));
 			k = pd_next(&b) % 8;
 			if (k >= 4)
@@ -79,8 +82,11 @@ void pattern_case_from_bytes(const uint8_t *data, size_t n, struct pattern_case 
 			break;
 		case 4:
 		case 5:
-		case 6:
 			t = pd_others[(k >> 3) % PD_N(pd_others)];
+			pd_add(c->pat, &c->lp, sizeof(c->pat), t, strlen(t));
+			break;
+		case 6:
+			t = (k >> 3) % 4 ? "(" : pd_bad[(k >> 5) % PD_N(pd_bad)];
 			pd_add(c->pat, &c->lp, sizeof(c->pat), t, strlen(t));
 			break;
 		default: /* a stray byte */
