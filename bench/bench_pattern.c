@@ -5,7 +5,10 @@
  * prints nanoseconds per call, the loop's own cost included (the same in
  * every build, so before/after figures compare).
  *
- * Usage: bench_pattern [ITERATIONS] [--json] */
+ * Usage: bench_pattern [ITERATIONS] [--json] [--only NAME]
+ *   --only  runs that case alone: under `valgrind --tool=callgrind`, the
+ *           instructions of two iteration counts give a per-call figure
+ *           that does not move with the machine's load. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +43,7 @@ int main(int argc, char **argv)
 	const struct rule_limits lim = { .instructions = INT64_C(4000000000000),
 					 .time_ms = 3600000 };
 	unsigned long n = 200000;
+	const char *only = NULL;
 	bool json = false;
 	size_t i;
 	int a;
@@ -47,10 +51,12 @@ int main(int argc, char **argv)
 	for (a = 1; a < argc; a++) {
 		if (strcmp(argv[a], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[a], "--only") == 0 && a + 1 < argc) {
+			only = argv[++a];
 		} else if (argv[a][0] >= '1' && argv[a][0] <= '9') {
 			n = strtoul(argv[a], NULL, 10);
 		} else {
-			fprintf(stderr, "usage: bench_pattern [ITERATIONS] [--json]\n");
+			fprintf(stderr, "usage: bench_pattern [ITERATIONS] [--json] [--only NAME]\n");
 			return 2;
 		}
 	}
@@ -64,6 +70,8 @@ int main(int argc, char **argv)
 		double t0, t1;
 		int rc;
 
+		if (only && strcmp(only, cases[i].name) != 0)
+			continue;
 		snprintf(src, sizeof(src),
 			 "local s, kv, sp = '2026-11-20', 'a=1, bb=22, ccc=333', '  one  two   three  '\n"
 			 "local long = string.rep('abc 123 ', 64)\n"
