@@ -263,12 +263,9 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 			continue;
 		}
 		if (p[i] == '%' && i + 1 < lp && p[i + 1] == 'b') {
-			if (i + 3 >= lp) {
-				it->kind = PK_ERR;
-				it->a = PE_BALANCE;
-				(++it)->kind = PK_DONE;
-				return;
-			}
+			err = PE_BALANCE;
+			if (i + 3 >= lp)
+				goto malformed;
 			it->kind = PK_BAL;
 			it->a = p[i + 2];
 			it->b = p[i + 3];
@@ -281,12 +278,8 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 			err = PE_FRONTIER;
 			if (i < lp && p[i] == '[')
 				e = pm_test_end(p, lp, i, &err);
-			if (!e) {
-				it->kind = PK_ERR;
-				it->a = (unsigned char)err;
-				(++it)->kind = PK_DONE;
-				return;
-			}
+			if (!e)
+				goto malformed;
 			it->kind = PK_FRONT;
 			pm_set_build(it->set, p, i, e - 1);
 			i = e;
@@ -299,12 +292,8 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 			continue;
 		}
 		e = pm_test_end(p, lp, i, &err);
-		if (!e) {
-			it->kind = PK_ERR;
-			it->a = (unsigned char)err;
-			(++it)->kind = PK_DONE;
-			return;
-		}
+		if (!e)
+			goto malformed;
 		if (p[i] == '.') {
 			it->kind = PK_ANY;
 		} else if (p[i] == '[') {
@@ -329,6 +318,10 @@ static void pm_compile(const unsigned char *p, size_t lp, struct pm_item *it)
 		}
 		i = e;
 	}
+malformed:
+	it->kind = PK_ERR;
+	it->a = (unsigned char)err;
+	it[1].kind = PK_DONE;
 }
 
 /* ---- matching -------------------------------------------------------- */
