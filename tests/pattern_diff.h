@@ -3,7 +3,10 @@
  * string library, and compares every result and error message. Built so
  * a fuzzer can drive it: pattern_case_from_bytes turns any bytes into a
  * case, pattern_diff_run says whether the two agree. tests/test_pattern.c
- * feeds it generated and hand-written cases. */
+ * feeds it generated and hand-written cases. A libFuzzer target is:
+ *   pattern_case_from_bytes(data, size, &c);
+ *   if (pattern_diff_run(d, &c, why, sizeof(why)) != 0) abort();
+ * with d opened once. */
 #ifndef LEADSYNC_PATTERN_DIFF_H
 #define LEADSYNC_PATTERN_DIFF_H
 
