@@ -792,17 +792,38 @@ TEST(import_lead_check_validates_one_record)
 	ASSERT_EQ(l.lead.id, 7);
 }
 
+/* Checks json and stages it at pos; 0 when both worked. */
+static int import_t_stage(struct import *im, const char *json, size_t pos, char *err,
+			  size_t errlen)
+{
+	struct import_lead l;
+
+	if (import_t_check(json, 0, &l, err, errlen) < 0)
+		return -1;
+	return import_lead_add(im, pos, &l, err, errlen);
+}
+
 /* Records staged one by one are written as one import: ids in position
  * order, history rows; a record the database refuses is named by its
  * position and nothing is written. */
 TEST(import_record_set_writes_all_or_names_the_record)
 {
+	static const struct {
+		const char *a, *b;
+		size_t pa, pb;
+		const char *err;
+	} bad[] = {
+		{ "{\"ext\": \"R-2\", \"offer\": 10, \"status\": 2}",
+		  "{\"ext\": \"R-3\", \"offer\": 99, \"status\": 2}", 1, 2, "lead: unknown offer 99" },
+		{ "{\"id\": 1001, \"offer\": 10, \"status\": 6}",
+		  "{\"id\": 1001, \"offer\": 10, \"status\": 6}", 4, 7,
+		  "lead 1001 is already on line 4" },
+	};
 	PGconn *c = import_t_db("import_record_set");
 	struct import_stats st;
-	struct import_lead l;
 	struct import *im;
 	int64_t ids[2] = { 0, 0 };
-	size_t nids = 0, pos = 0;
+	size_t nids = 0, pos = 0, i;
 	char err[1024] = "", want[64], v[64];
 
 	ASSERT(c);
@@ -810,12 +831,10 @@ TEST(import_record_set_writes_all_or_names_the_record)
 		  0);
 	im = import_begin(c, &st, err, sizeof(err));
 	ASSERT(im);
-	ASSERT_EQ(import_t_check("{\"ext\": \"R-1\", \"offer\": 10, \"status\": 2, \"curr\": \"USD\"}",
-				 0, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 1, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_t_check("{\"id\": 1001, \"offer\": 10, \"status\": 3, \"goal\": \"lead\"}",
-				 0, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 2, &l, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_stage(im, "{\"ext\": \"R-1\", \"offer\": 10, \"status\": 2,"
+				 " \"curr\": \"USD\"}", 1, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_stage(im, "{\"id\": 1001, \"offer\": 10, \"status\": 3,"
+				 " \"goal\": \"lead\"}", 2, err, sizeof(err)), 0);
 	ASSERT_EQ(import_commit(im, ids, 2, &nids, &pos, err, sizeof(err)), 0);
 	import_free(im);
 	ASSERT_EQ(nids, 2);
@@ -824,32 +843,18 @@ TEST(import_record_set_writes_all_or_names_the_record)
 	ASSERT_STREQ(import_t_value(c, "SELECT id FROM leads WHERE ext = 'R-1'", v, sizeof(v)), want);
 	ASSERT_SQL(c, "SELECT count(*) FROM lead_history WHERE source = 'import'", "2");
 
-	/* the second record's offer is unknown: position 2, nothing written */
-	im = import_begin(c, &st, err, sizeof(err));
-	ASSERT(im);
-	ASSERT_EQ(import_t_check("{\"ext\": \"R-2\", \"offer\": 10, \"status\": 2}", 0, &l, err,
-				 sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 1, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_t_check("{\"ext\": \"R-3\", \"offer\": 99, \"status\": 2}", 0, &l, err,
-				 sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 2, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_commit(im, NULL, 0, NULL, &pos, err, sizeof(err)), -1);
-	import_free(im);
-	ASSERT_EQ(pos, 2);
-	ASSERT_STREQ(err, "lead: unknown offer 99");
-	ASSERT_SQL(c, "SELECT count(*) FROM leads WHERE ext IN ('R-2', 'R-3')", "0");
-
-	/* the same lead twice: the later position, naming the earlier */
-	im = import_begin(c, &st, err, sizeof(err));
-	ASSERT(im);
-	ASSERT_EQ(import_t_check("{\"id\": 1001, \"offer\": 10, \"status\": 6}", 0, &l, err,
-				 sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 4, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_lead_add(im, 7, &l, err, sizeof(err)), 0);
-	ASSERT_EQ(import_commit(im, NULL, 0, NULL, &pos, err, sizeof(err)), -1);
-	import_free(im);
-	ASSERT_EQ(pos, 7);
-	ASSERT_STREQ(err, "lead 1001 is already on line 4");
-	ASSERT_SQL(c, "SELECT status FROM leads WHERE id = 1001", "3");
+	/* the second record's offer is unknown; the same lead twice names the
+	 * later position and the earlier: nothing written either time */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		im = import_begin(c, &st, err, sizeof(err));
+		ASSERT(im);
+		ASSERT_EQ(import_t_stage(im, bad[i].a, bad[i].pa, err, sizeof(err)), 0);
+		ASSERT_EQ(import_t_stage(im, bad[i].b, bad[i].pb, err, sizeof(err)), 0);
+		ASSERT_EQ(import_commit(im, NULL, 0, NULL, &pos, err, sizeof(err)), -1);
+		import_free(im);
+		ASSERT_EQ(pos, bad[i].pb);
+		ASSERT_STREQ(err, bad[i].err);
+	}
+	ASSERT_SQL(c, "SELECT concat_ws(' ', count(*), max(status)) FROM leads", "2 3");
 	import_t_close(c);
 }

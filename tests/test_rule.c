@@ -1545,45 +1545,6 @@ out:
 	status_words_free(w);
 }
 
-/* `leadsync rule test` reads the offer's words with the same parser as
- * the poller: words it cannot mean stop the run, naming the word. */
-TEST(rule_test_refuses_bad_offer_words)
-{
-	static const char leads[] =
-		"{\"offer\": {\"id\": 10, \"status_words\": {\"ok\": 10, \"Hold\": true}},\n"
-		" \"leads\": [{\"id\": 1, \"ext\": \"A\", \"status\": 2,"
-		" \"created\": \"2026-11-20T10:00:00Z\"}]}\n";
-	char path[] = "/tmp/leadsync-rt-XXXXXX", err[512] = "";
-	struct ruletest_opts o;
-	struct buf out;
-	FILE *f;
-	int fd, rc;
-
-	fd = mkstemp(path);
-	ASSERT(fd >= 0);
-	f = fdopen(fd, "w");
-	if (!f || fputs(leads, f) < 0) {
-		test__fail(__FILE__, __LINE__, "cannot write %s", path);
-		if (f)
-			fclose(f);
-		unlink(path);
-		return;
-	}
-	fclose(f);
-	memset(&o, 0, sizeof(o));
-	o.rule = "rules/json_setstc.lua";
-	o.variant = RULE_PROCESSING;
-	o.leads = path;
-	o.now = T_NOW;
-	o.http_status = 200;
-	buf_init(&out, 1 << 16);
-	rc = ruletest_run(&o, &out, err, sizeof(err));
-	unlink(path);
-	buf_release(&out);
-	ASSERT_EQ(rc, -1);
-	ASSERT_CONTAINS(err, ": offer \"status_words\": word 'Hold': give a status 1..12, false");
-}
-
 /* `rule test` runs json_setstc.lua on a leads file; -1 with err when the
  * file is refused. */
 static int t_ruletest_leads(const char *leads, char *err, size_t errlen)
@@ -1616,6 +1577,20 @@ static int t_ruletest_leads(const char *leads, char *err, size_t errlen)
 	unlink(path);
 	buf_release(&out);
 	return rc;
+}
+
+/* `leadsync rule test` reads the offer's words with the same parser as
+ * the poller: words it cannot mean stop the run, naming the word. */
+TEST(rule_test_refuses_bad_offer_words)
+{
+	static const char leads[] =
+		"{\"offer\": {\"id\": 10, \"status_words\": {\"ok\": 10, \"Hold\": true}},\n"
+		" \"leads\": [{\"id\": 1, \"ext\": \"A\", \"status\": 2,"
+		" \"created\": \"2026-11-20T10:00:00Z\"}]}\n";
+	char err[512] = "";
+
+	ASSERT_EQ(t_ruletest_leads(leads, err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, ": offer \"status_words\": word 'Hold': give a status 1..12, false");
 }
 
 /* `rule test` validates its leads as import validates a lead record, so
