@@ -67,7 +67,8 @@
  * rows of the 503s wait in memory (up to backlog_max rows and
  * backlog_bytes_max bytes; past that the newest are lost) and are
  * written when it is back. Requests the listener refuses itself (413 and
- * the like) are logged through postback_refused().
+ * the like, 503 at the connection cap with outcome unavailable) are logged
+ * through postback_refused().
  *
  * Loop thread only, except where db.h says otherwise. */
 #ifndef LEADSYNC_POSTBACK_H
@@ -126,7 +127,8 @@ void postback_handle(struct listener_req *req, void *data);
 
 /* For the listener's refused hook (data: the struct postback): requests to
  * the postback routes that the listener answered itself (413 body too
- * large, 431, 408, 400 unparsable) get their log row too. */
+ * large, 431, 408, 400 unparsable, 503 at the connection cap when the
+ * request line had arrived) get their log row too. */
 void postback_refused(const struct listener_refusal *r, void *data);
 
 void postback_stats(const struct postback *p, struct postback_stats *out);

@@ -1464,10 +1464,17 @@ static void pb__log_refused(struct postback *p, const char *method, const char *
 		it->key_len = slash ? (size_t)(slash - seg) : plen - 1;
 		it->key = strndup(seg, it->key_len);
 	}
-	pb__result(it, status, status >= 500 ? "error" : "invalid", "%s", error);
+	/* a 503 (the connection cap) is "try again later", as the database's */
+	pb__result(it, status, status == 503 ? "unavailable" : status >= 500 ? "error" : "invalid",
+		   "%s", error);
 	it->log_only = true;
 	p->st.requests++;
-	p->st.invalid++;
+	if (status == 503)
+		p->st.unavailable++;
+	else if (status >= 500)
+		p->st.errors++;
+	else
+		p->st.invalid++;
 	pb__count(p, it->outcome, it->http);
 	pb__submit(p, it);
 }
