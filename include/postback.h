@@ -91,6 +91,8 @@ struct postback_config {
 	size_t backlog_max;      /* log rows kept while the database is down [10000] */
 	size_t backlog_bytes_max; /* and the memory they may hold [32 MiB] */
 	unsigned retry_after_s;  /* Retry-After of a 503 [5] */
+	unsigned close_deadline_ms; /* at close, the backlog is written until
+	                             * this long has passed [10000] */
 };
 
 struct postback_stats {
@@ -136,9 +138,12 @@ void postback_stats(const struct postback *p, struct postback_stats *out);
 const struct postback_count *postback_counts(const struct postback *p, size_t *n);
 
 /* Call after the listener has closed (no request in flight): waits for the
- * log rows being written, tries the backlog once more, logs what is still
- * left (log_lost) and frees p. cb (may be NULL) runs from the loop, never
- * from within postback_close(). */
+ * log rows being written, then writes the backlog in turns (as much as the
+ * database queue takes, each turn after the last) while the database is up
+ * and each turn writes rows; only when the database is down, a turn writes
+ * nothing, or close_deadline_ms has passed are the rows left dropped
+ * (log_lost, one log line with the count). Then frees p. cb (may be NULL)
+ * runs from the loop, never from within postback_close(). */
 void postback_close(struct postback *p, void (*cb)(void *data), void *data);
 
 #endif

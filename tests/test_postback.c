@@ -1771,3 +1771,41 @@ TEST(postback_log_has_the_503_at_the_connection_cap)
 	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE '%cap-d%'"
 			    " OR path NOT LIKE '/***%'", NULL), "0");
 }
+
+#define TP_TERM_ROWS 300
+
+/* The stop writes every row queued for the log while the database is up,
+ * in turns of what its queue takes, not one turn and a drop. With the log
+ * table locked, TP_TERM_ROWS refused postbacks (HEAD, 405: answered at
+ * once, each a log row) outgrow the database queue of 10 into the backlog;
+ * the stop starts (the listener closes), the lock goes, and every row is
+ * there when the daemon has ended. */
+TEST(postback_stop_writes_the_whole_log_backlog)
+{
+	struct daemon_config cfg = { .db_workers = 1, .db_queue = 10 };
+	struct tp_locked *x = tp_locked_up(&cfg);
+	char req[256];
+	struct tp_resp r;
+	int i, fd;
+
+	ASSERT(x);
+	for (i = 0; i < TP_TERM_ROWS; i++) {
+		snprintf(req, sizeof(req), "HEAD /advertiser_api_key/s2s?request_id=term-%d HTTP/1.1\r\n"
+			 "Host: t\r\nConnection: close\r\n\r\n", i);
+		fd = tp_sends(TP_PORT(&x->t), req, &r) == 0 ? r.status : -1;
+		tp_resp_release(&r);
+		ASSERT_EQ(fd, 405);
+	}
+	tp_stop(&x->t);
+	/* the stop has begun once the listener refuses connections */
+	for (i = 0; i < 3000 && (fd = tp_connect(TP_PORT(&x->t))) >= 0; i++) {
+		close(fd);
+		usleep(1000);
+	}
+	ASSERT(i < 3000);
+	tp_unlock_log(&x->lock);
+	tp_join(&x->t);
+	snprintf(req, sizeof(req), "%d", TP_TERM_ROWS);
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE 'request_id=term-%'",
+			    NULL), req);
+}
