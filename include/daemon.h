@@ -20,7 +20,8 @@
  *
  * Stop (SIGTERM, SIGINT, or daemon_stop()): the listener stops accepting
  * and answers what is in flight (each postback after its commit), the
- * postback log's backlog is tried once more, the database workers finish
+ * postback log's backlog is written (postback_close: dropped only with the
+ * database down or past its deadline), the database workers finish
  * their queue and disconnect, and the loop ends. A second signal while
  * stopping exits at once. SIGPIPE is ignored. With the drain setting,
  * the first signal only drains (daemon_drain) for that long, then stops;

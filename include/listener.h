@@ -128,8 +128,10 @@ struct listener_limits {
 
 /* A request the listener answered itself (400, 405, 408, 413, 414, 417,
  * 431, 501, 505) after it had read at least part of its target, for a caller
- * that keeps a log of requests (the incoming-postback log). Valid during
- * the call only. */
+ * that keeps a log of requests (the incoming-postback log); and a 503 at a
+ * connection cap whose request line had already arrived when the
+ * connection was accepted (nothing more is waited for). Valid during the
+ * call only. */
 struct listener_refusal {
 	const char *method; /* "POST" */
 	const char *target; /* the raw request target as far as it was read */

@@ -67,7 +67,8 @@
  * rows of the 503s wait in memory (up to backlog_max rows and
  * backlog_bytes_max bytes; past that the newest are lost) and are
  * written when it is back. Requests the listener refuses itself (413 and
- * the like) are logged through postback_refused().
+ * the like, 503 at the connection cap with outcome unavailable) are logged
+ * through postback_refused().
  *
  * Loop thread only, except where db.h says otherwise. */
 #ifndef LEADSYNC_POSTBACK_H
@@ -90,6 +91,8 @@ struct postback_config {
 	size_t backlog_max;      /* log rows kept while the database is down [10000] */
 	size_t backlog_bytes_max; /* and the memory they may hold [32 MiB] */
 	unsigned retry_after_s;  /* Retry-After of a 503 [5] */
+	unsigned close_deadline_ms; /* at close, the backlog is written until
+	                             * this long has passed [10000] */
 };
 
 struct postback_stats {
@@ -126,7 +129,8 @@ void postback_handle(struct listener_req *req, void *data);
 
 /* For the listener's refused hook (data: the struct postback): requests to
  * the postback routes that the listener answered itself (413 body too
- * large, 431, 408, 400 unparsable) get their log row too. */
+ * large, 431, 408, 400 unparsable, 503 at the connection cap when the
+ * request line had arrived) get their log row too. */
 void postback_refused(const struct listener_refusal *r, void *data);
 
 void postback_stats(const struct postback *p, struct postback_stats *out);
@@ -134,9 +138,12 @@ void postback_stats(const struct postback *p, struct postback_stats *out);
 const struct postback_count *postback_counts(const struct postback *p, size_t *n);
 
 /* Call after the listener has closed (no request in flight): waits for the
- * log rows being written, tries the backlog once more, logs what is still
- * left (log_lost) and frees p. cb (may be NULL) runs from the loop, never
- * from within postback_close(). */
+ * log rows being written, then writes the backlog in turns (as much as the
+ * database queue takes, each turn after the last) while the database is up
+ * and each turn writes rows; only when the database is down, a turn writes
+ * nothing, or close_deadline_ms has passed are the rows left dropped
+ * (log_lost, one log line with the count). Then frees p. cb (may be NULL)
+ * runs from the loop, never from within postback_close(). */
 void postback_close(struct postback *p, void (*cb)(void *data), void *data);
 
 #endif

@@ -1437,12 +1437,56 @@ static void listener_refuse_log(struct listener *l)
 	l->refuse_unlogged = l->refuse_unlogged_ip = 0;
 }
 
+/* The request line a connection refused at a cap had already sent, to the
+ * refused hook (the postback log's row). How much is read: what had
+ * arrived when the connection was accepted, in one non-blocking read into
+ * the listener's shared buffer, never a wait for more. So a refused
+ * connection holds nothing past the accept callback (a flood at the cap
+ * costs an accept, a read and a write each, as before), and the price is
+ * that a request arriving after its accept is not seen: its client gets
+ * the 503 all the same, with no row. The target is cut at
+ * max_url_bytes, as a 414's is; a line cut where the read ended keeps what
+ * came. */
+static void conn_refused_line(struct conn *c, const char *p, size_t n, int status,
+			      const char *msg)
+{
+	struct listener *l = c->l;
+	struct listener_refusal r = { .remote = c->remote, .status = status, .error = msg };
+	char method[16];
+	unsigned bit = 0;
+	size_t i = 0, t;
+
+	if (!l->refused)
+		return;
+	while (i < n && i < sizeof(method) - 1 && p[i] >= 'A' && p[i] <= 'Z')
+		i++;
+	if (!i || i >= n || p[i] != ' ' || i + 1 >= n || p[i + 1] != '/')
+		return;
+	memcpy(method, p, i);
+	method[i] = '\0';
+	for (t = 0; t < sizeof(method_bits) / sizeof(method_bits[0]); t++)
+		if (strcmp(method, http_method_str(method_bits[t].m)) == 0)
+			bit = method_bits[t].bit;
+	r.method = method;
+	r.target = p + i + 1;
+	for (t = 0; i + 1 + t < n && r.target[t] != ' ' && r.target[t] != '\r' &&
+		    r.target[t] != '\n' && t < l->lim.max_url_bytes;
+	     t++)
+		;
+	r.target_len = t;
+	r.route = listener__route_of(l, bit, r.target, r.target_len);
+	l->refused(&r, l->refused_data);
+}
+
 /* Answers 503 with Retry-After on a connection not admitted, closes it,
- * counts it and logs, at most a line per LISTENER_REFUSE_LOG_MS. */
+ * counts it and logs, at most a line per LISTENER_REFUSE_LOG_MS; a request
+ * line already here gets the refused hook (conn_refused_line). */
 static void conn_refuse_503(struct conn *c, bool per_ip)
 {
 	struct listener *l = c->l;
 	uint64_t now = uv_now(l->loop);
+	const char *msg = per_ip ? "too many connections from this address" : "too many connections";
+	ssize_t got = 0;
 
 	l->st.conn_rejected++;
 	l->refuse_unlogged++;
@@ -1456,28 +1500,29 @@ static void conn_refuse_503(struct conn *c, bool per_ip)
 		l->refuse_log_next = now + LISTENER_REFUSE_LOG_MS;
 		listener_refuse_log(l);
 	}
+	/* A request already here, unread, would turn the close into a reset
+	 * that can destroy the 503 before the client reads it: take it (and
+	 * it is what the refused hook sees). */
+	{
+		uv_os_fd_t fd;
+
+		if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0) {
+			got = recv(fd, l->rbuf, sizeof(l->rbuf), MSG_DONTWAIT);
+			if (got > 0)
+				l->st.bytes_in += (uint64_t)got;
+		}
+	}
 	/* One try to say why; the socket is new, so it takes it. */
-	if (conn_build_error(c, 503,
-			     per_ip ? "too many connections from this address" : "too many connections",
-			     "Retry-After: " LISTENER_RETRY_AFTER "\r\n", false, false) == 0) {
+	if (conn_build_error(c, 503, msg, "Retry-After: " LISTENER_RETRY_AFTER "\r\n", false,
+			     false) == 0) {
 		uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
 		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 
 		if (n > 0)
 			l->st.bytes_out += (uint64_t)n;
 	}
-	/* A request already here, unread, would turn the close into a reset
-	 * that can destroy the 503 before the client reads it: take it. */
-	{
-		uv_os_fd_t fd;
-
-		if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0) {
-			ssize_t r = recv(fd, l->rbuf, sizeof(l->rbuf), MSG_DONTWAIT);
-
-			if (r > 0)
-				l->st.bytes_in += (uint64_t)r;
-		}
-	}
+	if (got > 0)
+		conn_refused_line(c, l->rbuf, (size_t)got, 503, msg);
 	conn_close(c);
 }
 

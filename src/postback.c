@@ -29,6 +29,7 @@
 #define PB_BACKLOG_MS 1000  /* how often the backlog is retried */
 #define PB_QUOTE_MAX 64     /* bytes of a client's value quoted in a message */
 #define PB_LOG_TRIES 5      /* writes of a log row that fails for its own reason */
+#define PB_CLOSE_RETRY_MS 50 /* at close, the wait before a turn the full queue refused */
 
 enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
 
@@ -86,7 +87,10 @@ struct postback {
 	size_t backlog_bytes;
 	size_t inflight; /* items submitted and not completed */
 	bool closing;
-	bool flushed;    /* the last backlog flush at close was sent */
+	/* at close: the backlog goes in turns, each sent when the last is done */
+	uint64_t close_deadline; /* uv_now() past which what is left is dropped */
+	size_t close_turns;      /* turns sent */
+	size_t close_written;    /* rows of the last turn written */
 	void (*close_cb)(void *data);
 	void *close_data;
 	struct postback_stats st;
@@ -1322,6 +1326,7 @@ static void pb__done(struct db_job *j)
 
 	p->inflight--;
 	if (j->status == DB_OK) {
+		p->close_written++;
 		if (it->req)
 			pb__respond(it);
 		pb__item_free(it);
@@ -1367,10 +1372,11 @@ static void pb__submit(struct postback *p, struct pb_item *it)
 }
 
 /* Sends the backlog to the database: one row as a probe while it seems
- * down, all of it once it is up. */
-static void pb__flush(struct postback *p)
+ * down, as much as the queue takes once it is up. Returns the rows sent. */
+static size_t pb__flush(struct postback *p)
 {
 	bool all = db_up(p->db);
+	size_t sent = 0;
 
 	while (p->backlog) {
 		struct pb_item *it = pb__backlog_pop(p);
@@ -1384,9 +1390,11 @@ static void pb__flush(struct postback *p)
 			break;
 		}
 		p->inflight++;
+		sent++;
 		if (!all)
 			break;
 	}
+	return sent;
 }
 
 static void pb__timer_cb(uv_timer_t *t)
@@ -1464,10 +1472,17 @@ static void pb__log_refused(struct postback *p, const char *method, const char *
 		it->key_len = slash ? (size_t)(slash - seg) : plen - 1;
 		it->key = strndup(seg, it->key_len);
 	}
-	pb__result(it, status, status >= 500 ? "error" : "invalid", "%s", error);
+	/* a 503 (the connection cap) is "try again later", as the database's */
+	pb__result(it, status, status == 503 ? "unavailable" : status >= 500 ? "error" : "invalid",
+		   "%s", error);
 	it->log_only = true;
 	p->st.requests++;
-	p->st.invalid++;
+	if (status == 503)
+		p->st.unavailable++;
+	else if (status >= 500)
+		p->st.errors++;
+	else
+		p->st.invalid++;
 	pb__count(p, it->outcome, it->http);
 	pb__submit(p, it);
 }
@@ -1502,6 +1517,8 @@ int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct pos
 		p->cfg.backlog_bytes_max = (size_t)32 << 20;
 	if (!p->cfg.retry_after_s)
 		p->cfg.retry_after_s = 5;
+	if (!p->cfg.close_deadline_ms)
+		p->cfg.close_deadline_ms = 10000;
 	uv_timer_init(loop, &p->timer);
 	p->timer.data = p;
 	uv_timer_start(&p->timer, pb__timer_cb, PB_BACKLOG_MS, PB_BACKLOG_MS);
@@ -1533,30 +1550,51 @@ static void pb__closed_cb(uv_handle_t *h)
 		cb(data);
 }
 
-/* Close: wait for what is in flight, send the backlog once more if the
- * database is up, wait again, then give up on what is left. */
+static void pb__close_retry_cb(uv_timer_t *t)
+{
+	pb__close_step(t->data);
+}
+
+/* Close: wait for what is in flight; then, while the database is up, send
+ * the backlog in turns of what the queue takes, each turn when the last is
+ * done. Rows are dropped (log_lost, one line) only when the database is
+ * down, a whole turn wrote nothing (the rows cannot be written), or the
+ * close deadline has passed; a turn the queue had no room for (other
+ * modules' jobs) is tried again shortly, within the deadline. */
 static void pb__close_step(struct postback *p)
 {
-	if (p->inflight)
+	const char *why = NULL;
+	size_t lost = 0;
+
+	if (p->inflight || uv_is_closing((uv_handle_t *)&p->timer))
 		return;
-	if (!p->flushed) {
-		p->flushed = true;
-		if (p->backlog && db_up(p->db)) {
-			pb__flush(p);
-			if (p->inflight)
-				return;
+	if (p->backlog) {
+		if (uv_now(p->loop) >= p->close_deadline)
+			why = "stop deadline passed";
+		else if (!db_up(p->db))
+			why = "database down";
+		else if (p->close_turns && !p->close_written)
+			why = "rows not written";
+	}
+	if (p->backlog && !why) {
+		p->close_written = 0;
+		if (pb__flush(p)) {
+			p->close_turns++;
+			return;
 		}
+		uv_timer_start(&p->timer, pb__close_retry_cb, PB_CLOSE_RETRY_MS, 0);
+		return;
 	}
 	while (p->backlog) {
-		struct pb_item *it = pb__backlog_pop(p);
-
-		p->st.log_lost++;
-		log_warn("postback log row lost at exit", "status=%d outcome=%s method=%s", it->http,
-			 it->outcome ? it->outcome : "-", it->method);
-		pb__item_free(it);
+		pb__item_free(pb__backlog_pop(p));
+		lost++;
 	}
-	if (!uv_is_closing((uv_handle_t *)&p->timer))
-		uv_close((uv_handle_t *)&p->timer, pb__closed_cb);
+	if (lost) {
+		p->st.log_lost += lost;
+		log_warn("postback log rows lost at exit", "count=%zu reason=\"%s\" turns=%zu", lost,
+			 why, p->close_turns);
+	}
+	uv_close((uv_handle_t *)&p->timer, pb__closed_cb);
 }
 
 void postback_close(struct postback *p, void (*cb)(void *data), void *data)
@@ -1564,6 +1602,8 @@ void postback_close(struct postback *p, void (*cb)(void *data), void *data)
 	p->closing = true;
 	p->close_cb = cb;
 	p->close_data = data;
+	p->close_deadline = uv_now(p->loop) + p->cfg.close_deadline_ms;
 	uv_timer_stop(&p->timer);
+	uv_ref((uv_handle_t *)&p->timer); /* its retry keeps the loop until closed */
 	pb__close_step(p);
 }

@@ -168,35 +168,37 @@ static void tp_resp_release(struct tp_resp *r)
 	r->body = NULL;
 }
 
-/* Sends req (a whole request, "Connection: close") and reads the answer to
- * EOF. Returns 0, or -1 when nothing came back. */
-static int tp_send(int port, const char *req, size_t len, struct tp_resp *r)
+/* A connection to 127.0.0.1:port with 20 s timeouts; -1 when refused. */
+static int tp_connect(int port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { 20, 0 };
-	char tmp[8192];
-	size_t off = 0;
-	int fd, rc = -1;
-	char *sep;
+	int fd;
 
-	buf_init(&r->raw, 1 << 20);
-	r->status = 0;
-	r->body = "";
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		goto out;
-	while (off < len) {
-		ssize_t n = send(fd, req + off, len - off, MSG_NOSIGNAL);
-
-		if (n <= 0)
-			break; /* the server may answer (413) before it has read it all */
-		off += (size_t)n;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
 	}
+	return fd;
+}
+
+/* Reads the answer on fd to EOF and closes fd. Returns 0, or -1 when
+ * nothing came back. */
+static int tp_recv(int fd, struct tp_resp *r)
+{
+	char tmp[8192];
+	int rc = -1;
+	char *sep;
+
+	buf_init(&r->raw, 1 << 20);
+	r->status = 0;
+	r->body = "";
 	for (;;) {
 		ssize_t n = recv(fd, tmp, sizeof(tmp), 0);
 
@@ -212,6 +214,42 @@ static int tp_send(int port, const char *req, size_t len, struct tp_resp *r)
 out:
 	close(fd);
 	return rc;
+}
+
+/* Sends req (a whole request, "Connection: close") and reads the answer to
+ * EOF. Returns 0, or -1 when nothing came back. */
+static int tp_send(int port, const char *req, size_t len, struct tp_resp *r)
+{
+	size_t off = 0;
+	int fd = tp_connect(port);
+
+	if (fd < 0) {
+		buf_init(&r->raw, 0);
+		r->status = 0;
+		r->body = "";
+		return -1;
+	}
+	while (off < len) {
+		ssize_t n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			break; /* the server may answer (413) before it has read it all */
+		off += (size_t)n;
+	}
+	return tp_recv(fd, r);
+}
+
+/* A connection that has sent req and not read yet; -1 when refused. */
+static int tp_open(int port, const char *req)
+{
+	int fd = tp_connect(port);
+	size_t len = strlen(req);
+
+	if (fd >= 0 && send(fd, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int tp_sends(int port, const char *req, struct tp_resp *r)
@@ -278,6 +316,9 @@ static int64_t tp_lead(const char *body)
 struct tp {
 	uv_loop_t loop;
 	uv_async_t stop;
+	uv_async_t pause; /* holds the loop thread until release (tp_pause) */
+	atomic_bool paused, release;
+	bool stop_sent, joined;
 	pthread_t th;
 	struct daemon *d;
 	struct daemon_config cfg;
@@ -291,6 +332,32 @@ static void tp_stopped(void *data)
 	struct tp *t = data;
 
 	uv_close((uv_handle_t *)&t->stop, NULL);
+	uv_close((uv_handle_t *)&t->pause, NULL);
+}
+
+/* The loop thread waits here until the test releases it: connections made
+ * meanwhile are accepted later, with what they sent already there. */
+static void tp_pause_cb(uv_async_t *a)
+{
+	struct tp *t = a->data;
+
+	atomic_store(&t->paused, true);
+	while (!atomic_load(&t->release))
+		usleep(1000);
+	atomic_store(&t->release, false);
+	atomic_store(&t->paused, false);
+}
+
+static void tp_pause(struct tp *t)
+{
+	uv_async_send(&t->pause);
+	while (!atomic_load(&t->paused))
+		usleep(1000);
+}
+
+static void tp_resume(struct tp *t)
+{
+	atomic_store(&t->release, true);
 }
 
 static void tp_stop_cb(uv_async_t *a)
@@ -309,9 +376,11 @@ static void *tp_main(void *arg)
 
 	uv_loop_init(&t->loop);
 	uv_async_init(&t->loop, &t->stop, tp_stop_cb);
-	t->stop.data = t;
+	uv_async_init(&t->loop, &t->pause, tp_pause_cb);
+	t->stop.data = t->pause.data = t;
 	if (daemon_start(&t->loop, &t->cfg, &t->d, t->err, sizeof(t->err)) < 0) {
 		uv_close((uv_handle_t *)&t->stop, NULL);
+		uv_close((uv_handle_t *)&t->pause, NULL);
 		atomic_store(&t->port, -1);
 	} else {
 		atomic_store(&t->port, daemon_port(t->d));
@@ -322,7 +391,8 @@ static void *tp_main(void *arg)
 	return NULL;
 }
 
-static int tp_up(struct tp *t, const char *ci, const char *token, unsigned workers)
+/* Starts the daemon with cfg (its db and listen are set here). */
+static int tp_up_cfg(struct tp *t, const char *ci, const struct daemon_config *cfg)
 {
 	int i;
 
@@ -331,10 +401,9 @@ static int tp_up(struct tp *t, const char *ci, const char *token, unsigned worke
 		return -1;
 	t->saved_level = log_level;
 	log_level = getenv("TEST_VERBOSE") ? LOG_DEBUG : -1;
+	t->cfg = *cfg;
 	t->cfg.db = ci;
 	t->cfg.listen = "127.0.0.1:0";
-	t->cfg.admin_token = token;
-	t->cfg.db_workers = workers;
 	if (pthread_create(&t->th, NULL, tp_main, t) != 0) {
 		test__fail(__FILE__, __LINE__, "pthread_create");
 		return -1;
@@ -350,11 +419,34 @@ static int tp_up(struct tp *t, const char *ci, const char *token, unsigned worke
 	return 0;
 }
 
-static void tp_down(struct tp *t)
+static int tp_up(struct tp *t, const char *ci, const char *token, unsigned workers)
 {
-	uv_async_send(&t->stop);
+	struct daemon_config cfg = { .admin_token = token, .db_workers = workers };
+
+	return tp_up_cfg(t, ci, &cfg);
+}
+
+/* The stop, as SIGTERM starts it; tp_join waits for its end. */
+static void tp_stop(struct tp *t)
+{
+	if (!t->stop_sent)
+		uv_async_send(&t->stop);
+	t->stop_sent = true;
+}
+
+static void tp_join(struct tp *t)
+{
+	if (t->joined)
+		return;
+	t->joined = true;
 	pthread_join(t->th, NULL);
 	log_level = t->saved_level;
+}
+
+static void tp_down(struct tp *t)
+{
+	tp_stop(t);
+	tp_join(t);
 }
 
 #define TP_PORT(t) atomic_load(&(t)->port)
@@ -1528,4 +1620,192 @@ TP_TEST(postback_log_has_the_refused_requests_of_its_routes_only, NULL, 2)
 		     "DELETE|/***/s2s|405|invalid");
 	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE '%health%'"
 			    " OR path NOT LIKE '/***%'", NULL), "0");
+}
+
+/* A test connection holding an ACCESS EXCLUSIVE lock on postbacks_in: the
+ * daemon's log writes wait for its COMMIT (or its end). NULL on failure. */
+static PGconn *tp_lock_log(const char *ci)
+{
+	PGconn *c = NULL;
+	PGresult *r;
+	char err[512];
+
+	if (store_connect(ci, &c, err, sizeof(err)) < 0) {
+		test__fail(__FILE__, __LINE__, "lock: %s", err);
+		return NULL;
+	}
+	r = PQexec(c, "BEGIN; LOCK TABLE postbacks_in IN ACCESS EXCLUSIVE MODE");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		test__fail(__FILE__, __LINE__, "lock: %s", PQresultErrorMessage(r));
+		PQfinish(c);
+		c = NULL;
+	}
+	PQclear(r);
+	return c;
+}
+
+static void tp_unlock_log(PGconn **c)
+{
+	PQfinish(*c); /* the session's end releases the lock */
+	*c = NULL;
+}
+
+/* Waits until n sessions wait for the lock on postbacks_in; bounded only
+ * to stop a hung run. */
+static bool tp_log_waiters(int n)
+{
+	char want[16];
+
+	snprintf(want, sizeof(want), "%d", n);
+	for (int i = 0; i < 3000; i++) {
+		if (strcmp(tp_val("SELECT count(*) FROM pg_locks WHERE NOT granted"
+				  " AND relation = 'postbacks_in'::regclass", NULL), want) == 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+#define TP_CAP_PB "/advertiser_api_key/s2s?request_id=cap-%c&click_id=" SEED_CLICK \
+		  "&action=lead&status=hold"
+
+/* A daemon with the log table locked, and client connections; released
+ * (lock, connections, daemon, itself) by tp_locked_release, deferred. */
+struct tp_locked {
+	struct tp t;
+	PGconn *lock;
+	int fd[4];
+	bool up;
+};
+
+static void tp_locked_release(void *arg)
+{
+	struct tp_locked *x = arg;
+	int i;
+
+	if (x->lock)
+		tp_unlock_log(&x->lock);
+	for (i = 0; i < 4; i++)
+		if (x->fd[i] >= 0)
+			close(x->fd[i]);
+	if (x->up)
+		tp_down(&x->t);
+	free(x);
+}
+
+/* Starts the daemon with cfg and locks the log table; NULL on failure. */
+static struct tp_locked *tp_locked_up(const struct daemon_config *cfg)
+{
+	const char *ci = tp_db();
+	struct tp_locked *x = calloc(1, sizeof(*x));
+	int i;
+
+	if (!x)
+		return NULL;
+	for (i = 0; i < 4; i++)
+		x->fd[i] = -1;
+	test_defer(tp_locked_release, x);
+	if (!ci || tp_up_cfg(&x->t, ci, cfg) < 0)
+		return NULL;
+	x->up = true;
+	x->lock = tp_lock_log(ci);
+	return x->lock ? x : NULL;
+}
+
+/* A postback refused at the connection cap has its row (503, outcome
+ * unavailable, the key masked); a /healthz refused there has none. Two
+ * postbacks held at their commit (one per worker and group) fill a cap of
+ * 2; the loop is held while a postback and a /healthz connect and send, so
+ * their request lines are there when they are accepted and refused. */
+TEST(postback_log_has_the_503_at_the_connection_cap)
+{
+	struct daemon_config cfg = { .db_workers = 2, .commit_batch = 1,
+				     .limits = { .max_connections = 2 } };
+	struct tp_locked *x = tp_locked_up(&cfg);
+	char req[512], hdr[16];
+	struct tp_resp r;
+	int i;
+
+	ASSERT(x);
+	for (i = 0; i < 2; i++) {
+		snprintf(req, sizeof(req), "GET " TP_CAP_PB " HTTP/1.1\r\nHost: t\r\n"
+			 "Connection: close\r\n\r\n", 'a' + i);
+		x->fd[i] = tp_open(TP_PORT(&x->t), req);
+		ASSERT(x->fd[i] >= 0);
+	}
+	ASSERT(tp_log_waiters(2));
+	tp_pause(&x->t);
+	snprintf(req, sizeof(req), "GET " TP_CAP_PB " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+		 'c');
+	x->fd[2] = tp_open(TP_PORT(&x->t), req);
+	x->fd[3] = tp_open(TP_PORT(&x->t), "GET /healthz?request_id=cap-d HTTP/1.1\r\nHost: t\r\n"
+					   "Connection: close\r\n\r\n");
+	tp_resume(&x->t);
+	ASSERT(x->fd[2] >= 0 && x->fd[3] >= 0);
+	/* the two refused at the cap, then the two held, once the lock goes */
+	for (int k = 0; k < 4; k++) {
+		int st;
+
+		i = (k + 2) % 4;
+		st = tp_recv(x->fd[i], &r) == 0 ? r.status : -1;
+
+		x->fd[i] = -1;
+		tp_header(&r, "Retry-After", hdr, sizeof(hdr));
+		tp_resp_release(&r);
+		ASSERT_EQ(st, i < 2 ? 200 : 503);
+		if (i >= 2)
+			ASSERT_STREQ(hdr, "2");
+		if (i == 3)
+			tp_unlock_log(&x->lock);
+	}
+	/* the 503's row may be written after the answers: wait for it */
+	for (i = 0; i < 3000; i++) {
+		if (strcmp(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE"
+				  " 'request_id=cap-_&%'", NULL), "3") == 0)
+			break;
+		usleep(10000);
+	}
+	ASSERT_STREQ(tp_val("SELECT concat_ws('|', method, path, http_status, outcome, error,"
+			    " remote) FROM postbacks_in WHERE query LIKE 'request_id=cap-c&%'", NULL),
+		     "GET|/***/s2s|503|unavailable|too many connections|127.0.0.1");
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE '%cap-d%'"
+			    " OR path NOT LIKE '/***%'", NULL), "0");
+}
+
+#define TP_TERM_ROWS 300
+
+/* The stop writes every row queued for the log while the database is up,
+ * in turns of what its queue takes, not one turn and a drop. With the log
+ * table locked, TP_TERM_ROWS refused postbacks (HEAD, 405: answered at
+ * once, each a log row) outgrow the database queue of 10 into the backlog;
+ * the stop starts (the listener closes), the lock goes, and every row is
+ * there when the daemon has ended. */
+TEST(postback_stop_writes_the_whole_log_backlog)
+{
+	struct daemon_config cfg = { .db_workers = 1, .db_queue = 10 };
+	struct tp_locked *x = tp_locked_up(&cfg);
+	char req[256];
+	struct tp_resp r;
+	int i, fd;
+
+	ASSERT(x);
+	for (i = 0; i < TP_TERM_ROWS; i++) {
+		snprintf(req, sizeof(req), "HEAD /advertiser_api_key/s2s?request_id=term-%d HTTP/1.1\r\n"
+			 "Host: t\r\nConnection: close\r\n\r\n", i);
+		fd = tp_sends(TP_PORT(&x->t), req, &r) == 0 ? r.status : -1;
+		tp_resp_release(&r);
+		ASSERT_EQ(fd, 405);
+	}
+	tp_stop(&x->t);
+	/* the stop has begun once the listener refuses connections */
+	for (i = 0; i < 3000 && (fd = tp_connect(TP_PORT(&x->t))) >= 0; i++) {
+		close(fd);
+		usleep(1000);
+	}
+	ASSERT(i < 3000);
+	tp_unlock_log(&x->lock);
+	tp_join(&x->t);
+	snprintf(req, sizeof(req), "%d", TP_TERM_ROWS);
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE 'request_id=term-%'",
+			    NULL), req);
 }
