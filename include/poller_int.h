@@ -246,13 +246,42 @@ struct poller {
 	unsigned handles;
 	void (*stop_cb)(void *);
 	void *stop_data;
-	struct buf *report;  /* check mode: the report */
+	const struct poll_observer *obs; /* check mode: the report; NULL in the daemon */
+	void *obs_data;
 	bool dry_run;
 	unsigned nsaved;     /* check --save: cases written */
 	struct poller_stats st;
 	struct poller_count *counts; /* sorted by offer, variant (/metrics) */
 	size_t ncounts, capcounts;
 };
+
+/* Who watches a poll's events: `leadsync check` writes its report from
+ * them (poll_check.c); the daemon has no observer. Every member may be
+ * NULL. The state machine calls them where they happen and nothing it does
+ * depends on them; a poller with an observer is a check's, whose polls are
+ * not counted in the daemon's metrics. */
+struct poll_observer {
+	void (*pair_begin)(struct poll_pair *pr, const struct rule_variant_info *info);
+	void (*pair_skip)(struct poll_pair *pr);          /* the rule lacks the variant */
+	void (*no_ext)(struct poll_pair *pr, uint64_t n); /* leads not asked: no external id */
+	void (*request)(struct poll_batch *b, const struct rule_request *rq);
+	void (*answer)(struct poll_batch *b, const struct http_result *res);
+	/* a changed lead, its fields before and after as JSON (unmasked) */
+	void (*edit)(struct poll_batch *b, const struct lead *old, const struct buf *before,
+		     const struct buf *after);
+	void (*result)(struct poll_batch *b);  /* the rule's result, before the write */
+	void (*failed)(struct poll_batch *b);  /* outcome and err set, before the row's write */
+	void (*written)(struct poll_batch *b); /* the changes are written */
+	/* the pair ended: the observer owns it now (the check's pairs are not
+	 * the scheduler's) */
+	void (*pair_done)(struct poll_pair *pr, const struct sched_result *r);
+};
+
+#define POLL_OBSERVE(p, ev, ...)                                 \
+	do {                                                     \
+		if ((p)->obs && (p)->obs->ev)                    \
+			(p)->obs->ev(__VA_ARGS__);               \
+	} while (0)
 
 /* A select job: the next k batches of a pair (poll_store.c runs it). */
 struct poll_sel {
@@ -307,7 +336,7 @@ static inline int64_t poller__wall_us(void)
 }
 
 /* poller.c */
-void poller__rep(struct poller *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url);
 void poller__free(struct poller *p);
 void poller__http_closed(struct http_client *c, void *data);
 struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, char *err,
@@ -337,10 +366,6 @@ int poller__sel_run(PGconn *c, struct db_job *job);
 int poller__write_run(PGconn *c, struct db_job *job);
 
 /* poll_check.c */
-void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r);
-void poller__save_case(struct poll_batch *b);
 void poller__save_drop(struct poll_batch *b);
-void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
-			      const struct http_result *res);
 
 #endif

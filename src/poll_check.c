@@ -15,6 +15,53 @@
 #include "poll_sql.h"
 #include "store.h"
 
+/* ------------------------------------------------------------ the check */
+
+enum check_step { CK_LOAD, CK_LEASE, CK_RELEASE };
+
+struct poll_check {
+	struct db_job job;
+	struct poller *p;
+	enum check_step step;
+	int64_t offer;
+	int variants[RULE_VARIANTS];
+	int nvariants, vi;
+	int want;             /* requested variant, -1: all */
+	bool dry;
+	unsigned intervals[RULE_VARIANTS];
+	unsigned lease_s;
+	struct sched_pair *sp; /* the pair of the step */
+	struct sched_release rel;
+	int rc;               /* 0 ok, 1 a poll failed, -1 could not run */
+	char *err;
+	size_t errlen;
+	bool finished;
+	/* The lease is extended every lease_s / 3 while a pair is polled, as the
+	 * daemon's scheduler does: a slow CRM (paging, retries, rate limits) can
+	 * take longer than one lease, and a daemon must not claim the pair
+	 * meanwhile. */
+	uv_timer_t beat;
+	struct db_job beat_job;
+	struct sched_key beat_key;
+	bool leased, beat_pending, beat_alive;
+	struct buf *report;
+};
+
+/* Appends a line to the report. */
+static void check__rep(struct poller *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void check__rep(struct poller *p, const char *fmt, ...)
+{
+	struct poll_check *ck = p->obs_data;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (buf_vaddf(ck->report, fmt, ap) < 0) {
+		/* a full report just stops growing */
+	}
+	va_end(ap);
+}
+
 /* ---- check --save: a batch kept as a `rule test` case folder ---- */
 
 void poller__save_drop(struct poll_batch *b)
@@ -32,7 +79,7 @@ void poller__save_drop(struct poll_batch *b)
 
 /* Keeps an answer as fetched; a copy that fails shows as a missing page
  * when the case is replayed. */
-void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
+static void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
 			      const struct http_result *res)
 {
 	struct ruletest_page *v, *pg;
@@ -63,7 +110,7 @@ void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
 }
 
 /* Writes the batch's case folder (once: the pages are dropped after). */
-void poller__save_case(struct poll_batch *b)
+static void poller__save_case(struct poll_batch *b)
 {
 	struct poll_pair *pr = b->pair;
 	struct poller *p = pr->p;
@@ -100,43 +147,121 @@ void poller__save_case(struct poll_batch *b)
 	sv.npages = b->nsaved;
 	sv.limits = &p->cfg.rule_limits;
 	if (ruletest_case_save(&sv, err, sizeof(err)) < 0)
-		poller__rep(p, "warning   case not saved: %s\n", err);
+		check__rep(p, "warning   case not saved: %s\n", err);
 	else
-		poller__rep(p, "saved     case %s: %zu lead%s, %zu page%s\n", dir, b->nleads,
+		check__rep(p, "saved     case %s: %zu lead%s, %zu page%s\n", dir, b->nleads,
 			    b->nleads == 1 ? "" : "s", b->nsaved, b->nsaved == 1 ? "" : "s");
 	poller__save_drop(b);
 }
 
 /* ------------------------------------------------------------ check */
 
-enum check_step { CK_LOAD, CK_LEASE, CK_RELEASE };
 
-struct poll_check {
-	struct db_job job;
-	struct poller *p;
-	enum check_step step;
-	int64_t offer;
-	int variants[RULE_VARIANTS];
-	int nvariants, vi;
-	int want;             /* requested variant, -1: all */
-	bool dry;
-	unsigned intervals[RULE_VARIANTS];
-	unsigned lease_s;
-	struct sched_pair *sp; /* the pair of the step */
-	struct sched_release rel;
-	int rc;               /* 0 ok, 1 a poll failed, -1 could not run */
-	char *err;
-	size_t errlen;
-	bool finished;
-	/* The lease is extended every lease_s / 3 while a pair is polled, as the
-	 * daemon's scheduler does: a slow CRM (paging, retries, rate limits) can
-	 * take longer than one lease, and a daemon must not claim the pair
-	 * meanwhile. */
-	uv_timer_t beat;
-	struct db_job beat_job;
-	struct sched_key beat_key;
-	bool leased, beat_pending, beat_alive;
+/* ---- the report: an observer of the pair's and batches' events ---- */
+
+static void check__pair_begin(struct poll_pair *pr, const struct rule_variant_info *info)
+{
+	check__rep(pr->p, "poll      offer %" PRId64 ", rule %s, variant %s (%s, %s %d)\n",
+		   pr->off.id, pr->off.rule, rule_variant_name(pr->v),
+		   decode_format_name(info->format), pr->v == RULE_DATES ? "days" : "batch",
+		   pr->v == RULE_DATES ? pr->days : (int)pr->batch);
+}
+
+static void check__pair_skip(struct poll_pair *pr)
+{
+	check__rep(pr->p, "skip      rule '%s' declares no %s variant\n", pr->off.rule,
+		   rule_variant_name(pr->v));
+}
+
+static void check__no_ext(struct poll_pair *pr, uint64_t n)
+{
+	check__rep(pr->p, "skip      %" PRIu64 " lead%s without an external id: not asked\n", n,
+		   n == 1 ? "" : "s");
+}
+
+static void check__request(struct poll_batch *b, const struct rule_request *rq)
+{
+	char *u = poller__masked(&b->pair->off, rq->url, strlen(rq->url), true);
+
+	check__rep(b->pair->p, "request   %s %s (page %u, %zu lead%s%s%s)\n", rq->method,
+		   u ? u : "", rq->page ? rq->page : 1, b->nleads, b->nleads == 1 ? "" : "s",
+		   b->has_dates ? ", " : "", b->has_dates ? b->dates.from : "");
+	free(u);
+}
+
+static void check__answer(struct poll_batch *b, const struct http_result *res)
+{
+	struct poller *p = b->pair->p;
+
+	if (res->outcome == HTTP_OK)
+		poller__save_page(b, b->cur, res);
+	if (res->outcome == HTTP_CANCELLED || !res->status)
+		return;
+	check__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
+		   res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);
+	if (b->head.len)
+		check__rep(p, "          %.*s%s\n",
+			   (int)(b->head.len < POLL_EXCERPT ? b->head.len : POLL_EXCERPT), b->head.p,
+			   b->head.len > POLL_EXCERPT ? " ..." : "");
+}
+
+static void check__edit(struct poll_batch *b, const struct lead *old, const struct buf *before,
+			const struct buf *after)
+{
+	char *mb = poller__masked(&b->pair->off, before->p, before->len, false);
+	char *ma = poller__masked(&b->pair->off, after->p, after->len, false);
+
+	check__rep(b->pair->p, "edit      lead %" PRId64 " %s -> %s\n", old->id, mb ? mb : "",
+		   ma ? ma : "");
+	free(mb);
+	free(ma);
+}
+
+static void check__result(struct poll_batch *b)
+{
+	struct poller *p = b->pair->p;
+
+	check__rep(p,
+		   "result    %s: %zu asked, %zu changed, %zu unknown, %zu refused, "
+		   "%zu unrecognised, %u page%s\n",
+		   poll_outcome_name(b->outcome), b->nleads, b->nchg, b->unknown, b->refused,
+		   b->unrecognised, b->pages, b->pages == 1 ? "" : "s");
+	if (b->notes.len)
+		check__rep(p, "notes     %s%s", b->notes.p,
+			   b->notes.p[b->notes.len - 1] == '\n' ? "" : "\n");
+	if (p->dry_run)
+		check__rep(p, "dry run   nothing written\n");
+	poller__save_case(b);
+}
+
+static void check__failed(struct poll_batch *b)
+{
+	check__rep(b->pair->p, "error     %s: %s\n", poll_outcome_name(b->outcome), b->err);
+	poller__save_case(b);
+}
+
+static void check__written(struct poll_batch *b)
+{
+	check__rep(b->pair->p, "written   run %" PRId64 ": %zu lead%s changed, %zu skipped\n",
+		   b->run_id, b->applied, b->applied == 1 ? "" : "s", b->skipped);
+}
+
+static void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r);
+
+static const struct poll_observer check_observer = {
+	.pair_begin = check__pair_begin,
+	.pair_skip = check__pair_skip,
+	.no_ext = check__no_ext,
+	.request = check__request,
+	.answer = check__answer,
+	.edit = check__edit,
+	.result = check__result,
+	.failed = check__failed,
+	.written = check__written,
+	.pair_done = poller__check_pair_done,
 };
+
+/* ---- the check's steps: claim, poll, release, for each variant ---- */
 
 static void poller__check_next(struct poll_check *ck);
 
@@ -157,9 +282,9 @@ static void poller__check_beat_done(struct db_job *job)
 	ck->p->jobs--;
 	ck->beat_pending = false;
 	if (job->status != DB_OK)
-		poller__rep(ck->p, "warning   the lease was not extended: %s\n", job->err);
+		check__rep(ck->p, "warning   the lease was not extended: %s\n", job->err);
 	else if (!ck->beat_alive && ck->leased)
-		poller__rep(ck->p, "warning   the lease was lost: another worker took the pair\n");
+		check__rep(ck->p, "warning   the lease was lost: another worker took the pair\n");
 }
 
 static void poller__check_beat_cb(uv_timer_t *t)
@@ -235,7 +360,7 @@ static void poller__check_done_cb(struct db_job *job)
 	p->jobs--;
 	if (job->status != DB_OK) {
 		if (ck->step == CK_RELEASE) {
-			poller__rep(p, "warning   the lease was not released: %s\n", job->err);
+			check__rep(p, "warning   the lease was not released: %s\n", job->err);
 			poller__check_next(ck);
 		} else
 			poller__check_fail(ck, job->err);
@@ -319,7 +444,7 @@ static void poller__check_next(struct poll_check *ck)
 	poller__check_submit(ck, CK_LEASE);
 }
 
-void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r)
+static void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r)
 {
 	struct poll_check *ck = pr->check;
 	struct poller *p = pr->p;
@@ -328,14 +453,14 @@ void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r)
 	if (r->end != SCHED_OK) {
 		ck->rc = ck->rc < 0 ? ck->rc : 1;
 		if (pr->nfailed)
-			poller__rep(p, "failed    %u of %u request%s, the first with %s\n", pr->nfailed,
+			check__rep(p, "failed    %u of %u request%s, the first with %s\n", pr->nfailed,
 				    pr->nbatches, pr->nbatches == 1 ? "" : "s",
 				    poll_outcome_name(pr->first_fail));
 		else
-			poller__rep(p, "failed    cut short\n");
+			check__rep(p, "failed    cut short\n");
 	} else if (!pr->nbatches)
-		poller__rep(p, "done      no lead to ask about\n");
-	poller__rep(p, "\n");
+		check__rep(p, "done      no lead to ask about\n");
+	check__rep(p, "\n");
 	ck->leased = false;
 	free(ck->rel.error);
 	memset(&ck->rel, 0, sizeof(ck->rel));
@@ -420,7 +545,9 @@ int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t 
 	}
 	p->own_http = true;
 	poller__timers_init(p);
-	p->report = out;
+	p->obs = &check_observer;
+	p->obs_data = &ck;
+	ck.report = out;
 	p->dry_run = dry_run;
 	if (c.sched.worker && *c.sched.worker)
 		snprintf(p->worker, sizeof(p->worker), "%s", c.sched.worker);

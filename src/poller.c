@@ -1,6 +1,28 @@
-/* poller: selects a leased pair's leads, polls the CRM with the offer's
- * rule, and applies the edits with their history and poll-run record in one
- * statement per batch (see poller.h). */
+/* poller: the pair and batch state machine. A leased pair (offer,
+ * variant) is polled in batches of leads; each batch goes through
+ *
+ *   begin      poller__pair_begin: offer loaded with the claim, rule and
+ *              words from their caches, batch size or day ranges set
+ *   select     poller__pair_fill -> a select job (poll_store.c) reads the
+ *              next pages of leads (id variants) or day ranges (dates)
+ *   fill       poller__sel_done: one batch per page, within the caps on
+ *              batches and leads held
+ *   start      poller__batch_start: the rule's prepare, on a rule thread
+ *   send       poller__batch_send: the request, through the http client
+ *   answer     poller__http_cb: transport and HTTP outcome; the answer's
+ *              decode and process on a rule thread (poller__rule_work);
+ *              a next page goes back to send
+ *   apply      poller__batch_apply: the rule's changes become the write's
+ *              payloads (poll_sql_change)
+ *   write      poller__batch_write: one statement (poll_store.c)
+ *   end        poller__batch_end: counted; the pair selects more, or
+ *   finish     poller__pair_finish: the run's outcome to the scheduler
+ *
+ * and a failure at any step jumps to write with the outcome (a row alone).
+ * Everything here runs on the loop; rules on the rule threads, SQL on the
+ * database threads, and back. A check's observer (poll_check.c) sees the
+ * events; the daemon has none. See poller.h for what a poll does and
+ * poller_int.h for the files. */
 #include "poller.h"
 #include "poller_int.h"
 
@@ -40,25 +62,11 @@ const char *poll_outcome_name(enum poll_outcome o)
 	return (unsigned)o < POLL_OUTCOME_COUNT ? poll_outcome_names[o] : "unknown";
 }
 
-/* Appends a line to the check report, if any. */
-void poller__rep(struct poller *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!p->report)
-		return;
-	va_start(ap, fmt);
-	if (buf_vaddf(p->report, fmt, ap) < 0) {
-		/* a full report just stops growing */
-	}
-	va_end(ap);
-}
-
 /* ------------------------------------------------------------ masking */
 
 /* Masks with the offer's secrets into a fresh string (NULL when out of
  * memory). */
-static char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url)
+char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url)
 {
 	return mask_dup(&o->mask, s, len, url ? MASK_URL : MASK_TEXT);
 }
@@ -224,8 +232,7 @@ static void poller__batch_fail(struct poll_batch *b, enum poll_outcome o, const 
 	vsnprintf(b->err, sizeof(b->err), fmt, ap);
 	va_end(ap);
 	poller__mask_inplace(&b->pair->off, b->err, sizeof(b->err));
-	poller__rep(b->pair->p, "error     %s: %s\n", poll_outcome_name(o), b->err);
-	poller__save_case(b);
+	POLL_OBSERVE(b->pair->p, failed, b);
 	poller__batch_write(b, W_ROW);
 }
 
@@ -237,8 +244,7 @@ static void poller__write_done(struct db_job *job)
 	p->jobs--;
 	if (job->status == DB_OK) {
 		if (b->wmode != W_ROW)
-			poller__rep(p, "written   run %" PRId64 ": %zu lead%s changed, %zu skipped\n",
-				    b->run_id, b->applied, b->applied == 1 ? "" : "s", b->skipped);
+			POLL_OBSERVE(p, written, b);
 		poller__batch_end(b);
 		return;
 	}
@@ -370,7 +376,7 @@ static void poller__rule_judge(struct poll_pair *pr)
 	uint64_t per_ms = (uint64_t)pr->rule_ns / 1000000 / batches;
 	bool slow;
 
-	if (p->report || !pr->rule_calls || !(c = poller__count_of(p, pr->off.id, pr->v)))
+	if (p->obs || !pr->rule_calls || !(c = poller__count_of(p, pr->off.id, pr->v)))
 		return;
 	c->rule_ns += pr->rule_ns;
 	slow = per_ms >= p->cfg.rule_slow_ms;
@@ -397,7 +403,7 @@ static void poller__batch_end(struct poll_batch *b)
 	struct poller *p = pr->p;
 
 	p->st.outcomes[b->outcome]++;
-	if (!p->report)
+	if (!p->obs)
 		poller__count(p, b->offer, b->v, b->outcome);
 	if (b->slot) {
 		p->st.batches++;
@@ -521,15 +527,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		}
 		if (d == 0)
 			continue;
-		if (p->report) {
-			char *mb = poller__masked(&pr->off, before.p, before.len, false);
-			char *ma = poller__masked(&pr->off, after.p, after.len, false);
-
-			poller__rep(p, "edit      lead %" PRId64 " %s -> %s\n", old->id, mb ? mb : "",
-				    ma ? ma : "");
-			free(mb);
-			free(ma);
-		}
+		POLL_OBSERVE(p, edit, b, old, &before, &after);
 		b->chg[b->nchg] = ch->lead;
 		b->after[b->nchg] = l;
 		b->nchg++;
@@ -542,19 +540,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		poller__batch_fail(b, POLL_INTERNAL_ERROR, "the batch's changes do not fit in memory");
 		return;
 	}
-	if (p->report) {
-		poller__rep(p,
-			    "result    %s: %zu asked, %zu changed, %zu unknown, %zu refused, "
-			    "%zu unrecognised, %u page%s\n",
-			    poll_outcome_name(b->outcome), b->nleads, b->nchg, b->unknown, b->refused,
-			    b->unrecognised, b->pages, b->pages == 1 ? "" : "s");
-		if (b->notes.len)
-			poller__rep(p, "notes     %s%s", b->notes.p,
-				    b->notes.p[b->notes.len - 1] == '\n' ? "" : "\n");
-		if (p->dry_run)
-			poller__rep(p, "dry run   nothing written\n");
-	}
-	poller__save_case(b);
+	POLL_OBSERVE(p, result, b);
 	b->applied = p->dry_run ? b->nchg : 0; /* else known after the write */
 	poller__batch_write(b, b->nchg ? W_FULL : W_LIGHT);
 }
@@ -599,14 +585,7 @@ static void poller__batch_send(struct poll_batch *b, const struct rule_request *
 		free(b->url);
 		b->url = poller__masked(&pr->off, rq->url, strlen(rq->url), true);
 	}
-	if (p->report) {
-		char *u = poller__masked(&pr->off, rq->url, strlen(rq->url), true);
-
-		poller__rep(p, "request   %s %s (page %u, %zu lead%s%s%s)\n", rq->method, u ? u : "",
-			    rq->page ? rq->page : 1, b->nleads, b->nleads == 1 ? "" : "s",
-			    b->has_dates ? ", " : "", b->has_dates ? b->dates.from : "");
-		free(u);
-	}
+	POLL_OBSERVE(p, request, b, rq);
 	b->cur = rq;
 	if (http_client_request(p->http, &hr, poller__http_cb, b, &b->h, err, sizeof(err)) < 0) {
 		free(hs);
@@ -688,7 +667,6 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	struct poll_pair *pr = b->pair;
 	struct poller *p = pr->p;
 	enum poll_outcome o = poller__transport(res->outcome);
-	const struct rule_request *rq = b->cur;
 
 	b->h = NULL;
 	b->bytes += res->bytes;
@@ -697,16 +675,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 		b->pages++;
 	poller__head(b, res->body, res->body_len);
 	poller__ctype(b, res->content_type);
-	if (res->outcome == HTTP_OK)
-		poller__save_page(b, rq, res);
-	if (p->report && res->outcome != HTTP_CANCELLED && res->status) {
-		poller__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
-			    res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);
-		if (b->head.len)
-			poller__rep(p, "          %.*s%s\n",
-				    (int)(b->head.len < POLL_EXCERPT ? b->head.len : POLL_EXCERPT),
-				    b->head.p, b->head.len > POLL_EXCERPT ? " ..." : "");
-	}
+	POLL_OBSERVE(p, answer, b, res);
 	if (res->outcome == HTTP_CANCELLED && pr->aborted) {
 		poller__batch_fail(b, pr->abort_outcome, "%s",
 				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost: request cancelled"
@@ -891,8 +860,7 @@ static void poller__sel_done(struct db_job *job)
 	}
 	if (s->count_no_ext && s->no_ext) {
 		pr->no_ext = s->no_ext;
-		poller__rep(p, "skip      %" PRIu64 " lead%s without an external id: not asked\n",
-			    s->no_ext, s->no_ext == 1 ? "" : "s");
+		POLL_OBSERVE(p, no_ext, pr, s->no_ext);
 	}
 	if (p->stopping || pr->aborted)
 		goto out; /* read, but no new request now: the pair is cut short */
@@ -1120,8 +1088,7 @@ void poller__pair_begin(struct poll_pair *pr)
 	rule_variant_info(pr->rule->rt, pr->v, &info);
 	if (!info.present) {
 		pr->exhausted = true;
-		poller__rep(p, "skip      rule '%s' declares no %s variant\n", pr->off.rule,
-			    rule_variant_name(pr->v));
+		POLL_OBSERVE(p, pair_skip, pr);
 		poller__pair_maybe_finish(pr);
 		return;
 	}
@@ -1138,10 +1105,7 @@ void poller__pair_begin(struct poll_pair *pr)
 	pr->days = pr->off.days > 0 ? pr->off.days : info.days > 0 ? info.days : 1;
 	if (pr->days > RULE_DAYS_MAX)
 		pr->days = RULE_DAYS_MAX;
-	poller__rep(p, "poll      offer %" PRId64 ", rule %s, variant %s (%s, %s %d)\n", pr->off.id,
-		    pr->off.rule, rule_variant_name(pr->v), decode_format_name(info.format),
-		    pr->v == RULE_DATES ? "days" : "batch",
-		    pr->v == RULE_DATES ? pr->days : (int)pr->batch);
+	POLL_OBSERVE(p, pair_begin, pr, &info);
 	if (pr->v == RULE_DATES) {
 		const char *tz = pr->off.tz[0] ? pr->off.tz : p->tz;
 		struct poll_days *d;
@@ -1231,8 +1195,8 @@ static void poller__pair_finish(struct poll_pair *pr)
 	if (pr->next)
 		pr->next->prev = pr->prev;
 	p->npairs--;
-	if (pr->check)
-		poller__check_pair_done(pr, &r);
+	if (p->obs && p->obs->pair_done)
+		p->obs->pair_done(pr, &r);
 	else {
 		struct sched_pair *sp = pr->sp;
 
