@@ -283,6 +283,16 @@ struct poll_observer {
 			(p)->obs->ev(__VA_ARGS__);               \
 	} while (0)
 
+/* A load job: the offers of one claim's pairs, read on a database thread
+ * into a fresh poll_pair each (poll_store.c), begun on the loop. */
+struct poll_load {
+	struct db_job job;
+	struct poller *p;
+	size_t n;
+	struct sched_pair **sp; /* the claimed pairs */
+	struct poll_pair **pr;  /* out: each one's pair, its offer loaded */
+};
+
 /* A select job: the next k batches of a pair (poll_store.c runs it). */
 struct poll_sel {
 	struct db_job job;
@@ -358,8 +368,9 @@ void poller__words_put(struct poll_words *pw);
 
 /* poll_store.c */
 int poller__days_run(PGconn *c, struct db_job *job);
-int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char *err,
-			size_t errlen);
+int poller__load(PGconn *c, struct poller *p, struct sched_pair **pairs, struct poll_pair **out,
+		 size_t n, char *err, size_t errlen);
+int poller__load_run(PGconn *c, struct db_job *job);
 void poller__offer_release(struct poll_offer *o);
 void poller__sel_free(struct poll_sel *s);
 int poller__sel_run(PGconn *c, struct db_job *job);

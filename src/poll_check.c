@@ -329,10 +329,15 @@ static int poller__check_run(PGconn *c, struct db_job *job)
 								 : RULE_PROCESSING;
 			ck->sp->interval_s = ck->intervals[ck->sp->variant];
 		}
-		if (poller__load(c, &ck->sp, 1, p, job->err, sizeof(job->err)) < 0) {
-			free(ck->sp);
-			ck->sp = NULL;
-			return DB_EFAIL;
+		{
+			struct poll_pair *pr = NULL;
+
+			if (poller__load(c, p, &ck->sp, &pr, 1, job->err, sizeof(job->err)) < 0) {
+				free(ck->sp);
+				ck->sp = NULL;
+				return DB_EFAIL;
+			}
+			ck->sp->data = pr; /* the check's own pair: no one else sees it yet */
 		}
 		return DB_OK;
 	case CK_RELEASE:

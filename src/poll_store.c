@@ -1,6 +1,6 @@
 /* poll_store: the poller's database side, run on the database threads:
- * the offer rows a claim loads (poller__load, the scheduler's load step),
- * the page and day-range selects and the batch's write (poller_int.h; the
+ * the offer rows of the pairs it claimed (poller__load, in a job of the
+ * poller's own after the scheduler's claim), the page and day-range selects and the batch's write (poller_int.h; the
  * statements' texts are in poll_sql.h). */
 #include "poller_int.h"
 
@@ -140,11 +140,12 @@ static int poller__fill_offer(struct poll_offer *o, const PGresult *r, int row, 
 }
 
 
-/* sched_load_fn: offers, goals and currencies of the claimed pairs. */
-int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char *err,
-			size_t errlen)
+/* Offers, goals and currencies of n claimed pairs, into a new poll_pair
+ * each (out[i]; sched_pair.data is left alone: the caller hands them
+ * over). Returns 0, or -1 with err set and none left. */
+int poller__load(PGconn *c, struct poller *p, struct sched_pair **pairs, struct poll_pair **out,
+		 size_t n, char *err, size_t errlen)
 {
-	struct poller *p = ud;
 	struct buf ids;
 	PGresult *ro = NULL, *rg = NULL, *rc_ = NULL;
 	const char *param;
@@ -161,7 +162,7 @@ int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char 
 		pr->sp = pairs[i];
 		pr->v = pairs[i]->variant;
 		pr->off.id = pairs[i]->offer;
-		pairs[i]->data = pr;
+		out[i] = pr;
 		if (buf_addf(&ids, "%s%" PRId64, i ? "," : "{", pairs[i]->offer) < 0)
 			goto oom;
 	}
@@ -176,7 +177,7 @@ int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char 
 	if (!rc_)
 		goto fail;
 	for (i = 0; i < n; i++) {
-		struct poll_offer *o = &((struct poll_pair *)pairs[i]->data)->off;
+		struct poll_offer *o = &out[i]->off;
 		int g, k;
 
 		for (row = 0; row < PQntuples(ro); row++)
@@ -224,17 +225,27 @@ int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char 
 oom:
 	snprintf(err, errlen, "out of memory");
 fail:
-	for (i = 0; i < n; i++)
-		if (pairs[i]->data) {
-			poller__pair_free(pairs[i]->data);
-			pairs[i]->data = NULL;
-		}
+	for (i = 0; i < n; i++) {
+		if (out[i])
+			poller__pair_free(out[i]);
+		out[i] = NULL;
+	}
 out:
 	PQclear(ro);
 	PQclear(rg);
 	PQclear(rc_);
 	buf_release(&ids);
 	return rc;
+}
+
+/* The load job of a claim (poller.c poller__on_pairs). */
+int poller__load_run(PGconn *c, struct db_job *job)
+{
+	struct poll_load *ld = job->data;
+
+	return poller__load(c, ld->p, ld->sp, ld->pr, ld->n, job->err, sizeof(job->err)) < 0
+		       ? DB_EFAIL
+		       : DB_OK;
 }
 
 /* ------------------------------------------------------------ leads */

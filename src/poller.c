@@ -1246,30 +1246,89 @@ static void poller__pair_abort(struct poll_pair *pr, enum poll_outcome why)
 
 /* ------------------------------------------------------------ scheduler glue */
 
-static void poller__on_pair(struct scheduler *s, struct sched_pair *sp, void *ud)
+static void poller__load_free(struct poll_load *ld)
 {
-	struct poll_pair *pr = sp->data;
+	free(ld->sp);
+	free(ld->pr);
+	free(ld);
+}
 
-	if (!pr) { /* cannot happen: load sets data for every pair */
+/* The claim's pairs, loaded: each one begins, or goes back to the
+ * scheduler (failed with the load's error; requeued when stopping). */
+static void poller__load_done(struct db_job *job)
+{
+	struct poll_load *ld = job->data;
+	struct poller *p = ld->p;
+	char q[512];
+	size_t i;
+
+	p->jobs--;
+	if (job->status != DB_OK)
+		log_quote(q, sizeof(q), job->err);
+	for (i = 0; i < ld->n; i++) {
+		struct sched_pair *sp = ld->sp[i];
 		struct sched_result r = { .end = SCHED_REQUEUE };
 
-		scheduler_done(s, sp, &r);
+		if (job->status == DB_OK && !p->stopping && ld->pr[i]) {
+			sp->data = ld->pr[i];
+			poller__pair_begin(ld->pr[i]);
+			continue;
+		}
+		if (ld->pr[i])
+			poller__pair_free(ld->pr[i]);
+		if (job->status != DB_OK) {
+			r.end = SCHED_FAILED;
+			r.error = job->err;
+			log_warn("poll not started", "worker=%s offer=%" PRId64 " variant=%s err=%s",
+				 p->worker, sp->offer, rule_variant_name(sp->variant), q);
+		}
+		scheduler_done(p->sched, sp, &r);
+	}
+	poller__load_free(ld);
+}
+
+/* The scheduler's claim: the poller loads what the pairs need (their
+ * offers, goals, currencies) in one job of its own, then begins them. */
+static void poller__on_pairs(struct scheduler *s, struct sched_pair **pairs, size_t n, void *ud)
+{
+	struct poller *p = ud;
+	struct poll_load *ld = calloc(1, sizeof(*ld));
+	size_t i;
+
+	if (ld) {
+		ld->p = p;
+		ld->n = n;
+		ld->sp = malloc(n * sizeof(*ld->sp));
+		ld->pr = calloc(n, sizeof(*ld->pr));
+	}
+	if (!ld || !ld->sp || !ld->pr) {
+		if (ld)
+			poller__load_free(ld);
+		for (i = 0; i < n; i++) {
+			struct sched_result r = { .end = SCHED_REQUEUE };
+
+			scheduler_done(s, pairs[i], &r);
+		}
 		return;
 	}
-	poller__pair_begin(pr);
+	memcpy(ld->sp, pairs, n * sizeof(*pairs));
+	ld->job.data = ld;
+	ld->job.run = poller__load_run;
+	ld->job.done = poller__load_done;
+	if (db_submit(p->cfg.db, &ld->job) < 0) {
+		snprintf(ld->job.err, sizeof(ld->job.err), "database queue full");
+		ld->job.status = DB_EFAIL;
+		p->jobs++;
+		poller__load_done(&ld->job);
+		return;
+	}
+	p->jobs++;
 }
 
 static void poller__on_lost(struct scheduler *s, struct sched_pair *sp, void *ud)
 {
 	if (sp->data)
 		poller__pair_abort(sp->data, POLL_LEASE_LOST);
-}
-
-static void poller__on_drop(struct sched_pair *sp, void *ud)
-{
-	if (sp->data)
-		poller__pair_free(sp->data);
-	sp->data = NULL;
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -1423,10 +1482,8 @@ int poller_start(uv_loop_t *loop, const struct poller_config *cfg, struct poller
 		p->own_http = true;
 	sc = p->cfg.sched;
 	sc.db = p->cfg.db;
-	sc.load = poller__load;
-	sc.on_pair = poller__on_pair;
+	sc.on_pairs = poller__on_pairs;
 	sc.on_lost = poller__on_lost;
-	sc.on_drop = poller__on_drop;
 	sc.ud = p;
 	if (scheduler_start(loop, &sc, &p->sched, err, errlen) < 0) {
 		if (p->own_http)
