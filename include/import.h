@@ -76,12 +76,17 @@
 #include <libpq-fe.h>
 
 #include "buf.h"
+#include "lead.h"
+
+struct cJSON;
 
 #define IMPORT_LINE_MAX ((size_t)1 << 20) /* bytes per line */
 /* Distinct rule names remembered per import for import_missing_rules(): a
  * rule serves every offer of one CRM, so a file names few. */
 #define IMPORT_RULES_MAX 64
 #define IMPORT_RULE_NAME_MAX 64
+#define IMPORT_TEXT_MAX 255 /* bytes of names, request_id, customer_id */
+#define IMPORT_GOAL_CODE_MAX 64
 
 struct import_rule {
 	int64_t offer; /* the first offer line naming it */
@@ -105,9 +110,6 @@ struct import_stats {
 __attribute__((warn_unused_result))
 int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen);
 
-/* import_run() that also gives the id of each lead line's lead, in line
- * order (the lead intake, POST /api/leads, answers with them): the first
- * maxids go to ids, *nids is the number of lead lines. */
 /* After an import: appends to out one warning line per rule that st's
  * offers name and rules_dir does not hold as NAME.lua (a rule may be
  * deployed after its offers, so this is no error; until then their polls
@@ -119,8 +121,87 @@ int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t e
 __attribute__((warn_unused_result))
 int import_missing_rules(const struct import_stats *st, const char *rules_dir, struct buf *out);
 
+/* ---- records: one lead record, and a set of them in one transaction ----
+ *
+ * The lead record of the file above, for the three that take one: import's
+ * own line reader, the lead intake (POST /api/leads, intake.h) and `rule
+ * test` (ruletest.h, which resolves goals and currencies from its files).
+ * import_lead_check() validates one parsed record; import_begin(),
+ * import_lead_add() and import_commit() write a set of them with the SQL
+ * import uses (the lead invariants and history rows described above).
+ * Positions in messages are the caller's: the functions write what is wrong
+ * ("lead 1001: 'status' must be an integer 1..12") and the caller says
+ * where ("line 3: ...", "lead 2: ..."). */
+
+/* The keys of a lead record, in the order of the staging table's columns. */
+enum import_lead_key {
+	ILK_ID, ILK_OFFER, ILK_EXT, ILK_STATUS, ILK_REASON, ILK_CREATED, ILK_GOAL, ILK_CLICK,
+	ILK_BASE, ILK_COUNTS, ILK_COMMENT, ILK_TRACK, ILK_CURR, ILK_WM, ILK_PAY, ILK_REF,
+	ILK_CASH_CURR, ILK_REQUEST_ID, ILK_CUSTOMER_ID, ILK_APPROVED_AT, ILK_HOLD_UNTIL,
+	ILK_COUNT
+};
+
+/* A validated lead record. A key the record left out is neither given nor
+ * set; a key given as null is given, not set (the lead's field becomes
+ * null, or its default when it cannot be null). Fields not set hold 0 or "";
+ * no defaults are filled in (they depend on the lead that exists). */
+struct import_lead {
+	struct lead lead; /* id, offer, ext, status, reason, created, base, counts,
+			   * comment, track, curr, wm, pay, ref, cash_curr (currency
+			   * ids), approved_at, hold_until; goal is 0 (see code) */
+	char goal[IMPORT_GOAL_CODE_MAX + 1]; /* the goal's code */
+	char click[37];                      /* click_id as 8-4-4-4-12, lower case */
+	char request_id[IMPORT_TEXT_MAX + 1];
+	char customer_id[IMPORT_TEXT_MAX + 1];
+	unsigned given; /* 1u << ILK_*: keys the record holds, null included */
+	unsigned set;   /* 1u << ILK_*: keys holding a value */
+};
+#define IMPORT_LEAD_SET(l, k) ((((l)->set) >> (k)) & 1u)
+
+/* An ISO 4217 code's currency id; 0: unknown. */
+typedef int (*import_currency_fn)(const char *iso, const void *data);
+
+/* Validates rec, the object of a lead record (the x of {"lead": x}), into
+ * *out, with the rules of the lead record above: types and ranges, 'id' or
+ * 'ext' given, currencies known to currency(iso, data). offer > 0 is the
+ * lead's offer when rec names none (`rule test` names it once per file);
+ * 0: rec must. What needs the database (offers, goals, duplicates) is
+ * checked by import_commit(). Returns 0, or -1 with err naming the field
+ * and, once read, the lead's id ("lead: 'status' must be an integer
+ * 1..12"). */
 __attribute__((warn_unused_result))
-int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
-		   size_t *nids, char *err, size_t errlen);
+int import_lead_check(const struct cJSON *rec, import_currency_fn currency, const void *data,
+		      int64_t offer, struct import_lead *out, char *err, size_t errlen);
+
+struct import; /* one import transaction */
+
+/* Begins an import on c, which must not be inside a transaction: BEGIN and
+ * the currencies read. st is zeroed first and counts the records. Returns
+ * the import, freed by import_free(), or NULL with err set. */
+__attribute__((warn_unused_result))
+struct import *import_begin(PGconn *c, struct import_stats *st, char *err, size_t errlen);
+
+/* The import's currencies as an import_currency_fn: data is the import. */
+int import_currency(const char *iso, const void *im);
+
+/* Stages l (import_lead_check()) as the record at position pos (1, 2, ...,
+ * increasing: the position import_commit() reports, and that the "already
+ * on line N" messages name). Returns 0, or -1 with err set; the import must
+ * then be freed without commit. */
+__attribute__((warn_unused_result))
+int import_lead_add(struct import *im, size_t pos, const struct import_lead *l, char *err,
+		    size_t errlen);
+
+/* Checks the staged leads against the database and one another, writes
+ * them with their history rows and commits. ids (may be NULL) gets the
+ * first maxids leads' ids in position order, *nids (may be NULL) their
+ * number. Returns 0, or -1 with err set, nothing written, and *pos the
+ * position of the record at fault (0: none, e.g. a database error). */
+__attribute__((warn_unused_result))
+int import_commit(struct import *im, int64_t *ids, size_t maxids, size_t *nids, size_t *pos,
+		  char *err, size_t errlen);
+
+/* Ends im: what was not committed is rolled back. NULL is ignored. */
+void import_free(struct import *im);
 
 #endif

@@ -9,8 +9,9 @@
  * with the fields of `leadsync import`'s lead record (offer, ext or id,
  * status, created, and optionally click_id, goal, base, request_id, ...;
  * include/import.h). Each lead is validated and written exactly as import
- * does it (import_run_ids()), all in one transaction: one bad lead and
- * nothing is written (400 naming it: "lead 2: 'status' must be ..."). The
+ * does it (import's record API: import_lead_check(), import_lead_add(),
+ * import_commit()), all in one transaction: one bad lead and nothing is
+ * written (400 naming it: "lead 2: lead: 'status' must be ..."). The
  * answer lists the ids in the order given: {"ok":true,"leads":[1001,1002]}.
  * Database unreachable: 503 with Retry-After. Loop thread only. */
 #ifndef LEADSYNC_INTAKE_H

@@ -219,6 +219,13 @@ int lead_money_format(int64_t cents, char *out, size_t len);
 __attribute__((warn_unused_result))
 int lead_money_parse(const char *s, int64_t *cents);
 
+/* The integer d holds, when d is finite, whole and in min..max: sets *out
+ * and returns true; else false and *out is untouched. The range is checked
+ * before the conversion, as converting a double outside int64_t's range is
+ * undefined behaviour. Bounds past 2^53 are compared as the doubles they
+ * round to. Use it for every JSON or Lua number that becomes an integer. */
+bool lead_int_from_double(double d, int64_t min, int64_t max, int64_t *out);
+
 /* Writes t (UNIX seconds) as "2026-11-20T10:00:00Z". Returns the length, or
  * -1 when t is before 1970 or after 9999 or out (len bytes, 21 suffice) is
  * too small. */

@@ -22,11 +22,11 @@
 
 #define IMPORT_ID_MAX (INT64_C(1) << 53) /* cJSON numbers are doubles */
 #define IMPORT_MONEY_MAX INT64_C(99999999999999) /* cents: numeric(14,2) */
-#define IMPORT_TEXT_MAX 255
 #define IMPORT_CHUNK ((size_t)1 << 16)
 #define IMPORT_COPY_FLUSH ((size_t)1 << 18)
 #define IMPORT_FIELDS_MAX 32
 #define IMPORT_SECONDS_MAX (30 * 86400)
+#define IMPORT_TIME_MAX INT64_C(253402300799) /* 9999-12-31T23:59:59Z, lead_time_format's last */
 
 enum import_type {
 	IT_ID,       /* integer 1..2^53 */
@@ -92,6 +92,13 @@ struct import {
 	bool copying;           /* COPY import_leads is in progress */
 	struct import_currency *curr;
 	size_t ncurr;
+	import_currency_fn currency; /* ISO code -> id: import_currency(), or the caller's */
+	const void *cdata;
+	size_t errpos;          /* import_commit(): the staged record at fault */
+	bool begun;             /* BEGIN sent, no COMMIT yet */
+	bool numbers;           /* a lead record: numbers and times are kept as
+				 * numbers only (import__lead_text writes them) */
+	struct import_lead lead; /* the current lead line */
 };
 
 struct import_kind;
@@ -163,8 +170,7 @@ static const struct import_field import_click_fields[] = {
 
 /* The staging table import_leads has these columns after (line, rid,
  * given); given lists the columns a line gave. import__apply_leads() names
- * them. */
-enum { LEAD_F_ID = 0, LEAD_F_OFFER = 1, LEAD_F_EXT = 2 };
+ * them. In the order of enum import_lead_key. */
 static const struct import_field import_lead_fields[] = {
 	{ "id", NULL, "id", IT_ID, 0, 0, 0, "bigint" },
 	{ "offer", NULL, "offer", IT_ID, IF_REQUIRED, 0, 0, "bigint" },
@@ -192,6 +198,7 @@ static const struct import_field import_lead_fields[] = {
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 _Static_assert(NFIELDS(import_offer_fields) <= IMPORT_FIELDS_MAX, "raise IMPORT_FIELDS_MAX");
 _Static_assert(NFIELDS(import_lead_fields) <= IMPORT_FIELDS_MAX, "raise IMPORT_FIELDS_MAX");
+_Static_assert(NFIELDS(import_lead_fields) == ILK_COUNT, "one field per import_lead_key");
 
 /* ---- errors ---- */
 
@@ -204,10 +211,14 @@ static int import__fail(struct import *im, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (im->subject[0])
+	if (im->line && im->subject[0])
 		snprintf(im->err, im->errlen, "line %zu: %s: %s", im->line, im->subject, msg);
-	else
+	else if (im->line)
 		snprintf(im->err, im->errlen, "line %zu: %s", im->line, msg);
+	else if (im->subject[0])
+		snprintf(im->err, im->errlen, "%s: %s", im->subject, msg);
+	else
+		snprintf(im->err, im->errlen, "%s", msg);
 	return -1;
 }
 
@@ -341,6 +352,10 @@ static int import__putf(struct import *im, struct import_val *v, const char *fmt
 	va_list ap;
 	int n;
 
+	if (im->numbers) { /* v->num holds it */
+		v->state = IV_SET;
+		return 0;
+	}
 	va_start(ap, fmt);
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
@@ -357,15 +372,7 @@ static const char *import__text(const struct import *im, const struct import_val
 /* An integral JSON number in min..max. */
 static bool import__integer(const cJSON *x, int64_t min, int64_t max, int64_t *out)
 {
-	double d;
-
-	if (!cJSON_IsNumber(x))
-		return false;
-	d = x->valuedouble;
-	if (!(d >= (double)min && d <= (double)max) || d != floor(d))
-		return false;
-	*out = (int64_t)d;
-	return true;
+	return cJSON_IsNumber(x) && lead_int_from_double(x->valuedouble, min, max, out);
 }
 
 static int import__money(const cJSON *x, int64_t *cents)
@@ -403,14 +410,20 @@ static bool import__name_ok(const char *s, size_t max)
 	return true;
 }
 
-static int import__currency(const struct import *im, const char *iso)
+int import_currency(const char *iso, const void *data)
 {
+	const struct import *im = data;
 	size_t i;
 
 	for (i = 0; i < im->ncurr; i++)
 		if (strcmp(im->curr[i].iso, iso) == 0)
 			return im->curr[i].id;
 	return 0;
+}
+
+static int import__currency(const struct import *im, const char *iso)
+{
+	return im->currency(iso, im->cdata);
 }
 
 /* Offer params: an object of strings, numbers and booleans whose names are
@@ -593,6 +606,10 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 	case IT_MONEY:
 		if (import__money(x, &v->num) < 0)
 			return import__fail(im, "'%s' must be an amount 0..999999999999.99", name);
+		if (im->numbers) {
+			v->state = IV_SET;
+			return 0;
+		}
 		if (lead_money_format(v->num, tmp, sizeof(tmp)) < 0)
 			return import__fail(im, "'%s' cannot be written", name);
 		return import__put(im, v, tmp, strlen(tmp));
@@ -605,10 +622,16 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 		v->num = id;
 		return import__putf(im, v, "%d", id);
 	case IT_TIME:
-		if (!s || lead_time_parse(s, &t) < 0 || lead_time_format(t, tmp, sizeof(tmp)) < 0)
+		if (!s || lead_time_parse(s, &t) < 0 || t < 0 || t > IMPORT_TIME_MAX)
 			return import__fail(im, "'%s' must be an ISO-8601 time from 1970 on, e.g. "
 					    "2026-11-20T10:00:00Z", name);
 		v->num = t;
+		if (im->numbers) {
+			v->state = IV_SET;
+			return 0;
+		}
+		if (lead_time_format(t, tmp, sizeof(tmp)) < 0)
+			return import__fail(im, "'%s' cannot be written", name);
 		return import__put(im, v, tmp, strlen(tmp));
 	case IT_UUID:
 		if (!s || !click_uuid_parse(s, tmp))
@@ -880,26 +903,83 @@ static int import__copy_field(struct buf *b, const char *s)
 	return buf_add(b, run, (size_t)(p - run));
 }
 
-static int import__lead(struct import *im, const struct import_kind *k, struct import_val *v)
+/* n in decimal, at the end of tmp (len >= 21): a COPY row holds several
+ * per lead, and printf was a tenth of an import's CPU. */
+static const char *import__i64(int64_t n, char *tmp, size_t len)
+{
+	uint64_t m = n < 0 ? (uint64_t)0 - (uint64_t)n : (uint64_t)n;
+	char *p = tmp + len;
+
+	*--p = '\0';
+	do
+		*--p = (char)('0' + m % 10);
+	while ((m /= 10) != 0);
+	if (n < 0)
+		*--p = '-';
+	return p;
+}
+
+/* The text of a lead's field k in the staging table; NULL when not set. */
+static const char *import__lead_text(const struct import_lead *l, enum import_lead_key k,
+				     char *tmp, size_t len)
+{
+	const struct lead *d = &l->lead;
+	int64_t t = 0, m = 0, n = 0;
+
+	if (!IMPORT_LEAD_SET(l, k))
+		return NULL;
+	switch (k) {
+	case ILK_ID: n = d->id; break;
+	case ILK_OFFER: n = d->offer; break;
+	case ILK_STATUS: n = d->status; break;
+	case ILK_REASON: n = d->reason; break;
+	case ILK_COUNTS: n = d->counts; break;
+	case ILK_CURR: n = d->curr; break;
+	case ILK_CASH_CURR: n = d->cash_curr; break;
+	case ILK_EXT: return d->ext;
+	case ILK_COMMENT: return d->comment;
+	case ILK_TRACK: return d->track;
+	case ILK_GOAL: return l->goal;
+	case ILK_CLICK: return l->click;
+	case ILK_REQUEST_ID: return l->request_id;
+	case ILK_CUSTOMER_ID: return l->customer_id;
+	case ILK_CREATED: t = d->created; goto time;
+	case ILK_APPROVED_AT: t = d->approved_at; goto time;
+	case ILK_HOLD_UNTIL: t = d->hold_until; goto time;
+	case ILK_BASE: m = d->base; goto money;
+	case ILK_WM: m = d->wm; goto money;
+	case ILK_PAY: m = d->pay; goto money;
+	case ILK_REF: m = d->ref; goto money;
+	case ILK_COUNT: return NULL;
+	}
+	return import__i64(n, tmp, len);
+time:
+	return lead_time_format(t, tmp, len) < 0 ? NULL : tmp;
+money:
+	return lead_money_format(m, tmp, len) < 0 ? NULL : tmp;
+}
+
+/* One COPY row of the staging table. */
+static int import__lead_stage(struct import *im, size_t pos, const struct import_lead *l)
 {
 	struct buf *b = &im->copy;
+	char tmp[64];
 	size_t i, ngiven = 0;
 	int rc = 0;
 
-	if (v[LEAD_F_ID].state != IV_SET && v[LEAD_F_EXT].state != IV_SET)
-		return import__fail(im, "give 'id' or 'ext'");
 	if (!im->copying && import__copy_start(im) < 0)
 		return -1;
-	rc |= buf_addf(b, "%zu\t", im->line);
-	rc |= import__copy_field(b, import__text(im, &v[LEAD_F_ID]));
+	rc |= buf_addf(b, "%zu\t", pos);
+	rc |= import__copy_field(b, import__lead_text(l, ILK_ID, tmp, sizeof(tmp)));
 	rc |= buf_adds(b, "\t{");
-	for (i = 0; i < k->nfields; i++)
-		if (v[i].state != IV_ABSENT)
-			rc |= buf_addf(b, "%s%s", ngiven++ ? "," : "", k->fields[i].col);
+	for (i = 0; i < ILK_COUNT; i++)
+		if (l->given >> i & 1u)
+			rc |= buf_addf(b, "%s%s", ngiven++ ? "," : "", import_lead_fields[i].col);
 	rc |= buf_addc(b, '}');
-	for (i = 0; i < k->nfields; i++) {
+	for (i = 0; i < ILK_COUNT; i++) {
 		rc |= buf_addc(b, '\t');
-		rc |= import__copy_field(b, import__text(im, &v[i]));
+		rc |= import__copy_field(b, import__lead_text(l, (enum import_lead_key)i, tmp,
+							      sizeof(tmp)));
 	}
 	rc |= buf_addc(b, '\n');
 	if (rc)
@@ -909,6 +989,90 @@ static int import__lead(struct import *im, const struct import_kind *k, struct i
 	return 0;
 }
 
+/* A lead record's fields into *out (import_lead_check). offer > 0 stands
+ * for an absent "offer". */
+static int import__lead_parse(struct import *im, const cJSON *rec, int64_t offer,
+			      struct import_lead *out)
+{
+	struct import_val v[ILK_COUNT];
+	struct lead *d = &out->lead;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	memset(v, 0, sizeof(v)); /* num is 0 where no value was given */
+	buf_reset(&im->vals);
+	for (i = 0; i < ILK_COUNT; i++) {
+		int rc = 0;
+
+		if (i == ILK_OFFER && offer > 0 && !cJSON_GetObjectItemCaseSensitive(rec, "offer")) {
+			v[i].state = IV_SET;
+			v[i].num = offer;
+		} else {
+			im->numbers = true;
+			rc = import__field(im, rec, &import_lead_fields[i], &v[i]);
+			im->numbers = false;
+		}
+		if (rc < 0)
+			return -1;
+		if (v[i].state != IV_ABSENT)
+			out->given |= 1u << i;
+		if (v[i].state == IV_SET)
+			out->set |= 1u << i;
+	}
+	if (!IMPORT_LEAD_SET(out, ILK_ID) && !IMPORT_LEAD_SET(out, ILK_EXT))
+		return import__fail(im, "give 'id' or 'ext'");
+	d->id = v[ILK_ID].num;
+	d->offer = v[ILK_OFFER].num;
+	d->status = (int)v[ILK_STATUS].num;
+	d->reason = (int)v[ILK_REASON].num;
+	d->counts = (int)v[ILK_COUNTS].num;
+	d->curr = (int)v[ILK_CURR].num;
+	d->cash_curr = (int)v[ILK_CASH_CURR].num;
+	d->base = v[ILK_BASE].num;
+	d->wm = v[ILK_WM].num;
+	d->pay = v[ILK_PAY].num;
+	d->ref = v[ILK_REF].num;
+	d->created = v[ILK_CREATED].num;
+	d->approved_at = v[ILK_APPROVED_AT].num;
+	d->hold_until = v[ILK_HOLD_UNTIL].num;
+	/* the lengths were checked against these sizes (import_lead_fields) */
+	lead_strlcpy(d->ext, sizeof(d->ext), import__text(im, &v[ILK_EXT]));
+	lead_strlcpy(d->comment, sizeof(d->comment), import__text(im, &v[ILK_COMMENT]));
+	lead_strlcpy(d->track, sizeof(d->track), import__text(im, &v[ILK_TRACK]));
+	lead_strlcpy(out->goal, sizeof(out->goal), import__text(im, &v[ILK_GOAL]));
+	lead_strlcpy(out->click, sizeof(out->click), import__text(im, &v[ILK_CLICK]));
+	lead_strlcpy(out->request_id, sizeof(out->request_id), import__text(im, &v[ILK_REQUEST_ID]));
+	lead_strlcpy(out->customer_id, sizeof(out->customer_id),
+		     import__text(im, &v[ILK_CUSTOMER_ID]));
+	return 0;
+}
+
+int import_lead_check(const cJSON *rec, import_currency_fn currency, const void *data,
+		      int64_t offer, struct import_lead *out, char *err, size_t errlen)
+{
+	struct import im = { .err = err, .errlen = errlen, .kind = "lead", .subject = "lead",
+			     .currency = currency, .cdata = data };
+	int rc;
+
+	buf_init(&im.vals, IMPORT_LINE_MAX * 2);
+	if (!cJSON_IsObject(rec))
+		rc = import__fail(&im, "a lead must be a JSON object");
+	else
+		rc = import__lead_parse(&im, rec, offer, out);
+	buf_release(&im.vals);
+	return rc;
+}
+
+int import_lead_add(struct import *im, size_t pos, const struct import_lead *l, char *err,
+		    size_t errlen)
+{
+	im->err = err;
+	im->errlen = errlen;
+	im->line = 0;
+	im->subject[0] = '\0';
+	return import__lead_stage(im, pos, l);
+}
+
 /* A validation query over the staged leads: when it returns a row, its
  * first column is the offending line and fmt (taking the other columns as
  * strings, at most 3) says what is wrong. */
@@ -916,7 +1080,6 @@ static int import__verify(struct import *im, const char *what, const char *sql, 
 {
 	const char *a[3] = { "", "", "" };
 	PGresult *r = store_query(im->c, what, sql, 0, NULL, im->err, im->errlen);
-	char msg[512];
 	int i, rc = -1;
 
 	if (!r)
@@ -926,8 +1089,8 @@ static int import__verify(struct import *im, const char *what, const char *sql, 
 		goto out;
 	for (i = 1; i < PQnfields(r) && i <= 3; i++)
 		a[i - 1] = PQgetvalue(r, 0, i);
-	snprintf(msg, sizeof(msg), fmt, a[0], a[1], a[2]);
-	snprintf(im->err, im->errlen, "line %s: %s", PQgetvalue(r, 0, 0), msg);
+	snprintf(im->err, im->errlen, fmt, a[0], a[1], a[2]);
+	im->errpos = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
 	rc = -1;
 out:
 	PQclear(r);
@@ -1155,7 +1318,7 @@ static const struct import_kind import_kinds[] = {
 	{ "goal", "goals", import_goal_fields, NFIELDS(import_goal_fields),
 	  offsetof(struct import_stats, goals), "offer", import__goal_check, import__upsert },
 	{ "lead", "leads", import_lead_fields, NFIELDS(import_lead_fields),
-	  offsetof(struct import_stats, leads), NULL, NULL, import__lead },
+	  offsetof(struct import_stats, leads), NULL, NULL, NULL }, /* import__lead_parse */
 	{ "click", "clicks", import_click_fields, NFIELDS(import_click_fields),
 	  offsetof(struct import_stats, clicks), "offer", NULL, import__upsert },
 };
@@ -1238,6 +1401,11 @@ static int import__record(struct import *im, const char *text, size_t len)
 		goto out;
 	}
 	(*(size_t *)((char *)im->st + k->stat))++;
+	if (!k->apply) {
+		rc = import__lead_parse(im, rec, 0, &im->lead) < 0 ? -1
+		     : import__lead_stage(im, im->line, &im->lead);
+		goto out;
+	}
 	for (i = 0; i < k->nfields; i++)
 		if (import__field(im, rec, &k->fields[i], &v[i]) < 0)
 			goto out;
@@ -1245,7 +1413,7 @@ static int import__record(struct import *im, const char *text, size_t len)
 		goto out;
 	if (k->check && k->check(im, k, v) < 0)
 		goto out;
-	if (k->apply != import__lead && im->copying && import__copy_end(im, NULL) < 0)
+	if (im->copying && import__copy_end(im, NULL) < 0)
 		goto out;
 	rc = k->apply(im, k, v);
 	if (rc == 0 && k->fields == import_offer_fields)
@@ -1279,6 +1447,15 @@ static int import__currencies(struct import *im)
 	return 0;
 }
 
+/* Prefixes err with "UNIT POS: " (import: line, intake: lead). */
+static void import__at(char *err, size_t errlen, const char *unit, size_t pos)
+{
+	char msg[1024];
+
+	snprintf(msg, sizeof(msg), "%s", err);
+	snprintf(err, errlen, "%s %zu: %s", unit, pos, msg);
+}
+
 /* The staged leads' ids in line order, before the commit. */
 static int import__ids(struct import *im, int64_t *ids, size_t maxids, size_t *nids)
 {
@@ -1301,51 +1478,109 @@ static int import__ids(struct import *im, int64_t *ids, size_t maxids, size_t *n
 	return 0;
 }
 
-static int import__run(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
-		       size_t *nids, char *err, size_t errlen)
+struct import *import_begin(PGconn *c, struct import_stats *st, char *err, size_t errlen)
 {
-	struct import im = { .c = c, .st = st, .err = err, .errlen = errlen };
-	struct import_reader rd = { .in = in };
-	bool begun = false;
-	int rc = -1, got;
+	struct import *im = calloc(1, sizeof(*im));
 
 	memset(st, 0, sizeof(*st));
-	buf_init(&im.vals, IMPORT_LINE_MAX * 2);
-	buf_init(&im.copy, 0);
+	if (!im) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	im->c = c;
+	im->st = st;
+	im->err = err;
+	im->errlen = errlen;
+	im->currency = import_currency;
+	im->cdata = im;
+	buf_init(&im->vals, IMPORT_LINE_MAX * 2);
+	buf_init(&im->copy, 0);
+	if (PQtransactionStatus(c) != PQTRANS_IDLE) {
+		snprintf(err, errlen, "the connection is busy or inside a transaction");
+		goto fail;
+	}
+	if (store_exec(c, "begin", "BEGIN", 0, NULL, err, errlen) < 0)
+		goto fail;
+	im->begun = true;
+	/* The staged statements run once over up to millions of rows: JIT
+	 * compiling them cost more (2.3 s of a million-lead apply) than it won. */
+	if (store_exec(c, "begin", "SET LOCAL jit = off", 0, NULL, err, errlen) < 0 ||
+	    import__currencies(im) < 0)
+		goto fail;
+	return im;
+fail:
+	import_free(im);
+	return NULL;
+}
+
+int import_commit(struct import *im, int64_t *ids, size_t maxids, size_t *nids, size_t *pos,
+		  char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	im->err = err;
+	im->errlen = errlen;
+	im->line = 0;
+	im->subject[0] = '\0';
+	im->errpos = 0;
+	*pos = 0;
+	if (import__copy_end(im, NULL) < 0 || (im->staged && import__apply_leads(im) < 0) ||
+	    (ids && import__ids(im, ids, maxids, &n) < 0)) {
+		*pos = im->errpos;
+		return -1;
+	}
+	if (nids)
+		*nids = n;
+	im->begun = false;
+	return store_exec(im->c, "commit", "COMMIT", 0, NULL, err, errlen);
+}
+
+void import_free(struct import *im)
+{
+	if (!im)
+		return;
+	if (im->copying)
+		(void)import__copy_end(im, "import failed");
+	if (im->begun)
+		PQclear(PQexec(im->c, "ROLLBACK"));
+	free(im->curr);
+	buf_release(&im->vals);
+	buf_release(&im->copy);
+	free(im);
+}
+
+int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen)
+{
+	struct import_reader rd = { .in = in };
+	struct import *im = NULL;
+	size_t pos;
+	int rc = -1, got;
+
 	buf_init(&rd.line, IMPORT_LINE_MAX);
 	rd.chunk = malloc(IMPORT_CHUNK);
 	if (!rd.chunk) {
+		memset(st, 0, sizeof(*st));
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-		snprintf(err, errlen, "the connection is busy or inside a transaction");
-		goto out;
-	}
-	if (store_exec(c, "begin", "BEGIN", 0, NULL, err, errlen) < 0)
-		goto out;
-	begun = true;
-	/* The staged statements run once over up to millions of rows: JIT
-	 * compiling them cost more (2.3 s of a million-lead apply) than it won. */
-	if (store_exec(c, "begin", "SET LOCAL jit = off", 0, NULL, err, errlen) < 0)
-		goto out;
-	if (import__currencies(&im) < 0)
+	im = import_begin(c, st, err, errlen);
+	if (!im)
 		goto out;
 	while ((got = import__read(&rd)) != 0) {
 		char *p = rd.line.p;
 		size_t n = rd.line.len;
 
-		im.line = ++st->lines;
-		im.subject[0] = '\0';
+		im->line = ++st->lines;
+		im->subject[0] = '\0';
 		if (got == -1) {
-			import__fail(&im, "longer than %zu bytes", IMPORT_LINE_MAX);
+			import__fail(im, "longer than %zu bytes", IMPORT_LINE_MAX);
 			goto out;
 		}
 		if (got == -2) {
-			import__fail(&im, "read error");
+			import__fail(im, "read error");
 			goto out;
 		}
-		if (im.line == 1 && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
+		if (im->line == 1 && n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
 			p += 3; /* a byte order mark */
 			n -= 3;
 		}
@@ -1357,40 +1592,20 @@ static int import__run(PGconn *c, FILE *in, struct import_stats *st, int64_t *id
 			n--;
 		if (!n || *p == '#')
 			continue;
-		if (import__record(&im, p, n) < 0)
+		if (import__record(im, p, n) < 0)
 			goto out;
 	}
-	if (import__copy_end(&im, NULL) < 0)
+	if (import_commit(im, NULL, 0, NULL, &pos, err, errlen) < 0) {
+		if (pos)
+			import__at(err, errlen, "line", pos);
 		goto out;
-	if (im.staged && import__apply_leads(&im) < 0)
-		goto out;
-	if (nids && import__ids(&im, ids, maxids, nids) < 0)
-		goto out;
-	rc = store_exec(c, "commit", "COMMIT", 0, NULL, err, errlen);
-	begun = false;
+	}
+	rc = 0;
 out:
-	if (im.copying)
-		import__copy_end(&im, "import failed");
-	if (begun)
-		PQclear(PQexec(c, "ROLLBACK"));
-	free(im.curr);
+	import_free(im);
 	free(rd.chunk);
-	buf_release(&im.vals);
-	buf_release(&im.copy);
 	buf_release(&rd.line);
 	return rc;
-}
-
-int import_run(PGconn *c, FILE *in, struct import_stats *st, char *err, size_t errlen)
-{
-	return import__run(c, in, st, NULL, 0, NULL, err, errlen);
-}
-
-int import_run_ids(PGconn *c, FILE *in, struct import_stats *st, int64_t *ids, size_t maxids,
-		   size_t *nids, char *err, size_t errlen)
-{
-	*nids = 0;
-	return import__run(c, in, st, ids, maxids, nids, err, errlen);
 }
 
 int import_missing_rules(const struct import_stats *st, const char *rules_dir, struct buf *out)

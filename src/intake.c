@@ -1,5 +1,5 @@
-/* intake: POST /api/leads, leads written by import's own code on a
- * database worker (see intake.h). */
+/* intake: POST /api/leads, leads validated and written by import's record
+ * API on a database worker (see intake.h). */
 #include "intake.h"
 
 #include <cjson/cJSON.h>
@@ -17,48 +17,57 @@
 struct intake_item {
 	struct db_job job;
 	struct listener_req *req;
-	char *lines; /* JSON lines: {"lead": {...}} */
-	size_t len;
+	cJSON *root; /* the body: one lead object or an array of them */
 	size_t n;    /* leads */
 	int64_t *ids;
 	size_t nids;
+	struct import_lead lead; /* the one being read, off the worker's stack */
 };
 
 static void intake__free(struct intake_item *it)
 {
-	free(it->lines);
+	cJSON_Delete(it->root);
 	free(it->ids);
 	free(it);
 }
 
-/* import's "line N: ..." names the Nth lead of the request. */
-static void intake__message(const char *err, char *out, size_t len)
-{
-	if (strncmp(err, "line ", 5) == 0)
-		snprintf(out, len, "lead %s", err + 5);
-	else
-		snprintf(out, len, "%s", err);
-}
-
+/* Each lead is validated and staged in turn, then all are written in one
+ * transaction; a message about a lead says which ("lead 2: ..."). */
 static int intake__run(PGconn *c, struct db_job *j)
 {
 	struct intake_item *it = j->data;
 	struct import_stats st;
-	char err[DB_ERR_MAX];
-	FILE *f = fmemopen(it->lines, it->len, "r");
-	int rc;
+	struct import *im;
+	const cJSON *x;
+	char err[DB_ERR_MAX - 32]; /* room for "lead N: " */
+	size_t pos = 0;
+	int rc = DB_EFAIL;
 
-	if (!f) {
-		snprintf(j->err, sizeof(j->err), "out of memory");
+	im = import_begin(c, &st, err, sizeof(err));
+	if (!im) {
+		snprintf(j->err, sizeof(j->err), "%s", err);
 		return DB_EFAIL;
 	}
-	rc = import_run_ids(c, f, &st, it->ids, it->n, &it->nids, err, sizeof(err));
-	fclose(f);
-	if (rc < 0) {
-		intake__message(err, j->err, sizeof(j->err));
-		return DB_EFAIL;
+	x = cJSON_IsArray(it->root) ? it->root->child : it->root;
+	for (; x; x = cJSON_IsArray(it->root) ? x->next : NULL) {
+		pos++;
+		if (import_lead_check(x, import_currency, im, 0, &it->lead, err, sizeof(err)) < 0 ||
+		    import_lead_add(im, pos, &it->lead, err, sizeof(err)) < 0) {
+			snprintf(j->err, sizeof(j->err), "lead %zu: %s", pos, err);
+			goto out;
+		}
 	}
-	return DB_OK;
+	if (import_commit(im, it->ids, it->n, &it->nids, &pos, err, sizeof(err)) < 0) {
+		if (pos)
+			snprintf(j->err, sizeof(j->err), "lead %zu: %s", pos, err);
+		else
+			snprintf(j->err, sizeof(j->err), "%s", err);
+		goto out;
+	}
+	rc = DB_OK;
+out:
+	import_free(im);
+	return rc;
 }
 
 static void intake__done(struct db_job *j)
@@ -94,19 +103,6 @@ out:
 	intake__free(it);
 }
 
-/* Appends {"lead": x} as one line. */
-static int intake__line(struct buf *b, const cJSON *x)
-{
-	char *s = cJSON_PrintUnformatted(x);
-	int rc;
-
-	if (!s)
-		return -1;
-	rc = buf_adds(b, "{\"lead\":") | buf_adds(b, s) | buf_adds(b, "}\n");
-	cJSON_free(s);
-	return rc ? -1 : 0;
-}
-
 void intake_handle(struct listener_req *req, void *data)
 {
 	const struct intake *in = data;
@@ -115,10 +111,8 @@ void intake_handle(struct listener_req *req, void *data)
 	const cJSON *x;
 	const char *body, *end = NULL;
 	size_t blen = 0, i = 0;
-	struct buf b;
 	char msg[128];
 
-	buf_init(&b, 0);
 	if (!in->token || !*in->token) {
 		listener_respond_error(req, 404, "intake is disabled: set LEADSYNC_ADMIN_TOKEN");
 		goto out;
@@ -131,6 +125,10 @@ void intake_handle(struct listener_req *req, void *data)
 		goto out;
 	}
 	body = listener_req_body(req, &blen);
+	if (!buf_utf8_ok(body, blen)) {
+		listener_respond_error(req, 400, "not valid UTF-8 text");
+		goto out;
+	}
 	root = cJSON_ParseWithLengthOpts(body, blen, &end, 0);
 	if (!root) {
 		snprintf(msg, sizeof(msg), "malformed JSON at byte %zu",
@@ -139,8 +137,6 @@ void intake_handle(struct listener_req *req, void *data)
 		goto out;
 	}
 	if (cJSON_IsObject(root)) {
-		if (intake__line(&b, root) < 0)
-			goto oom;
 		i = 1;
 	} else if (cJSON_IsArray(root)) {
 		cJSON_ArrayForEach(x, root) {
@@ -155,8 +151,6 @@ void intake_handle(struct listener_req *req, void *data)
 				listener_respond_error(req, 400, msg);
 				goto out;
 			}
-			if (intake__line(&b, x) < 0)
-				goto oom;
 		}
 	}
 	if (!i) {
@@ -168,10 +162,10 @@ void intake_handle(struct listener_req *req, void *data)
 		goto oom;
 	it->req = req;
 	it->n = i;
+	it->root = root;
+	root = NULL;
 	it->ids = calloc(i, sizeof(*it->ids));
-	it->len = b.len;
-	it->lines = buf_steal(&b);
-	if (!it->ids || !it->lines)
+	if (!it->ids)
 		goto oom;
 	it->job.run = intake__run;
 	it->job.done = intake__done;
@@ -190,5 +184,4 @@ out:
 	if (it)
 		intake__free(it);
 	cJSON_Delete(root);
-	buf_release(&b);
 }

@@ -3,6 +3,7 @@
 #include "lead.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,18 @@ int lead_source_by_name(const char *name)
 		if (strcmp(name, lead_sources[s]) == 0)
 			found = s;
 	return found;
+}
+
+bool lead_int_from_double(double d, int64_t min, int64_t max, int64_t *out)
+{
+	/* false for NaN too: every comparison with it is false. The bounds
+	 * of int64_t itself are tested apart: (double)INT64_MAX rounds up to
+	 * 2^63, which does not fit. */
+	if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+	    !(d >= (double)min && d <= (double)max) || d != floor(d))
+		return false;
+	*out = (int64_t)d;
+	return true;
 }
 
 void lead_strlcpy(char *dst, size_t dstlen, const char *s)

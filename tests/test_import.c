@@ -711,3 +711,150 @@ TEST(import_new_lead_history_is_lead_changes_of_lead_fields)
 		   "30.5|999999999999.99|1.25|f|f|0");
 	import_t_close(c);
 }
+
+/* ---- the record API (import_lead_check, import_begin .. import_commit) */
+
+static int import_t_usd(const char *iso, const void *data)
+{
+	return strcmp(iso, "USD") == 0 ? 840 : 0;
+}
+
+/* One lead record as text, checked with offer standing in for "offer". */
+static int import_t_check(const char *json, int64_t offer, struct import_lead *l, char *err,
+			  size_t errlen)
+{
+	cJSON *x = cJSON_Parse(json);
+	int rc;
+
+	if (!x) {
+		snprintf(err, errlen, "test: bad JSON");
+		return -2;
+	}
+	rc = import_lead_check(x, import_t_usd, NULL, offer, l, err, errlen);
+	cJSON_Delete(x);
+	return rc;
+}
+
+/* A lead record is validated without a database: what is wrong names the
+ * field, and the lead once its id is read; what was given, set or null is
+ * told apart. */
+TEST(import_lead_check_validates_one_record)
+{
+	static const struct {
+		const char *json;
+		int64_t offer;
+		const char *err;
+	} bad[] = {
+		{ "{\"id\": 1001, \"offer\": 10, \"status\": 13}", 0,
+		  "lead 1001: 'status' must be an integer 1..12" },
+		{ "{\"offer\": 10, \"status\": 2}", 0, "lead: give 'id' or 'ext'" },
+		{ "{\"ext\": \"A\", \"status\": 2}", 0, "lead: missing 'offer'" },
+		/* past int64_t: refused before any conversion */
+		{ "{\"id\": 1e300, \"offer\": 10, \"status\": 2}", 0,
+		  "lead: 'id' must be a positive integer" },
+		{ "{\"id\": -9.3e18, \"offer\": 10, \"status\": 2}", 0,
+		  "lead: 'id' must be a positive integer" },
+		{ "{\"id\": 1, \"offer\": 10, \"status\": 2, \"curr\": \"EUR\"}", 0,
+		  "lead 1: unknown currency 'EUR'" },
+		{ "{\"id\": 1, \"offer\": 10, \"status\": 2, \"created\": 1763632800}", 0,
+		  "lead 1: 'created' must be an ISO-8601 time" },
+		{ "[1]", 0, "lead: a lead must be a JSON object" },
+	};
+	struct import_lead l;
+	char err[512];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		ASSERT_EQ(import_t_check(bad[i].json, bad[i].offer, &l, err, sizeof(err)), -1);
+		ASSERT_CONTAINS(err, bad[i].err);
+	}
+	ASSERT_EQ(import_t_check("{\"ext\": \"A-1\", \"offer\": 10, \"status\": 5, \"base\": \"30.5\","
+				 " \"curr\": \"USD\", \"created\": \"2026-11-20T10:00:00Z\","
+				 " \"reason\": null, \"comment\": null, \"goal\": \"lead\"}",
+				 0, &l, err, sizeof(err)),
+		  0);
+	ASSERT_EQ(l.lead.offer, 10);
+	ASSERT_STREQ(l.lead.ext, "A-1");
+	ASSERT_EQ(l.lead.base, 3050);
+	ASSERT_EQ(l.lead.curr, 840);
+	ASSERT_EQ(l.lead.created, 1795168800);
+	ASSERT_STREQ(l.goal, "lead");
+	ASSERT(!IMPORT_LEAD_SET(&l, ILK_ID));
+	ASSERT(IMPORT_LEAD_SET(&l, ILK_BASE));
+	ASSERT(l.given & (1u << ILK_REASON));
+	ASSERT(!IMPORT_LEAD_SET(&l, ILK_REASON));
+	ASSERT(l.given & (1u << ILK_COMMENT));
+	ASSERT(!(l.given & (1u << ILK_TRACK)));
+	/* `rule test`'s files name the offer once */
+	ASSERT_EQ(import_t_check("{\"id\": 7, \"status\": 2}", 12, &l, err, sizeof(err)), 0);
+	ASSERT_EQ(l.lead.offer, 12);
+	ASSERT_EQ(l.lead.id, 7);
+}
+
+/* Checks json and stages it at pos; 0 when both worked. */
+static int import_t_stage(struct import *im, const char *json, size_t pos, char *err,
+			  size_t errlen)
+{
+	struct import_lead l;
+
+	if (import_t_check(json, 0, &l, err, errlen) < 0)
+		return -1;
+	return import_lead_add(im, pos, &l, err, errlen);
+}
+
+/* Records staged one by one are written as one import: ids in position
+ * order, history rows; a record the database refuses is named by its
+ * position and nothing is written. */
+TEST(import_record_set_writes_all_or_names_the_record)
+{
+	static const struct {
+		const char *a, *b;
+		size_t pa, pb;
+		const char *err;
+	} bad[] = {
+		{ "{\"ext\": \"R-2\", \"offer\": 10, \"status\": 2}",
+		  "{\"ext\": \"R-3\", \"offer\": 99, \"status\": 2}", 1, 2, "lead: unknown offer 99" },
+		{ "{\"id\": 1001, \"offer\": 10, \"status\": 6}",
+		  "{\"id\": 1001, \"offer\": 10, \"status\": 6}", 4, 7,
+		  "lead 1001 is already on line 4" },
+	};
+	PGconn *c = import_t_db("import_record_set");
+	struct import_stats st;
+	struct import *im;
+	int64_t ids[2] = { 0, 0 };
+	size_t nids = 0, pos = 0, i;
+	char err[1024] = "", want[64], v[64];
+
+	ASSERT(c);
+	ASSERT_EQ(import_t_run(c, IMPORT_T_ADV IMPORT_T_OFFER IMPORT_T_GOAL, &st, err, sizeof(err)),
+		  0);
+	im = import_begin(c, &st, err, sizeof(err));
+	ASSERT(im);
+	ASSERT_EQ(import_t_stage(im, "{\"ext\": \"R-1\", \"offer\": 10, \"status\": 2,"
+				 " \"curr\": \"USD\"}", 1, err, sizeof(err)), 0);
+	ASSERT_EQ(import_t_stage(im, "{\"id\": 1001, \"offer\": 10, \"status\": 3,"
+				 " \"goal\": \"lead\"}", 2, err, sizeof(err)), 0);
+	ASSERT_EQ(import_commit(im, ids, 2, &nids, &pos, err, sizeof(err)), 0);
+	import_free(im);
+	ASSERT_EQ(nids, 2);
+	ASSERT_EQ(ids[1], 1001);
+	snprintf(want, sizeof(want), "%" PRId64, ids[0]);
+	ASSERT_STREQ(import_t_value(c, "SELECT id FROM leads WHERE ext = 'R-1'", v, sizeof(v)), want);
+	ASSERT_SQL(c, "SELECT count(*) FROM lead_history WHERE source = 'import'", "2");
+
+	/* the second record's offer is unknown; the same lead twice names the
+	 * later position and the earlier: nothing written either time */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		im = import_begin(c, &st, err, sizeof(err));
+		ASSERT(im);
+		ASSERT_EQ(import_t_stage(im, bad[i].a, bad[i].pa, err, sizeof(err)), 0);
+		ASSERT_EQ(import_t_stage(im, bad[i].b, bad[i].pb, err, sizeof(err)), 0);
+		ASSERT_EQ(import_commit(im, NULL, 0, NULL, &pos, err, sizeof(err)), -1);
+		import_free(im);
+		ASSERT_EQ(pos, bad[i].pb);
+		ASSERT_STREQ(err, bad[i].err);
+	}
+	ASSERT_SQL(c, "SELECT concat_ws(' ', count(*), max(status)) FROM leads", "2 3");
+	import_t_close(c);
+}

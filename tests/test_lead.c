@@ -4,6 +4,7 @@
 #include "status.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #define NOW INT64_C(1795168800) /* 2026-11-20T10:00:00Z */
@@ -1004,4 +1005,32 @@ TEST(lead_source_names)
 	ASSERT_STREQ(lead_source_name((enum lead_source)99), "unknown");
 	ASSERT_EQ(lead_source_by_name("cron"), 0);
 	ASSERT_EQ(lead_source_by_name(NULL), 0);
+}
+
+/* A double becomes an integer only when whole and in range, the range
+ * tested before the conversion (past int64_t it is undefined behaviour,
+ * which UBSan in `make test` would report). */
+TEST(lead_int_from_double_checks_range_before_converting)
+{
+	int64_t v = 42;
+
+	ASSERT(lead_int_from_double(12.0, 1, 100, &v));
+	ASSERT_EQ(v, 12);
+	ASSERT(lead_int_from_double(-5.0, -10, 10, &v));
+	ASSERT_EQ(v, -5);
+	v = 42;
+	ASSERT(!lead_int_from_double(12.5, 1, 100, &v));
+	ASSERT(!lead_int_from_double(101.0, 1, 100, &v));
+	ASSERT(!lead_int_from_double(0.0, 1, 100, &v));
+	ASSERT(!lead_int_from_double(1e300, INT64_MIN, INT64_MAX, &v));
+	ASSERT(!lead_int_from_double(-1e300, INT64_MIN, INT64_MAX, &v));
+	/* (double)INT64_MAX is 2^63, one past the range */
+	ASSERT(!lead_int_from_double(9223372036854775808.0, INT64_MIN, INT64_MAX, &v));
+	ASSERT(!lead_int_from_double(NAN, INT64_MIN, INT64_MAX, &v));
+	ASSERT(!lead_int_from_double(INFINITY, INT64_MIN, INT64_MAX, &v));
+	ASSERT_EQ(v, 42);
+	ASSERT(lead_int_from_double(-9223372036854775808.0, INT64_MIN, INT64_MAX, &v));
+	ASSERT_EQ(v, INT64_MIN);
+	ASSERT(lead_int_from_double(9007199254740992.0, 1, INT64_C(1) << 53, &v));
+	ASSERT_EQ(v, INT64_C(1) << 53);
 }
