@@ -44,9 +44,11 @@ static char *poller__json_text(const cJSON *v)
 	if (cJSON_IsString(v))
 		return strdup(v->valuestring);
 	if (cJSON_IsNumber(v)) {
-		if (v->valuedouble == (double)(int64_t)v->valuedouble && v->valuedouble < 9e15 &&
-		    v->valuedouble > -9e15)
-			snprintf(num, sizeof(num), "%" PRId64, (int64_t)v->valuedouble);
+		int64_t k;
+
+		/* whole numbers below 2^53 print as integers: "12", not "12.0" */
+		if (lead_int_from_double(v->valuedouble, -(INT64_C(1) << 53), INT64_C(1) << 53, &k))
+			snprintf(num, sizeof(num), "%" PRId64, k);
 		else
 			snprintf(num, sizeof(num), "%.17g", v->valuedouble);
 		return strdup(num);
