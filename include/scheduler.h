@@ -95,21 +95,15 @@ struct sched_release {
 	char *error;      /* SCHED_FAILED; may be NULL */
 };
 
-/* Runs on a db worker right after a claim, in the same job, to load what
- * the claimed pairs need (the poller loads offers). Returns 0, or -1 with
- * err set: the pairs are then given back (SCHED_REQUEUE) and the failure
- * logged. It may set pairs[i]->data, and must free what it set on failure. */
-typedef int (*sched_load_fn)(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char *err,
-			     size_t errlen);
-/* Loop thread: a claimed, loaded pair to poll. The callee owns it until it
- * calls scheduler_done(). */
-typedef void (*sched_pair_fn)(struct scheduler *s, struct sched_pair *pair, void *ud);
+/* Loop thread: the pairs of one claim, in claim order. The callee owns
+ * each until it calls scheduler_done() for it; the array is the
+ * scheduler's, valid during the call only. (The poller loads their offers
+ * in one job of its own, then polls them.) */
+typedef void (*sched_pairs_fn)(struct scheduler *s, struct sched_pair **pairs, size_t n,
+			       void *ud);
 /* Loop thread: the lease of a pair in flight was lost. The poller stops the
  * pair and still calls scheduler_done() (which then writes nothing). */
 typedef void (*sched_lost_fn)(struct scheduler *s, struct sched_pair *pair, void *ud);
-/* Loop thread: a pair came back as if done, without being handed out
- * (claimed while stopping, or its load failed): free data. May be NULL. */
-typedef void (*sched_drop_fn)(struct sched_pair *pair, void *ud);
 
 /* A field 0 takes the default in brackets. */
 struct scheduler_config {
@@ -123,10 +117,8 @@ struct scheduler_config {
 	unsigned backoff_min_s;    /* [30] */
 	unsigned backoff_max_s;    /* [3600] */
 	unsigned interval_s[RULE_VARIANTS]; /* defaults [600, 10800, 3600] */
-	sched_load_fn load;        /* may be NULL */
-	sched_pair_fn on_pair;     /* required */
+	sched_pairs_fn on_pairs;   /* required */
 	sched_lost_fn on_lost;     /* may be NULL */
-	sched_drop_fn on_drop;     /* may be NULL */
 	void *ud;
 };
 

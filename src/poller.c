@@ -1,7 +1,30 @@
-/* poller: selects a leased pair's leads, polls the CRM with the offer's
- * rule, and applies the edits with their history and poll-run record in one
- * statement per batch (see poller.h). */
+/* poller: the pair and batch state machine. A leased pair (offer,
+ * variant) is polled in batches of leads; each batch goes through
+ *
+ *   begin      poller__pair_begin: offer loaded with the claim, rule and
+ *              words from their caches, batch size or day ranges set
+ *   select     poller__pair_fill -> a select job (poll_store.c) reads the
+ *              next pages of leads (id variants) or day ranges (dates)
+ *   fill       poller__sel_done: one batch per page, within the caps on
+ *              batches and leads held
+ *   start      poller__batch_start: the rule's prepare, on a rule thread
+ *   send       poller__batch_send: the request, through the http client
+ *   answer     poller__http_cb: transport and HTTP outcome; the answer's
+ *              decode and process on a rule thread (poller__rule_work);
+ *              a next page goes back to send
+ *   apply      poller__batch_apply: the rule's changes become the write's
+ *              payloads (poll_sql_change)
+ *   write      poller__batch_write: one statement (poll_store.c)
+ *   end        poller__batch_end: counted; the pair selects more, or
+ *   finish     poller__pair_finish: the run's outcome to the scheduler
+ *
+ * and a failure at any step jumps to write with the outcome (a row alone).
+ * Everything here runs on the loop; rules on the rule threads, SQL on the
+ * database threads, and back. A check's observer (poll_check.c) sees the
+ * events; the daemon has none. See poller.h for what a poll does and
+ * poller_int.h for the files. */
 #include "poller.h"
+#include "poller_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,10 +50,6 @@
 #include "store.h"
 #include "tz.h"
 
-#define POLL_RULE_NAME_MAX 72
-#define POLL_ERR_MAX 1024
-#define POLL_EXCERPT 512 /* bytes of an answer `leadsync check` prints */
-
 static const char *const poll_outcome_names[POLL_OUTCOME_COUNT] = {
 	"ok",        "http_error",  "timeout",       "connect_error", "tls_error",
 	"too_large", "bad_answer",  "redirect_error", "decode_error", "rule_error",
@@ -43,256 +62,11 @@ const char *poll_outcome_name(enum poll_outcome o)
 	return (unsigned)o < POLL_OUTCOME_COUNT ? poll_outcome_names[o] : "unknown";
 }
 
-/* ------------------------------------------------------------ structures */
-
-/* One loaded version of a rule; pairs hold a reference while they poll, so
- * a reload never frees a runtime in use. rt is the runtime loaded on the
- * loop (its variant info is read there: info never changes after a load);
- * the rule threads run the rule on runtimes taken from idle, each used by
- * one thread at a time: rt itself first, then clones of it (rule_clone),
- * made when every one is busy, so there are at most as many as threads. */
-struct poll_rule {
-	struct rule_rt *rt;
-	unsigned refs;          /* loop only */
-	pthread_mutex_t mu;     /* idle */
-	struct rule_rt **idle;
-	size_t nidle, capidle, made;
-};
-
-struct poll_rule_entry {
-	struct poll_rule_entry *next;
-	char name[POLL_RULE_NAME_MAX];
-	struct poll_rule *cur; /* NULL: not loaded; err says why */
-	char err[POLL_ERR_MAX];
-	uint64_t failed_ms;
-};
-
-/* What a poll needs of its offer; loaded on a db worker with the claim. */
-struct poll_offer {
-	int64_t id;
-	bool found;
-	char rule[POLL_RULE_NAME_MAX];
-	char tz[TZ_NAME_MAX + 1];
-	struct macro_param *params;
-	size_t nparams;
-	struct mask mask; /* the offer's secrets */
-	struct lead_offer settings;
-	int rate_limit;
-	int batch[2]; /* overrides for processing, accepted; 0: the rule's */
-	int days;     /* override for dates; 0: the rule's */
-	struct rule_goal *goals;
-	size_t ngoals;
-	struct rule_currency *currs;
-	size_t ncurrs;
-	char *words; /* offers.status_words as text ("{}": none) */
-};
-
-/* An offer's status words, parsed (status_words_from_json) and shared by
- * the pairs of that offer that poll with them, each holding a reference. */
-struct poll_words {
-	unsigned refs;
-	struct status_words *w; /* never NULL: an offer without words has no entry */
-	char json[];            /* the text they were parsed from */
-};
-
-/* The words cache: by offer id (open addressing, linear probing, at most
- * half full; offer 0 is an empty slot, ids are positive). See
- * poller__words_get for when an entry is reparsed. */
-struct poll_words_slot {
-	int64_t offer;
-	struct poll_words *cur; /* NULL: the offer had no words at its last claim */
-};
-
-struct poll_range {
-	struct macro_civil from, to;
-	size_t leads; /* open leads counted when the ranges were made */
-};
-
-struct poll_batch;
-struct poll_check;
-
-struct poll_pair {
-	struct poller *p;
-	struct sched_pair *sp;
-	struct poll_pair *prev, *next;      /* p->pairs */
-	struct poll_pair *wprev, *wnext;    /* p->wait: waiting for room */
-	bool waiting;
-	struct poll_offer off;
-	enum rule_variant v;
-	struct poll_rule *rule;
-	struct poll_words *words; /* the offer's words; NULL: none */
-	char rate_key[40];
-	size_t batch;
-	int days;
-	/* selection */
-	int64_t cursor;
-	bool started, exhausted, selecting, finishing;
-	struct poll_range *ranges;
-	size_t nranges, rnext;
-	/* batches alive: selected (or a record to write), not yet ended */
-	struct poll_batch *batches;
-	unsigned active;
-	/* outcome */
-	unsigned nbatches, nfailed;
-	bool stop_more;         /* a failure that stops further batches */
-	bool aborted;           /* lease lost or shutdown deadline */
-	bool cut;               /* a batch was cancelled: the run is incomplete */
-	enum poll_outcome abort_outcome;
-	enum poll_outcome first_fail;
-	char err[POLL_ERR_MAX];
-	unsigned retry_after;
-	int64_t last_run;
-	uint64_t asked, changed, skipped, unknown, refused, unrecognised, pages;
-	/* id variants: open leads without an external id, never asked; counted
-	 * once per run (its first selection) and stored on its first row */
-	uint64_t no_ext;
-	bool no_ext_counted, no_ext_given;
-	uint64_t t0_ms;
-	bool caught_row;
-	struct poll_check *check;
-	/* the rule threads: this pair's batches take turns in one lane */
-	struct rule_pool_lane lane;
-	atomic_bool rules_cancel; /* aborted: jobs not started are skipped */
-	int64_t rule_ns;          /* the run's rule CPU time */
-	unsigned rule_calls;
-};
-
-enum poll_wmode { W_ROW, W_LIGHT, W_FULL };
-
-struct poll_batch {
-	struct poll_pair *pair;
-	struct poll_batch *prev, *next;
-	bool slot;           /* holds a place in batches_max */
-	struct lead *leads;
-	uint32_t *xmin;      /* beside leads: the row versions the select read */
-	size_t nleads, reserved;
-	struct macro_dates dates;
-	bool has_dates;
-	struct rule_batch rb;
-	struct rule_request req;
-	struct rule_result res;
-	struct http_client_req *h;
-	const struct rule_request *cur; /* the request in flight */
-	/* the poll_runs row */
-	int64_t offer;
-	enum rule_variant v;
-	const char *worker;
-	bool caught_up;
-	int64_t missed;
-	int64_t t_start_us, t_end_us;
-	char method[8];
-	char *url;
-	long status;
-	uint64_t bytes;
-	unsigned pages;
-	size_t unknown, refused, unrecognised;
-	uint64_t no_ext;     /* the run's leads without an external id (first row) */
-	struct buf head;
-	char ctype[128];        /* Content-Type of the last answer ("": none) */
-	struct buf notes;
-	enum poll_outcome outcome;
-	char err[POLL_ERR_MAX];
-	unsigned retry_after;
-	/* the write */
-	struct db_job job;
-	enum poll_wmode wmode;
-	struct poll_batch *defer_next; /* p->deferred: ends on the next loop turn */
-	struct buf upd, hist;
-	size_t *chg;         /* per changed lead: index into leads */
-	const struct lead **after;
-	size_t nchg;
-	size_t applied, skipped;
-	bool lease_lost;
-	int64_t run_id;
-	struct ruletest_page *saved; /* check --save: the pages as fetched */
-	size_t nsaved;
-	/* the rule's work, on a rule thread (poller__rule_work) */
-	struct rule_pool_job rjob;
-	bool rule_first;        /* the job is prepare; else process of ans */
-	char *ans;              /* the answer, taken from the http result */
-	size_t ans_len;
-	int ans_status;
-	char *ans_ctype;        /* as sent; NULL: none */
-	int rule_rc;
-	enum rule_limit rule_lim;
-	char rule_err[POLL_ERR_MAX];
-	int64_t rule_ns;        /* the batch's rule CPU time */
-};
-
-struct poller {
-	uv_loop_t *loop;
-	struct poller_config cfg;
-	char rules_dir[4096];
-	char tz[TZ_NAME_MAX + 1];
-	char worker[SCHED_WORKER_MAX];
-	struct scheduler *sched;
-	struct http_client *http;
-	bool own_http;
-	struct poll_rule_entry *rules;
-	struct rule_pool *pool;        /* the rule threads */
-	struct poll_words_slot *words; /* the words cache */
-	size_t words_cap, words_used;
-	struct poll_pair *pairs;
-	unsigned npairs;
-	struct poll_pair *wait_head, *wait_tail;
-	unsigned batches_used;
-	size_t leads_used;
-	unsigned jobs;
-	bool stopping;
-	uv_timer_t deadline;
-	uv_timer_t defer;              /* ends the deferred batches */
-	struct poll_batch *deferred;
-	unsigned handles;
-	void (*stop_cb)(void *);
-	void *stop_data;
-	struct buf *report;  /* check mode: the report */
-	bool dry_run;
-	unsigned nsaved;     /* check --save: cases written */
-	struct poller_stats st;
-	struct poller_count *counts; /* sorted by offer, variant (/metrics) */
-	size_t ncounts, capcounts;
-};
-
-/* An integer column (PostgreSQL's text is well-formed). */
-static int poller__int(const char *v)
-{
-	return (int)strtol(v, NULL, 10);
-}
-
-static uint64_t poller__now_ms(void)
-{
-	return uv_hrtime() / 1000000;
-}
-
-static int64_t poller__wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void poller__rep(struct poller *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Appends a line to the check report, if any. */
-static void poller__rep(struct poller *p, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!p->report)
-		return;
-	va_start(ap, fmt);
-	if (buf_vaddf(p->report, fmt, ap) < 0) {
-		/* a full report just stops growing */
-	}
-	va_end(ap);
-}
-
 /* ------------------------------------------------------------ masking */
 
 /* Masks with the offer's secrets into a fresh string (NULL when out of
  * memory). */
-static char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url)
+char *poller__masked(const struct poll_offer *o, const char *s, size_t len, bool url)
 {
 	return mask_dup(&o->mask, s, len, url ? MASK_URL : MASK_TEXT);
 }
@@ -311,848 +85,6 @@ static void poller__mask_inplace(const struct poll_offer *o, char *s, size_t siz
 	}
 }
 
-/* ------------------------------------------------------------ rules cache */
-
-static void poller__rule_put(struct poll_rule *r)
-{
-	size_t i;
-
-	if (r && --r->refs == 0) {
-		/* no job holds a runtime: every pair holding r has ended */
-		for (i = 0; i < r->nidle; i++)
-			if (r->idle[i] != r->rt)
-				rule_free(r->idle[i]);
-		rule_free(r->rt);
-		free(r->idle);
-		pthread_mutex_destroy(&r->mu);
-		free(r);
-	}
-}
-
-/* On a rule thread: a runtime of r for this thread alone (NULL with err
- * when a clone cannot be made). */
-static struct rule_rt *poller__rt_take(struct poll_rule *r, char *err, size_t errlen)
-{
-	struct rule_rt *rt = NULL;
-
-	pthread_mutex_lock(&r->mu);
-	if (r->nidle)
-		rt = r->idle[--r->nidle];
-	else
-		r->made++;
-	pthread_mutex_unlock(&r->mu);
-	if (!rt && rule_clone(r->rt, &rt, err, errlen) < 0) {
-		pthread_mutex_lock(&r->mu);
-		r->made--;
-		pthread_mutex_unlock(&r->mu);
-		return NULL;
-	}
-	return rt;
-}
-
-/* Gives rt back to r's idle runtimes (there is room: capidle is kept at
- * made, every runtime ever made). */
-static void poller__rt_give(struct poll_rule *r, struct rule_rt *rt)
-{
-	struct rule_rt **v;
-
-	pthread_mutex_lock(&r->mu);
-	if (r->nidle == r->capidle) {
-		v = realloc(r->idle, (r->made + 1) * sizeof(*v));
-		if (!v) { /* out of memory: this one is dropped */
-			r->made--;
-			pthread_mutex_unlock(&r->mu);
-			if (rt != r->rt)
-				rule_free(rt);
-			return;
-		}
-		r->idle = v;
-		r->capidle = r->made + 1;
-	}
-	r->idle[r->nidle++] = rt;
-	pthread_mutex_unlock(&r->mu);
-}
-
-static int poller__rule_load(struct poller *p, struct poll_rule_entry *e, char *err, size_t errlen)
-{
-	char path[4096 + POLL_RULE_NAME_MAX + 8];
-	struct poll_rule *r;
-	struct rule_rt *rt;
-
-	snprintf(path, sizeof(path), "%s/%s.lua", p->rules_dir, e->name);
-	p->st.rule_loads++;
-	if (rule_load(path, &p->cfg.rule_limits, &rt, err, errlen) < 0) {
-		p->st.rule_load_errors++;
-		return -1;
-	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		rule_free(rt);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	r->rt = rt;
-	r->refs = 1;
-	pthread_mutex_init(&r->mu, NULL);
-	r->idle = malloc(sizeof(*r->idle));
-	if (r->idle) { /* else the first job clones it */
-		r->idle[0] = rt;
-		r->nidle = r->capidle = 1;
-	}
-	r->made = 1;
-	poller__rule_put(e->cur);
-	e->cur = r;
-	e->err[0] = '\0';
-	return 0;
-}
-
-/* The current version of rule name, with a reference taken; NULL with err
- * when it cannot be loaded. */
-static struct poll_rule *poller__rule_get(struct poller *p, const char *name, char *err,
-					  size_t errlen)
-{
-	struct poll_rule_entry *e;
-
-	for (e = p->rules; e; e = e->next)
-		if (strcmp(e->name, name) == 0)
-			break;
-	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e) {
-			snprintf(err, errlen, "out of memory");
-			return NULL;
-		}
-		snprintf(e->name, sizeof(e->name), "%s", name);
-		e->next = p->rules;
-		p->rules = e;
-	}
-	if (!e->cur) {
-		if (e->err[0] && poller__now_ms() - e->failed_ms < (uint64_t)p->cfg.rule_retry_s * 1000) {
-			snprintf(err, errlen, "%s", e->err);
-			return NULL;
-		}
-		if (poller__rule_load(p, e, e->err, sizeof(e->err)) < 0) {
-			e->failed_ms = poller__now_ms();
-			log_warn("rule not loaded", "rule=%s err=\"%s\"", e->name, e->err);
-			snprintf(err, errlen, "%s", e->err);
-			return NULL;
-		}
-	}
-	e->cur->refs++;
-	return e->cur;
-}
-
-int poller_reload_rules(struct poller *p)
-{
-	struct poll_rule_entry *e;
-	char err[POLL_ERR_MAX], q[POLL_ERR_MAX + 64];
-	int failed = 0;
-
-	for (e = p->rules; e; e = e->next) {
-		if (poller__rule_load(p, e, err, sizeof(err)) == 0) {
-			log_info("rule reloaded", "rule=%s", e->name);
-			continue;
-		}
-		failed++;
-		log_quote(q, sizeof(q), err);
-		if (e->cur)
-			log_warn("rule reload failed, previous version kept", "rule=%s err=%s", e->name, q);
-		else {
-			snprintf(e->err, sizeof(e->err), "%s", err);
-			e->failed_ms = poller__now_ms();
-			log_warn("rule reload failed", "rule=%s err=%s", e->name, q);
-		}
-	}
-	return failed;
-}
-
-/* ------------------------------------------------------------ words cache */
-
-static void poller__words_put(struct poll_words *pw)
-{
-	if (pw && --pw->refs == 0) {
-		status_words_free(pw->w);
-		free(pw);
-	}
-}
-
-static size_t poller__words_home(int64_t offer, size_t cap)
-{
-	return (size_t)(((uint64_t)offer * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
-}
-
-/* The slot of offer; with add, made when missing (NULL: out of memory);
- * without, NULL when missing. */
-static struct poll_words_slot *poller__words_slot(struct poller *p, int64_t offer, bool add)
-{
-	struct poll_words_slot *slot;
-	size_t i, cap;
-
-	for (i = p->words_cap ? poller__words_home(offer, p->words_cap) : 0; p->words_cap;
-	     i = (i + 1) & (p->words_cap - 1)) {
-		if (p->words[i].offer == offer)
-			return &p->words[i];
-		if (!p->words[i].offer)
-			break;
-	}
-	if (!add)
-		return NULL;
-	if (2 * (p->words_used + 1) > p->words_cap) {
-		cap = p->words_cap ? 2 * p->words_cap : 64;
-		slot = calloc(cap, sizeof(*slot));
-		if (!slot)
-			return NULL;
-		for (i = 0; i < p->words_cap; i++) {
-			size_t k;
-
-			if (!p->words[i].offer)
-				continue;
-			for (k = poller__words_home(p->words[i].offer, cap); slot[k].offer;)
-				k = (k + 1) & (cap - 1);
-			slot[k] = p->words[i];
-		}
-		free(p->words);
-		p->words = slot;
-		p->words_cap = cap;
-	}
-	for (i = poller__words_home(offer, p->words_cap); p->words[i].offer;)
-		i = (i + 1) & (p->words_cap - 1);
-	p->words[i].offer = offer;
-	p->words[i].cur = NULL;
-	p->words_used++;
-	return &p->words[i];
-}
-
-/* The status words of offer o, with a reference for the caller (*out NULL
- * when the offer has none). The offer row, and so its status_words text, is
- * read with every claim; the words are parsed again only when that text
- * differs from the one the cached entry was parsed from, so an import that
- * changes them takes effect at the offer's next claim and an unchanged
- * offer is never reparsed. Pairs keep the version they began with. Entries
- * live as long as the poller: one per offer that had words (an offer whose
- * words went back to {} keeps an empty slot). Returns -1 with err (the
- * offer named) when the words do not parse; nothing is cached then. */
-static int poller__words_get(struct poller *p, const struct poll_offer *o, struct poll_words **out,
-			     char *err, size_t errlen)
-{
-	struct poll_words_slot *s = poller__words_slot(p, o->id, false);
-	struct status_words *w = NULL;
-	struct poll_words *pw;
-	char why[POLL_ERR_MAX - 64];
-	size_t len;
-
-	*out = NULL;
-	if (s && s->cur && strcmp(s->cur->json, o->words) == 0) {
-		s->cur->refs++;
-		*out = s->cur;
-		return 0;
-	}
-	if (s) {
-		poller__words_put(s->cur);
-		s->cur = NULL;
-	}
-	if (status_words_from_json(o->words, &w, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "offer %" PRId64 ": status_words: %s", o->id, why);
-		return -1;
-	}
-	if (!w)
-		return 0;
-	len = strlen(o->words);
-	pw = malloc(sizeof(*pw) + len + 1);
-	if (pw && !s)
-		s = poller__words_slot(p, o->id, true);
-	if (!pw || !s) {
-		free(pw);
-		status_words_free(w);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	pw->refs = 2; /* the cache's and the caller's */
-	pw->w = w;
-	memcpy(pw->json, o->words, len + 1);
-	s->cur = pw;
-	p->st.words_parsed++;
-	*out = pw;
-	return 0;
-}
-
-/* ------------------------------------------------------------ offers */
-
-static void poller__offer_release(struct poll_offer *o)
-{
-	size_t i;
-
-	for (i = 0; i < o->nparams; i++) {
-		free((char *)o->params[i].name);
-		free((char *)o->params[i].value);
-	}
-	free(o->params);
-	mask_release(&o->mask);
-	for (i = 0; i < o->ngoals; i++)
-		free((char *)o->goals[i].code);
-	free(o->goals);
-	free(o->currs);
-	free(o->words);
-	memset(o, 0, sizeof(*o));
-}
-
-static char *poller__json_text(const cJSON *v)
-{
-	char num[64];
-
-	if (cJSON_IsString(v))
-		return strdup(v->valuestring);
-	if (cJSON_IsNumber(v)) {
-		if (v->valuedouble == (double)(int64_t)v->valuedouble && v->valuedouble < 9e15 &&
-		    v->valuedouble > -9e15)
-			snprintf(num, sizeof(num), "%" PRId64, (int64_t)v->valuedouble);
-		else
-			snprintf(num, sizeof(num), "%.17g", v->valuedouble);
-		return strdup(num);
-	}
-	if (cJSON_IsTrue(v))
-		return strdup("true");
-	if (cJSON_IsFalse(v))
-		return strdup("false");
-	if (cJSON_IsNull(v))
-		return strdup("");
-	return cJSON_PrintUnformatted(v);
-}
-
-static int poller__offer_params(struct poll_offer *o, const char *params, const char *secret,
-				char *err, size_t errlen)
-{
-	cJSON *root = cJSON_Parse(params), *sec = cJSON_Parse(secret), *it;
-	size_t n = 0;
-	int rc = -1;
-
-	if (!cJSON_IsObject(root)) {
-		snprintf(err, errlen, "offer %" PRId64 ": params are not a JSON object", o->id);
-		goto out;
-	}
-	o->params = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof(*o->params));
-	if (!o->params)
-		goto oom;
-	cJSON_ArrayForEach(it, root)
-	{
-		bool secret_name = false;
-		const cJSON *s;
-		char *value = poller__json_text(it);
-		char *name = strdup(it->string ? it->string : "");
-
-		o->params[n].name = name;
-		o->params[n].value = value;
-		o->nparams = ++n;
-		if (!value || !name)
-			goto oom;
-		cJSON_ArrayForEach(s, sec)
-		if (cJSON_IsString(s) && strcmp(s->valuestring, name) == 0)
-			secret_name = true;
-		if (mask_param(&o->mask, name, value, secret_name) < 0)
-			goto oom;
-	}
-	rc = 0;
-	goto out;
-oom:
-	snprintf(err, errlen, "out of memory");
-out:
-	cJSON_Delete(root);
-	cJSON_Delete(sec);
-	return rc;
-}
-
-static int poller__money(const char *s, int64_t *out)
-{
-	return lead_money_parse(s, out);
-}
-
-static const char poller_offers_sql[] =
-	"SELECT o.id, o.rule, o.params::text, array_to_json(o.secret_params)::text,"
-	" coalesce(o.batch_processing, 0), coalesce(o.batch_accepted, 0),"
-	" coalesce(o.days_dates, 0), o.hold_days, o.reject_reason, o.cancel_approved,"
-	" coalesce(o.tz, ''), coalesce(o.rate_limit, 0), o.status_words::text"
-	" FROM offers o WHERE o.id = ANY($1::bigint[])";
-
-static const char poller_goals_sql[] =
-	"SELECT g.offer, g.id, g.code, g.payout, g.wm, g.pay, g.ref, g.currency"
-	" FROM goals g WHERE g.offer = ANY($1::bigint[]) ORDER BY g.offer, g.id";
-
-static int poller__fill_offer(struct poll_offer *o, const PGresult *r, int row, char *err,
-			      size_t errlen)
-{
-	o->found = true;
-	snprintf(o->rule, sizeof(o->rule), "%s", PQgetvalue(r, row, 1));
-	o->batch[0] = poller__int(PQgetvalue(r, row, 4));
-	o->batch[1] = poller__int(PQgetvalue(r, row, 5));
-	o->days = poller__int(PQgetvalue(r, row, 6));
-	o->settings.hold_days = poller__int(PQgetvalue(r, row, 7));
-	o->settings.reject_reason = poller__int(PQgetvalue(r, row, 8));
-	o->settings.cancel_approved = PQgetvalue(r, row, 9)[0] == 't';
-	snprintf(o->tz, sizeof(o->tz), "%s", PQgetvalue(r, row, 10));
-	o->rate_limit = poller__int(PQgetvalue(r, row, 11));
-	o->words = strdup(PQgetvalue(r, row, 12));
-	if (!o->words) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return poller__offer_params(o, PQgetvalue(r, row, 2), PQgetvalue(r, row, 3), err, errlen);
-}
-
-static void poller__pair_free(struct poll_pair *pr);
-
-/* sched_load_fn: offers, goals and currencies of the claimed pairs. */
-static int poller__load(PGconn *c, struct sched_pair **pairs, size_t n, void *ud, char *err,
-			size_t errlen)
-{
-	struct poller *p = ud;
-	struct buf ids;
-	PGresult *ro = NULL, *rg = NULL, *rc_ = NULL;
-	const char *param;
-	size_t i;
-	int row, rc = -1;
-
-	buf_init(&ids, 0);
-	for (i = 0; i < n; i++) {
-		struct poll_pair *pr = calloc(1, sizeof(*pr));
-
-		if (!pr)
-			goto oom;
-		pr->p = p;
-		pr->sp = pairs[i];
-		pr->v = pairs[i]->variant;
-		pr->off.id = pairs[i]->offer;
-		pairs[i]->data = pr;
-		if (buf_addf(&ids, "%s%" PRId64, i ? "," : "{", pairs[i]->offer) < 0)
-			goto oom;
-	}
-	if (buf_addc(&ids, '}') < 0)
-		goto oom;
-	param = ids.p;
-	ro = store_query(c, "offers", poller_offers_sql, 1, &param, err, errlen);
-	rg = ro ? store_query(c, "goals", poller_goals_sql, 1, &param, err, errlen) : NULL;
-	rc_ = rg ? store_query(c, "currencies", "SELECT id, iso FROM currencies ORDER BY id", 0, NULL,
-			       err, errlen)
-		 : NULL;
-	if (!rc_)
-		goto fail;
-	for (i = 0; i < n; i++) {
-		struct poll_offer *o = &((struct poll_pair *)pairs[i]->data)->off;
-		int g, k;
-
-		for (row = 0; row < PQntuples(ro); row++)
-			if (strtoll(PQgetvalue(ro, row, 0), NULL, 10) == o->id)
-				break;
-		if (row == PQntuples(ro))
-			continue; /* deleted meanwhile: the pair fails with config_error */
-		if (poller__fill_offer(o, ro, row, err, errlen) < 0)
-			goto fail;
-		o->goals = calloc((size_t)PQntuples(rg) + 1, sizeof(*o->goals));
-		o->currs = calloc((size_t)PQntuples(rc_) + 1, sizeof(*o->currs));
-		if (!o->goals || !o->currs)
-			goto oom;
-		for (g = 0; g < PQntuples(rg); g++) {
-			struct rule_goal *rgl = &o->goals[o->ngoals];
-			const char *payout = PQgetvalue(rg, g, 3);
-
-			if (strtoll(PQgetvalue(rg, g, 0), NULL, 10) != o->id)
-				continue;
-			rgl->offer = o->id;
-			rgl->goal.id = strtoll(PQgetvalue(rg, g, 1), NULL, 10);
-			rgl->code = strdup(PQgetvalue(rg, g, 2));
-			if (!rgl->code)
-				goto oom;
-			o->ngoals++;
-			rgl->goal.payout = strcmp(payout, "percent") == 0	? PAYOUT_PERCENT
-					   : strcmp(payout, "recurring") == 0 ? PAYOUT_RECURRING
-									       : PAYOUT_FIXED;
-			if (poller__money(PQgetvalue(rg, g, 4), &rgl->goal.wm) < 0 ||
-			    poller__money(PQgetvalue(rg, g, 5), &rgl->goal.pay) < 0 ||
-			    poller__money(PQgetvalue(rg, g, 6), &rgl->goal.ref) < 0) {
-				snprintf(err, errlen, "goal %" PRId64 ": unreadable amount", rgl->goal.id);
-				goto fail;
-			}
-			rgl->goal.curr = poller__int(PQgetvalue(rg, g, 7));
-		}
-		for (k = 0; k < PQntuples(rc_); k++) {
-			o->currs[k].id = poller__int(PQgetvalue(rc_, k, 0));
-			snprintf(o->currs[k].iso, sizeof(o->currs[k].iso), "%s", PQgetvalue(rc_, k, 1));
-		}
-		o->ncurrs = (size_t)PQntuples(rc_);
-	}
-	rc = 0;
-	goto out;
-oom:
-	snprintf(err, errlen, "out of memory");
-fail:
-	for (i = 0; i < n; i++)
-		if (pairs[i]->data) {
-			poller__pair_free(pairs[i]->data);
-			pairs[i]->data = NULL;
-		}
-out:
-	PQclear(ro);
-	PQclear(rg);
-	PQclear(rc_);
-	buf_release(&ids);
-	return rc;
-}
-
-/* ------------------------------------------------------------ leads */
-
-/* The page's leads, and beside them their row versions (*xmin, the
- * caller frees both). */
-/* Rows [from, from + n) of a page select, read into fresh arrays (a
- * batch's own: no copy of a whole page first, which for 100 leads is
- * 140 KB, an mmap and munmap each time). NULL with err when out of memory
- * or a row does not read. */
-static struct lead *poller__rows_at(const PGresult *r, size_t from, size_t n, uint32_t **xmin,
-				    char *err, size_t errlen)
-{
-	struct lead *l = malloc((n ? n : 1) * sizeof(*l));
-	uint32_t *x = malloc((n ? n : 1) * sizeof(*x));
-	size_t i;
-
-	*xmin = NULL;
-	if (!l || !x) {
-		free(l);
-		free(x);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	for (i = 0; i < n; i++) {
-		if (poll_sql_lead_row(r, (int)(from + i), &l[i], &x[i]) < 0) {
-			snprintf(err, errlen, "lead %" PRId64 ": unreadable amount", l[i].id);
-			free(l);
-			free(x);
-			return NULL;
-		}
-	}
-	*xmin = x;
-	return l;
-}
-
-static struct lead *poller__rows(const PGresult *r, size_t *n, uint32_t **xmin, char *err,
-				 size_t errlen)
-{
-	struct lead *l = poller__rows_at(r, 0, (size_t)PQntuples(r), xmin, err, errlen);
-
-	*n = l ? (size_t)PQntuples(r) : 0;
-	return l;
-}
-
-/* ------------------------------------------------------------ jobs: select */
-
-struct poll_sel {
-	struct db_job job;
-	struct poll_pair *pair;
-	int64_t offer;
-	enum rule_variant v;
-	unsigned k;           /* batches asked */
-	size_t per;           /* id variants: leads per batch; dates: cap per range */
-	int64_t cursor;
-	struct macro_dates *dates; /* dates: k ranges */
-	size_t reserved;
-	bool count_no_ext;    /* also count the leads without an external id */
-	bool more;            /* id variants: leads beyond these k batches exist */
-	/* out */
-	uint64_t no_ext;
-	struct lead **leads;
-	uint32_t **xmin;      /* beside leads: each lead's row version */
-	size_t *n;
-	size_t total;
-};
-
-static const char poller_sel_processing_sql[] = POLL_SQL_SEL_PROCESSING;
-static const char poller_sel_accepted_sql[] = POLL_SQL_SEL_ACCEPTED;
-static const char poller_no_ext_processing_sql[] = POLL_SQL_NO_EXT_PROCESSING;
-static const char poller_no_ext_accepted_sql[] = POLL_SQL_NO_EXT_ACCEPTED;
-static const char poller_sel_dates_sql[] =
-	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
-	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
-	" AND l.created < to_timestamp($3) ORDER BY l.id LIMIT $4";
-static const char poller_days_sql[] =
-	"SELECT to_char((l.created AT TIME ZONE $2)::date, 'YYYY-MM-DD'), count(*) FROM leads l"
-	" WHERE l.offer = $1 AND l.status NOT IN (5, 10, 11, 12)"
-	" AND l.created >= now() - make_interval(days => $3::integer)"
-	" GROUP BY 1 ORDER BY 1";
-
-static int poller__sel_run(PGconn *c, struct db_job *job)
-{
-	struct poll_sel *s = job->data;
-	char a[24], b[24], cc[24], d[24];
-	const char *params[4] = { a, b, cc, d };
-	PGresult *r = NULL;
-	unsigned i;
-
-	snprintf(a, sizeof(a), "%" PRId64, s->offer);
-	if (s->v != RULE_DATES) {
-		size_t rows, off = 0;
-
-		snprintf(b, sizeof(b), "%" PRId64, s->cursor);
-		/* one row more than asked for tells whether a page follows:
-		 * an offer whose leads fill its batches exactly needs no
-		 * select that finds nothing */
-		snprintf(cc, sizeof(cc), "%zu", s->per * s->k + 1);
-		snprintf(d, sizeof(d), "%s", s->count_no_ext ? "true" : "false");
-		/* prepared: planning costs as much as running it on a page */
-		r = s->v == RULE_PROCESSING
-			    ? store_query_prepared(c, "leadsync_poll_sel_processing", "select leads",
-						   poller_sel_processing_sql, 4, params, job->err,
-						   sizeof(job->err))
-			    : store_query_prepared(c, "leadsync_poll_sel_accepted", "select leads",
-						   poller_sel_accepted_sql, 4, params, job->err,
-						   sizeof(job->err));
-		if (!r)
-			return DB_EFAIL;
-		if (s->count_no_ext && PQntuples(r))
-			s->no_ext = strtoull(PQgetvalue(r, 0, POLL_NO_EXT_COL), NULL, 10);
-		else if (s->count_no_ext) {
-			PGresult *rn = store_query(c, "count leads without ext",
-						   s->v == RULE_PROCESSING
-							   ? poller_no_ext_processing_sql
-							   : poller_no_ext_accepted_sql,
-						   1, params, job->err, sizeof(job->err));
-
-			if (!rn) {
-				PQclear(r);
-				return DB_EFAIL;
-			}
-			s->no_ext = strtoull(PQgetvalue(rn, 0, 0), NULL, 10);
-			PQclear(rn);
-		}
-		rows = (size_t)PQntuples(r);
-		s->more = rows > s->per * s->k;
-		if (s->more)
-			rows = s->per * s->k;
-		s->total = rows;
-		for (i = 0; i < s->k && off < rows; i++) {
-			size_t m = rows - off < s->per ? rows - off : s->per;
-
-			s->leads[i] = poller__rows_at(r, off, m, &s->xmin[i], job->err,
-						      sizeof(job->err));
-			if (!s->leads[i]) {
-				PQclear(r);
-				return DB_EFAIL;
-			}
-			s->n[i] = m;
-			off += m;
-		}
-		PQclear(r);
-		return DB_OK;
-	}
-	for (i = 0; i < s->k; i++) {
-		snprintf(b, sizeof(b), "%" PRId64, s->dates[i].t_from);
-		snprintf(cc, sizeof(cc), "%" PRId64, s->dates[i].t_tom);
-		snprintf(d, sizeof(d), "%zu", s->per);
-		r = store_query(c, "select leads", poller_sel_dates_sql, 4, params, job->err,
-				sizeof(job->err));
-		if (!r)
-			return DB_EFAIL;
-		s->leads[i] = poller__rows(r, &s->n[i], &s->xmin[i], job->err, sizeof(job->err));
-		PQclear(r);
-		if (!s->leads[i])
-			return DB_EFAIL;
-		s->total += s->n[i];
-	}
-	return DB_OK;
-}
-
-static void poller__sel_free(struct poll_sel *s)
-{
-	unsigned i;
-
-	for (i = 0; i < s->k; i++) {
-		free(s->leads[i]);
-		free(s->xmin[i]);
-	}
-	free(s->leads);
-	free(s->xmin);
-	free(s->n);
-	free(s->dates);
-	free(s);
-}
-
-struct poll_days {
-	struct db_job job;
-	struct poll_pair *pair;
-	int64_t offer;
-	char tz[TZ_NAME_MAX + 1];
-	unsigned age;
-	struct macro_civil *day;
-	size_t *count;
-	size_t n;
-};
-
-static int poller__days_run(PGconn *c, struct db_job *job)
-{
-	struct poll_days *d = job->data;
-	char a[24], age[16];
-	const char *params[3] = { a, d->tz[0] ? d->tz : "UTC", age };
-	PGresult *r;
-	size_t i, rows;
-
-	snprintf(a, sizeof(a), "%" PRId64, d->offer);
-	snprintf(age, sizeof(age), "%u", d->age);
-	r = store_query(c, "open days", poller_days_sql, 3, params, job->err, sizeof(job->err));
-	if (!r)
-		return DB_EFAIL;
-	rows = (size_t)PQntuples(r);
-	d->day = calloc(rows + 1, sizeof(*d->day));
-	d->count = calloc(rows + 1, sizeof(*d->count));
-	if (!d->day || !d->count) {
-		PQclear(r);
-		snprintf(job->err, sizeof(job->err), "out of memory");
-		return DB_EFAIL;
-	}
-	for (i = 0; i < rows; i++) {
-		const char *v = PQgetvalue(r, (int)i, 0);
-
-		if (sscanf(v, "%d-%d-%d", &d->day[i].y, &d->day[i].m, &d->day[i].d) != 3)
-			continue;
-		d->count[d->n] = (size_t)strtoull(PQgetvalue(r, (int)i, 1), NULL, 10);
-		d->day[d->n] = d->day[i];
-		d->n++;
-	}
-	PQclear(r);
-	return DB_OK;
-}
-
-/* ------------------------------------------------------------ jobs: write */
-
-/* The run row's parameters $1-$25 (poll_sql.h) into params; n is the
- * scratch space their numbers are written in. */
-static void poller__run_params(const struct poll_batch *b, const char **params, char n[][24])
-{
-	int i = 0;
-
-	snprintf(n[0], 24, "%" PRId64, b->offer);
-	snprintf(n[1], 24, "%" PRId64, b->t_start_us);
-	snprintf(n[2], 24, "%" PRId64, b->t_end_us);
-	snprintf(n[3], 24, "%ld", b->status);
-	snprintf(n[4], 24, "%" PRIu64, b->bytes);
-	snprintf(n[5], 24, "%zu", b->nleads);
-	snprintf(n[6], 24, "%zu", b->applied);
-	snprintf(n[7], 24, "%zu", b->unknown);
-	snprintf(n[8], 24, "%zu", b->refused);
-	snprintf(n[9], 24, "%zu", b->unrecognised);
-	snprintf(n[10], 24, "%zu", b->skipped);
-	snprintf(n[11], 24, "%u", b->pages);
-	snprintf(n[12], 24, "%" PRId64, b->missed);
-	snprintf(n[13], 24, "%" PRIu64, b->no_ext);
-	snprintf(n[14], 24, "%.3f", (double)b->rule_ns / 1e6);
-	params[i++] = n[0];
-	params[i++] = rule_variant_name(b->v);
-	params[i++] = b->worker;
-	params[i++] = n[1];
-	params[i++] = n[2];
-	params[i++] = b->method[0] ? b->method : NULL;
-	params[i++] = b->url;
-	params[i++] = b->status ? n[3] : NULL;
-	params[i++] = b->pages ? n[4] : NULL;
-	params[i++] = n[5];
-	params[i++] = n[6];
-	params[i++] = n[7];
-	params[i++] = n[8];
-	params[i++] = n[9];
-	params[i++] = n[10];
-	params[i++] = n[11];
-	params[i++] = poll_outcome_name(b->outcome);
-	params[i++] = b->err[0] ? b->err : NULL;
-	params[i++] = b->pages ? b->head.p : NULL;
-	params[i++] = b->caught_up ? "true" : "false";
-	params[i++] = n[12];
-	params[i++] = b->notes.len ? b->notes.p : NULL;
-	params[i++] = b->ctype[0] ? b->ctype : NULL;
-	params[i++] = n[13];
-	params[i++] = n[14];
-}
-
-/* The index in b->chg of the change of lead id (changes are few: a scan). */
-static size_t poller__chg_of(const struct poll_batch *b, int64_t id)
-{
-	size_t j;
-
-	for (j = 0; j < b->nchg; j++)
-		if (b->leads[b->chg[j]].id == id)
-			return j;
-	return b->nchg;
-}
-
-/* W_ROW, W_LIGHT: the run's row alone (unchanged leads are not written).
- * W_FULL: POLL_SQL_WRITE, one autocommit statement (poll_sql.h). */
-static int poller__write_run(PGconn *c, struct db_job *job)
-{
-	struct poll_batch *b = job->data;
-	char n[15][24];
-	const char *params[POLL_SQL_WRITE_PARAMS];
-	struct buf lg;
-	PGresult *r;
-	const char *p;
-	int rc = DB_EFAIL;
-
-	buf_init(&lg, 0);
-	b->applied = b->skipped = 0;
-	poller__run_params(b, params, n);
-	if (b->wmode != W_FULL) {
-		r = store_query_prepared(c, "leadsync_poll_row", "poll run", POLL_SQL_ROW,
-					 POLL_SQL_ROW_PARAMS, params, job->err, sizeof(job->err));
-		if (!r)
-			goto out;
-		b->run_id = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-		PQclear(r);
-		rc = DB_OK;
-		goto out;
-	}
-	params[25] = b->upd.p;
-	params[26] = b->hist.p;
-	params[27] = b->v == RULE_DATES ? "dates" : "poll";
-	/* prepared: planning this statement costs about 1 ms of the server's
-	 * CPU, a fifth of a batch's (bench/BENCHMARKS.md) */
-	r = store_query_prepared(c, "leadsync_poll_write", "poll write", POLL_SQL_WRITE,
-				 POLL_SQL_WRITE_PARAMS, params, job->err, sizeof(job->err));
-	if (!r)
-		goto out;
-	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
-		PQclear(r);
-		b->lease_lost = true;
-		snprintf(job->err, sizeof(job->err), "the lease of offer %" PRId64 " %s is lost",
-			 b->offer, rule_variant_name(b->v));
-		goto out;
-	}
-	b->run_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	/* the ids written, "{101,102}": the log lines, and what was skipped */
-	for (p = PQgetvalue(r, 0, 2); *p; p++) {
-		char *end;
-		int64_t id;
-		size_t j;
-
-		if (*p < '0' || *p > '9')
-			continue;
-		id = strtoll(p, &end, 10);
-		p = end - 1;
-		j = poller__chg_of(b, id);
-		if (j == b->nchg)
-			continue;
-		b->applied++;
-		if (log_leads_on()) {
-			struct log_lead ll = { id, b->offer, b->run_id, b->leads[b->chg[j]].status,
-					       b->after[j]->status };
-
-			if (buf_add(&lg, &ll, sizeof(ll)) < 0) {
-				/* the log lines are best effort */
-			}
-		}
-	}
-	PQclear(r);
-	b->skipped = b->nchg - b->applied;
-	log_lead_changes(b->v == RULE_DATES ? "dates" : "poll", (struct log_lead *)(void *)lg.p,
-			 lg.len / sizeof(struct log_lead));
-	rc = DB_OK;
-out:
-	buf_release(&lg);
-	return rc;
-}
-
 /* ------------------------------------------------------------ pairs, batches */
 
 static void poller__pair_fill(struct poll_pair *pr);
@@ -1160,9 +92,8 @@ static void poller__pair_maybe_finish(struct poll_pair *pr);
 static void poller__batch_end(struct poll_batch *b);
 static void poller__defer_cb(uv_timer_t *t);
 static void poller__batch_write(struct poll_batch *b, enum poll_wmode m);
-static void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r);
 
-static void poller__pair_free(struct poll_pair *pr)
+void poller__pair_free(struct poll_pair *pr)
 {
 	poller__offer_release(&pr->off);
 	poller__rule_put(pr->rule);
@@ -1269,98 +200,6 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	return b;
 }
 
-/* ---- check --save: a batch kept as a `rule test` case folder ---- */
-
-static void poller__save_drop(struct poll_batch *b)
-{
-	size_t i;
-
-	for (i = 0; i < b->nsaved; i++) {
-		free((char *)b->saved[i].body);
-		free((char *)b->saved[i].content_type);
-	}
-	free(b->saved);
-	b->saved = NULL;
-	b->nsaved = 0;
-}
-
-/* Keeps an answer as fetched; a copy that fails shows as a missing page
- * when the case is replayed. */
-static void poller__save_page(struct poll_batch *b, const struct rule_request *rq,
-			      const struct http_result *res)
-{
-	struct ruletest_page *v, *pg;
-	char *body;
-
-	if (!b->pair->p->cfg.check_save)
-		return;
-	v = realloc(b->saved, (b->nsaved + 1) * sizeof(*v));
-	if (!v)
-		return;
-	b->saved = v;
-	pg = &v[b->nsaved];
-	memset(pg, 0, sizeof(*pg));
-	body = malloc(res->body_len + 1);
-	if (!body)
-		return;
-	memcpy(body, res->body, res->body_len);
-	body[res->body_len] = '\0';
-	pg->body = body;
-	pg->len = res->body_len;
-	pg->status = (int)res->status;
-	pg->format = rq->format;
-	if (res->content_type && *res->content_type && !(pg->content_type = strdup(res->content_type))) {
-		free(body);
-		return;
-	}
-	b->nsaved++;
-}
-
-/* Writes the batch's case folder (once: the pages are dropped after). */
-static void poller__save_case(struct poll_batch *b)
-{
-	struct poll_pair *pr = b->pair;
-	struct poller *p = pr->p;
-	struct ruletest_save sv;
-	char dir[4096], err[1024];
-
-	if (!p->cfg.check_save || !b->nsaved)
-		return;
-	if (p->nsaved++ == 0)
-		snprintf(dir, sizeof(dir), "%s", p->cfg.check_save);
-	else
-		snprintf(dir, sizeof(dir), "%s.%u", p->cfg.check_save, p->nsaved);
-	memset(&sv, 0, sizeof(sv));
-	sv.dir = dir;
-	sv.rule = pr->off.rule;
-	sv.rules_dir = p->rules_dir;
-	sv.variant = pr->v;
-	sv.offer = pr->off.id;
-	sv.tz = pr->off.tz[0] ? pr->off.tz : p->tz;
-	sv.settings = pr->off.settings;
-	sv.status_words = pr->off.words;
-	sv.goals = pr->off.goals;
-	sv.ngoals = pr->off.ngoals;
-	sv.currs = pr->off.currs;
-	sv.ncurrs = pr->off.ncurrs;
-	sv.params = pr->off.params;
-	sv.nparams = pr->off.nparams;
-	sv.mask = &pr->off.mask;
-	sv.leads = b->leads;
-	sv.nleads = b->nleads;
-	sv.dates = b->has_dates ? &b->dates : NULL;
-	sv.now = b->rb.now;
-	sv.pages = b->saved;
-	sv.npages = b->nsaved;
-	sv.limits = &p->cfg.rule_limits;
-	if (ruletest_case_save(&sv, err, sizeof(err)) < 0)
-		poller__rep(p, "warning   case not saved: %s\n", err);
-	else
-		poller__rep(p, "saved     case %s: %zu lead%s, %zu page%s\n", dir, b->nleads,
-			    b->nleads == 1 ? "" : "s", b->nsaved, b->nsaved == 1 ? "" : "s");
-	poller__save_drop(b);
-}
-
 static void poller__batch_free(struct poll_batch *b)
 {
 	rule_request_release(&b->req);
@@ -1393,8 +232,7 @@ static void poller__batch_fail(struct poll_batch *b, enum poll_outcome o, const 
 	vsnprintf(b->err, sizeof(b->err), fmt, ap);
 	va_end(ap);
 	poller__mask_inplace(&b->pair->off, b->err, sizeof(b->err));
-	poller__rep(b->pair->p, "error     %s: %s\n", poll_outcome_name(o), b->err);
-	poller__save_case(b);
+	POLL_OBSERVE(b->pair->p, failed, b);
 	poller__batch_write(b, W_ROW);
 }
 
@@ -1406,8 +244,7 @@ static void poller__write_done(struct db_job *job)
 	p->jobs--;
 	if (job->status == DB_OK) {
 		if (b->wmode != W_ROW)
-			poller__rep(p, "written   run %" PRId64 ": %zu lead%s changed, %zu skipped\n",
-				    b->run_id, b->applied, b->applied == 1 ? "" : "s", b->skipped);
+			POLL_OBSERVE(p, written, b);
 		poller__batch_end(b);
 		return;
 	}
@@ -1539,7 +376,7 @@ static void poller__rule_judge(struct poll_pair *pr)
 	uint64_t per_ms = (uint64_t)pr->rule_ns / 1000000 / batches;
 	bool slow;
 
-	if (p->report || !pr->rule_calls || !(c = poller__count_of(p, pr->off.id, pr->v)))
+	if (p->obs || !pr->rule_calls || !(c = poller__count_of(p, pr->off.id, pr->v)))
 		return;
 	c->rule_ns += pr->rule_ns;
 	slow = per_ms >= p->cfg.rule_slow_ms;
@@ -1566,7 +403,7 @@ static void poller__batch_end(struct poll_batch *b)
 	struct poller *p = pr->p;
 
 	p->st.outcomes[b->outcome]++;
-	if (!p->report)
+	if (!p->obs)
 		poller__count(p, b->offer, b->v, b->outcome);
 	if (b->slot) {
 		p->st.batches++;
@@ -1690,15 +527,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		}
 		if (d == 0)
 			continue;
-		if (p->report) {
-			char *mb = poller__masked(&pr->off, before.p, before.len, false);
-			char *ma = poller__masked(&pr->off, after.p, after.len, false);
-
-			poller__rep(p, "edit      lead %" PRId64 " %s -> %s\n", old->id, mb ? mb : "",
-				    ma ? ma : "");
-			free(mb);
-			free(ma);
-		}
+		POLL_OBSERVE(p, edit, b, old, &before, &after);
 		b->chg[b->nchg] = ch->lead;
 		b->after[b->nchg] = l;
 		b->nchg++;
@@ -1711,19 +540,7 @@ static void poller__batch_apply(struct poll_batch *b)
 		poller__batch_fail(b, POLL_INTERNAL_ERROR, "the batch's changes do not fit in memory");
 		return;
 	}
-	if (p->report) {
-		poller__rep(p,
-			    "result    %s: %zu asked, %zu changed, %zu unknown, %zu refused, "
-			    "%zu unrecognised, %u page%s\n",
-			    poll_outcome_name(b->outcome), b->nleads, b->nchg, b->unknown, b->refused,
-			    b->unrecognised, b->pages, b->pages == 1 ? "" : "s");
-		if (b->notes.len)
-			poller__rep(p, "notes     %s%s", b->notes.p,
-				    b->notes.p[b->notes.len - 1] == '\n' ? "" : "\n");
-		if (p->dry_run)
-			poller__rep(p, "dry run   nothing written\n");
-	}
-	poller__save_case(b);
+	POLL_OBSERVE(p, result, b);
 	b->applied = p->dry_run ? b->nchg : 0; /* else known after the write */
 	poller__batch_write(b, b->nchg ? W_FULL : W_LIGHT);
 }
@@ -1768,14 +585,7 @@ static void poller__batch_send(struct poll_batch *b, const struct rule_request *
 		free(b->url);
 		b->url = poller__masked(&pr->off, rq->url, strlen(rq->url), true);
 	}
-	if (p->report) {
-		char *u = poller__masked(&pr->off, rq->url, strlen(rq->url), true);
-
-		poller__rep(p, "request   %s %s (page %u, %zu lead%s%s%s)\n", rq->method, u ? u : "",
-			    rq->page ? rq->page : 1, b->nleads, b->nleads == 1 ? "" : "s",
-			    b->has_dates ? ", " : "", b->has_dates ? b->dates.from : "");
-		free(u);
-	}
+	POLL_OBSERVE(p, request, b, rq);
 	b->cur = rq;
 	if (http_client_request(p->http, &hr, poller__http_cb, b, &b->h, err, sizeof(err)) < 0) {
 		free(hs);
@@ -1857,7 +667,6 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	struct poll_pair *pr = b->pair;
 	struct poller *p = pr->p;
 	enum poll_outcome o = poller__transport(res->outcome);
-	const struct rule_request *rq = b->cur;
 
 	b->h = NULL;
 	b->bytes += res->bytes;
@@ -1866,16 +675,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 		b->pages++;
 	poller__head(b, res->body, res->body_len);
 	poller__ctype(b, res->content_type);
-	if (res->outcome == HTTP_OK)
-		poller__save_page(b, rq, res);
-	if (p->report && res->outcome != HTTP_CANCELLED && res->status) {
-		poller__rep(p, "answer    HTTP %ld, %" PRIu64 " bytes in %.0f ms%s%s\n", res->status,
-			    res->bytes, res->total_ms, res->error[0] ? ": " : "", res->error);
-		if (b->head.len)
-			poller__rep(p, "          %.*s%s\n",
-				    (int)(b->head.len < POLL_EXCERPT ? b->head.len : POLL_EXCERPT),
-				    b->head.p, b->head.len > POLL_EXCERPT ? " ..." : "");
-	}
+	POLL_OBSERVE(p, answer, b, res);
 	if (res->outcome == HTTP_CANCELLED && pr->aborted) {
 		poller__batch_fail(b, pr->abort_outcome, "%s",
 				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost: request cancelled"
@@ -2060,8 +860,7 @@ static void poller__sel_done(struct db_job *job)
 	}
 	if (s->count_no_ext && s->no_ext) {
 		pr->no_ext = s->no_ext;
-		poller__rep(p, "skip      %" PRIu64 " lead%s without an external id: not asked\n",
-			    s->no_ext, s->no_ext == 1 ? "" : "s");
+		POLL_OBSERVE(p, no_ext, pr, s->no_ext);
 	}
 	if (p->stopping || pr->aborted)
 		goto out; /* read, but no new request now: the pair is cut short */
@@ -2255,7 +1054,7 @@ out:
 }
 
 /* A pair's run begins: rule, variant, then selection. */
-static void poller__pair_begin(struct poll_pair *pr)
+void poller__pair_begin(struct poll_pair *pr)
 {
 	struct poller *p = pr->p;
 	struct rule_variant_info info;
@@ -2289,8 +1088,7 @@ static void poller__pair_begin(struct poll_pair *pr)
 	rule_variant_info(pr->rule->rt, pr->v, &info);
 	if (!info.present) {
 		pr->exhausted = true;
-		poller__rep(p, "skip      rule '%s' declares no %s variant\n", pr->off.rule,
-			    rule_variant_name(pr->v));
+		POLL_OBSERVE(p, pair_skip, pr);
 		poller__pair_maybe_finish(pr);
 		return;
 	}
@@ -2307,10 +1105,7 @@ static void poller__pair_begin(struct poll_pair *pr)
 	pr->days = pr->off.days > 0 ? pr->off.days : info.days > 0 ? info.days : 1;
 	if (pr->days > RULE_DAYS_MAX)
 		pr->days = RULE_DAYS_MAX;
-	poller__rep(p, "poll      offer %" PRId64 ", rule %s, variant %s (%s, %s %d)\n", pr->off.id,
-		    pr->off.rule, rule_variant_name(pr->v), decode_format_name(info.format),
-		    pr->v == RULE_DATES ? "days" : "batch",
-		    pr->v == RULE_DATES ? pr->days : (int)pr->batch);
+	POLL_OBSERVE(p, pair_begin, pr, &info);
 	if (pr->v == RULE_DATES) {
 		const char *tz = pr->off.tz[0] ? pr->off.tz : p->tz;
 		struct poll_days *d;
@@ -2400,8 +1195,8 @@ static void poller__pair_finish(struct poll_pair *pr)
 	if (pr->next)
 		pr->next->prev = pr->prev;
 	p->npairs--;
-	if (pr->check)
-		poller__check_pair_done(pr, &r);
+	if (p->obs && p->obs->pair_done)
+		p->obs->pair_done(pr, &r);
 	else {
 		struct sched_pair *sp = pr->sp;
 
@@ -2451,30 +1246,89 @@ static void poller__pair_abort(struct poll_pair *pr, enum poll_outcome why)
 
 /* ------------------------------------------------------------ scheduler glue */
 
-static void poller__on_pair(struct scheduler *s, struct sched_pair *sp, void *ud)
+static void poller__load_free(struct poll_load *ld)
 {
-	struct poll_pair *pr = sp->data;
+	free(ld->sp);
+	free(ld->pr);
+	free(ld);
+}
 
-	if (!pr) { /* cannot happen: load sets data for every pair */
+/* The claim's pairs, loaded: each one begins, or goes back to the
+ * scheduler (failed with the load's error; requeued when stopping). */
+static void poller__load_done(struct db_job *job)
+{
+	struct poll_load *ld = job->data;
+	struct poller *p = ld->p;
+	char q[512];
+	size_t i;
+
+	p->jobs--;
+	if (job->status != DB_OK)
+		log_quote(q, sizeof(q), job->err);
+	for (i = 0; i < ld->n; i++) {
+		struct sched_pair *sp = ld->sp[i];
 		struct sched_result r = { .end = SCHED_REQUEUE };
 
-		scheduler_done(s, sp, &r);
+		if (job->status == DB_OK && !p->stopping && ld->pr[i]) {
+			sp->data = ld->pr[i];
+			poller__pair_begin(ld->pr[i]);
+			continue;
+		}
+		if (ld->pr[i])
+			poller__pair_free(ld->pr[i]);
+		if (job->status != DB_OK) {
+			r.end = SCHED_FAILED;
+			r.error = job->err;
+			log_warn("poll not started", "worker=%s offer=%" PRId64 " variant=%s err=%s",
+				 p->worker, sp->offer, rule_variant_name(sp->variant), q);
+		}
+		scheduler_done(p->sched, sp, &r);
+	}
+	poller__load_free(ld);
+}
+
+/* The scheduler's claim: the poller loads what the pairs need (their
+ * offers, goals, currencies) in one job of its own, then begins them. */
+static void poller__on_pairs(struct scheduler *s, struct sched_pair **pairs, size_t n, void *ud)
+{
+	struct poller *p = ud;
+	struct poll_load *ld = calloc(1, sizeof(*ld));
+	size_t i;
+
+	if (ld) {
+		ld->p = p;
+		ld->n = n;
+		ld->sp = malloc(n * sizeof(*ld->sp));
+		ld->pr = calloc(n, sizeof(*ld->pr));
+	}
+	if (!ld || !ld->sp || !ld->pr) {
+		if (ld)
+			poller__load_free(ld);
+		for (i = 0; i < n; i++) {
+			struct sched_result r = { .end = SCHED_REQUEUE };
+
+			scheduler_done(s, pairs[i], &r);
+		}
 		return;
 	}
-	poller__pair_begin(pr);
+	memcpy(ld->sp, pairs, n * sizeof(*pairs));
+	ld->job.data = ld;
+	ld->job.run = poller__load_run;
+	ld->job.done = poller__load_done;
+	if (db_submit(p->cfg.db, &ld->job) < 0) {
+		snprintf(ld->job.err, sizeof(ld->job.err), "database queue full");
+		ld->job.status = DB_EFAIL;
+		p->jobs++;
+		poller__load_done(&ld->job);
+		return;
+	}
+	p->jobs++;
 }
 
 static void poller__on_lost(struct scheduler *s, struct sched_pair *sp, void *ud)
 {
 	if (sp->data)
 		poller__pair_abort(sp->data, POLL_LEASE_LOST);
-}
-
-static void poller__on_drop(struct sched_pair *sp, void *ud)
-{
-	if (sp->data)
-		poller__pair_free(sp->data);
-	sp->data = NULL;
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -2532,7 +1386,7 @@ void poller_config_from_settings(struct poller_config *c, const struct settings 
 	c->http_limits.max_queued = (unsigned)s->poll_batches + 16;
 }
 
-static struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, char *err,
+struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, char *err,
 				  size_t errlen)
 {
 	struct poller *p = calloc(1, sizeof(*p));
@@ -2556,7 +1410,7 @@ static struct poller *poller__new(uv_loop_t *loop, const struct poller_config *c
 	return p;
 }
 
-static void poller__timers_init(struct poller *p)
+void poller__timers_init(struct poller *p)
 {
 	uv_timer_init(p->loop, &p->deadline);
 	uv_timer_init(p->loop, &p->defer);
@@ -2572,7 +1426,7 @@ static unsigned poller__threads(struct poller *p)
 	return rs.threads;
 }
 
-static int poller__pool_start(struct poller *p, char *err, size_t errlen)
+int poller__pool_start(struct poller *p, char *err, size_t errlen)
 {
 	char e[256];
 
@@ -2583,7 +1437,7 @@ static int poller__pool_start(struct poller *p, char *err, size_t errlen)
 	return 0;
 }
 
-static void poller__free(struct poller *p)
+void poller__free(struct poller *p)
 {
 	struct poll_rule_entry *e, *n;
 	size_t i;
@@ -2628,10 +1482,8 @@ int poller_start(uv_loop_t *loop, const struct poller_config *cfg, struct poller
 		p->own_http = true;
 	sc = p->cfg.sched;
 	sc.db = p->cfg.db;
-	sc.load = poller__load;
-	sc.on_pair = poller__on_pair;
+	sc.on_pairs = poller__on_pairs;
 	sc.on_lost = poller__on_lost;
-	sc.on_drop = poller__on_drop;
 	sc.ud = p;
 	if (scheduler_start(loop, &sc, &p->sched, err, errlen) < 0) {
 		if (p->own_http)
@@ -2676,7 +1528,7 @@ static void poller__pool_closed(void *data)
 
 /* The last step of a stop: the timers and the rule threads (every pair has
  * ended, so no rule job is left), then p is freed and stop_cb runs. */
-static void poller__http_closed(struct http_client *c, void *data)
+void poller__http_closed(struct http_client *c, void *data)
 {
 	struct poller *p = data;
 
@@ -2760,370 +1612,4 @@ const struct poller_count *poller_counts(const struct poller *p, size_t *n)
 struct http_client *poller_http(const struct poller *p)
 {
 	return p->http;
-}
-
-/* ------------------------------------------------------------ check */
-
-enum check_step { CK_LOAD, CK_LEASE, CK_RELEASE };
-
-struct poll_check {
-	struct db_job job;
-	struct poller *p;
-	enum check_step step;
-	int64_t offer;
-	int variants[RULE_VARIANTS];
-	int nvariants, vi;
-	int want;             /* requested variant, -1: all */
-	bool dry;
-	unsigned intervals[RULE_VARIANTS];
-	unsigned lease_s;
-	struct sched_pair *sp; /* the pair of the step */
-	struct sched_release rel;
-	int rc;               /* 0 ok, 1 a poll failed, -1 could not run */
-	char *err;
-	size_t errlen;
-	bool finished;
-	/* The lease is extended every lease_s / 3 while a pair is polled, as the
-	 * daemon's scheduler does: a slow CRM (paging, retries, rate limits) can
-	 * take longer than one lease, and a daemon must not claim the pair
-	 * meanwhile. */
-	uv_timer_t beat;
-	struct db_job beat_job;
-	struct sched_key beat_key;
-	bool leased, beat_pending, beat_alive;
-};
-
-static void poller__check_next(struct poll_check *ck);
-
-static int poller__check_beat_run(PGconn *c, struct db_job *job)
-{
-	struct poll_check *ck = job->data;
-
-	return scheduler_sql_heartbeat(c, ck->p->worker, ck->lease_s, &ck->beat_key, 1,
-				       &ck->beat_alive, job->err, sizeof(job->err)) < 0
-		       ? DB_EFAIL
-		       : DB_OK;
-}
-
-static void poller__check_beat_done(struct db_job *job)
-{
-	struct poll_check *ck = job->data;
-
-	ck->p->jobs--;
-	ck->beat_pending = false;
-	if (job->status != DB_OK)
-		poller__rep(ck->p, "warning   the lease was not extended: %s\n", job->err);
-	else if (!ck->beat_alive && ck->leased)
-		poller__rep(ck->p, "warning   the lease was lost: another worker took the pair\n");
-}
-
-static void poller__check_beat_cb(uv_timer_t *t)
-{
-	struct poll_check *ck = t->data;
-
-	if (!ck->leased || ck->beat_pending || ck->dry)
-		return;
-	memset(&ck->beat_job, 0, sizeof(ck->beat_job));
-	ck->beat_job.data = ck;
-	ck->beat_job.run = poller__check_beat_run;
-	ck->beat_job.done = poller__check_beat_done;
-	ck->beat_key.offer = ck->offer;
-	ck->beat_key.variant = (enum rule_variant)ck->variants[ck->vi];
-	if (db_submit(ck->p->cfg.db, &ck->beat_job) < 0)
-		return;
-	ck->p->jobs++;
-	ck->beat_pending = true;
-}
-
-static int poller__check_run(PGconn *c, struct db_job *job)
-{
-	struct poll_check *ck = job->data;
-	struct poller *p = ck->p;
-
-	switch (ck->step) {
-	case CK_LOAD:
-	case CK_LEASE:
-		if (ck->step == CK_LEASE && !ck->dry) {
-			if (scheduler_sql_lease(c, p->worker, ck->lease_s, ck->offer,
-						(enum rule_variant)ck->variants[ck->vi], ck->intervals,
-						&ck->sp, job->err, sizeof(job->err)) < 0)
-				return DB_EFAIL;
-		} else {
-			ck->sp = calloc(1, sizeof(*ck->sp));
-			if (!ck->sp) {
-				snprintf(job->err, sizeof(job->err), "out of memory");
-				return DB_EFAIL;
-			}
-			ck->sp->offer = ck->offer;
-			ck->sp->variant = ck->step == CK_LEASE ? (enum rule_variant)ck->variants[ck->vi]
-								 : RULE_PROCESSING;
-			ck->sp->interval_s = ck->intervals[ck->sp->variant];
-		}
-		if (poller__load(c, &ck->sp, 1, p, job->err, sizeof(job->err)) < 0) {
-			free(ck->sp);
-			ck->sp = NULL;
-			return DB_EFAIL;
-		}
-		return DB_OK;
-	case CK_RELEASE:
-		return scheduler_sql_release(c, p->worker, &ck->rel, 1, job->err, sizeof(job->err)) < 0
-			       ? DB_EFAIL
-			       : DB_OK;
-	}
-	return DB_EFAIL;
-}
-
-static void poller__check_fail(struct poll_check *ck, const char *msg)
-{
-	snprintf(ck->err, ck->errlen, "%s", msg);
-	ck->rc = -1;
-	ck->finished = true;
-}
-
-static void poller__check_done_cb(struct db_job *job)
-{
-	struct poll_check *ck = job->data;
-	struct poller *p = ck->p;
-	struct poll_pair *pr;
-	int i;
-
-	p->jobs--;
-	if (job->status != DB_OK) {
-		if (ck->step == CK_RELEASE) {
-			poller__rep(p, "warning   the lease was not released: %s\n", job->err);
-			poller__check_next(ck);
-		} else
-			poller__check_fail(ck, job->err);
-		return;
-	}
-	if (ck->step == CK_RELEASE) {
-		poller__check_next(ck);
-		return;
-	}
-	pr = ck->sp->data;
-	if (!pr->off.found) {
-		char msg[64];
-
-		snprintf(msg, sizeof(msg), "offer %" PRId64 " not found", ck->offer);
-		poller__pair_free(pr);
-		free(ck->sp);
-		ck->sp = NULL;
-		poller__check_fail(ck, msg);
-		return;
-	}
-	if (ck->step == CK_LOAD) {
-		char err[POLL_ERR_MAX];
-		struct poll_rule *r = pr->off.rule[0] ? poller__rule_get(p, pr->off.rule, err, sizeof(err))
-						      : NULL;
-
-		if (!pr->off.rule[0])
-			snprintf(err, sizeof(err), "offer %" PRId64 " names no rule", ck->offer);
-		if (r) {
-			for (i = 0; i < RULE_VARIANTS; i++) {
-				struct rule_variant_info info;
-
-				rule_variant_info(r->rt, (enum rule_variant)i, &info);
-				if (ck->want >= 0 && ck->want != i)
-					continue;
-				if (!info.present && ck->want < 0)
-					continue;
-				ck->variants[ck->nvariants++] = i;
-			}
-			poller__rule_put(r);
-		}
-		poller__pair_free(pr);
-		free(ck->sp);
-		ck->sp = NULL;
-		if (!r) {
-			poller__check_fail(ck, err);
-			return;
-		}
-		if (!ck->nvariants) {
-			poller__check_fail(ck, "the rule declares no variant");
-			return;
-		}
-		ck->vi = -1;
-		poller__check_next(ck);
-		return;
-	}
-	pr->check = ck;
-	ck->leased = !ck->dry;
-	poller__pair_begin(pr);
-}
-
-static void poller__check_submit(struct poll_check *ck, enum check_step step)
-{
-	ck->step = step;
-	ck->job.data = ck;
-	ck->job.run = poller__check_run;
-	ck->job.group = NULL;
-	ck->job.done = poller__check_done_cb;
-	if (db_submit(ck->p->cfg.db, &ck->job) < 0) {
-		poller__check_fail(ck, "database queue full");
-		return;
-	}
-	ck->p->jobs++;
-}
-
-static void poller__check_next(struct poll_check *ck)
-{
-	if (++ck->vi >= ck->nvariants) {
-		ck->finished = true;
-		return;
-	}
-	poller__check_submit(ck, CK_LEASE);
-}
-
-static void poller__check_pair_done(struct poll_pair *pr, const struct sched_result *r)
-{
-	struct poll_check *ck = pr->check;
-	struct poller *p = pr->p;
-	struct sched_pair *sp = pr->sp;
-
-	if (r->end != SCHED_OK) {
-		ck->rc = ck->rc < 0 ? ck->rc : 1;
-		if (pr->nfailed)
-			poller__rep(p, "failed    %u of %u request%s, the first with %s\n", pr->nfailed,
-				    pr->nbatches, pr->nbatches == 1 ? "" : "s",
-				    poll_outcome_name(pr->first_fail));
-		else
-			poller__rep(p, "failed    cut short\n");
-	} else if (!pr->nbatches)
-		poller__rep(p, "done      no lead to ask about\n");
-	poller__rep(p, "\n");
-	ck->leased = false;
-	free(ck->rel.error);
-	memset(&ck->rel, 0, sizeof(ck->rel));
-	ck->rel.offer = sp->offer;
-	ck->rel.variant = sp->variant;
-	ck->rel.end = r->end;
-	ck->rel.run = r->run;
-	ck->rel.delay_s = sp->interval_s;
-	if (r->end == SCHED_FAILED) {
-		unsigned b = scheduler_backoff_s(sp->fail_count, p->cfg.sched.backoff_min_s
-								       ? p->cfg.sched.backoff_min_s
-								       : 30,
-						 p->cfg.sched.backoff_max_s ? p->cfg.sched.backoff_max_s
-									    : 3600,
-						 (uint32_t)uv_hrtime());
-
-		ck->rel.delay_s = b > r->retry_after_s ? b : r->retry_after_s;
-		ck->rel.error = strdup(r->error ? r->error : "failed");
-	}
-	poller__pair_free(pr);
-	free(sp);
-	if (ck->dry) {
-		poller__check_next(ck);
-		return;
-	}
-	poller__check_submit(ck, CK_RELEASE);
-}
-
-static void poller__check_http_closed(struct http_client *c, void *data)
-{
-	*(bool *)data = true;
-}
-
-static void poller__check_db_closed(struct db *d, void *data)
-{
-	*(bool *)data = true;
-}
-
-int poller_check(const char *conninfo, const struct poller_config *cfg, int64_t offer,
-		 int variant, bool dry_run, struct buf *out, char *err, size_t errlen)
-{
-	static const unsigned defaults[RULE_VARIANTS] = { SCHED_INTERVAL_PROCESSING,
-							  SCHED_INTERVAL_ACCEPTED,
-							  SCHED_INTERVAL_DATES };
-	struct poller_config c = *cfg;
-	struct db_config dc = { .conninfo = conninfo, .workers = 1, .retry_min_ms = 100,
-				.retry_max_ms = 1000 };
-	struct poll_check ck;
-	struct poller *p = NULL;
-	struct db *db = NULL;
-	uv_loop_t loop;
-	bool http_closed = false, db_closed = false;
-	unsigned beat_ms;
-	int i, rc = -1;
-
-	memset(&ck, 0, sizeof(ck));
-	if (uv_loop_init(&loop) < 0) {
-		snprintf(err, errlen, "cannot start an event loop");
-		return -1;
-	}
-	if (db_open(&loop, &dc, &db, err, errlen) < 0)
-		goto close_loop;
-	c.db = db;
-	c.http = NULL;
-	c.batches_max = 1;
-	c.pair_batches_max = 1;
-	c.rule_threads = 1;
-	p = poller__new(&loop, &c, err, errlen);
-	if (!p)
-		goto close_db;
-	if (poller__pool_start(p, err, errlen) < 0) {
-		poller__free(p);
-		p = NULL;
-		goto close_db;
-	}
-	if (http_client_new(&loop, &p->cfg.http_limits, &p->http, err, errlen) < 0) {
-		rule_pool_close(p->pool, NULL, NULL);
-		uv_run(&loop, UV_RUN_NOWAIT);
-		poller__free(p);
-		p = NULL;
-		goto close_db;
-	}
-	p->own_http = true;
-	poller__timers_init(p);
-	p->report = out;
-	p->dry_run = dry_run;
-	if (c.sched.worker && *c.sched.worker)
-		snprintf(p->worker, sizeof(p->worker), "%s", c.sched.worker);
-	else {
-		char id[SCHED_WORKER_MAX - 8];
-
-		if (scheduler_worker_id(id, sizeof(id)) == 0)
-			snprintf(p->worker, sizeof(p->worker), "%s:check", id);
-	}
-	ck.p = p;
-	ck.offer = offer;
-	ck.want = variant;
-	ck.dry = dry_run;
-	ck.err = err;
-	ck.errlen = errlen;
-	ck.lease_s = c.sched.lease_s ? c.sched.lease_s : 60;
-	for (i = 0; i < RULE_VARIANTS; i++)
-		ck.intervals[i] = c.sched.interval_s[i] ? c.sched.interval_s[i] : defaults[i];
-	uv_timer_init(&loop, &ck.beat);
-	ck.beat.data = &ck;
-	beat_ms = ck.lease_s * 1000 / 3 ? ck.lease_s * 1000 / 3 : 1;
-	uv_timer_start(&ck.beat, poller__check_beat_cb, beat_ms, beat_ms);
-	uv_unref((uv_handle_t *)&ck.beat); /* the check's own work keeps the loop running */
-	poller__check_submit(&ck, CK_LOAD);
-	while (!ck.finished && uv_run(&loop, UV_RUN_ONCE))
-		;
-	uv_close((uv_handle_t *)&ck.beat, NULL);
-	rc = ck.finished ? ck.rc : -1;
-	if (!ck.finished)
-		snprintf(err, errlen, "the check stopped before it finished");
-	http_client_close(p->http, poller__check_http_closed, &http_closed);
-	while (!http_closed && uv_run(&loop, UV_RUN_ONCE))
-		;
-	p->stop_cb = NULL;
-	p->handles++; /* kept: p is freed below, after the pool */
-	poller__http_closed(NULL, p);
-	while (p->handles > 1 && uv_run(&loop, UV_RUN_ONCE))
-		;
-	free(ck.rel.error);
-close_db:
-	db_close(db, poller__check_db_closed, &db_closed);
-	while (!db_closed && uv_run(&loop, UV_RUN_ONCE))
-		;
-	if (p)
-		poller__free(p);
-close_loop:
-	uv_run(&loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&loop) != 0)
-		log_warn("check: event loop not empty at exit", "offer=%" PRId64, offer);
-	return rc;
 }

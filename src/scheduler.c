@@ -401,7 +401,6 @@ struct sched_job {
 	unsigned want;
 	struct sched_pair **pairs;
 	size_t npairs;
-	char lerr[256]; /* the load hook's failure */
 	/* heartbeat */
 	struct sched_key *keys;
 	bool *alive;
@@ -610,10 +609,6 @@ static int sched__claim_run(PGconn *c, struct db_job *job)
 	if (scheduler_sql_claim(c, s->worker, s->cfg.lease_s, j->want, s->cfg.interval_s, &j->pairs,
 				&j->npairs, job->err, sizeof(job->err)) < 0)
 		return DB_EFAIL;
-	if (j->npairs && s->cfg.load &&
-	    s->cfg.load(c, j->pairs, j->npairs, s->cfg.ud, j->lerr, sizeof(j->lerr)) < 0 &&
-	    !j->lerr[0])
-		snprintf(j->lerr, sizeof(j->lerr), "loading the claimed offers failed");
 	return DB_OK;
 }
 
@@ -673,7 +668,7 @@ out:
 static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 {
 	char q[512];
-	size_t i;
+	size_t i, n;
 
 	s->claim_pending = false;
 	s->st.claims++;
@@ -700,7 +695,7 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 	s->last_empty = j->npairs == 0;
 	if (s->last_empty)
 		s->empty_seq = s->claim_seq;
-	for (i = 0; i < j->npairs; i++) {
+	for (i = 0, n = 0; i < j->npairs; i++) {
 		struct sched_pair *p = j->pairs[i];
 
 		j->pairs[i] = NULL;
@@ -710,24 +705,21 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 		if (p->missed > 0)
 			s->st.caught_up++;
 		sched__link(s, p);
-		if (s->stopping || j->lerr[0]) {
-			struct sched_result r = { .end = j->lerr[0] ? SCHED_FAILED : SCHED_REQUEUE,
-						  .error = j->lerr };
+		if (s->stopping) {
+			struct sched_result r = { .end = SCHED_REQUEUE };
 
-			if (j->lerr[0])
-				log_warn("poll not started", "worker=%s offer=%" PRId64 " variant=%s err=%s",
-					 s->worker, p->offer, rule_variant_name(p->variant),
-					 log_quote(q, sizeof(q), j->lerr));
-			if (s->cfg.on_drop)
-				s->cfg.on_drop(p, s->cfg.ud);
 			scheduler_done(s, p, &r);
 			continue;
 		}
 		if (p->prev_owner[0] && strcmp(p->prev_owner, s->worker) != 0)
 			log_info("lease taken over", "worker=%s offer=%" PRId64 " variant=%s from=%s",
 				 s->worker, p->offer, rule_variant_name(p->variant), p->prev_owner);
-		s->cfg.on_pair(s, p, s->cfg.ud);
+		j->pairs[n++] = p; /* handed out below, together */
 	}
+	if (n)
+		s->cfg.on_pairs(s, j->pairs, n, s->cfg.ud);
+	for (i = 0; i < n; i++)
+		j->pairs[i] = NULL;
 	j->npairs = 0;
 	if (s->more && !s->stopping)
 		sched__claim(s);
@@ -867,8 +859,8 @@ int scheduler_start(uv_loop_t *loop, const struct scheduler_config *cfg, struct 
 	int i;
 
 	*out = NULL;
-	if (!cfg->db || !cfg->on_pair) {
-		snprintf(err, errlen, "scheduler: a database pool and on_pair are required");
+	if (!cfg->db || !cfg->on_pairs) {
+		snprintf(err, errlen, "scheduler: a database pool and on_pairs are required");
 		return -1;
 	}
 	s = calloc(1, sizeof(*s));
