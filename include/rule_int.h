@@ -1,5 +1,5 @@
 /* rule_int: what the rule runtime's files (rule.c, rule_lib.c,
- * rule_pattern.c, rule_hash.c) share; not an API for other modules. */
+ * rule_pattern.c) share; not an API for other modules. */
 #ifndef LEADSYNC_RULE_INT_H
 #define LEADSYNC_RULE_INT_H
 
@@ -158,39 +158,5 @@ int rule__str_find(lua_State *L);
 int rule__str_match(lua_State *L);
 int rule__str_gmatch(lua_State *L);
 int rule__str_gsub(lua_State *L);
-
-/* rule_hash.c: digests and base64, pure. MD5, SHA-1 and SHA-256 share
- * one Merkle-Damgard frame: 64-byte blocks, a 64-bit length. */
-struct rule_hash_ctx {
-	uint32_t s[8];
-	unsigned char buf[64];
-	size_t fill;
-	uint64_t total;
-	const struct rule_hash *h;
-};
-struct rule_hash {
-	const char *name;
-	size_t size; /* digest bytes */
-	bool big_endian;
-	uint32_t iv[8];
-	void (*compress)(uint32_t *s, const unsigned char *block);
-	unsigned cost; /* budget units per 64-byte block (see RULE_COST_*) */
-};
-#define RULE_HASH_BLOCK 64
-#define RULE_HASH_MAX 32
-extern const struct rule_hash rule__md5, rule__sha1, rule__sha256;
-void rule__hash_init(struct rule_hash_ctx *c, const struct rule_hash *h);
-void rule__hash_update(struct rule_hash_ctx *c, const void *p, size_t n);
-void rule__hash_final(struct rule_hash_ctx *c, unsigned char *out);
-void rule__hash(const struct rule_hash *h, const void *p, size_t n, unsigned char *out);
-/* HMAC (RFC 2104) of msg under key; out holds h->size bytes. */
-void rule__hmac(const struct rule_hash *h, const void *key, size_t klen, const void *msg,
-		size_t mlen, unsigned char *out);
-/* Base64 of n bytes into out (4 * ((n + 2) / 3) bytes, no NUL); url: the
- * URL-safe alphabet without padding. Returns the length written. */
-size_t rule__b64_encode(const unsigned char *p, size_t n, char *out, bool url);
-/* Decodes either alphabet, padding optional, whitespace not allowed;
- * out needs 3 * (n / 4) + 3 bytes. Returns the length, or -1. */
-long rule__b64_decode(const char *s, size_t n, unsigned char *out);
 
 #endif

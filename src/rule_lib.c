@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,18 +531,36 @@ static int lib_form_escape(lua_State *L)
 	return 1;
 }
 
-static const struct rule_hash *const lib_hashes[] = { &rule__md5, &rule__sha1, &rule__sha256 };
+/* hash and base64 come from libcrypto; what is ours is the budget and
+ * the rules of base64.decode (both alphabets, padding optional, no
+ * whitespace, a canonical last group), which EVP_DecodeBlock does not
+ * check: it skips blanks at either end and reads '=' anywhere as zero. */
+struct lib_hash {
+	const char *name;
+	const EVP_MD *(*md)(void);
+	unsigned cost; /* budget units per 64-byte block (see RULE_COST_*) */
+};
+
+/* The rates measured on the hand-written digests this replaced (2.5, 5.7
+ * and 10.4 ns a byte); libcrypto's are faster, and bench_budget shows by
+ * how much. */
+static const struct lib_hash lib_hashes[] = {
+	{ "md5", EVP_md5, 40 },
+	{ "sha1", EVP_sha1, 96 },
+	{ "sha256", EVP_sha256, 160 },
+};
+#define LIB_HASH_BLOCK 64 /* the block of all three, and HMAC's key limit */
 
 /* Units for hashing n bytes plus extra blocks (padding, HMAC's pads) */
-static int64_t lib_hash_cost(const struct rule_hash *h, size_t n, size_t extra)
+static int64_t lib_hash_cost(const struct lib_hash *h, size_t n, size_t extra)
 {
-	return (int64_t)(n / RULE_HASH_BLOCK + extra) * h->cost;
+	return (int64_t)(n / LIB_HASH_BLOCK + extra) * h->cost;
 }
 
 static void lib_push_digest(lua_State *L, const unsigned char *d, size_t n, bool raw)
 {
 	static const char hex[] = "0123456789abcdef";
-	char out[2 * RULE_HASH_MAX];
+	char out[2 * EVP_MAX_MD_SIZE];
 	size_t i;
 
 	if (raw) {
@@ -556,30 +576,104 @@ static void lib_push_digest(lua_State *L, const unsigned char *d, size_t n, bool
 
 static int lib_hash(lua_State *L)
 {
-	const struct rule_hash *h = lib_hashes[lua_tointeger(L, lua_upvalueindex(1))];
-	unsigned char d[RULE_HASH_MAX];
+	const struct lib_hash *h = &lib_hashes[lua_tointeger(L, lua_upvalueindex(1))];
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dl;
 	size_t l;
 	const char *s = luaL_checklstring(L, 1, &l);
 
 	rule__charge(L, lib_hash_cost(h, l, 1));
-	rule__hash(h, s, l, d);
-	lib_push_digest(L, d, h->size, lua_toboolean(L, 2));
+	if (!EVP_Digest(s, l, d, &dl, h->md(), NULL))
+		rule__errorf(L, "hash.%s: libcrypto failed", h->name);
+	lib_push_digest(L, d, dl, lua_toboolean(L, 2));
 	return 1;
 }
 
 static int lib_hmac(lua_State *L)
 {
-	const struct rule_hash *h = lib_hashes[lua_tointeger(L, lua_upvalueindex(1))];
-	unsigned char d[RULE_HASH_MAX];
+	const struct lib_hash *h = &lib_hashes[lua_tointeger(L, lua_upvalueindex(1))];
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dl;
 	size_t kl, ml;
 	const char *k = luaL_checklstring(L, 1, &kl), *m = luaL_checklstring(L, 2, &ml);
 
 	/* a long key is hashed first; then the inner hash (ipad block and
 	 * message) and the outer one (opad block and the inner digest) */
-	rule__charge(L, lib_hash_cost(h, ml, 4) + (kl > RULE_HASH_BLOCK ? lib_hash_cost(h, kl, 1) : 0));
-	rule__hmac(h, k, kl, m, ml, d);
-	lib_push_digest(L, d, h->size, lua_toboolean(L, 3));
+	rule__charge(L, lib_hash_cost(h, ml, 4) + (kl > LIB_HASH_BLOCK ? lib_hash_cost(h, kl, 1) : 0));
+	if (kl > INT_MAX || !HMAC(h->md(), k, (int)kl, (const unsigned char *)m, ml, d, &dl))
+		rule__errorf(L, "hash.hmac_%s: libcrypto failed", h->name);
+	lib_push_digest(L, d, dl, lua_toboolean(L, 3));
 	return 1;
+}
+
+/* Base64 of n bytes into out, which holds 4 * ((n + 2) / 3) + 1 bytes
+ * (EVP_EncodeBlock ends with a NUL); url: the URL-safe alphabet without
+ * padding. Returns the length written, NUL not counted. */
+static size_t lib_b64_encode_to(const unsigned char *p, size_t n, char *out, bool url)
+{
+	enum { CHUNK = 3 << 20 }; /* whole groups, and an int for libcrypto */
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i += CHUNK) {
+		int k = (int)(n - i < CHUNK ? n - i : CHUNK);
+
+		o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p + i, k);
+	}
+	if (url) {
+		while (o > 0 && out[o - 1] == '=')
+			o--;
+		for (i = 0; i < o; i++) {
+			if (out[i] == '+')
+				out[i] = '-';
+			else if (out[i] == '/')
+				out[i] = '_';
+		}
+	}
+	return o;
+}
+
+/* Decodes either alphabet, padding optional, whitespace not allowed;
+ * out needs 3 * (n / 4) + 3 bytes. Returns the length, or -1. */
+static long lib_b64_decode_to(const char *s, size_t n, unsigned char *out)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char tmp[1024 + 1]; /* whole groups in the standard alphabet */
+	size_t i, j, take, o = 0, pad = 0, rem;
+
+	while (n > 0 && s[n - 1] == '=' && pad < 2) {
+		n--;
+		pad++;
+	}
+	rem = n % 4;
+	if ((pad && (n + pad) % 4) || rem == 1)
+		return -1;
+	for (i = 0; i < n; i += take) {
+		size_t k = take = n - i < sizeof(tmp) - 1 ? n - i : sizeof(tmp) - 1;
+		int got;
+
+		for (j = 0; j < k; j++) {
+			char ch = s[i + j];
+
+			tmp[j] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+		}
+		tmp[k] = '\0';
+		if (strspn(tmp, abc) != k)
+			return -1;
+		while (k % 4)
+			tmp[k++] = '=';
+		got = EVP_DecodeBlock(out + o, (const unsigned char *)tmp, (int)k);
+		if (got < 0)
+			return -1;
+		o += (size_t)got;
+	}
+	if (rem) {
+		/* the last group decoded 3 bytes; the 4 - rem past its own hold
+		 * the left-over bits, which must be zero (a canonical encoding) */
+		for (j = 4 - rem; j > 0; j--)
+			if (out[--o])
+				return -1;
+	}
+	return (long)o;
 }
 
 static int lib_b64_encode(lua_State *L)
@@ -594,7 +688,7 @@ static int lib_b64_encode(lua_State *L)
 		rule__errorf(L, "base64.encode: input of %zu bytes is too large", l);
 	rule__charge_bytes(L, l, RULE_COST_B64_PER);
 	p = luaL_buffinitsize(L, &b, 4 * ((l + 2) / 3) + 1);
-	n = rule__b64_encode((const unsigned char *)s, l, p, url);
+	n = lib_b64_encode_to((const unsigned char *)s, l, p, url);
 	luaL_pushresultsize(&b, n);
 	return 1;
 }
@@ -610,7 +704,7 @@ static int lib_b64_decode(lua_State *L)
 	rule__charge_bytes(L, l, RULE_COST_B64_PER);
 	p = luaL_buffinitsize(L, &b, 3 * (l / 4) + 3);
 
-	n = rule__b64_decode(s, l, (unsigned char *)p);
+	n = lib_b64_decode_to(s, l, (unsigned char *)p);
 	if (n < 0) {
 		luaL_pushresultsize(&b, 0);
 		luaL_pushfail(L);
@@ -1857,7 +1951,6 @@ void rule__open_sandbox(lua_State *L)
 	static const luaL_Reg base64_fns[] = {
 		{ "encode", lib_b64_encode }, { "decode", lib_b64_decode }, { NULL, NULL },
 	};
-	static const char *const hash_names[] = { "md5", "sha1", "sha256" };
 	int base, loaded, i;
 
 	lua_createtable(L, 0, 40);
@@ -1937,13 +2030,13 @@ void rule__open_sandbox(lua_State *L)
 	lua_setfield(L, base, "json");
 
 	lua_createtable(L, 0, 6);
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < (int)(sizeof(lib_hashes) / sizeof(lib_hashes[0])); i++) {
 		char name[16];
 
 		lua_pushinteger(L, i);
 		lua_pushcclosure(L, lib_hash, 1);
-		lua_setfield(L, -2, hash_names[i]);
-		snprintf(name, sizeof(name), "hmac_%s", hash_names[i]);
+		lua_setfield(L, -2, lib_hashes[i].name);
+		snprintf(name, sizeof(name), "hmac_%s", lib_hashes[i].name);
 		lua_pushinteger(L, i);
 		lua_pushcclosure(L, lib_hmac, 1);
 		lua_setfield(L, -2, name);
