@@ -1,7 +1,7 @@
 # leadsync build: `make` builds build/leadsync, `make test` runs the test suite
 # under AddressSanitizer and UBSan against a private PostgreSQL.
 CC      ?= cc
-PKGS    := libuv libcurl libcjson lua5.4 libpq expat
+PKGS    := libuv libcurl libcjson lua5.4 libpq expat libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -lpthread
 

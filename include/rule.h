@@ -185,7 +185,7 @@ struct rule_request {
 	enum decode_format format; /* how to decode the answer */
 	unsigned page;           /* 1: prepare's request; 2...: next pages */
 	/* what a next page inherits besides the above: the fields as sent
-	 * (packed by rule_lib.c, opaque; NULL: none) and their encoding */
+	 * (packed by rule_lib_req.c, opaque; NULL: none) and their encoding */
 	char *fields;
 	size_t fields_len;
 	bool fields_json;        /* encoding "json"; false: "form" */

@@ -1,5 +1,5 @@
-/* rule_int: what the rule runtime's files (rule.c, rule_lib.c,
- * rule_pattern.c, rule_hash.c) share; not an API for other modules. */
+/* rule_int: what the rule runtime's files (rule.c, rule_lib_*.c,
+ * rule_pattern.c) share; not an API for other modules. */
 #ifndef LEADSYNC_RULE_INT_H
 #define LEADSYNC_RULE_INT_H
 
@@ -131,10 +131,66 @@ long rule__find(const struct rule_result *r, const struct rule_batch *b, int64_t
 void rule__line(struct buf *b, size_t max, size_t *dropped, const char *where, const char *text,
 		size_t len);
 
-/* rule_lib.c */
+/* The rule's libraries, one file each, like Lua's own (lmathlib.c ...). */
+#define RULE_LIB_DEPTH 64 /* nesting of json.encode / form.encode / fields */
+/* Strings shorter than this are paid for by their value's RULE_COST_VALUE
+ * (no clock read per short string). */
+#define RULE_CHARGE_MIN 64
+
+/* rule_lib_base.c: the sandbox's base functions and its read-only proxies */
 /* Builds the sandbox's base table (library proxies, wrapped functions) and
- * leaves it on the stack. */
+ * leaves it on the stack; calls the openers below. */
 void rule__open_sandbox(lua_State *L);
+/* __newindex of a proxy: raises "'name' is read-only" (upvalue 1: name). */
+int rule__readonly(lua_State *L);
+/* Replaces the table at -1 by a read-only proxy of it named name. */
+void rule__proxy(lua_State *L, const char *name);
+/* Sets field name of the table at -1 to a read-only library of fns. */
+void rule__library(lua_State *L, const char *name, const luaL_Reg *fns);
+/* n items at rate units each, saturating; 0 for n <= 0. */
+int64_t rule__units(lua_Integer n, int64_t rate);
+
+/* rule_lib_lead.c: lead, currency, goal; log and print */
+void rule__open_lead(lua_State *L, int base);
+int rule__log(lua_State *L);
+
+/* rule_lib_codec.c: json, form, xml, hash, base64 */
+void rule__open_codecs(lua_State *L, int base);
+/* Encoders used by requests: append the value at idx to out, or raise. */
+void rule__json_encode(lua_State *L, int idx, struct buf *out);
+void rule__form_encode(lua_State *L, int idx, struct buf *out);
+/* A struct buf boxed in a userdata (freed by __gc if an error unwinds);
+ * pushed on the stack. */
+struct buf *rule__ubuf(lua_State *L, size_t max);
+/* buf_add, raising when the buffer is full. */
+void rule__add(lua_State *L, struct buf *b, const char *s, size_t n);
+void rule__adds(lua_State *L, struct buf *b, const char *s);
+/* The number at idx as text into tmp: integers as such, floats
+ * shortest-exact; strict: nan and inf raise. */
+const char *rule__numtext(lua_State *L, int idx, char *tmp, size_t n, bool strict);
+/* The json.array / json.object marks (rt->ref_marks values). */
+enum { RULE_ARRAY, RULE_OBJECT };
+struct rule_key {
+	const char *s; /* the table's own string, or num */
+	size_t len;
+	lua_Integer i;
+	bool isint;
+	char num[24];
+};
+/* The keys of the table at idx, sorted by their text: pushes the array
+ * (a userdata) and returns it with its count. Keys are strings or
+ * integers; anything else raises. */
+struct rule_key *rule__sorted_keys(lua_State *L, int idx, size_t *count, const char *what);
+/* Pushes the key as the table holds it. */
+void rule__push_key(lua_State *L, const struct rule_key *k);
+
+/* rule_lib_batch.c: e2i, ids, i2t, ide, idl, idsl, idel */
+void rule__open_batch(lua_State *L, int base);
+/* Builds a lazy global (e2i, ids, ...) into the table at -1; returns 1
+ * when key named one, else 0 (nothing pushed). */
+int rule__lazy(lua_State *L, struct rule_rt *rt, const char *key);
+
+/* rule_lib_req.c: requests */
 /* Builds the request table of a variant for prepare: expects the variant's
  * table at vidx; pushes the request table. */
 void rule__push_request(lua_State *L, struct rule_rt *rt, int vidx);
@@ -142,15 +198,6 @@ void rule__push_request(lua_State *L, struct rule_rt *rt, int vidx);
  * inherited fields (may be NULL). Raises on a bad request. */
 void rule__finish_request(lua_State *L, struct rule_rt *rt, int idx,
 			  const struct rule_request *prev);
-/* Builds a lazy global (e2i, ids, ...) into the table at -1; returns 1
- * when key named one, else 0 (nothing pushed). */
-int rule__lazy(lua_State *L, struct rule_rt *rt, const char *key);
-/* Encoders used by requests: append the value at idx to out, or raise. */
-void rule__json_encode(lua_State *L, int idx, struct buf *out);
-void rule__form_encode(lua_State *L, int idx, struct buf *out);
-/* A struct buf boxed in a userdata (freed by __gc if an error unwinds);
- * pushed on the stack. */
-struct buf *rule__ubuf(lua_State *L, size_t max);
 
 /* rule_pattern.c: string.find/match/gmatch/gsub on a matcher that charges
  * its steps to the budget. */
@@ -158,39 +205,5 @@ int rule__str_find(lua_State *L);
 int rule__str_match(lua_State *L);
 int rule__str_gmatch(lua_State *L);
 int rule__str_gsub(lua_State *L);
-
-/* rule_hash.c: digests and base64, pure. MD5, SHA-1 and SHA-256 share
- * one Merkle-Damgard frame: 64-byte blocks, a 64-bit length. */
-struct rule_hash_ctx {
-	uint32_t s[8];
-	unsigned char buf[64];
-	size_t fill;
-	uint64_t total;
-	const struct rule_hash *h;
-};
-struct rule_hash {
-	const char *name;
-	size_t size; /* digest bytes */
-	bool big_endian;
-	uint32_t iv[8];
-	void (*compress)(uint32_t *s, const unsigned char *block);
-	unsigned cost; /* budget units per 64-byte block (see RULE_COST_*) */
-};
-#define RULE_HASH_BLOCK 64
-#define RULE_HASH_MAX 32
-extern const struct rule_hash rule__md5, rule__sha1, rule__sha256;
-void rule__hash_init(struct rule_hash_ctx *c, const struct rule_hash *h);
-void rule__hash_update(struct rule_hash_ctx *c, const void *p, size_t n);
-void rule__hash_final(struct rule_hash_ctx *c, unsigned char *out);
-void rule__hash(const struct rule_hash *h, const void *p, size_t n, unsigned char *out);
-/* HMAC (RFC 2104) of msg under key; out holds h->size bytes. */
-void rule__hmac(const struct rule_hash *h, const void *key, size_t klen, const void *msg,
-		size_t mlen, unsigned char *out);
-/* Base64 of n bytes into out (4 * ((n + 2) / 3) bytes, no NUL); url: the
- * URL-safe alphabet without padding. Returns the length written. */
-size_t rule__b64_encode(const unsigned char *p, size_t n, char *out, bool url);
-/* Decodes either alphabet, padding optional, whitespace not allowed;
- * out needs 3 * (n / 4) + 3 bytes. Returns the length, or -1. */
-long rule__b64_decode(const char *s, size_t n, unsigned char *out);
 
 #endif

@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config make git ca-certificates tzdata
 	libuv1-dev libcurl4-openssl-dev libcjson-dev liblua5.4-dev lua5.4
-	libpq-dev libhttp-parser-dev libexpat1-dev
+	libpq-dev libhttp-parser-dev libexpat1-dev libssl-dev
 	postgresql postgresql-client
 	clang libclang-rt-14-dev valgrind
 	wrk

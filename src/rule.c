@@ -1,6 +1,6 @@
 /* rule: the rule runtime: loading a rule file, the limits of the sandbox
  * (allocator, count hook, kills), and the prepare/process calls. The
- * sandbox's libraries are in rule_lib.c. */
+ * sandbox's libraries are in rule_lib_*.c, one file each (rule_int.h). */
 #include "rule_int.h"
 
 #include <errno.h>

@@ -1053,6 +1053,28 @@ TEST(rule_base64_round_trip)
 	free(log);
 }
 
+/* libcrypto's EVP_DecodeBlock skips blanks at either end and reads '='
+ * anywhere as zero; base64.decode keeps its own rules over it, across the
+ * chunks it decodes in. */
+TEST(rule_base64_decode_keeps_its_rules_over_libcrypto)
+{
+	char *log = t_log(
+		"local function bad(s) local v, why = base64.decode(s) return v == nil and why == 'invalid base64' end\n"
+		"log(bad(' Zm9v'), bad('Zm9v '), bad('Zm9v\\n'), bad('Zm=v'), bad('Z==='), bad('Zm9v\\0'), bad('Zm9v='), bad('Zg='))\n"
+		"local s = string.rep('\\xfb\\xff\\x01', 1000) local e, u = base64.encode(s), base64.encode(s, true)\n"
+		"log(#e, #u, base64.decode(e) == s, base64.decode(u) == s, hash.sha1(e), base64.decode('-_8') == base64.decode('+/8='))\n"
+		"log(bad(e:sub(1, 2000) .. '*' .. e:sub(2002)), bad(e:sub(1, 1026) .. '=' .. e:sub(1028)), #base64.decode(e:sub(1, 1028) .. 'AA'))\n"
+		"log(hash.hmac_sha256('', ''), hash.hmac_md5('', 'abc'))");
+
+	ASSERT(log);
+	ASSERT_CONTAINS(log, ":3: true\ttrue\ttrue\ttrue\ttrue\ttrue\ttrue\ttrue\n");
+	ASSERT_CONTAINS(log, ":5: 4000\t4000\ttrue\ttrue\t4f3144d5a0421c46b603297f9a5d23444fef056d\ttrue\n");
+	ASSERT_CONTAINS(log, ":6: true\ttrue\t772\n");
+	ASSERT_CONTAINS(log, ":7: b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad\t"
+			     "dd2701993d29fdd0b032c233cec63403\n");
+	free(log);
+}
+
 TEST(rule_patterns_behave_like_lua)
 {
 	/* all(...) keeps every value of a call that is not the last argument */
