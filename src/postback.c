@@ -19,6 +19,7 @@
 #include "click.h"
 #include "lead.h"
 #include "log.h"
+#include "mask.h"
 #include "postback_sql.h"
 #include "status.h"
 #include "store.h"
@@ -133,6 +134,28 @@ static char *pb__logtext(const char *s, size_t n, size_t max)
 		out = buf_steal(&b);
 	}
 	buf_release(&b);
+	return out;
+}
+
+/* A query or body for the log, masked by the rules every printer uses
+ * (mask.h): the advertiser's key wherever it appears (key may be NULL),
+ * credential-looking parameters (sign, token, ...) of a query or a form
+ * body; then cut to max. The path keeps its shape with the key starred
+ * where the item is made. NULL when empty or out of memory. */
+static char *pb__logmask(const char *key, const char *s, size_t n, enum mask_kind kind, size_t max)
+{
+	struct mask m;
+	struct buf b;
+	char *out = NULL;
+
+	if (!n)
+		return NULL;
+	mask_init(&m);
+	buf_init(&b, 0);
+	if ((!key || mask_add(&m, key) == 0) && mask_text(&m, s, n, kind, &b) == 0)
+		out = pb__logtext(b.p ? b.p : "", b.len, max);
+	buf_release(&b);
+	mask_release(&m);
 	return out;
 }
 
@@ -368,10 +391,6 @@ static struct pb_item *pb__item_new(struct postback *p, struct listener_req *req
 	snprintf(it->method, sizeof(it->method), "%s", listener_req_method_name(req));
 	it->path = plen >= 4 && strcmp(path + plen - 4, "/s2s") == 0 ? "/***/s2s" : "/***";
 	body = listener_req_body(req, &blen);
-	it->query = pb__logtext(q, strlen(q), POSTBACK_LOG_QUERY_MAX);
-	it->body = pb__logtext(body, blen, POSTBACK_LOG_BODY_MAX);
-	if ((q[0] && !it->query) || (blen && !it->body))
-		goto oom;
 	/* a key no advertiser can have is simply unknown (403) */
 	key = listener_req_param(req, "api_key", &klen);
 	if (key && klen && klen <= PB_KEY_MAX && buf_utf8_ok(key, klen)) {
@@ -380,6 +399,12 @@ static struct pb_item *pb__item_new(struct postback *p, struct listener_req *req
 		if (!it->key)
 			goto oom;
 	}
+	it->query = pb__logmask(it->key, q, strlen(q), MASK_FORM, POSTBACK_LOG_QUERY_MAX);
+	it->body = pb__logmask(it->key, body, blen,
+			       blen && (body[0] == '{' || body[0] == '[') ? MASK_TEXT : MASK_FORM,
+			       POSTBACK_LOG_BODY_MAX);
+	if ((q[0] && !it->query) || (blen && !it->body))
+		goto oom;
 	return it;
 oom:
 	pb__item_free(it);
@@ -1465,13 +1490,14 @@ static void pb__log_refused(struct postback *p, const char *method, const char *
 	snprintf(it->remote, sizeof(it->remote), "%s", remote);
 	snprintf(it->method, sizeof(it->method), "%s", method);
 	it->path = slash ? "/***/s2s" : "/***";
-	if (q < end && *q == '?')
-		it->query = pb__logtext(q + 1, (size_t)(end - q - 1), POSTBACK_LOG_QUERY_MAX);
 	if ((slash ? (size_t)(slash - seg) : plen - 1) <= PB_KEY_MAX &&
 	    buf_utf8_ok(seg, slash ? (size_t)(slash - seg) : plen - 1)) {
 		it->key_len = slash ? (size_t)(slash - seg) : plen - 1;
 		it->key = strndup(seg, it->key_len);
 	}
+	if (q < end && *q == '?')
+		it->query = pb__logmask(it->key, q + 1, (size_t)(end - q - 1), MASK_FORM,
+					POSTBACK_LOG_QUERY_MAX);
 	/* a 503 (the connection cap) is "try again later", as the database's */
 	pb__result(it, status, status == 503 ? "unavailable" : status >= 500 ? "error" : "invalid",
 		   "%s", error);

@@ -973,6 +973,16 @@ TP_TEST(postback_log_masks_the_key_and_keeps_the_request, NULL, 2)
 	ASSERT_STREQ(tp_val("SELECT concat_ws('|', http_status, outcome, error, lead)"
 			    " FROM postbacks_in WHERE query LIKE '%request_id=log2%'", NULL),
 		     "400|invalid|unknown action 'nope' of offer 10");
+	/* masked as every printer masks (mask.h): a credential-looking
+	 * parameter, and the key wherever it appears */
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=log3&action=lead&status=hold"
+			"&sign=0f1e2d3c4b&note=advertiser_api_key", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT query FROM postbacks_in WHERE query LIKE '%request_id=log3%'",
+			    NULL),
+		     "click_id=" SEED_CLICK "&request_id=log3&action=lead&status=hold&sign=***"
+		     "&note=***");
 	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE path LIKE '%advertiser_api_key%'"
 			    " OR query LIKE '%advertiser_api_key%'", NULL), "0");
 }
