@@ -63,7 +63,8 @@ struct rule_pool_stats {
 	int64_t cpu_ns;    /* CPU time of the work done */
 };
 
-/* threads 0: the number of cores (at most RULE_POOL_THREADS_MAX). */
+/* threads 0: the number of cores this process may use (its CPU affinity,
+ * so a container cpuset or taskset counts), at most RULE_POOL_THREADS_MAX. */
 __attribute__((warn_unused_result))
 int rule_pool_start(uv_loop_t *loop, unsigned threads, struct rule_pool **out, char *err,
 		    size_t errlen);

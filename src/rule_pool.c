@@ -3,9 +3,11 @@
  * finished list; the threads sleep on one condition variable; finished
  * jobs reach the loop through one uv_async_t (libuv coalesces its sends,
  * so the loop drains the whole finished list per wake-up). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "rule_pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +31,17 @@ struct rule_pool {
 	void *close_data;
 };
 
+/* The CPUs this process may run on (its affinity mask: taskset, a
+ * container's cpuset), else the CPUs online. */
 unsigned rule_pool_cores(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	long n = -1;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n < 1)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (n < 1)
 		return 1;
