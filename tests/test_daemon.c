@@ -110,6 +110,18 @@ static void dm_answer(const struct mock_request *req, struct mock_answer *ans, v
  * busy machine gets DM_SLACK times the time it names. */
 #define DM_SLACK 3
 
+/* A test that runs body on a fresh environment and cleans up after it,
+ * whatever happened (dm_close: children, servers, folders). */
+#define DM_TEST(name, body)                      \
+	TEST(name)                               \
+	{                                        \
+		struct dm_env e;                 \
+                                                 \
+		memset(&e, 0, sizeof(e));        \
+		body(&e);                        \
+		dm_close(&e);                    \
+	}
+
 static uint64_t dm_ms(void)
 {
 	return mock_now_us() / 1000;
@@ -614,14 +626,7 @@ static void dm_two_body(struct dm_env *e)
 	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
 }
 
-TEST(daemon_two_on_one_database_never_poll_a_pair_at_once)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_two_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_two_on_one_database_never_poll_a_pair_at_once, dm_two_body)
 
 /* ------------------------------------------------------------ kill -9 */
 
@@ -695,14 +700,7 @@ static void dm_kill_body(struct dm_env *e)
 	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM lead_history WHERE source = 'poll'", "30"));
 }
 
-TEST(daemon_killed_daemons_pairs_are_taken_over_after_the_lease)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_kill_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_killed_daemons_pairs_are_taken_over_after_the_lease, dm_kill_body)
 
 /* ------------------------------------------------------------ database restart */
 
@@ -795,14 +793,7 @@ static void dm_restart_body(struct dm_env *e)
 	ASSERT(test_sql_is(e->c, "SELECT count(*) FROM poll_schedule WHERE lease_owner IS NOT NULL", "0"));
 }
 
-TEST(daemon_survives_a_database_restart_mid_run_and_applies_once)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_restart_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_survives_a_database_restart_mid_run_and_applies_once, dm_restart_body)
 
 /* ------------------------------------------------------------ SIGTERM */
 
@@ -875,14 +866,7 @@ static void dm_term_body(struct dm_env *e)
 	ASSERT(stopped);
 }
 
-TEST(daemon_sigterm_finishes_in_flight_work_and_releases_leases)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_term_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_sigterm_finishes_in_flight_work_and_releases_leases, dm_term_body)
 
 /* ------------------------------------------------------------ SIGHUP */
 
@@ -987,14 +971,7 @@ static void dm_hup_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_sighup_keeps_a_broken_rule_out_and_takes_a_good_one)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_hup_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_sighup_keeps_a_broken_rule_out_and_takes_a_good_one, dm_hup_body)
 
 /* ------------------------------------------------------------ postbacks */
 
@@ -1064,14 +1041,7 @@ static void dm_postback_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_postbacks_answer_while_the_poller_is_busy)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_postback_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_postbacks_answer_while_the_poller_is_busy, dm_postback_body)
 
 /* ------------------------------------------------------------ failed start */
 
@@ -1330,14 +1300,7 @@ static void dm_role_refused_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_role_refused_at_run_time_is_logged_once_and_retried)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_role_refused_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_role_refused_at_run_time_is_logged_once_and_retried, dm_role_refused_body)
 
 /* ------------------------------------------------------------ lead change log */
 
@@ -1408,14 +1371,7 @@ static void dm_lead_log_body(struct dm_env *e)
 	free(log);
 }
 
-TEST(daemon_debug_log_has_a_line_per_changed_lead)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_lead_log_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_debug_log_has_a_line_per_changed_lead, dm_lead_log_body)
 
 /* ------------------------------------------------------------ metrics, readyz */
 
@@ -1615,14 +1571,7 @@ static void dm_metrics_body(struct dm_env *e)
 	ASSERT_CONTAINS(log, "\"offer\":900,\"source\":\"postback\",\"postback\":");
 }
 
-TEST(daemon_metrics_count_a_poll_and_a_postback)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_metrics_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_metrics_count_a_poll_and_a_postback, dm_metrics_body)
 
 /* /readyz: 200 while serving; after SIGTERM with a drain period, 503
  * "draining" while /healthz and /metrics still answer; a second SIGTERM
@@ -1671,14 +1620,7 @@ static void dm_readyz_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_readyz_fails_while_draining)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_readyz_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_readyz_fails_while_draining, dm_readyz_body)
 
 /* ------------------------------------------------------------ heavy rules */
 
@@ -1821,14 +1763,7 @@ static void dm_heavy_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_heavy_rules_never_stall_the_loop)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_heavy_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_heavy_rules_never_stall_the_loop, dm_heavy_body)
 
 /* A rule that takes LEADSYNC_RULE_SLOW_MS of CPU per batch three runs in
  * a row is logged once and counted; its CPU time is in every run's row
@@ -1873,11 +1808,4 @@ static void dm_slow_body(struct dm_env *e)
 	ASSERT(dm_exited_0(&e->d[0]));
 }
 
-TEST(daemon_slow_rule_is_logged_and_counted)
-{
-	struct dm_env e;
-
-	memset(&e, 0, sizeof(e));
-	dm_slow_body(&e);
-	dm_close(&e);
-}
+DM_TEST(daemon_slow_rule_is_logged_and_counted, dm_slow_body)
