@@ -69,11 +69,17 @@
 	" approved_at = " LEAD_STORE_TIME("x.approved_at", "l.approved_at") ","                 \
 	" hold_until = " LEAD_STORE_TIME("x.hold_until", "l.hold_until") ", updated = now()"
 
+/* The lead's fields a service writes, in lead_diff()'s order: F(name)
+ * each, S (a string literal) between them. Set-based writers (import)
+ * build their column lists from it, e.g. F(f) " n." #f. */
+#define LEAD_STORE_EACH(F, S)                                                                \
+	F(status) S F(reason) S F(comment) S F(track) S F(base) S F(counts) S F(curr) S        \
+	F(goal) S F(wm) S F(pay) S F(ref) S F(cash_curr) S F(approved_at) S F(hold_until)
+#define LEAD_STORE_NAME(f) " " #f
+
 /* INSERT INTO leads (id, ..., LEAD_STORE_INSERT_COLS) SELECT x.id, ...,
  * LEAD_STORE_VALUES FROM (records x). */
-#define LEAD_STORE_INSERT_COLS                                                               \
-	"status, reason, comment, track, base, counts, curr, goal, wm, pay, ref, cash_curr,"    \
-	" approved_at, hold_until"
+#define LEAD_STORE_INSERT_COLS LEAD_STORE_EACH(LEAD_STORE_NAME, ",")
 #define LEAD_STORE_VALUES                                                                    \
 	"x.status, nullif(x.reason, 0), x.comment, x.track, x.base::numeric / 100, x.counts,"   \
 	" nullif(x.curr, 0), nullif(x.goal, 0), x.wm::numeric / 100, x.pay::numeric / 100,"    \
