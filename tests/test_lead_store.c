@@ -50,9 +50,30 @@ static void lst_clear(void *r)
 	PQclear(r);
 }
 
-static void lst_buf(void *b)
+/* Writes l back as the services do (LEAD_STORE_SET); the rows updated. */
+static long lst_write(PGconn *c, const struct lead *l)
 {
-	buf_release(b);
+	static const char upd[] = "UPDATE leads l SET" LEAD_STORE_SET
+				  " FROM json_to_recordset($1::json) AS x(" LEAD_STORE_RECORD ")"
+				  " WHERE l.id = x.id";
+	struct buf b;
+	PGresult *r = NULL;
+	const char *param[1];
+	long n = -1;
+
+	buf_init(&b, 0);
+	if (buf_adds(&b, "[{") < 0 || lead_store_json(&b, l) < 0 || buf_adds(&b, "}]") < 0) {
+		test__fail(__FILE__, __LINE__, "out of memory");
+		goto out;
+	}
+	param[0] = b.p;
+	r = lst_query(c, upd, 1, param);
+	if (r)
+		n = strtol(PQcmdTuples(r), NULL, 10);
+out:
+	PQclear(r);
+	buf_release(&b);
+	return n;
 }
 
 TEST(lead_store_read_then_write_leaves_the_row_as_it_was)
@@ -60,15 +81,10 @@ TEST(lead_store_read_then_write_leaves_the_row_as_it_was)
 	PGconn *c = (PGconn *)test_db_migrated("ls_lead_store", NULL);
 	static const char sel[] = "SELECT " LEAD_STORE_COLS("l") " FROM leads l WHERE l.id = 1001";
 	static const char page[] = "SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.id = 1001";
-	static const char upd[] = "UPDATE leads l SET" LEAD_STORE_SET
-				  " FROM json_to_recordset($1::json) AS x(" LEAD_STORE_RECORD ")"
-				  " WHERE l.id = x.id";
 	struct import_stats st;
 	struct lead l, p;
-	struct buf b;
 	PGresult *r;
 	char err[512], *before;
-	const char *param[1];
 	uint32_t xmin;
 	FILE *in;
 
@@ -111,30 +127,13 @@ TEST(lead_store_read_then_write_leaves_the_row_as_it_was)
 	ASSERT(memcmp(&p, &l, sizeof(l)) == 0);
 
 	/* written back as read: no column moves, not even by a fraction */
-	buf_init(&b, 0);
-	test_defer(lst_buf, &b);
-	ASSERT_EQ(buf_addc(&b, '['), 0);
-	ASSERT_EQ(buf_addc(&b, '{'), 0);
-	ASSERT_EQ(lead_store_json(&b, &l), 0);
-	ASSERT_EQ(buf_adds(&b, "}]"), 0);
-	param[0] = b.p;
-	r = lst_query(c, upd, 1, param);
-	ASSERT(r != NULL);
-	test_defer(lst_clear, r);
-	ASSERT_STREQ(PQcmdTuples(r), "1");
+	ASSERT_EQ(lst_write(c, &l), 1);
 	ASSERT(test_sql_is((struct pg_conn *)c, LST_ROW, before));
 
 	/* a time whose second changes is written whole; money in cents */
 	l.approved_at += 60;
 	l.wm = 1234;
-	buf_reset(&b);
-	ASSERT_EQ(buf_adds(&b, "[{"), 0);
-	ASSERT_EQ(lead_store_json(&b, &l), 0);
-	ASSERT_EQ(buf_adds(&b, "}]"), 0);
-	param[0] = b.p;
-	r = lst_query(c, upd, 1, param);
-	ASSERT(r != NULL);
-	test_defer(lst_clear, r);
+	ASSERT_EQ(lst_write(c, &l), 1);
 	ASSERT(test_sql_is((struct pg_conn *)c,
 			   "SELECT concat_ws(' ', wm, approved_at = timestamptz '2026-11-21 10:01:00Z')"
 			   " FROM leads WHERE id = 1001", "12.34 t"));
