@@ -64,7 +64,7 @@ static const char old_write_sql[] =
 	" INSERT INTO poll_runs (" POLL_RUN_COLS ")"
 	" VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000000),"
 	"  to_timestamp($5::double precision / 1000000), $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-	"  $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+	"  $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, 0)" /* rule_cpu_ms */
 	" RETURNING id"
 	"), u AS ("
 	" UPDATE leads l SET" LEAD_STORE_SET ", checked = now()"
