@@ -119,12 +119,16 @@ static int group(struct worker *w, PGconn *c, long first, long n)
 
 		uuid_of((first + i) % cf->clicks, uuid);
 		snprintf(rid, sizeof(rid), "%s-%d-%ld", cf->prefix, w->idx, first + i);
-		bad |= buf_addf(&newl, "%s{\"id\":%s,\"offer\":%s,\"r\":\"%s\",\"u\":null,\"c\":\"%s\","
-				"\"cr\":%lld,\"g\":%s,\"s\":2,\"rs\":null,\"b\":30,\"n\":1,\"cu\":840,"
-				"\"wm\":0,\"pay\":0,\"ref\":0,\"cc\":null,\"ap\":null,\"hu\":null}",
-				sep, lead, offer, rid, uuid, (long long)now, goal);
-		bad |= buf_addf(&hist, "%s{\"lead\":%s,\"src\":\"postback\",\"sid\":%s,\"b\":{},"
-				"\"a\":{\"status\":2,\"base\":30,\"counts\":1,\"curr\":840,\"goal\":%s,"
+		/* lead_store.h's wire format: cents, seconds, 0 for none */
+		bad |= buf_addf(&newl, "%s{\"id\":%s,\"status\":2,\"reason\":0,\"comment\":\"\","
+				"\"track\":\"\",\"base\":3000,\"counts\":1,\"curr\":840,\"goal\":%s,"
+				"\"wm\":0,\"pay\":0,\"ref\":0,\"cash_curr\":0,\"approved_at\":0,"
+				"\"hold_until\":0,\"offer\":%s,\"request_id\":\"%s\","
+				"\"customer_id\":null,\"click\":\"%s\",\"created\":%lld}",
+				sep, lead, goal, offer, rid, uuid, (long long)now);
+		bad |= buf_addf(&hist, "%s{\"lead\":%s,\"source\":\"postback\",\"source_id\":%s,"
+				"\"before\":{},\"after\":{\"status\":2,\"base\":30,\"counts\":1,"
+				"\"curr\":840,\"goal\":%s,"
 				"\"created\":\"%s\",\"click_id\":\"%s\",\"request_id\":\"%s\"}}",
 				sep, lead, log, goal, tm, uuid, rid);
 		bad |= buf_addf(&lg, "%s{\"id\":%s,\"at\":%lld,\"remote\":\"127.0.0.1\",\"m\":\"GET\","

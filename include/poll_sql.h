@@ -9,7 +9,8 @@
  *   $3 leads (LIMIT), $4 boolean: also count the open leads without an
  *   external id (column POLL_NO_EXT_COL, the same on every row; 0 when
  *   false).
- * Columns: POLL_LEAD_COLS (0-17, read into a struct lead), then the row
+ * Columns: POLL_LEAD_COLS (0-17, lead_store.h's LEAD_STORE_COLS, read into
+ * a struct lead by lead_store_read()), then the row
  * version POLL_XMIN_COL (xmin as text: the write's optimistic check), then
  * POLL_NO_EXT_COL. The dates select (poller.c) ends at POLL_XMIN_COL.
  *
@@ -63,7 +64,8 @@
  *   $23 content_type|NULL                 $24 leads_no_ext
  *   $25 rule_cpu_ms: the rule's CPU time for the batch, ms
  *   write only:
- *   $26 the changes, a JSON array built by poll_sql_change()
+ *   $26 the changes, a JSON array built by poll_sql_change() (lead_store.h's
+ *       wire format, and "xmin")
  *   $27 the history rows, a JSON array built by poll_sql_change()
  *   $28 the history source: "poll", or "dates" for the dates variant
  */
@@ -77,13 +79,9 @@
 
 #include "buf.h"
 #include "lead.h"
+#include "lead_store.h"
 
-#define POLL_LEAD_COLS                                                                  \
-	"l.id, l.offer, coalesce(l.ext, ''), l.status, coalesce(l.reason, 0), l.comment,"   \
-	" l.track, l.base, l.counts, coalesce(l.curr, 0), coalesce(l.goal, 0), l.wm, l.pay," \
-	" l.ref, coalesce(l.cash_curr, 0), floor(extract(epoch FROM l.created))::bigint,"    \
-	" coalesce(floor(extract(epoch FROM l.approved_at))::bigint, 0),"                    \
-	" coalesce(floor(extract(epoch FROM l.hold_until))::bigint, 0), l.xmin::text"
+#define POLL_LEAD_COLS LEAD_STORE_COLS("l") ", l.xmin::text"
 #define POLL_XMIN_COL 18
 #define POLL_NO_EXT_COL 19
 
@@ -128,25 +126,13 @@
 	" SELECT 1 FROM poll_schedule WHERE offer = $1 AND variant = $2 AND lease_owner = $3" \
 	" FOR KEY SHARE"                                                                \
 	"), x AS ("                                                                     \
-	" SELECT * FROM json_to_recordset($26::json) AS x(id bigint, xm xid, s smallint,"   \
-	"  rs smallint, cm text, tr text, b bigint, n integer, cu integer, g bigint,"    \
-	"  wm bigint, pay bigint, ref bigint, cc integer, ap bigint, hu bigint)"         \
+	" SELECT * FROM json_to_recordset($26::json) AS x(" LEAD_STORE_RECORD ", xmin xid)"   \
 	"), k AS ("                                                                     \
 	" SELECT l.id FROM leads l WHERE l.id IN (SELECT id FROM x)"                     \
 	"  AND EXISTS (SELECT 1 FROM lease) ORDER BY l.id FOR NO KEY UPDATE"             \
 	"), u AS ("                                                                     \
-	" UPDATE leads l SET status = x.s, reason = nullif(x.rs, 0), comment = x.cm,"    \
-	"  track = x.tr, base = x.b::numeric / 100, counts = x.n, curr = nullif(x.cu, 0),"  \
-	"  goal = nullif(x.g, 0), wm = x.wm::numeric / 100, pay = x.pay::numeric / 100," \
-	"  ref = x.ref::numeric / 100, cash_curr = nullif(x.cc, 0),"                     \
-	"  approved_at = CASE WHEN x.ap = 0 THEN NULL"                                   \
-	"   WHEN x.ap = floor(extract(epoch FROM l.approved_at))::bigint THEN l.approved_at" \
-	"   ELSE to_timestamp(x.ap) END,"                                                \
-	"  hold_until = CASE WHEN x.hu = 0 THEN NULL"                                    \
-	"   WHEN x.hu = floor(extract(epoch FROM l.hold_until))::bigint THEN l.hold_until" \
-	"   ELSE to_timestamp(x.hu) END,"                                                \
-	"  updated = now(), checked = now()"                                             \
-	" FROM x WHERE l.id = x.id AND l.xmin = x.xm AND l.id IN (SELECT id FROM k)"     \
+	" UPDATE leads l SET" LEAD_STORE_SET ", checked = now()"                         \
+	" FROM x WHERE l.id = x.id AND l.xmin = x.xmin AND l.id IN (SELECT id FROM k)"     \
 	" RETURNING l.id"                                                               \
 	"), r AS ("                                                                     \
 	" INSERT INTO poll_runs (" POLL_RUN_COLS ")"                                    \
@@ -161,9 +147,8 @@
 	"  ORDER BY x.id) FROM x WHERE x.id NOT IN (SELECT id FROM u)), ''), 4096), ''),"   \
 	"  $23::text, $24::integer, $25::double precision FROM lease RETURNING id"                                            \
 	"), h AS ("                                                                     \
-	" INSERT INTO lead_history (lead, source, source_id, before, after)"            \
-	" SELECT y.lead, $28, r.id, y.b, y.a"                                           \
-	" FROM r, json_to_recordset($27::json) AS y(lead bigint, b jsonb, a jsonb)"      \
+	" " LEAD_STORE_HISTORY_INSERT " SELECT y.lead, $28, r.id, y.before, y.after"      \
+	" FROM r, json_to_recordset($27::json) AS y(" LEAD_STORE_HISTORY_RECORD ")"       \
 	" WHERE y.lead IN (SELECT id FROM u)"                                           \
 	")"                                                                             \
 	" SELECT (SELECT count(*) FROM lease), (SELECT id FROM r),"                      \

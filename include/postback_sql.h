@@ -8,9 +8,13 @@
  * order, with the columns of enum pb_resolve_col.
  * pb_write_sql, $1..$5: JSON arrays of new leads, changed leads, history
  * rows, customers and log rows (postback.c's pb__lead_json, pb__history,
- * pb__log_json write them). */
+ * pb__log_json write them; leads and history rows in lead_store.h's wire
+ * format, a new lead with "offer", "request_id", "customer_id", "click"
+ * and "created" added). */
 #ifndef LEADSYNC_POSTBACK_SQL_H
 #define LEADSYNC_POSTBACK_SQL_H
+
+#include "lead_store.h"
 
 /* The resolve query: for each postback, its advertiser, the click's offer
  * and goal, the lead with that request_id, the customer, a log id and, when
@@ -33,18 +37,14 @@ static const char pb_resolve_sql[] =
 	"  JOIN offers o ON o.id = cl.offer JOIN advertisers a ON a.id = o.advertiser"
 	"  WHERE x.r IS NOT NULL AND a.api_key = x.k ORDER BY cl.offer, x.r) q"
 	" CROSS JOIN LATERAL ("
-	"  SELECT l.id, l.offer, l.request_id, l.status, l.reason, l.base, l.counts, l.curr,"
-	"  l.goal, l.wm, l.pay, l.ref, l.cash_curr, extract(epoch FROM l.created)::bigint AS cr,"
-	"  extract(epoch FROM l.approved_at)::bigint AS ap,"
-	"  extract(epoch FROM l.hold_until)::bigint AS hu, l.click"
+	"  SELECT l.*"
 	"  FROM leads l WHERE l.offer = q.offer AND l.request_id = q.r FOR UPDATE) l"
 	")"
 	" SELECT x.i, a.id, a.api_key, o.id, o.advertiser, o.hold_days, o.reject_reason,"
 	"  o.cancel_approved, o.status_words::text,"
 	"  EXISTS (SELECT 1 FROM goals rg WHERE rg.offer = o.id AND rg.payout = 'recurring'),"
 	"  g.id, g.payout, g.wm, g.pay, g.ref, g.currency,"
-	"  lk.id, lk.status, lk.reason, lk.base, lk.counts, lk.curr, lk.goal, lk.wm, lk.pay,"
-	"  lk.ref, lk.cash_curr, lk.cr, lk.ap, lk.hu, lk.click,"
+	"  " LEAD_STORE_COLS("lk") ", lk.click,"
 	"  cu.active, nextval(q.pbs),"
 	"  CASE WHEN lk.id IS NULL AND x.r IS NOT NULL AND o.id IS NOT NULL THEN nextval(q.ls) END"
 	" FROM x CROSS JOIN q"
@@ -58,9 +58,9 @@ static const char pb_resolve_sql[] =
 
 enum pb_resolve_col {
 	R_I, R_ADV, R_KEY, R_OFFER, R_OFFER_ADV, R_HOLD_DAYS, R_REJECT_REASON, R_CANCEL_APPROVED,
-	R_WORDS, R_RECURRING, R_GOAL, R_PAYOUT, R_GWM, R_GPAY, R_GREF, R_GCURR, R_LID, R_LSTATUS,
-	R_LREASON, R_LBASE, R_LCOUNTS, R_LCURR, R_LGOAL, R_LWM, R_LPAY, R_LREF, R_LCASH_CURR,
-	R_LCREATED, R_LAPPROVED, R_LHOLD, R_LCLICK, R_CACTIVE, R_LOG_ID, R_NEW_ID, R_NCOLS
+	R_WORDS, R_RECURRING, R_GOAL, R_PAYOUT, R_GWM, R_GPAY, R_GREF, R_GCURR,
+	R_LEAD, /* LEAD_STORE_COLS: R_LEAD is the lead's id, NULL when none */
+	R_LCLICK = R_LEAD + LEAD_STORE_NCOLS, R_CACTIVE, R_LOG_ID, R_NEW_ID, R_NCOLS
 };
 
 /* The write: new leads, changed leads, history rows, customers and the
@@ -69,26 +69,21 @@ enum pb_resolve_col {
  * the same keys wait for each other instead of deadlocking. */
 static const char pb_write_sql[] =
 	"WITH nl AS ("
-	" INSERT INTO leads (id, offer, request_id, customer_id, click, goal, status, reason,"
-	"  base, counts, curr, wm, pay, ref, cash_curr, created, approved_at, hold_until)"
-	" SELECT x.id, x.offer, x.r, x.u, x.c, x.g, x.s, x.rs, x.b, x.n, x.cu, x.wm, x.pay,"
-	"  x.ref, x.cc, to_timestamp(x.cr), to_timestamp(x.ap), to_timestamp(x.hu)"
-	" FROM json_to_recordset($1::json) AS x(id bigint, offer bigint, r text, u text, c uuid,"
-	"  g bigint, s smallint, rs smallint, b numeric, n integer, cu integer, wm numeric,"
-	"  pay numeric, ref numeric, cc integer, cr bigint, ap bigint, hu bigint)"
-	" ORDER BY x.offer, x.r"
+	" INSERT INTO leads (id, offer, request_id, customer_id, click, created, "
+	LEAD_STORE_INSERT_COLS ")"
+	" SELECT x.id, x.offer, x.request_id, x.customer_id, x.click, to_timestamp(x.created), "
+	LEAD_STORE_VALUES
+	" FROM json_to_recordset($1::json) AS x(" LEAD_STORE_RECORD ", offer bigint,"
+	"  request_id text, customer_id text, click uuid, created bigint)"
+	" ORDER BY x.offer, x.request_id"
 	"), ul AS ("
-	" UPDATE leads l SET goal = x.g, status = x.s, reason = x.rs, base = x.b, counts = x.n,"
-	"  curr = x.cu, wm = x.wm, pay = x.pay, ref = x.ref, cash_curr = x.cc,"
-	"  approved_at = to_timestamp(x.ap), hold_until = to_timestamp(x.hu), updated = now()"
-	" FROM json_to_recordset($2::json) AS x(id bigint, g bigint, s smallint, rs smallint,"
-	"  b numeric, n integer, cu integer, wm numeric, pay numeric, ref numeric, cc integer,"
-	"  ap bigint, hu bigint)"
+	" UPDATE leads l SET" LEAD_STORE_SET
+	" FROM json_to_recordset($2::json) AS x(" LEAD_STORE_RECORD ")"
 	" WHERE l.id = x.id"
 	"), hi AS ("
-	" INSERT INTO lead_history (lead, source, source_id, before, after)"
-	" SELECT x.lead, x.src, x.sid, x.b, x.a"
-	" FROM json_to_recordset($3::json) AS x(lead bigint, src text, sid bigint, b jsonb, a jsonb)"
+	" " LEAD_STORE_HISTORY_INSERT
+	" SELECT x.lead, x.source, x.source_id, x.before, x.after"
+	" FROM json_to_recordset($3::json) AS x(" LEAD_STORE_HISTORY_RECORD ")"
 	"), cu AS ("
 	" INSERT INTO customers AS t (offer, customer_id, click, active)"
 	" SELECT x.offer, x.u, x.c, x.act"

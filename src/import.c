@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "click.h"
 #include "lead.h"
+#include "lead_store.h"
 #include "macro.h"
 #include "status.h"
 #include "store.h"
@@ -1188,9 +1189,14 @@ static const struct {
 	" '\"click_id\":\"' || " l ".click || '\"',"                                     \
 	" '\"request_id\":' || to_json(" l ".request_id),"                                \
 	" '\"customer_id\":' || to_json(" l ".customer_id)) || '}')::jsonb"
-#define IMPORT_LEAD_COLS                                                                 \
-	"ext, request_id, customer_id, click, goal, status, reason, comment, track, base,"  \
-	" counts, curr, wm, pay, ref, cash_curr, created, approved_at, hold_until"
+/* The columns import writes: its own, then lead_store.h's list, as they
+ * are (IMPORT_LEAD_COLS) and in CTE n or table l (IMPORT_LEAD_OF). */
+#define IMPORT_LEAD_COLS "ext, request_id, customer_id, click, created," LEAD_STORE_INSERT_COLS
+#define IMPORT_N(f) " n." #f
+#define IMPORT_L(f) " l." #f
+#define IMPORT_LEAD_OF(F)                                                                 \
+	F(ext) "," F(request_id) "," F(customer_id) "," F(click) "," F(created) ","        \
+	LEAD_STORE_EACH(F, ",")
 static const char import_apply_sql[] =
 	"WITH m AS ("
 	" SELECT coalesce(s.rid, i.id) AS id, s.offer, s.status,"
@@ -1243,21 +1249,16 @@ static const char import_apply_sql[] =
 	" RETURNING leads.id, " IMPORT_NEW_AFTER("leads") " AS b"
 	"), upd AS ("
 	" UPDATE leads l SET (" IMPORT_LEAD_COLS ", updated) ="
-	"  (n.ext, n.request_id, n.customer_id, n.click, n.goal, n.status, n.reason,"
-	"  n.comment, n.track, n.base, n.counts, n.curr, n.wm, n.pay, n.ref, n.cash_curr,"
-	"  n.created, n.approved_at, n.hold_until, now())"
+	"  (" IMPORT_LEAD_OF(IMPORT_N) ", now())"
 	" FROM n JOIN leads o ON o.id = n.id WHERE n.existed AND l.id = n.id"
-	"  AND (l.ext, l.request_id, l.customer_id, l.click, l.goal, l.status, l.reason,"
-	"  l.comment, l.track, l.base, l.counts, l.curr, l.wm, l.pay, l.ref, l.cash_curr,"
-	"  l.created, l.approved_at, l.hold_until)"
-	"  IS DISTINCT FROM (n.ext, n.request_id, n.customer_id, n.click, n.goal, n.status,"
-	"  n.reason, n.comment, n.track, n.base, n.counts, n.curr, n.wm, n.pay, n.ref,"
-	"  n.cash_curr, n.created, n.approved_at, n.hold_until)"
+	"  AND (" IMPORT_LEAD_OF(IMPORT_L) ")"
+	"  IS DISTINCT FROM (" IMPORT_LEAD_OF(IMPORT_N) ")"
 	" RETURNING l.id, lead_fields(o) AS a, lead_fields(l) AS b"
 	")"
-	" INSERT INTO lead_history (lead, source, before, after)"
-	" SELECT id, 'import', '{}', b FROM ins"
-	" UNION ALL SELECT x.id, 'import', d.before, d.after FROM upd x, lead_changes(x.a, x.b) d";
+	" " LEAD_STORE_HISTORY_INSERT
+	" SELECT id, 'import', NULL::bigint, '{}', b FROM ins"
+	" UNION ALL SELECT x.id, 'import', NULL, d.before, d.after"
+	" FROM upd x, lead_changes(x.a, x.b) d";
 
 /* Raises the leads sequence past the largest imported id, so an id drawn
  * later never meets one. The lock keeps inserts (and so nextval) out while

@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "click.h"
 #include "lead.h"
+#include "lead_store.h"
 #include "log.h"
 #include "mask.h"
 #include "postback_sql.h"
@@ -538,15 +539,6 @@ static int pb__json_str_or_null(struct buf *b, const char *name, const char *s)
 	return buf_add_json_str(b, s, strlen(s));
 }
 
-static int pb__json_money(struct buf *b, const char *name, int64_t cents)
-{
-	char m[32];
-
-	if (lead_money_format(cents, m, sizeof(m)) < 0)
-		return -1;
-	return buf_addf(b, ",\"%s\":%s", name, m);
-}
-
 static int pb__json_sep(struct buf *b)
 {
 	return buf_addc(b, b->len ? ',' : '[');
@@ -582,9 +574,8 @@ static int pb__history(struct pb_txn *t, const struct pb_lslot *s, const struct 
 			goto out;
 	}
 	if (pb__json_sep(&t->hist) < 0 ||
-	    buf_addf(&t->hist,
-		     "{\"lead\":%" PRId64 ",\"src\":\"%s\",\"sid\":%" PRId64 ",\"b\":%s,\"a\":%s}",
-		     b->id, lead_source_name(src), log_id, before.p, after.p) < 0)
+	    lead_store_history_json(&t->hist, true, b->id, lead_source_name(src), log_id,
+				    before.p, after.p) < 0)
 		goto out;
 	if (log_leads_on()) {
 		struct log_lead ll = { b->id, b->offer, log_id, a ? a->status : 0, b->status };
@@ -737,27 +728,17 @@ static void pb__lead(struct pb_txn *t, struct pb_item *it, int row, int64_t offe
 	pb__edit(&m, &e);
 
 	s = pb__lslot(t, offer, rid);
-	if (!s && !pb__null(t, row, R_LID)) {
+	if (!s && !pb__null(t, row, R_LEAD)) {
 		/* known to the database: the row locked by the resolve */
 		s = &t->ls[t->nls++];
 		memset(s, 0, sizeof(*s));
 		s->offer = offer;
 		s->rid = rid;
-		s->cur.id = pb__i(t, row, R_LID);
-		s->cur.offer = offer;
-		s->cur.status = (int)pb__i(t, row, R_LSTATUS);
-		s->cur.reason = (int)pb__i(t, row, R_LREASON);
-		s->cur.base = pb__money(t, row, R_LBASE);
-		s->cur.counts = (int)pb__i(t, row, R_LCOUNTS);
-		s->cur.curr = (int)pb__i(t, row, R_LCURR);
-		s->cur.goal = pb__i(t, row, R_LGOAL);
-		s->cur.wm = pb__money(t, row, R_LWM);
-		s->cur.pay = pb__money(t, row, R_LPAY);
-		s->cur.ref = pb__money(t, row, R_LREF);
-		s->cur.cash_curr = (int)pb__i(t, row, R_LCASH_CURR);
-		s->cur.created = pb__i(t, row, R_LCREATED);
-		s->cur.approved_at = pb__i(t, row, R_LAPPROVED);
-		s->cur.hold_until = pb__i(t, row, R_LHOLD);
+		if (lead_store_read(t->res, row, R_LEAD, &s->cur) < 0) {
+			pb__result(it, 500, "error", "lead %" PRId64 ": unreadable amount",
+				   pb__i(t, row, R_LEAD));
+			return;
+		}
 		if (!pb__null(t, row, R_LCLICK))
 			snprintf(s->click, sizeof(s->click), "%s", pb__s(t, row, R_LCLICK));
 	}
@@ -928,26 +909,15 @@ static int pb__lead_json(struct pb_txn *t, const struct pb_lslot *s)
 	const struct lead *l = &s->cur;
 	int rc = pb__json_sep(b);
 
-	rc |= buf_addf(b, "{\"id\":%" PRId64, l->id);
+	rc |= buf_addc(b, '{');
+	rc |= lead_store_json(b, l);
 	if (s->is_new) {
 		rc |= buf_addf(b, ",\"offer\":%" PRId64, s->offer);
-		rc |= pb__json_str_or_null(b, "r", s->rid);
-		rc |= pb__json_str_or_null(b, "u", s->customer);
-		rc |= pb__json_str_or_null(b, "c", s->click);
-		rc |= buf_addf(b, ",\"cr\":%" PRId64, l->created);
+		rc |= pb__json_str_or_null(b, "request_id", s->rid);
+		rc |= pb__json_str_or_null(b, "customer_id", s->customer);
+		rc |= pb__json_str_or_null(b, "click", s->click);
+		rc |= buf_addf(b, ",\"created\":%" PRId64, l->created);
 	}
-	rc |= pb__json_int_or_null(b, "g", l->goal);
-	rc |= buf_addf(b, ",\"s\":%d", l->status);
-	rc |= pb__json_int_or_null(b, "rs", l->reason);
-	rc |= pb__json_money(b, "b", l->base);
-	rc |= buf_addf(b, ",\"n\":%d", l->counts);
-	rc |= pb__json_int_or_null(b, "cu", l->curr);
-	rc |= pb__json_money(b, "wm", l->wm);
-	rc |= pb__json_money(b, "pay", l->pay);
-	rc |= pb__json_money(b, "ref", l->ref);
-	rc |= pb__json_int_or_null(b, "cc", l->cash_curr);
-	rc |= pb__json_int_or_null(b, "ap", l->approved_at);
-	rc |= pb__json_int_or_null(b, "hu", l->hold_until);
 	rc |= buf_addc(b, '}');
 	return rc ? -1 : 0;
 }

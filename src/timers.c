@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "db.h"
 #include "lead.h"
+#include "lead_store.h"
 #include "log.h"
 #include "settings.h"
 #include "status.h"
@@ -37,15 +38,11 @@ const char *timers_table_name(enum timers_table t)
 
 /* ------------------------------------------------------------ lead batches */
 
-/* The due leads with what lead_apply() needs: the lead (comment and track
- * are not read: a timer edit never touches them, so both sides of the diff
- * hold ""), its offer's settings and its goal. Times are UNIX seconds,
- * floored as lead_time_json() shows them. */
+/* The due leads (lead_store.h's columns) with what lead_apply() needs
+ * besides: the offer's settings, the goal and the database's clock, in
+ * UNIX seconds floored as the lead's times are. */
 #define TIMERS_COLS                                                                            \
-	"SELECT l.id, l.offer, l.status, l.reason, l.base, l.counts, l.curr, l.goal, l.wm,"    \
-	" l.pay, l.ref, l.cash_curr, floor(extract(epoch FROM l.created))::bigint,"            \
-	" floor(extract(epoch FROM l.approved_at))::bigint,"                                  \
-	" floor(extract(epoch FROM l.hold_until))::bigint, o.hold_days, o.reject_reason,"      \
+	"SELECT " LEAD_STORE_COLS("l") ", o.hold_days, o.reject_reason,"                       \
 	" o.cancel_approved, g.id, g.payout, g.wm, g.pay, g.ref, g.currency,"                  \
 	" floor(extract(epoch FROM now()))::bigint"
 
@@ -67,31 +64,23 @@ static const char *const timers_select_sql[] = {
 };
 
 enum {
-	C_ID, C_OFFER, C_STATUS, C_REASON, C_BASE, C_COUNTS, C_CURR, C_GOAL, C_WM, C_PAY, C_REF,
-	C_CASH_CURR, C_CREATED, C_APPROVED, C_HOLD, C_HOLD_DAYS, C_REJECT_REASON,
-	C_CANCEL_APPROVED, C_GID, C_PAYOUT, C_GWM, C_GPAY, C_GREF, C_GCURR, C_NOW, C_NCOLS
+	C_LEAD, /* LEAD_STORE_NCOLS columns */
+	C_HOLD_DAYS = C_LEAD + LEAD_STORE_NCOLS, C_REJECT_REASON, C_CANCEL_APPROVED, C_GID,
+	C_PAYOUT, C_GWM, C_GPAY, C_GREF, C_GCURR, C_NOW, C_NCOLS
 };
 
-/* Sets a lead field from the history row's "after" object when it names
- * it: the row is updated from exactly what its history says. */
-#define TIMERS_SET(f, type) \
-	" " #f " = CASE WHEN x.a ? '" #f "' THEN (x.a ->> '" #f "')::" type " ELSE l." #f " END,"
-
+/* $1 the changed leads (lead_store_json()), $2 their history rows. */
 static const char timers_write_sql[] =
 	"WITH x AS MATERIALIZED ("
-	" SELECT * FROM json_to_recordset($1::json) AS x(id bigint, b jsonb, a jsonb)"
+	" SELECT * FROM json_to_recordset($1::json) AS x(" LEAD_STORE_RECORD ")"
 	"), u AS ("
-	" UPDATE leads l SET"
-	TIMERS_SET(status, "smallint") TIMERS_SET(reason, "smallint") TIMERS_SET(comment, "text")
-	TIMERS_SET(track, "text") TIMERS_SET(base, "numeric") TIMERS_SET(counts, "integer")
-	TIMERS_SET(curr, "integer") TIMERS_SET(goal, "bigint") TIMERS_SET(wm, "numeric")
-	TIMERS_SET(pay, "numeric") TIMERS_SET(ref, "numeric") TIMERS_SET(cash_curr, "integer")
-	TIMERS_SET(approved_at, "timestamptz") TIMERS_SET(hold_until, "timestamptz")
-	"  updated = now()"
+	" UPDATE leads l SET" LEAD_STORE_SET
 	" FROM x WHERE l.id = x.id RETURNING l.id"
 	")"
-	" INSERT INTO lead_history (lead, source, before, after)"
-	" SELECT x.id, 'timer', x.b, x.a FROM x JOIN u ON u.id = x.id";
+	" " LEAD_STORE_HISTORY_INSERT
+	" SELECT h.lead, 'timer', NULL, h.before, h.after"
+	" FROM json_to_recordset($2::json) AS h(" LEAD_STORE_HISTORY_RECORD ")"
+	" JOIN u ON u.id = h.lead";
 
 static int64_t timers__i64(const PGresult *r, int row, int col)
 {
@@ -110,29 +99,20 @@ static int timers__read(const PGresult *r, int i, struct lead *l, struct lead_of
 {
 	const char *payout;
 
-	memset(l, 0, sizeof(*l));
 	memset(o, 0, sizeof(*o));
 	memset(g, 0, sizeof(*g));
-	l->id = timers__i64(r, i, C_ID);
-	l->offer = timers__i64(r, i, C_OFFER);
-	l->status = (int)timers__i64(r, i, C_STATUS);
-	l->reason = (int)timers__i64(r, i, C_REASON);
-	l->counts = (int)timers__i64(r, i, C_COUNTS);
-	l->curr = (int)timers__i64(r, i, C_CURR);
-	l->goal = timers__i64(r, i, C_GOAL);
-	l->cash_curr = (int)timers__i64(r, i, C_CASH_CURR);
-	l->created = timers__i64(r, i, C_CREATED);
-	l->approved_at = timers__i64(r, i, C_APPROVED);
-	l->hold_until = timers__i64(r, i, C_HOLD);
+	if (lead_store_read(r, i, C_LEAD, l) < 0) {
+		snprintf(err, errlen, "lead %" PRId64 ": a money column is not a decimal", l->id);
+		return -1;
+	}
 	o->hold_days = (int)timers__i64(r, i, C_HOLD_DAYS);
 	o->reject_reason = (int)timers__i64(r, i, C_REJECT_REASON);
 	o->cancel_approved = strcmp(PQgetvalue(r, i, C_CANCEL_APPROVED), "t") == 0;
 	*has_goal = !PQgetisnull(r, i, C_GID);
-	if (timers__money(r, i, C_BASE, &l->base) < 0 || timers__money(r, i, C_WM, &l->wm) < 0 ||
-	    timers__money(r, i, C_PAY, &l->pay) < 0 || timers__money(r, i, C_REF, &l->ref) < 0 ||
-	    timers__money(r, i, C_GWM, &g->wm) < 0 || timers__money(r, i, C_GPAY, &g->pay) < 0 ||
+	if (timers__money(r, i, C_GWM, &g->wm) < 0 || timers__money(r, i, C_GPAY, &g->pay) < 0 ||
 	    timers__money(r, i, C_GREF, &g->ref) < 0) {
-		snprintf(err, errlen, "lead %" PRId64 ": a money column is not a decimal", l->id);
+		snprintf(err, errlen, "lead %" PRId64 ": a money column of goal %s is not a decimal",
+			 l->id, PQgetvalue(r, i, C_GID));
 		return -1;
 	}
 	/* percents are numeric(14,2) too: 12.5 % reads as 1250, lead.h's unit */
@@ -194,11 +174,12 @@ static int timers__rollback(PGconn *c)
 	return -1;
 }
 
-/* Computes each lead's edit and appends it to rows as
- * {"id":N,"b":{before},"a":{after}}; returns the number of changed leads,
- * or -1 with err set. */
+/* Computes each lead's edit and appends the changed lead to rows and its
+ * history row to hist (JSON arrays, lead_store.h); returns the number of
+ * changed leads, or -1 with err set. */
 static int timers__compute(const PGresult *r, enum timers_kind kind, struct timers_skip *skip,
-			   struct timers_batch *out, struct buf *rows, struct buf *lg, char *err,
+			   struct timers_batch *out, struct buf *rows, struct buf *hist,
+			   struct buf *lg, char *err,
 			   size_t errlen)
 {
 	struct buf before, after;
@@ -213,7 +194,7 @@ static int timers__compute(const PGresult *r, enum timers_kind kind, struct time
 	buf_init(&before, 0);
 	buf_init(&after, 0);
 	timers__edit(kind, &e);
-	if (buf_addc(rows, '[') < 0)
+	if (buf_addc(rows, '[') < 0 || buf_addc(hist, '[') < 0)
 		goto full;
 	for (i = 0; i < n; i++) {
 		int64_t now = timers__i64(r, i, C_NOW);
@@ -237,9 +218,9 @@ static int timers__compute(const PGresult *r, enum timers_kind kind, struct time
 		buf_reset(&before);
 		buf_reset(&after);
 		if (lead_diff(&old, &neu, &before, &after) < 0 ||
-		    buf_addf(rows, "%s{\"id\":%" PRId64 ",\"b\":", changed ? "," : "", old.id) < 0 ||
-		    buf_add(rows, before.p, before.len) < 0 || buf_adds(rows, ",\"a\":") < 0 ||
-		    buf_add(rows, after.p, after.len) < 0 || buf_addc(rows, '}') < 0)
+		    buf_adds(rows, changed ? ",{" : "{") < 0 || lead_store_json(rows, &neu) < 0 ||
+		    buf_addc(rows, '}') < 0 ||
+		    lead_store_history_json(hist, !changed, old.id, NULL, 0, before.p, after.p) < 0)
 			goto full;
 		if (log_leads_on()) {
 			struct log_lead ll = { old.id, old.offer, 0, old.status, neu.status };
@@ -250,7 +231,7 @@ static int timers__compute(const PGresult *r, enum timers_kind kind, struct time
 		}
 		changed++;
 	}
-	if (buf_addc(rows, ']') < 0)
+	if (buf_addc(rows, ']') < 0 || buf_addc(hist, ']') < 0)
 		goto full;
 	rc = changed;
 	goto out;
@@ -265,7 +246,7 @@ out:
 int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct timers_skip *skip,
 		       struct timers_batch *out, char *err, size_t errlen)
 {
-	struct buf rows, skipped, lg;
+	struct buf rows, hist, skipped, lg;
 	PGresult *r = NULL, *w = NULL;
 	char lim[32], what[64];
 	const char *params[2];
@@ -273,6 +254,7 @@ int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct ti
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&rows, 0);
+	buf_init(&hist, 0);
 	buf_init(&skipped, 0);
 	buf_init(&lg, 0);
 	snprintf(what, sizeof(what), "timers %s batch", timers_kind_name(kind));
@@ -297,12 +279,13 @@ int timers_leads_batch(PGconn *c, enum timers_kind kind, size_t limit, struct ti
 		goto fail;
 	}
 	out->picked = (size_t)PQntuples(r);
-	changed = timers__compute(r, kind, skip, out, &rows, &lg, err, errlen);
+	changed = timers__compute(r, kind, skip, out, &rows, &hist, &lg, err, errlen);
 	if (changed < 0)
 		goto fail;
 	if (changed) {
 		params[0] = rows.p;
-		w = store_query(c, what, timers_write_sql, 1, params, err, errlen);
+		params[1] = hist.p;
+		w = store_query(c, what, timers_write_sql, 2, params, err, errlen);
 		if (!w)
 			goto fail;
 		if (strtol(PQcmdTuples(w), NULL, 10) != changed) {
@@ -325,6 +308,7 @@ out:
 	PQclear(r);
 	PQclear(w);
 	buf_release(&rows);
+	buf_release(&hist);
 	buf_release(&skipped);
 	buf_release(&lg);
 	return rc;

@@ -869,6 +869,41 @@ TP_TEST(postback_no_return_to_hold, NULL, 2)
 			    " WHERE query LIKE '%request_id=h1%'", NULL), "created,refused,duplicate");
 }
 
+/* A lead's times keep their fraction of a second: the postback reads them
+ * floored, as the poller and the timers do (lead_store.h), and a write
+ * keeps a time whose floor it did not change. Rounding read 10:00:01 and
+ * wrote it with the chargeback below, a change no history row showed. A
+ * repeated status is no change: no history row. */
+TP_TEST(postback_keeps_fractional_times_and_writes_no_phantom_change, NULL, 2)
+{
+	struct tp_resp r;
+	char id[32];
+
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=frac1&action=lead&price=30"
+			"&status=approved", &r), 0);
+	snprintf(id, sizeof(id), "%" PRId64, tp_lead(r.body));
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("UPDATE leads SET approved_at = timestamptz '2026-11-20 10:00:00.7Z'"
+			    " WHERE id = $1 RETURNING status", id), "6");
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=frac1&action=lead&price=30"
+			"&status=approved", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	ASSERT_CONTAINS(r.body, "\"duplicate\":true");
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM lead_history WHERE lead = $1", id), "1");
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=frac1&action=lead&price=30"
+			"&status=rejected", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	ASSERT_CONTAINS(r.body, "\"duplicate\":false");
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT concat_ws(' ', status, approved_at = timestamptz"
+			    " '2026-11-20 10:00:00.7Z') FROM leads WHERE id = $1", id), "5 t");
+	ASSERT_STREQ(tp_val("SELECT concat_ws(' ', source, before::text, after::text)"
+			    " FROM lead_history WHERE lead = $1 ORDER BY id DESC LIMIT 1", id),
+		     "chargeback {\"reason\": null, \"status\": 6} {\"reason\": 2, \"status\": 5}");
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM lead_history WHERE lead = $1", id), "2");
+}
+
 /* --------------------------------------------------- hostile, malformed */
 
 TP_TEST(postback_quotes_sql_and_bytes_are_data, NULL, 2)
