@@ -31,6 +31,7 @@
 #include "db.h"
 #include "http_client.h"
 #include "lead.h"
+#include "list.h"
 #include "macro.h"
 #include "mask.h"
 #include "poller.h"
@@ -115,9 +116,8 @@ struct poll_check;
 struct poll_pair {
 	struct poller *p;
 	struct sched_pair *sp;
-	struct poll_pair *prev, *next;      /* p->pairs */
-	struct poll_pair *wprev, *wnext;    /* p->wait: waiting for room */
-	bool waiting;
+	struct list link;       /* p->pairs, from poller__pair_begin */
+	struct list wlink;      /* p->wait while waiting for room */
 	struct poll_offer off;
 	enum rule_variant v;
 	struct poll_rule *rule;
@@ -131,7 +131,7 @@ struct poll_pair {
 	struct poll_range *ranges;
 	size_t nranges, rnext;
 	/* batches alive: selected (or a record to write), not yet ended */
-	struct poll_batch *batches;
+	struct list batches;    /* poll_batch.link */
 	unsigned active;
 	/* outcome */
 	unsigned nbatches, nfailed;
@@ -162,7 +162,7 @@ enum poll_wmode { W_ROW, W_LIGHT, W_FULL };
 
 struct poll_batch {
 	struct poll_pair *pair;
-	struct poll_batch *prev, *next;
+	struct list link;    /* pair->batches */
 	bool slot;           /* holds a place in batches_max */
 	struct lead *leads;
 	uint32_t *xmin;      /* beside leads: the row versions the select read */
@@ -233,9 +233,9 @@ struct poller {
 	struct rule_pool *pool;        /* the rule threads */
 	struct poll_words_slot *words; /* the words cache */
 	size_t words_cap, words_used;
-	struct poll_pair *pairs;
+	struct list pairs;             /* poll_pair.link: begun, not finished */
 	unsigned npairs;
-	struct poll_pair *wait_head, *wait_tail;
+	struct list wait;              /* poll_pair.wlink: waiting for room, in order */
 	unsigned batches_used;
 	size_t leads_used;
 	unsigned jobs;
