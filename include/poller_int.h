@@ -29,6 +29,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "htab.h"
 #include "http_client.h"
 #include "lead.h"
 #include "list.h"
@@ -62,7 +63,7 @@ struct poll_rule {
 };
 
 struct poll_rule_entry {
-	struct poll_rule_entry *next;
+	struct htab_node hn;   /* in p->rules, by name */
 	char name[POLL_RULE_NAME_MAX];
 	struct poll_rule *cur; /* NULL: not loaded; err says why */
 	char err[POLL_ERR_MAX];
@@ -101,6 +102,7 @@ struct poll_words {
  * half full; offer 0 is an empty slot, ids are positive). See
  * poller__words_get for when an entry is reparsed. */
 struct poll_words_slot {
+	struct htab_node hn;    /* in p->words, by offer */
 	int64_t offer;
 	struct poll_words *cur; /* NULL: the offer had no words at its last claim */
 };
@@ -229,10 +231,9 @@ struct poller {
 	struct scheduler *sched;
 	struct http_client *http;
 	bool own_http;
-	struct poll_rule_entry *rules;
+	struct htab rules;             /* poll_rule_entry, by name */
 	struct rule_pool *pool;        /* the rule threads */
-	struct poll_words_slot *words; /* the words cache */
-	size_t words_cap, words_used;
+	struct htab words;             /* poll_words_slot: the words cache */
 	struct list pairs;             /* poll_pair.link: begun, not finished */
 	unsigned npairs;
 	struct list wait;              /* poll_pair.wlink: waiting for room, in order */

@@ -1409,17 +1409,23 @@ int poller__pool_start(struct poller *p, char *err, size_t errlen)
 
 void poller__free(struct poller *p)
 {
-	struct poll_rule_entry *e, *n;
+	struct htab_node *x, *nx;
 	size_t i;
 
-	for (e = p->rules; e; e = n) {
-		n = e->next;
+	htab_for_each_safe(&p->rules, i, x, nx) {
+		struct poll_rule_entry *e = container_of(x, struct poll_rule_entry, hn);
+
 		poller__rule_put(e->cur);
 		free(e);
 	}
-	for (i = 0; i < p->words_cap; i++)
-		poller__words_put(p->words[i].cur);
-	free(p->words);
+	htab_release(&p->rules);
+	htab_for_each_safe(&p->words, i, x, nx) {
+		struct poll_words_slot *s = container_of(x, struct poll_words_slot, hn);
+
+		poller__words_put(s->cur);
+		free(s);
+	}
+	htab_release(&p->words);
 	free(p->counts);
 	free(p);
 }
