@@ -29,8 +29,10 @@
 
 #include "buf.h"
 #include "db.h"
+#include "htab.h"
 #include "http_client.h"
 #include "lead.h"
+#include "list.h"
 #include "macro.h"
 #include "mask.h"
 #include "poller.h"
@@ -61,7 +63,7 @@ struct poll_rule {
 };
 
 struct poll_rule_entry {
-	struct poll_rule_entry *next;
+	struct htab_node hn;   /* in p->rules, by name */
 	char name[POLL_RULE_NAME_MAX];
 	struct poll_rule *cur; /* NULL: not loaded; err says why */
 	char err[POLL_ERR_MAX];
@@ -100,6 +102,7 @@ struct poll_words {
  * half full; offer 0 is an empty slot, ids are positive). See
  * poller__words_get for when an entry is reparsed. */
 struct poll_words_slot {
+	struct htab_node hn;    /* in p->words, by offer */
 	int64_t offer;
 	struct poll_words *cur; /* NULL: the offer had no words at its last claim */
 };
@@ -115,9 +118,8 @@ struct poll_check;
 struct poll_pair {
 	struct poller *p;
 	struct sched_pair *sp;
-	struct poll_pair *prev, *next;      /* p->pairs */
-	struct poll_pair *wprev, *wnext;    /* p->wait: waiting for room */
-	bool waiting;
+	struct list link;       /* p->pairs, from poller__pair_begin */
+	struct list wlink;      /* p->wait while waiting for room */
 	struct poll_offer off;
 	enum rule_variant v;
 	struct poll_rule *rule;
@@ -131,7 +133,7 @@ struct poll_pair {
 	struct poll_range *ranges;
 	size_t nranges, rnext;
 	/* batches alive: selected (or a record to write), not yet ended */
-	struct poll_batch *batches;
+	struct list batches;    /* poll_batch.link */
 	unsigned active;
 	/* outcome */
 	unsigned nbatches, nfailed;
@@ -162,7 +164,7 @@ enum poll_wmode { W_ROW, W_LIGHT, W_FULL };
 
 struct poll_batch {
 	struct poll_pair *pair;
-	struct poll_batch *prev, *next;
+	struct list link;    /* pair->batches */
 	bool slot;           /* holds a place in batches_max */
 	struct lead *leads;
 	uint32_t *xmin;      /* beside leads: the row versions the select read */
@@ -229,13 +231,12 @@ struct poller {
 	struct scheduler *sched;
 	struct http_client *http;
 	bool own_http;
-	struct poll_rule_entry *rules;
+	struct htab rules;             /* poll_rule_entry, by name */
 	struct rule_pool *pool;        /* the rule threads */
-	struct poll_words_slot *words; /* the words cache */
-	size_t words_cap, words_used;
-	struct poll_pair *pairs;
+	struct htab words;             /* poll_words_slot: the words cache */
+	struct list pairs;             /* poll_pair.link: begun, not finished */
 	unsigned npairs;
-	struct poll_pair *wait_head, *wait_tail;
+	struct list wait;              /* poll_pair.wlink: waiting for room, in order */
 	unsigned batches_used;
 	size_t leads_used;
 	unsigned jobs;

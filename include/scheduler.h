@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "db.h"
+#include "list.h"
 #include "rule.h"
 
 #define SCHED_WORKER_MAX 128
@@ -68,7 +69,7 @@ struct sched_pair {
 	void *data;           /* the poller's */
 	/* private to the scheduler */
 	struct scheduler *s;
-	struct sched_pair *prev, *next;
+	struct list link;     /* in the scheduler's pairs in flight */
 	bool lost;
 };
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "htab.h"
 #include "lead.h"
 #include "listener.h"
 #include "log.h"
@@ -67,13 +68,9 @@ static void demo__add(struct demo_plan *p, enum demo_word w, unsigned steps)
  * generator seeded by (seed, FNV-1a of the id). */
 static void demo__plan(uint64_t seed, const char *id, size_t len, struct demo_plan *p)
 {
-	uint64_t h = UINT64_C(0xcbf29ce484222325), s;
+	uint64_t s = htab_hash(id, len) ^ (seed * UINT64_C(0x9e3779b97f4a7c15));
 	unsigned r;
-	size_t i;
 
-	for (i = 0; i < len; i++)
-		h = (h ^ (unsigned char)id[i]) * UINT64_C(0x100000001b3);
-	s = h ^ (seed * UINT64_C(0x9e3779b97f4a7c15));
 	memset(p, 0, sizeof(*p));
 	demo__add(p, DW_PROCESSING, 1 + demo__pick(&s, 3));
 	if (demo__pick(&s, 100) < 40)
@@ -158,20 +155,13 @@ static uint64_t demo__step(const struct demo_crm *d)
 	return now > d->start_ms ? (now - d->start_ms) / d->step_ms : 0;
 }
 
-static uint64_t demo__hash(const char *s, size_t n)
-{
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * UINT64_C(0x100000001b3);
-	return h;
-}
-
-/* The slot of id: its order, or the empty slot where it would go. */
+/* The slot of id: its order, or the empty slot where it would go. The
+ * orders live in one array that grows by realloc, so the index holds their
+ * numbers (open addressing, 4 bytes a slot) rather than htab's nodes, which
+ * must not move. */
 static uint32_t *demo__slot(struct demo_crm *d, const char *id, size_t len)
 {
-	size_t mask = d->nslots - 1, i = (size_t)demo__hash(id, len) & mask;
+	size_t mask = d->nslots - 1, i = (size_t)htab_hash(id, len) & mask;
 
 	for (;; i = (i + 1) & mask) {
 		uint32_t *s = &d->slots[i];

@@ -10,119 +10,30 @@
 #include <time.h>
 
 #include "buf.h"
+#include "heap.h"
+#include "htab.h"
+#include "list.h"
 
 #define HC_MAX_URL 65536      /* bytes of a request URL */
 #define HC_MAX_KEY 256        /* bytes of a rate key */
 #define HC_MAX_HEADER 8192    /* bytes of one request header value */
 #define HC_MAX_METHOD 16
-#define HC_NOT_IN_HEAP ((size_t)-1)
 
-/* --- Small intrusive lists: a circular doubly linked list with a head. An
- * unlinked node points at itself, so link_linked() tells membership. --- */
+/* --- Named entries (hosts, rate keys) in a hash table by name. --- */
 
-struct link {
-	struct link *prev, *next;
-};
-
-#define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-static void link_init(struct link *l)
-{
-	l->prev = l->next = l;
-}
-
-static bool link_linked(const struct link *l)
-{
-	return l->next != l;
-}
-
-static void link_append(struct link *head, struct link *l)
-{
-	l->prev = head->prev;
-	l->next = head;
-	head->prev->next = l;
-	head->prev = l;
-}
-
-static void link_remove(struct link *l)
-{
-	l->prev->next = l->next;
-	l->next->prev = l->prev;
-	link_init(l);
-}
-
-/* --- A table of named entries (hosts, rate keys), chained, grown at load 1. */
-
-struct node {
-	struct node *next;
-	uint32_t hash;
+struct hc_name {
+	struct htab_node hn;
 	char *name;
 };
 
-struct table {
-	struct node **slots;
-	size_t nslots; /* a power of two, or 0 */
-	size_t n;
-};
-
-static uint32_t table_hash(const char *s)
+static bool hc_name_eq(const struct htab_node *x, const void *key)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
+	return strcmp(container_of(x, struct hc_name, hn)->name, key) == 0;
 }
 
-static struct node *table_find(const struct table *t, const char *name, uint32_t h)
+static uint64_t hc_name_hash(const char *name)
 {
-	struct node *n;
-
-	if (!t->nslots)
-		return NULL;
-	for (n = t->slots[h & (t->nslots - 1)]; n; n = n->next)
-		if (n->hash == h && strcmp(n->name, name) == 0)
-			return n;
-	return NULL;
-}
-
-static int table_add(struct table *t, struct node *nd)
-{
-	size_t i;
-
-	if (t->n + 1 > t->nslots) {
-		size_t ns = t->nslots ? t->nslots * 2 : 64;
-		struct node **s = calloc(ns, sizeof(*s));
-
-		if (!s)
-			return -1;
-		for (i = 0; i < t->nslots; i++) {
-			while (t->slots[i]) {
-				struct node *m = t->slots[i];
-
-				t->slots[i] = m->next;
-				m->next = s[m->hash & (ns - 1)];
-				s[m->hash & (ns - 1)] = m;
-			}
-		}
-		free(t->slots);
-		t->slots = s;
-		t->nslots = ns;
-	}
-	nd->next = t->slots[nd->hash & (t->nslots - 1)];
-	t->slots[nd->hash & (t->nslots - 1)] = nd;
-	t->n++;
-	return 0;
-}
-
-static void table_remove(struct table *t, struct node *nd)
-{
-	struct node **pp = &t->slots[nd->hash & (t->nslots - 1)];
-
-	while (*pp != nd)
-		pp = &(*pp)->next;
-	*pp = nd->next;
-	t->n--;
+	return htab_hash(name, strlen(name));
 }
 
 /* --- Wake-ups: a binary min-heap of moments at which a held host or a
@@ -133,98 +44,9 @@ static void table_remove(struct table *t, struct node *nd)
 enum wake_kind { WAKE_HOST, WAKE_KEY };
 
 struct wake {
-	uint64_t at; /* µs, uv_hrtime clock */
-	size_t idx;  /* in the heap, or HC_NOT_IN_HEAP */
+	struct heap_node hn; /* key: µs, uv_hrtime clock */
 	enum wake_kind kind;
 };
-
-struct heap {
-	struct wake **v;
-	size_t n, cap;
-};
-
-static void heap_swap(struct heap *h, size_t i, size_t j)
-{
-	struct wake *t = h->v[i];
-
-	h->v[i] = h->v[j];
-	h->v[j] = t;
-	h->v[i]->idx = i;
-	h->v[j]->idx = j;
-}
-
-static void heap_up(struct heap *h, size_t i)
-{
-	while (i > 0 && h->v[(i - 1) / 2]->at > h->v[i]->at) {
-		heap_swap(h, i, (i - 1) / 2);
-		i = (i - 1) / 2;
-	}
-}
-
-static void heap_down(struct heap *h, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-
-		if (l < h->n && h->v[l]->at < h->v[m]->at)
-			m = l;
-		if (r < h->n && h->v[r]->at < h->v[m]->at)
-			m = r;
-		if (m == i)
-			return;
-		heap_swap(h, i, m);
-		i = m;
-	}
-}
-
-static int heap_reserve(struct heap *h, size_t need)
-{
-	struct wake **v;
-	size_t cap;
-
-	if (need <= h->cap)
-		return 0;
-	cap = h->cap ? h->cap * 2 : 64;
-	while (cap < need)
-		cap *= 2;
-	v = realloc(h->v, cap * sizeof(*v));
-	if (!v)
-		return -1;
-	h->v = v;
-	h->cap = cap;
-	return 0;
-}
-
-static void heap_remove(struct heap *h, struct wake *w)
-{
-	size_t i = w->idx;
-
-	if (i == HC_NOT_IN_HEAP)
-		return;
-	w->idx = HC_NOT_IN_HEAP;
-	h->n--;
-	if (i == h->n)
-		return;
-	h->v[i] = h->v[h->n];
-	h->v[i]->idx = i;
-	heap_up(h, i);
-	heap_down(h, h->v[i]->idx);
-}
-
-/* Places w at `at` (moving it when already there). Room was reserved. */
-static void heap_set(struct heap *h, struct wake *w, uint64_t at)
-{
-	if (w->idx == HC_NOT_IN_HEAP) {
-		w->at = at;
-		w->idx = h->n;
-		h->v[h->n++] = w;
-		heap_up(h, w->idx);
-		return;
-	}
-	w->at = at;
-	heap_up(h, w->idx);
-	heap_down(h, w->idx);
-}
 
 /* --- The client's objects. --- */
 
@@ -239,19 +61,19 @@ enum lane_where { LANE_IDLE, LANE_READY, LANE_WAITING };
 struct lane {
 	struct host *host;
 	struct bucket *bucket; /* NULL: the host's plain lane */
-	struct link reqs;
-	struct link wlink;     /* host->ready or bucket->waiting */
-	struct link blink;     /* bucket->lanes */
+	struct list reqs;
+	struct list wlink;     /* host->ready or bucket->waiting */
+	struct list blink;     /* bucket->lanes */
 	enum lane_where where;
 };
 
 /* A "host:port". It lives while it has requests queued or in flight or a
  * hold not yet over. */
 struct host {
-	struct node node;
+	struct hc_name node;
 	struct lane plain;
-	struct link ready;     /* READY lanes, served round-robin */
-	struct link rlink;     /* in client->ready_hosts */
+	struct list ready;     /* READY lanes, served round-robin */
+	struct list rlink;     /* in client->ready_hosts */
 	unsigned in_flight;
 	unsigned nqueued;
 	uint64_t hold_until;   /* µs; 0: none */
@@ -262,13 +84,13 @@ struct host {
  * `interval` µs, the bucket holds `cap` µs. It lives while it has lanes, and
  * afterwards until it is full again, so forgetting it lets no burst out. */
 struct bucket {
-	struct node node;
+	struct hc_name node;
 	uint64_t interval;
 	uint64_t cap;
 	uint64_t credit;
 	uint64_t last;
-	struct link lanes;
-	struct link waiting;
+	struct list lanes;
+	struct list waiting;
 	struct wake wake;
 };
 
@@ -276,8 +98,8 @@ enum req_state { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 
 struct http_client_req {
 	struct http_client *c;
-	struct link link;      /* lane->reqs, client->running or client->done */
-	struct link all;       /* client->all, from acceptance to the callback */
+	struct list link;      /* lane->reqs, client->running or client->done */
+	struct list all;       /* client->all, from acceptance to the callback */
 	enum req_state state;
 	struct lane *lane;     /* while queued */
 	struct host *host;     /* while queued or running */
@@ -310,7 +132,7 @@ struct sock {
 	uv_poll_t poll;
 	struct http_client *c;
 	curl_socket_t fd;
-	struct link link;
+	struct list link;
 };
 
 struct http_client {
@@ -323,15 +145,15 @@ struct http_client {
 	struct http_client_limits lim;
 	char *ca_file;
 	char *user_agent;
-	struct table hosts;
-	struct table keys;
+	struct htab hosts;
+	struct htab keys;
 	struct heap heap;
 	uint64_t wake_at;      /* what wake_timer is armed for; 0: not armed */
-	struct link ready_hosts;
-	struct link running;
-	struct link done;
-	struct link all;
-	struct link socks;
+	struct list ready_hosts;
+	struct list running;
+	struct list done;
+	struct list all;
+	struct list socks;
 	unsigned in_flight;
 	unsigned queued;
 	struct http_client_stats st;
@@ -394,7 +216,7 @@ static void wake_arm(struct http_client *c)
 		c->wake_at = 0;
 		return;
 	}
-	top = c->heap.v[0]->at;
+	top = heap_min(&c->heap)->key;
 	if (c->wake_at == top)
 		return;
 	now = now_us(c);
@@ -406,8 +228,8 @@ static void wake_arm(struct http_client *c)
 
 static void host_free(struct http_client *c, struct host *h)
 {
-	table_remove(&c->hosts, &h->node);
-	heap_remove(&c->heap, &h->wake);
+	htab_remove(&c->hosts, &h->node.hn);
+	heap_remove(&c->heap, &h->wake.hn);
 	free(h->node.name);
 	free(h);
 }
@@ -422,52 +244,51 @@ static bool host_held(const struct host *h, uint64_t now)
 static void host_settle(struct http_client *c, struct host *h, uint64_t now)
 {
 	bool held = host_held(h, now);
-	bool ready = !held && h->in_flight < c->lim.max_per_host && link_linked(&h->ready);
+	bool ready = !held && h->in_flight < c->lim.max_per_host && list_linked(&h->ready);
 
-	if (ready && !link_linked(&h->rlink))
-		link_append(&c->ready_hosts, &h->rlink);
-	else if (!ready && link_linked(&h->rlink))
-		link_remove(&h->rlink);
+	if (ready && !list_linked(&h->rlink))
+		list_append(&c->ready_hosts, &h->rlink);
+	else if (!ready && list_linked(&h->rlink))
+		list_remove(&h->rlink);
 	if (held) {
-		if (h->wake.idx == HC_NOT_IN_HEAP || h->wake.at != h->hold_until) {
-			heap_set(&c->heap, &h->wake, h->hold_until);
+		if (!heap_linked(&h->wake.hn) || h->wake.hn.key != h->hold_until) {
+			heap_set(&c->heap, &h->wake.hn, h->hold_until);
 			wake_arm(c);
 		}
 		return;
 	}
 	h->hold_until = 0;
-	heap_remove(&c->heap, &h->wake);
+	heap_remove(&c->heap, &h->wake.hn);
 	if (h->in_flight == 0 && h->nqueued == 0)
 		host_free(c, h);
 }
 
 static struct host *host_get(struct http_client *c, const char *name)
 {
-	uint32_t hash = table_hash(name);
-	struct node *nd = table_find(&c->hosts, name, hash);
+	uint64_t hash = hc_name_hash(name);
+	struct htab_node *nd = htab_find(&c->hosts, hash, hc_name_eq, name);
 	struct host *h;
 
 	if (nd)
-		return container_of(nd, struct host, node);
+		return container_of(nd, struct host, node.hn);
 	if (heap_reserve(&c->heap, c->hosts.n + c->keys.n + 1) < 0)
 		return NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
-	h->node.hash = hash;
 	h->node.name = strdup(name);
-	if (!h->node.name || table_add(&c->hosts, &h->node) < 0) {
+	if (!h->node.name || htab_add(&c->hosts, &h->node.hn, hash) < 0) {
 		free(h->node.name);
 		free(h);
 		return NULL;
 	}
 	h->plain.host = h;
-	link_init(&h->plain.reqs);
-	link_init(&h->plain.wlink);
-	link_init(&h->plain.blink);
-	link_init(&h->ready);
-	link_init(&h->rlink);
-	h->wake.idx = HC_NOT_IN_HEAP;
+	list_init(&h->plain.reqs);
+	list_init(&h->plain.wlink);
+	list_init(&h->plain.blink);
+	list_init(&h->ready);
+	list_init(&h->rlink);
+	heap_node_init(&h->wake.hn);
 	h->wake.kind = WAKE_HOST;
 	return h;
 }
@@ -486,10 +307,10 @@ static void bucket_refill(struct bucket *b, uint64_t now)
 
 static void lane_make_ready(struct http_client *c, struct lane *l)
 {
-	if (link_linked(&l->wlink))
-		link_remove(&l->wlink);
+	if (list_linked(&l->wlink))
+		list_remove(&l->wlink);
 	l->where = LANE_READY;
-	link_append(&l->host->ready, &l->wlink);
+	list_append(&l->host->ready, &l->wlink);
 }
 
 /* Like host_settle for a key: wakes waiting lanes when a token is there,
@@ -498,41 +319,41 @@ static void lane_make_ready(struct http_client *c, struct lane *l)
 static void bucket_settle(struct http_client *c, struct bucket *b, uint64_t now)
 {
 	bucket_refill(b, now);
-	if (link_linked(&b->waiting)) {
+	if (list_linked(&b->waiting)) {
 		if (b->credit >= b->interval) {
-			heap_remove(&c->heap, &b->wake);
-			while (link_linked(&b->waiting)) {
-				struct lane *l = container_of(b->waiting.next, struct lane, wlink);
+			heap_remove(&c->heap, &b->wake.hn);
+			while (list_linked(&b->waiting)) {
+				struct lane *l = list_entry(list_first(&b->waiting), struct lane, wlink);
 
 				lane_make_ready(c, l);
 				host_settle(c, l->host, now);
 			}
 		} else {
-			heap_set(&c->heap, &b->wake, now + (b->interval - b->credit));
+			heap_set(&c->heap, &b->wake.hn, now + (b->interval - b->credit));
 			wake_arm(c);
 		}
 		return;
 	}
-	if (link_linked(&b->lanes)) {
-		heap_remove(&c->heap, &b->wake);
+	if (list_linked(&b->lanes)) {
+		heap_remove(&c->heap, &b->wake.hn);
 		return;
 	}
 	if (b->credit >= b->cap) {
-		table_remove(&c->keys, &b->node);
-		heap_remove(&c->heap, &b->wake);
+		htab_remove(&c->keys, &b->node.hn);
+		heap_remove(&c->heap, &b->wake.hn);
 		free(b->node.name);
 		free(b);
 		return;
 	}
-	heap_set(&c->heap, &b->wake, now + (b->cap - b->credit));
+	heap_set(&c->heap, &b->wake.hn, now + (b->cap - b->credit));
 	wake_arm(c);
 }
 
 static struct bucket *bucket_get(struct http_client *c, const char *key, double per_min,
 				 unsigned burst, uint64_t now)
 {
-	uint32_t hash = table_hash(key);
-	struct node *nd = table_find(&c->keys, key, hash);
+	uint64_t hash = hc_name_hash(key);
+	struct htab_node *nd = htab_find(&c->keys, hash, hc_name_eq, key);
 	double iv = 60e6 / per_min;
 	uint64_t interval = iv < 1 ? 1 : (uint64_t)iv;
 	struct bucket *b;
@@ -540,7 +361,7 @@ static struct bucket *bucket_get(struct http_client *c, const char *key, double 
 	if (burst == 0)
 		burst = 1;
 	if (nd) {
-		b = container_of(nd, struct bucket, node);
+		b = container_of(nd, struct bucket, node.hn);
 		bucket_refill(b, now);
 	} else {
 		if (heap_reserve(&c->heap, c->hosts.n + c->keys.n + 1) < 0)
@@ -548,16 +369,15 @@ static struct bucket *bucket_get(struct http_client *c, const char *key, double 
 		b = calloc(1, sizeof(*b));
 		if (!b)
 			return NULL;
-		b->node.hash = hash;
 		b->node.name = strdup(key);
-		if (!b->node.name || table_add(&c->keys, &b->node) < 0) {
+		if (!b->node.name || htab_add(&c->keys, &b->node.hn, hash) < 0) {
 			free(b->node.name);
 			free(b);
 			return NULL;
 		}
-		link_init(&b->lanes);
-		link_init(&b->waiting);
-		b->wake.idx = HC_NOT_IN_HEAP;
+		list_init(&b->lanes);
+		list_init(&b->waiting);
+		heap_node_init(&b->wake.hn);
 		b->wake.kind = WAKE_KEY;
 		b->credit = UINT64_MAX; /* full, clamped below */
 		b->last = now;
@@ -573,12 +393,12 @@ static struct bucket *bucket_get(struct http_client *c, const char *key, double 
 
 static struct lane *lane_get(struct host *h, struct bucket *b)
 {
-	struct link *it;
+	struct list *it;
 	struct lane *l;
 
 	if (!b)
 		return &h->plain;
-	for (it = b->lanes.next; it != &b->lanes; it = it->next) {
+	list_for_each(it, &b->lanes) {
 		l = container_of(it, struct lane, blink);
 		if (l->host == h)
 			return l;
@@ -588,9 +408,9 @@ static struct lane *lane_get(struct host *h, struct bucket *b)
 		return NULL;
 	l->host = h;
 	l->bucket = b;
-	link_init(&l->reqs);
-	link_init(&l->wlink);
-	link_append(&b->lanes, &l->blink);
+	list_init(&l->reqs);
+	list_init(&l->wlink);
+	list_append(&b->lanes, &l->blink);
 	return l;
 }
 
@@ -600,14 +420,14 @@ static void lane_settle(struct http_client *c, struct lane *l, uint64_t now)
 {
 	struct bucket *b = l->bucket;
 
-	if (link_linked(&l->reqs))
+	if (list_linked(&l->reqs))
 		return;
-	if (link_linked(&l->wlink))
-		link_remove(&l->wlink);
+	if (list_linked(&l->wlink))
+		list_remove(&l->wlink);
 	l->where = LANE_IDLE;
 	if (!b)
 		return;
-	link_remove(&l->blink);
+	list_remove(&l->blink);
 	free(l);
 	bucket_settle(c, b, now);
 }
@@ -746,7 +566,7 @@ static void req_deliver(struct http_client *c, struct http_client_req *r)
 	r->cb(r, &res, r->ud);
 	if (res.body != empty_body)
 		free(res.body);
-	link_remove(&r->all);
+	list_remove(&r->all);
 	req_free(r);
 }
 
@@ -809,7 +629,7 @@ static void req_defer(struct http_client *c, struct http_client_req *r, enum htt
 	r->outcome = o;
 	if (!r->t_end)
 		r->t_end = now_us(c);
-	link_append(&c->done, &r->link);
+	list_append(&c->done, &r->link);
 	idle_start(c);
 }
 
@@ -972,22 +792,22 @@ static void dispatch(struct http_client *c)
 {
 	uint64_t now;
 
-	if (c->closing || !link_linked(&c->ready_hosts))
+	if (c->closing || !list_linked(&c->ready_hosts))
 		return;
 	now = now_us(c);
-	while (c->in_flight < c->lim.max_in_flight && link_linked(&c->ready_hosts)) {
-		struct host *h = container_of(c->ready_hosts.next, struct host, rlink);
-		struct lane *l = container_of(h->ready.next, struct lane, wlink);
+	while (c->in_flight < c->lim.max_in_flight && list_linked(&c->ready_hosts)) {
+		struct host *h = list_entry(list_first(&c->ready_hosts), struct host, rlink);
+		struct lane *l = list_entry(list_first(&h->ready), struct lane, wlink);
 		struct bucket *b = l->bucket;
 		struct http_client_req *r;
 
-		link_remove(&h->rlink);
-		link_remove(&l->wlink);
+		list_remove(&h->rlink);
+		list_remove(&l->wlink);
 		if (b) {
 			bucket_refill(b, now);
 			if (b->credit < b->interval) {
 				l->where = LANE_WAITING;
-				link_append(&b->waiting, &l->wlink);
+				list_append(&b->waiting, &l->wlink);
 				c->st.rate_waits++;
 				bucket_settle(c, b, now);
 				host_settle(c, h, now);
@@ -995,20 +815,20 @@ static void dispatch(struct http_client *c)
 			}
 			b->credit -= b->interval;
 		}
-		r = container_of(l->reqs.next, struct http_client_req, link);
-		link_remove(&r->link);
+		r = list_entry(list_first(&l->reqs), struct http_client_req, link);
+		list_remove(&r->link);
 		r->lane = NULL;
 		h->nqueued--;
 		c->queued--;
-		if (link_linked(&l->reqs)) {
+		if (list_linked(&l->reqs)) {
 			l->where = LANE_READY;
-			link_append(&h->ready, &l->wlink);
+			list_append(&h->ready, &l->wlink);
 		} else {
 			lane_settle(c, l, now);
 		}
 		if (req_start(c, r) == 0) {
 			r->state = REQ_RUNNING;
-			link_append(&c->running, &r->link);
+			list_append(&c->running, &r->link);
 			h->in_flight++;
 			c->in_flight++;
 			c->st.started++;
@@ -1031,7 +851,7 @@ static void req_finish(struct http_client *c, struct http_client_req *r, CURLcod
 	r->t_end = now;
 	r->code = code;
 	curl_multi_remove_handle(c->multi, r->easy);
-	link_remove(&r->link);
+	list_remove(&r->link);
 	c->in_flight--;
 	h->in_flight--;
 	r->host = NULL;
@@ -1104,7 +924,7 @@ static void sock_closed(uv_handle_t *h)
 
 static void sock_close(struct sock *k)
 {
-	link_remove(&k->link);
+	list_remove(&k->link);
 	uv_poll_stop(&k->poll);
 	uv_close((uv_handle_t *)&k->poll, sock_closed);
 }
@@ -1131,7 +951,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
 		k->poll.data = k;
 		k->c = c;
 		k->fd = s;
-		link_append(&c->socks, &k->link);
+		list_append(&c->socks, &k->link);
 		c->handles++;
 		if (curl_multi_assign(c->multi, s, k) != CURLM_OK) {
 			sock_close(k);
@@ -1182,10 +1002,9 @@ void http_client_wake(struct http_client *c)
 		return;
 
 	c->wake_at = 0;
-	while (c->heap.n && c->heap.v[0]->at <= now) {
-		struct wake *w = c->heap.v[0];
+	while (c->heap.n && heap_min(&c->heap)->key <= now) {
+		struct wake *w = container_of(heap_pop(&c->heap), struct wake, hn);
 
-		heap_remove(&c->heap, w);
 		if (w->kind == WAKE_HOST)
 			host_settle(c, container_of(w, struct host, wake), now);
 		else
@@ -1209,33 +1028,28 @@ static void client_handle_gone(struct http_client *c)
 
 static void client_free(struct http_client *c)
 {
+	struct htab_node *x, *nx;
 	size_t i;
 
 	/* every uv handle and the CURLM are gone; c is still whole for cb */
 	if (c->close_cb)
 		c->close_cb(c, c->close_data);
 	/* hosts and keys left: a hold not over yet, a key still refilling */
-	for (i = 0; i < c->hosts.nslots; i++) {
-		while (c->hosts.slots[i]) {
-			struct host *h = container_of(c->hosts.slots[i], struct host, node);
+	htab_for_each_safe(&c->hosts, i, x, nx) {
+		struct host *h = container_of(x, struct host, node.hn);
 
-			c->hosts.slots[i] = h->node.next;
-			free(h->node.name);
-			free(h);
-		}
+		free(h->node.name);
+		free(h);
 	}
-	for (i = 0; i < c->keys.nslots; i++) {
-		while (c->keys.slots[i]) {
-			struct bucket *b = container_of(c->keys.slots[i], struct bucket, node);
+	htab_for_each_safe(&c->keys, i, x, nx) {
+		struct bucket *b = container_of(x, struct bucket, node.hn);
 
-			c->keys.slots[i] = b->node.next;
-			free(b->node.name);
-			free(b);
-		}
+		free(b->node.name);
+		free(b);
 	}
-	free(c->hosts.slots);
-	free(c->keys.slots);
-	free(c->heap.v);
+	htab_release(&c->hosts);
+	htab_release(&c->keys);
+	heap_release(&c->heap);
 	free(c->ca_file);
 	free(c->user_agent);
 	free(c);
@@ -1249,15 +1063,15 @@ static void handle_closed(uv_handle_t *h)
 
 static void client_finish(struct http_client *c)
 {
-	struct link *it;
+	struct list *it;
 
 	c->finishing = true;
 	uv_idle_stop(&c->idle);
 	/* curl closes its cached connections here and tells on_curl_socket */
 	curl_multi_cleanup(c->multi);
 	c->multi = NULL;
-	while (link_linked(&c->socks)) {
-		it = c->socks.next;
+	while (list_linked(&c->socks)) {
+		it = list_first(&c->socks);
 		sock_close(container_of(it, struct sock, link));
 	}
 	uv_close((uv_handle_t *)&c->curl_timer, handle_closed);
@@ -1269,14 +1083,14 @@ static void on_idle(uv_idle_t *i)
 {
 	struct http_client *c = i->data;
 
-	while (link_linked(&c->done)) {
-		struct http_client_req *r = container_of(c->done.next, struct http_client_req, link);
+	while (list_linked(&c->done)) {
+		struct http_client_req *r = list_entry(list_first(&c->done), struct http_client_req, link);
 
-		link_remove(&r->link);
+		list_remove(&r->link);
 		req_deliver(c, r);
 	}
 	uv_idle_stop(&c->idle);
-	if (c->closing && !c->finishing && !link_linked(&c->all))
+	if (c->closing && !c->finishing && !list_linked(&c->all))
 		client_finish(c);
 }
 
@@ -1289,7 +1103,7 @@ void http_client_cancel(struct http_client_req *r)
 		struct lane *l = r->lane;
 		struct host *h = r->host;
 
-		link_remove(&r->link);
+		list_remove(&r->link);
 		r->lane = NULL;
 		r->host = NULL;
 		h->nqueued--;
@@ -1301,7 +1115,7 @@ void http_client_cancel(struct http_client_req *r)
 		struct host *h = r->host;
 
 		curl_multi_remove_handle(c->multi, r->easy);
-		link_remove(&r->link);
+		list_remove(&r->link);
 		r->host = NULL;
 		h->in_flight--;
 		c->in_flight--;
@@ -1313,12 +1127,12 @@ void http_client_cancel(struct http_client_req *r)
 
 void http_client_close(struct http_client *c, http_client_close_cb cb, void *data)
 {
-	struct link *it;
+	struct list *it;
 
 	c->closing = true;
 	c->close_cb = cb;
 	c->close_data = data;
-	for (it = c->all.next; it != &c->all; it = it->next) {
+	list_for_each(it, &c->all) {
 		struct http_client_req *r = container_of(it, struct http_client_req, all);
 
 		http_client_cancel(r);
@@ -1451,8 +1265,8 @@ static struct http_client_req *req_new(struct http_client *c, const struct http_
 	if (!r)
 		return NULL;
 	r->c = c;
-	link_init(&r->link);
-	link_init(&r->all);
+	list_init(&r->link);
+	list_init(&r->all);
 	r->retry_after = -1;
 	r->url = strdup(q->url);
 	r->method = strdup(m);
@@ -1540,8 +1354,8 @@ int http_client_request(struct http_client *c, const struct http_request *q, htt
 	r->state = REQ_QUEUED;
 	r->lane = l;
 	r->host = h;
-	link_append(&l->reqs, &r->link);
-	link_append(&c->all, &r->all);
+	list_append(&l->reqs, &r->link);
+	list_append(&c->all, &r->all);
 	if (l->where == LANE_IDLE)
 		lane_make_ready(c, l);
 	h->nqueued++;
@@ -1582,6 +1396,7 @@ void *http_client_req_data(const struct http_client_req *r)
 void http_client_stats(const struct http_client *c, struct http_client_stats *out)
 {
 	uint64_t now = now_us(c);
+	const struct htab_node *n;
 	size_t i;
 
 	*out = c->st;
@@ -1590,18 +1405,14 @@ void http_client_stats(const struct http_client *c, struct http_client_stats *ou
 	out->hosts = c->hosts.n;
 	out->keys = c->keys.n;
 	out->hosts_held = 0;
-	for (i = 0; i < c->hosts.nslots; i++) {
-		const struct node *n;
-
-		for (n = c->hosts.slots[i]; n; n = n->next)
-			if (host_held(container_of(n, const struct host, node), now))
-				out->hosts_held++;
-	}
+	htab_for_each(&c->hosts, i, n)
+		if (host_held(container_of(n, const struct host, node.hn), now))
+			out->hosts_held++;
 	out->sockets = 0;
 	{
-		const struct link *it;
+		const struct list *it;
 
-		for (it = c->socks.next; it != &c->socks; it = it->next)
+		list_for_each(it, &c->socks)
 			out->sockets++;
 	}
 }
@@ -1677,11 +1488,11 @@ int http_client_new(uv_loop_t *loop, const struct http_client_limits *limits,
 		goto out;
 	}
 	c->loop = loop;
-	link_init(&c->ready_hosts);
-	link_init(&c->running);
-	link_init(&c->done);
-	link_init(&c->all);
-	link_init(&c->socks);
+	list_init(&c->ready_hosts);
+	list_init(&c->running);
+	list_init(&c->done);
+	list_init(&c->all);
+	list_init(&c->socks);
 	/* nothing below can fail: once a handle is open, c is only freed by
 	 * http_client_close() */
 	uv_timer_init(loop, &c->curl_timer);

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "htab.h"
+#include "list.h"
 #include "log.h"
 
 /* Bytes read per read call; one buffer per listener, since a read callback
@@ -74,7 +76,7 @@ struct conn {
 	uv_write_t wreq;
 	uv_shutdown_t sreq;
 	struct listener *l;
-	struct conn *prev, *next;
+	struct list link;  /* in l->conns */
 	http_parser parser;
 	enum conn_phase phase;
 	int handles;       /* open libuv handles; the conn is freed at 0 */
@@ -94,8 +96,7 @@ struct conn {
 	bool closing;      /* uv_close() called */
 	bool counted;      /* counts against max_connections (and its address's cap) */
 	bool has_key;      /* key holds the peer's address */
-	bool in_idle;      /* on the listener's idle list */
-	struct conn *idle_prev, *idle_next;
+	struct list idle;  /* in l->idle while idle */
 	uint64_t idle_since; /* uv_now() when it went idle */
 	uint8_t key[16];   /* the peer's address; IPv4 as ::ffff:a.b.c.d */
 	char remote[64];
@@ -115,11 +116,11 @@ struct listener {
 	size_t nroutes;
 	listener_refused_fn refused;
 	void *refused_data;
-	struct conn *conns; /* every conn not freed yet */
+	struct list conns;  /* every conn not freed yet */
 	size_t nactive;     /* conns counted against max_connections */
 	/* idle conns (nothing asked yet, or kept alive), oldest first: the
 	 * ones closed first at the cap */
-	struct conn *idle_head, *idle_tail;
+	struct list idle;
 	struct ip_slot *ips; /* open addressing, linear probing, ip_mask + 1 slots */
 	size_t ip_mask;
 	uint64_t ip_seed;
@@ -1302,15 +1303,14 @@ static void conn_timer_cb(uv_timer_t *t)
 
 /* --------------------------------------------- caps, idle list, eviction */
 
+/* The per-IP counts are a fixed open-addressing table sized at start (twice
+ * max_connections) and keyed by the 16 address bytes: the accept path never
+ * allocates, and a count needs no node, so it stays its own table; the hash
+ * is htab's FNV-1a from a seeded basis, so a client cannot aim at a slot. */
 static size_t ip_hash(const struct listener *l, const uint8_t *key)
 {
-	uint64_t h = 1469598103934665603ull ^ l->ip_seed;
-	size_t i;
+	uint64_t h = htab_fnv1a(HTAB_FNV_BASIS ^ l->ip_seed, key, 16);
 
-	for (i = 0; i < 16; i++) {
-		h ^= key[i];
-		h *= 1099511628211ull;
-	}
 	return (size_t)(h ^ (h >> 29));
 }
 
@@ -1366,35 +1366,23 @@ static void idle_add(struct conn *c)
 {
 	struct listener *l = c->l;
 
-	if (c->in_idle || !c->counted)
+	if (list_linked(&c->idle) || !c->counted)
 		return;
-	c->in_idle = true;
 	c->idle_since = uv_now(l->loop);
-	c->idle_next = NULL;
-	c->idle_prev = l->idle_tail;
-	if (l->idle_tail)
-		l->idle_tail->idle_next = c;
-	else
-		l->idle_head = c;
-	l->idle_tail = c;
+	list_append(&l->idle, &c->idle);
 }
 
 static void idle_del(struct conn *c)
 {
-	struct listener *l = c->l;
+	list_remove(&c->idle);
+}
 
-	if (!c->in_idle)
-		return;
-	c->in_idle = false;
-	if (c->idle_prev)
-		c->idle_prev->idle_next = c->idle_next;
-	else
-		l->idle_head = c->idle_next;
-	if (c->idle_next)
-		c->idle_next->idle_prev = c->idle_prev;
-	else
-		l->idle_tail = c->idle_prev;
-	c->idle_prev = c->idle_next = NULL;
+/* The conn idle longest, or NULL. */
+static struct conn *idle_oldest(const struct listener *l)
+{
+	struct list *it = list_first(&l->idle);
+
+	return it ? list_entry(it, struct conn, idle) : NULL;
 }
 
 /* Takes c off the counts: at its close, so its place is free at once. */
@@ -1533,6 +1521,7 @@ static void conn_refuse_503(struct conn *c, bool per_ip)
 static bool listener_admit(struct listener *l, struct conn *c)
 {
 	uint64_t now = uv_now(l->loop);
+	struct conn *old;
 
 	/* a per-address cap not below the total is off: one peer (a proxy) may
 	 * then fill the cap, and its oldest idle ones make room as anyone's */
@@ -1542,14 +1531,14 @@ static bool listener_admit(struct listener *l, struct conn *c)
 		return false;
 	}
 	if ((uint64_t)(l->nactive + 1) * 4 > (uint64_t)l->lim.max_connections * 3)
-		while (l->idle_head && now - l->idle_head->idle_since >= l->lim.idle_pressure_ms)
-			conn_evict(l->idle_head);
+		while ((old = idle_oldest(l)) && now - old->idle_since >= l->lim.idle_pressure_ms)
+			conn_evict(old);
 	if (l->nactive >= l->lim.max_connections) {
-		if (!l->idle_head) {
+		if (!(old = idle_oldest(l))) {
 			conn_refuse_503(c, false);
 			return false;
 		}
-		conn_evict(l->idle_head);
+		conn_evict(old);
 	}
 	c->counted = true;
 	l->nactive++;
@@ -1562,12 +1551,7 @@ static void conn_free(struct conn *c)
 {
 	struct listener *l = c->l;
 
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		l->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	conn_uncount(c);
 	req_release(&c->req);
 	buf_release(&c->in);
@@ -1657,10 +1641,8 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	uv_tcp_init(l->loop, &c->tcp);
 	uv_timer_init(l->loop, &c->timer);
 	c->handles = 2;
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
+	list_init(&c->idle);
+	list_prepend(&l->conns, &c->link);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
 		conn_close(c);
 		return;
@@ -1822,6 +1804,8 @@ int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct li
 		goto out;
 	}
 	l->loop = loop;
+	list_init(&l->conns);
+	list_init(&l->idle);
 	l->routes = cfg->routes;
 	l->nroutes = cfg->nroutes;
 	l->refused = cfg->refused;
@@ -1876,13 +1860,14 @@ int listener_port(const struct listener *l)
 
 void listener_stats(const struct listener *l, struct listener_stats *out)
 {
-	const struct conn *c;
+	const struct list *it;
 
 	*out = l->st;
 	out->conn_active = l->nactive;
 	out->req_pending = 0;
 	out->buffer_bytes = 0;
-	for (c = l->conns; c; c = c->next) {
+	list_for_each(it, &l->conns) {
+		const struct conn *c = list_entry(it, const struct conn, link);
 		const struct listener_req *r = &c->req;
 
 		if (c->phase == PHASE_HANDLER)
@@ -1896,7 +1881,7 @@ void listener_stats(const struct listener *l, struct listener_stats *out)
  * the listener is freed after it returns. */
 static void listener_maybe_done(struct listener *l)
 {
-	if (!l->closing || !l->server_closed || l->conns || l->done)
+	if (!l->closing || !l->server_closed || !list_empty(&l->conns) || l->done)
 		return;
 	l->done = true;
 	if (l->close_cb)
@@ -1915,7 +1900,7 @@ static void listener_server_closed_cb(uv_handle_t *h)
 
 void listener_close(struct listener *l, listener_close_cb cb, void *data)
 {
-	struct conn *c;
+	struct list *it;
 
 	if (l->closing)
 		return;
@@ -1926,7 +1911,10 @@ void listener_close(struct listener *l, listener_close_cb cb, void *data)
 		listener_refuse_log(l);
 	uv_close((uv_handle_t *)&l->server, listener_server_closed_cb);
 	/* conn_close() frees nothing before the loop runs, so walking on is safe */
-	for (c = l->conns; c; c = c->next)
+	list_for_each(it, &l->conns) {
+		struct conn *c = list_entry(it, struct conn, link);
+
 		if (c->phase == PHASE_IDLE && c->in_off == c->in.len)
 			conn_close(c);
+	}
 }

@@ -108,25 +108,28 @@ static int poller__rule_load(struct poller *p, struct poll_rule_entry *e, char *
 	return 0;
 }
 
+static bool poller__rule_eq(const struct htab_node *x, const void *key)
+{
+	return strcmp(container_of(x, struct poll_rule_entry, hn)->name, key) == 0;
+}
+
 /* The current version of rule name, with a reference taken; NULL with err
  * when it cannot be loaded. */
 struct poll_rule *poller__rule_get(struct poller *p, const char *name, char *err,
 					  size_t errlen)
 {
-	struct poll_rule_entry *e;
+	uint64_t h = htab_hash(name, strlen(name));
+	struct htab_node *x = htab_find(&p->rules, h, poller__rule_eq, name);
+	struct poll_rule_entry *e = x ? container_of(x, struct poll_rule_entry, hn) : NULL;
 
-	for (e = p->rules; e; e = e->next)
-		if (strcmp(e->name, name) == 0)
-			break;
 	if (!e) {
 		e = calloc(1, sizeof(*e));
-		if (!e) {
+		if (!e || htab_add(&p->rules, &e->hn, h) < 0) {
+			free(e);
 			snprintf(err, errlen, "out of memory");
 			return NULL;
 		}
 		snprintf(e->name, sizeof(e->name), "%s", name);
-		e->next = p->rules;
-		p->rules = e;
 	}
 	if (!e->cur) {
 		if (e->err[0] && poller__now_ms() - e->failed_ms < (uint64_t)p->cfg.rule_retry_s * 1000) {
@@ -146,11 +149,14 @@ struct poll_rule *poller__rule_get(struct poller *p, const char *name, char *err
 
 int poller_reload_rules(struct poller *p)
 {
-	struct poll_rule_entry *e;
+	struct htab_node *x;
 	char err[POLL_ERR_MAX], q[POLL_ERR_MAX + 64];
 	int failed = 0;
+	size_t i;
 
-	for (e = p->rules; e; e = e->next) {
+	htab_for_each(&p->rules, i, x) {
+		struct poll_rule_entry *e = container_of(x, struct poll_rule_entry, hn);
+
 		if (poller__rule_load(p, e, err, sizeof(err)) == 0) {
 			log_info("rule reloaded", "rule=%s", e->name);
 			continue;
@@ -178,51 +184,30 @@ void poller__words_put(struct poll_words *pw)
 	}
 }
 
-static size_t poller__words_home(int64_t offer, size_t cap)
+static bool poller__words_eq(const struct htab_node *x, const void *key)
 {
-	return (size_t)(((uint64_t)offer * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (cap - 1);
+	return container_of(x, struct poll_words_slot, hn)->offer == *(const int64_t *)key;
 }
 
 /* The slot of offer; with add, made when missing (NULL: out of memory);
  * without, NULL when missing. */
 static struct poll_words_slot *poller__words_slot(struct poller *p, int64_t offer, bool add)
 {
-	struct poll_words_slot *slot;
-	size_t i, cap;
+	uint64_t h = htab_hash(&offer, sizeof(offer));
+	struct htab_node *x = htab_find(&p->words, h, poller__words_eq, &offer);
+	struct poll_words_slot *s;
 
-	for (i = p->words_cap ? poller__words_home(offer, p->words_cap) : 0; p->words_cap;
-	     i = (i + 1) & (p->words_cap - 1)) {
-		if (p->words[i].offer == offer)
-			return &p->words[i];
-		if (!p->words[i].offer)
-			break;
-	}
-	if (!add)
+	if (x || !add)
+		return x ? container_of(x, struct poll_words_slot, hn) : NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
 		return NULL;
-	if (2 * (p->words_used + 1) > p->words_cap) {
-		cap = p->words_cap ? 2 * p->words_cap : 64;
-		slot = calloc(cap, sizeof(*slot));
-		if (!slot)
-			return NULL;
-		for (i = 0; i < p->words_cap; i++) {
-			size_t k;
-
-			if (!p->words[i].offer)
-				continue;
-			for (k = poller__words_home(p->words[i].offer, cap); slot[k].offer;)
-				k = (k + 1) & (cap - 1);
-			slot[k] = p->words[i];
-		}
-		free(p->words);
-		p->words = slot;
-		p->words_cap = cap;
+	s->offer = offer;
+	if (htab_add(&p->words, &s->hn, h) < 0) {
+		free(s);
+		return NULL;
 	}
-	for (i = poller__words_home(offer, p->words_cap); p->words[i].offer;)
-		i = (i + 1) & (p->words_cap - 1);
-	p->words[i].offer = offer;
-	p->words[i].cur = NULL;
-	p->words_used++;
-	return &p->words[i];
+	return s;
 }
 
 /* The status words of offer o, with a reference for the caller (*out NULL

@@ -106,34 +106,13 @@ static void poller__wait_add(struct poll_pair *pr)
 {
 	struct poller *p = pr->p;
 
-	if (pr->waiting)
-		return;
-	pr->waiting = true;
-	pr->wnext = NULL;
-	pr->wprev = p->wait_tail;
-	if (p->wait_tail)
-		p->wait_tail->wnext = pr;
-	else
-		p->wait_head = pr;
-	p->wait_tail = pr;
+	if (!list_linked(&pr->wlink))
+		list_append(&p->wait, &pr->wlink);
 }
 
 static void poller__wait_del(struct poll_pair *pr)
 {
-	struct poller *p = pr->p;
-
-	if (!pr->waiting)
-		return;
-	if (pr->wprev)
-		pr->wprev->wnext = pr->wnext;
-	else
-		p->wait_head = pr->wnext;
-	if (pr->wnext)
-		pr->wnext->wprev = pr->wprev;
-	else
-		p->wait_tail = pr->wprev;
-	pr->waiting = false;
-	pr->wprev = pr->wnext = NULL;
+	list_remove(&pr->wlink);
 }
 
 /* Room freed: the pairs waiting for it go first, in order. A woken pair
@@ -142,14 +121,14 @@ static void poller__wake(struct poller *p)
 {
 	unsigned n = p->npairs + 1;
 
-	while (p->wait_head && p->batches_used < p->cfg.batches_max && p->leads_used < p->cfg.leads_max &&
+	while (!list_empty(&p->wait) && p->batches_used < p->cfg.batches_max && p->leads_used < p->cfg.leads_max &&
 	       n--) {
-		struct poll_pair *pr = p->wait_head;
+		struct poll_pair *pr = list_entry(list_first(&p->wait), struct poll_pair, wlink);
 		bool again;
 
 		poller__wait_del(pr);
 		poller__pair_fill(pr);
-		again = pr->waiting;
+		again = list_linked(&pr->wlink);
 		poller__pair_maybe_finish(pr);
 		if (again)
 			break;
@@ -192,10 +171,7 @@ static struct poll_batch *poller__batch_new(struct poll_pair *pr)
 	buf_init(&b->upd, BUF_DEFAULT_MAX);
 	buf_init(&b->hist, BUF_DEFAULT_MAX);
 	b->job.data = b;
-	b->next = pr->batches;
-	if (pr->batches)
-		pr->batches->prev = b;
-	pr->batches = b;
+	list_prepend(&pr->batches, &b->link);
 	pr->active++;
 	return b;
 }
@@ -442,12 +418,7 @@ static void poller__batch_end(struct poll_batch *b)
 		if (b->retry_after > pr->retry_after)
 			pr->retry_after = b->retry_after;
 	}
-	if (b->prev)
-		b->prev->next = b->next;
-	else
-		pr->batches = b->next;
-	if (b->next)
-		b->next->prev = b->prev;
+	list_remove(&b->link);
 	pr->active--;
 	if (b->slot) {
 		p->batches_used--;
@@ -1061,10 +1032,9 @@ void poller__pair_begin(struct poll_pair *pr)
 	char err[POLL_ERR_MAX];
 
 	pr->t0_ms = poller__now_ms();
-	pr->next = p->pairs;
-	if (p->pairs)
-		p->pairs->prev = pr;
-	p->pairs = pr;
+	list_init(&pr->wlink);
+	list_init(&pr->batches);
+	list_prepend(&p->pairs, &pr->link);
 	p->npairs++;
 	pr->started = true;
 	snprintf(pr->rate_key, sizeof(pr->rate_key), "offer:%" PRId64, pr->off.id);
@@ -1188,12 +1158,7 @@ static void poller__pair_finish(struct poll_pair *pr)
 	       pr->unrecognised, pr->no_ext, pr->pages, pr->sp->missed > 0 ? "true" : "false", pr->sp->missed,
 	       poller__now_ms() - pr->t0_ms, pr->rule_ns / 1000000, q[0] ? " err=" : "", q);
 	poller__wait_del(pr);
-	if (pr->prev)
-		pr->prev->next = pr->next;
-	else
-		p->pairs = pr->next;
-	if (pr->next)
-		pr->next->prev = pr->prev;
+	list_remove(&pr->link);
 	p->npairs--;
 	if (p->obs && p->obs->pair_done)
 		p->obs->pair_done(pr, &r);
@@ -1231,16 +1196,19 @@ static void poller__pair_maybe_finish(struct poll_pair *pr)
 
 static void poller__pair_abort(struct poll_pair *pr, enum poll_outcome why)
 {
-	struct poll_batch *b;
+	struct list *it;
 
 	if (pr->aborted)
 		return;
 	pr->aborted = true;
 	pr->abort_outcome = why;
 	atomic_store(&pr->rules_cancel, true);
-	for (b = pr->batches; b; b = b->next)
+	list_for_each(it, &pr->batches) {
+		struct poll_batch *b = list_entry(it, struct poll_batch, link);
+
 		if (b->h)
 			http_client_cancel(b->h);
+	}
 	poller__pair_maybe_finish(pr);
 }
 
@@ -1396,6 +1364,8 @@ struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, cha
 		return NULL;
 	}
 	p->loop = loop;
+	list_init(&p->pairs);
+	list_init(&p->wait);
 	p->cfg = *cfg;
 	poller__defaults(&p->cfg);
 	snprintf(p->rules_dir, sizeof(p->rules_dir), "%s", p->cfg.rules_dir);
@@ -1439,17 +1409,23 @@ int poller__pool_start(struct poller *p, char *err, size_t errlen)
 
 void poller__free(struct poller *p)
 {
-	struct poll_rule_entry *e, *n;
+	struct htab_node *x, *nx;
 	size_t i;
 
-	for (e = p->rules; e; e = n) {
-		n = e->next;
+	htab_for_each_safe(&p->rules, i, x, nx) {
+		struct poll_rule_entry *e = container_of(x, struct poll_rule_entry, hn);
+
 		poller__rule_put(e->cur);
 		free(e);
 	}
-	for (i = 0; i < p->words_cap; i++)
-		poller__words_put(p->words[i].cur);
-	free(p->words);
+	htab_release(&p->rules);
+	htab_for_each_safe(&p->words, i, x, nx) {
+		struct poll_words_slot *s = container_of(x, struct poll_words_slot, hn);
+
+		poller__words_put(s->cur);
+		free(s);
+	}
+	htab_release(&p->words);
 	free(p->counts);
 	free(p);
 }
@@ -1552,26 +1528,22 @@ static void poller__sched_stopped(void *data)
 static void poller__deadline_cb(uv_timer_t *t)
 {
 	struct poller *p = t->data;
-	struct poll_pair *pr, *next;
+	struct list *it, *nx;
 
-	for (pr = p->pairs; pr; pr = next) {
-		next = pr->next;
-		poller__pair_abort(pr, POLL_CANCELLED);
-	}
+	list_for_each_safe(it, nx, &p->pairs)
+		poller__pair_abort(list_entry(it, struct poll_pair, link), POLL_CANCELLED);
 }
 
 void poller_stop(struct poller *p, void (*cb)(void *data), void *data)
 {
-	struct poll_pair *pr, *next;
+	struct list *it, *nx;
 
 	p->stopping = true;
 	p->stop_cb = cb;
 	p->stop_data = data;
 	uv_timer_start(&p->deadline, poller__deadline_cb, p->cfg.stop_deadline_ms, 0);
-	for (pr = p->pairs; pr; pr = next) {
-		next = pr->next;
-		poller__pair_maybe_finish(pr);
-	}
+	list_for_each_safe(it, nx, &p->pairs)
+		poller__pair_maybe_finish(list_entry(it, struct poll_pair, link));
 	scheduler_stop(p->sched, poller__sched_stopped, p);
 }
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "htab.h"
+
 /* ---- lazy globals ----------------------------------------------------- */
 
 static void lib_join(lua_State *L, const struct rule_batch *b, bool ext)
@@ -41,13 +43,14 @@ static void lib_join(lua_State *L, const struct rule_batch *b, bool ext)
 enum { LIB_E2I, LIB_IDS, LIB_I2T, LIB_IDE };
 static const char *const lib_view_names[] = { "e2i", "ids", "i2t", "ide" };
 
+/* The index of external ids is built once per batch and then only read:
+ * 8 bytes a slot (32 bits of hash as a tag, the lead's number), open
+ * addressing over the batch's own array, nothing allocated per lead, where
+ * htab would need a node per lead. The hash is htab's FNV-1a. */
 static uint64_t lib_ext_hash(const char *s, size_t n)
 {
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-	size_t i;
+	uint64_t h = htab_hash(s, n);
 
-	for (i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * UINT64_C(0x100000001b3);
 	return h ^ (h >> 29);
 }
 

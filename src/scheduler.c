@@ -419,7 +419,7 @@ struct scheduler {
 	char worker[SCHED_WORKER_MAX];
 	uv_timer_t tick, beat;
 	unsigned open_handles;
-	struct sched_pair *head; /* in flight */
+	struct list pairs;       /* in flight */
 	unsigned inflight;
 	unsigned jobs;           /* jobs submitted, not completed */
 	bool claim_pending, beat_pending;
@@ -444,23 +444,13 @@ static void sched__maybe_close(struct scheduler *s);
 static void sched__link(struct scheduler *s, struct sched_pair *p)
 {
 	p->s = s;
-	p->prev = NULL;
-	p->next = s->head;
-	if (s->head)
-		s->head->prev = p;
-	s->head = p;
+	list_prepend(&s->pairs, &p->link);
 	s->inflight++;
 }
 
 static void sched__unlink(struct scheduler *s, struct sched_pair *p)
 {
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		s->head = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	p->prev = p->next = NULL;
+	list_remove(&p->link);
 	s->inflight--;
 }
 
@@ -727,7 +717,7 @@ static void sched__claim_done(struct scheduler *s, struct sched_job *j)
 
 static void sched__beat_done(struct scheduler *s, struct sched_job *j)
 {
-	struct sched_pair *p, *next;
+	struct list *it, *nx;
 	char q[512];
 	size_t i;
 
@@ -738,8 +728,9 @@ static void sched__beat_done(struct scheduler *s, struct sched_job *j)
 			 log_quote(q, sizeof(q), j->job.err));
 		return;
 	}
-	for (p = s->head; p; p = next) {
-		next = p->next;
+	list_for_each_safe(it, nx, &s->pairs) {
+		struct sched_pair *p = list_entry(it, struct sched_pair, link);
+
 		for (i = 0; i < j->nkeys; i++)
 			if (j->keys[i].offer == p->offer && j->keys[i].variant == p->variant)
 				break;
@@ -821,7 +812,7 @@ static void sched__beat_cb(uv_timer_t *t)
 {
 	struct scheduler *s = t->data;
 	struct sched_job *j;
-	struct sched_pair *p;
+	struct list *it;
 	size_t n = 0;
 
 	if (s->beat_pending || !s->inflight)
@@ -833,12 +824,15 @@ static void sched__beat_cb(uv_timer_t *t)
 	j->alive = calloc(s->inflight, sizeof(*j->alive));
 	if (!j->keys || !j->alive)
 		goto fail;
-	for (p = s->head; p; p = p->next)
+	list_for_each(it, &s->pairs) {
+		const struct sched_pair *p = list_entry(it, struct sched_pair, link);
+
 		if (!p->lost) {
 			j->keys[n].offer = p->offer;
 			j->keys[n].variant = p->variant;
 			n++;
 		}
+	}
 	j->nkeys = n;
 	j->job.run = sched__beat_run;
 	if (!n || sched__submit(s, j) < 0)
@@ -869,6 +863,7 @@ int scheduler_start(uv_loop_t *loop, const struct scheduler_config *cfg, struct 
 		return -1;
 	}
 	s->loop = loop;
+	list_init(&s->pairs);
 	s->cfg = *cfg;
 	if (cfg->worker && *cfg->worker)
 		snprintf(s->worker, sizeof(s->worker), "%s", cfg->worker);

@@ -513,7 +513,9 @@ struct status_word {
 };
 
 /* Open addressing, linear probing; cap is 0 or a power of two, at most
- * half full. */
+ * half full. Not htab: an offer's words are built once and then only read,
+ * by every rule thread, once per lead, so they share the dictionaries'
+ * two-load hash and probe (above) rather than FNV over the whole key. */
 struct status_words {
 	struct status_word **slot;
 	size_t cap;
