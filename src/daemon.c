@@ -250,9 +250,9 @@ void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data)
 /* --------------------------------------------------------------- start */
 
 /* The checks that need no loop: the rules folder, a database that
- * answers and holds every migration, and a time zone it knows. They run before
- * anything is started, so a daemon that cannot start has scheduled no
- * work and written nothing. */
+ * answers and holds every migration, and a time zone it knows. They run
+ * before anything is started, so a daemon that cannot start has scheduled
+ * no work and written nothing. */
 static int daemon__preflight(const struct daemon_config *cfg, char *err, size_t errlen)
 {
 	PGconn *c = NULL;

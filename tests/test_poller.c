@@ -1904,7 +1904,7 @@ TEST(poller_leads_without_ext_are_counted_never_sent)
 		ASSERT_STREQ(reqs[i].path, "/ok"); /* offer 20 is never asked */
 		asked += 1 + (size_t)(strchr(reqs[i].query, ',') != NULL);
 	}
-	ASSERT_EQ(n, 2);
+	ASSERT_EQ(n, 3);
 	ASSERT_EQ(asked, 3);
 	/* the three with an ext moved; the others are untouched */
 	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
@@ -1956,7 +1956,8 @@ TEST(poller_async_commit_stays_in_its_own_statement)
  * 2026-03-08 is 23 hours long (05:00Z .. 04:00Z), America/Havana
  * 2026-11-01 25 hours, its midnight ambiguous (the clock falls back from
  * 01:00 to 00:00): the day starts at the first 00:00 (04:00Z), so lead 501,
- * made at 00:30 of that first hour, is in it. An offer whose zone
+ * made at 00:30 of that first hour, is in it; Europe/Moscow 2014-10-26 25
+ * hours (+4 to +3). test_cli's rule test case expects the same bounds. An offer whose zone
  * PostgreSQL does not know fails with config_error naming the zone. */
 TEST(poller_dates_bounds_follow_dst_in_postgresql)
 {
@@ -1969,10 +1970,12 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 		"&uto={uto}&utom={utom}&ffrom={ffrom}&fto={fto}', days = 1 },\n"
 		"}\n";
 	struct pt_route ny = { .status = "cancelled", .dates_ids = "E-401" },
-			hav = { .status = "cancelled", .dates_ids = "E-501" };
+			hav = { .status = "cancelled", .dates_ids = "E-501" },
+			msk = { .status = "cancelled", .dates_ids = "E-701" };
 	struct mock_route routes[] = {
 		{ .path = "/ny", .kind = MOCK_FUNC, .fn = pt_answer, .data = &ny },
 		{ .path = "/hav", .kind = MOCK_FUNC, .fn = pt_answer, .data = &hav },
+		{ .path = "/msk", .kind = MOCK_FUNC, .fn = pt_answer, .data = &msk },
 	};
 	struct mock_request reqs[8];
 	struct pt_env e;
@@ -1984,16 +1987,18 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 
 	buf_init(&imp, 0);
 	test_defer(pt_buf_release, &imp);
-	ASSERT(pt_open(&e, "ls_poller_dst", routes, 2));
+	ASSERT(pt_open(&e, "ls_poller_dst", routes, 3));
 	ASSERT(pt_write(e.rules, "pt_dst", rule));
 	port = mock_crm_port(e.m);
 	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
 	ASSERT_EQ(pt_offer(&imp, 40, "pt_dst", port, "ny", "\"tz\": \"America/New_York\""), 0);
 	ASSERT_EQ(pt_offer(&imp, 50, "pt_dst", port, "hav", "\"tz\": \"America/Havana\""), 0);
 	ASSERT_EQ(pt_offer(&imp, 60, "pt_dst", port, "ny", NULL), 0);
+	ASSERT_EQ(pt_offer(&imp, 70, "pt_dst", port, "msk", "\"tz\": \"Europe/Moscow\""), 0);
 	ASSERT_EQ(pt_lead(&imp, 401, 40, 2, "2026-03-08T12:00:00Z"), 0);
 	ASSERT_EQ(pt_lead(&imp, 501, 50, 2, "2026-11-01T04:30:00Z"), 0);
 	ASSERT_EQ(pt_lead(&imp, 601, 60, 2, "2026-11-01T04:30:00Z"), 0);
+	ASSERT_EQ(pt_lead(&imp, 701, 70, 2, "2014-10-26T12:00:00Z"), 0);
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
 	/* past import's check, as a hand edit of the table would */
 	ASSERT(test_sql_exec(e.c, "UPDATE offers SET tz = 'Mars/Base' WHERE id = 60"));
@@ -2004,7 +2009,7 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 	ASSERT(pt_run_idle(&e, 10000));
 
 	n = mock_crm_requests(e.m, reqs, 8);
-	ASSERT_EQ(n, 2);
+	ASSERT_EQ(n, 3);
 	for (i = 0; i < n; i++) {
 		if (strcmp(reqs[i].path, "/ny") == 0) {
 			seen |= 1;
@@ -2018,11 +2023,17 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 				     "from=2026-11-01&to=2026-11-01&ufrom=1793505600&uto=1793595599"
 				     "&utom=1793595600&ffrom=2026-11-01%2000%3A00%3A00"
 				     "&fto=2026-11-01%2023%3A59%3A59");
+		} else if (strcmp(reqs[i].path, "/msk") == 0) {
+			seen |= 4;
+			ASSERT_STREQ(reqs[i].query,
+				     "from=2014-10-26&to=2014-10-26&ufrom=1414267200&uto=1414357199"
+				     "&utom=1414357200&ffrom=2014-10-26%2000%3A00%3A00"
+				     "&fto=2014-10-26%2023%3A59%3A59");
 		}
 	}
-	ASSERT_EQ(seen, 3);
+	ASSERT_EQ(seen, 7);
 	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
-			   "401:5 501:5 601:2"));
+			   "401:5 501:5 601:2 701:5"));
 	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs WHERE offer = 60",
 			   "config_error unknown time zone 'Mars/Base'"));
 	pt_close(&e);
