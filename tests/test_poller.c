@@ -1977,10 +1977,30 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 		{ .path = "/hav", .kind = MOCK_FUNC, .fn = pt_answer, .data = &hav },
 		{ .path = "/msk", .kind = MOCK_FUNC, .fn = pt_answer, .data = &msk },
 	};
+	/* offer, its CRM path, zone (60: made unknown below), its lead's creation */
+	static const struct {
+		int64_t offer;
+		const char *path, *tz, *created;
+	} world[] = {
+		{ 40, "ny", "America/New_York", "2026-03-08T12:00:00Z" },
+		{ 50, "hav", "America/Havana", "2026-11-01T04:30:00Z" },
+		{ 60, "ny", "UTC", "2026-11-01T04:30:00Z" },
+		{ 70, "msk", "Europe/Moscow", "2014-10-26T12:00:00Z" },
+	};
+	static const struct {
+		const char *path, *query;
+	} want[] = {
+		{ "/ny", "from=2026-03-08&to=2026-03-08&ufrom=1772946000&uto=1773028799"
+			 "&utom=1773028800&ffrom=2026-03-08%2000%3A00%3A00&fto=2026-03-08%2023%3A59%3A59" },
+		{ "/hav", "from=2026-11-01&to=2026-11-01&ufrom=1793505600&uto=1793595599"
+			  "&utom=1793595600&ffrom=2026-11-01%2000%3A00%3A00&fto=2026-11-01%2023%3A59%3A59" },
+		{ "/msk", "from=2014-10-26&to=2014-10-26&ufrom=1414267200&uto=1414357199"
+			  "&utom=1414357200&ffrom=2014-10-26%2000%3A00%3A00&fto=2014-10-26%2023%3A59%3A59" },
+	};
+	struct buf imp;
 	struct mock_request reqs[8];
 	struct pt_env e;
 	struct poller_config pc;
-	struct buf imp;
 	char err[1024];
 	size_t n, i;
 	int port, seen = 0;
@@ -1991,14 +2011,14 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 	ASSERT(pt_write(e.rules, "pt_dst", rule));
 	port = mock_crm_port(e.m);
 	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
-	ASSERT_EQ(pt_offer(&imp, 40, "pt_dst", port, "ny", "\"tz\": \"America/New_York\""), 0);
-	ASSERT_EQ(pt_offer(&imp, 50, "pt_dst", port, "hav", "\"tz\": \"America/Havana\""), 0);
-	ASSERT_EQ(pt_offer(&imp, 60, "pt_dst", port, "ny", NULL), 0);
-	ASSERT_EQ(pt_offer(&imp, 70, "pt_dst", port, "msk", "\"tz\": \"Europe/Moscow\""), 0);
-	ASSERT_EQ(pt_lead(&imp, 401, 40, 2, "2026-03-08T12:00:00Z"), 0);
-	ASSERT_EQ(pt_lead(&imp, 501, 50, 2, "2026-11-01T04:30:00Z"), 0);
-	ASSERT_EQ(pt_lead(&imp, 601, 60, 2, "2026-11-01T04:30:00Z"), 0);
-	ASSERT_EQ(pt_lead(&imp, 701, 70, 2, "2014-10-26T12:00:00Z"), 0);
+	for (i = 0; i < sizeof(world) / sizeof(world[0]); i++) {
+		char tz[64];
+
+		snprintf(tz, sizeof(tz), "\"tz\": \"%s\"", world[i].tz);
+		ASSERT_EQ(pt_offer(&imp, world[i].offer, "pt_dst", port, world[i].path, tz), 0);
+		ASSERT_EQ(pt_lead(&imp, world[i].offer * 10 + 1, world[i].offer, 2, world[i].created),
+			  0);
+	}
 	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
 	/* past import's check, as a hand edit of the table would */
 	ASSERT(test_sql_exec(e.c, "UPDATE offers SET tz = 'Mars/Base' WHERE id = 60"));
@@ -2011,25 +2031,13 @@ TEST(poller_dates_bounds_follow_dst_in_postgresql)
 	n = mock_crm_requests(e.m, reqs, 8);
 	ASSERT_EQ(n, 3);
 	for (i = 0; i < n; i++) {
-		if (strcmp(reqs[i].path, "/ny") == 0) {
-			seen |= 1;
-			ASSERT_STREQ(reqs[i].query,
-				     "from=2026-03-08&to=2026-03-08&ufrom=1772946000&uto=1773028799"
-				     "&utom=1773028800&ffrom=2026-03-08%2000%3A00%3A00"
-				     "&fto=2026-03-08%2023%3A59%3A59");
-		} else if (strcmp(reqs[i].path, "/hav") == 0) {
-			seen |= 2;
-			ASSERT_STREQ(reqs[i].query,
-				     "from=2026-11-01&to=2026-11-01&ufrom=1793505600&uto=1793595599"
-				     "&utom=1793595600&ffrom=2026-11-01%2000%3A00%3A00"
-				     "&fto=2026-11-01%2023%3A59%3A59");
-		} else if (strcmp(reqs[i].path, "/msk") == 0) {
-			seen |= 4;
-			ASSERT_STREQ(reqs[i].query,
-				     "from=2014-10-26&to=2014-10-26&ufrom=1414267200&uto=1414357199"
-				     "&utom=1414357200&ffrom=2014-10-26%2000%3A00%3A00"
-				     "&fto=2014-10-26%2023%3A59%3A59");
-		}
+		size_t k;
+
+		for (k = 0; k < 3; k++)
+			if (strcmp(reqs[i].path, want[k].path) == 0) {
+				seen |= 1 << k;
+				ASSERT_STREQ(reqs[i].query, want[k].query);
+			}
 	}
 	ASSERT_EQ(seen, 7);
 	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
