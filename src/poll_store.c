@@ -324,6 +324,7 @@ static const char poller_days_sql[] =
 	" AND l.created >= now() - make_interval(days => $3::integer) GROUP BY 1) g,"
 	" LATERAL (" POLL_DAY_START_SQL("g.d") ") lo(t),"
 	" LATERAL (" POLL_DAY_START_SQL("g.d + 1") ") hi(t) ORDER BY g.d";
+
 int poller__sel_run(PGconn *c, struct db_job *job)
 {
 	struct poll_sel *s = job->data;
