@@ -78,8 +78,6 @@ struct import_currency {
 	char iso[4];
 };
 
-#define IMPORT_ZONES_MAX 16
-
 struct import {
 	PGconn *c;
 	struct import_stats *st;
@@ -101,7 +99,8 @@ struct import {
 	bool numbers;           /* a lead record: numbers and times are kept as
 				 * numbers only (import__lead_text writes them) */
 	struct import_lead lead; /* the current lead line */
-	char *zones[IMPORT_ZONES_MAX]; /* zone names PostgreSQL said it knows */
+	char **zones;           /* the zone names PostgreSQL knows, sorted; NULL:
+				 * not read yet (import__zone_known) */
 	size_t nzones;
 };
 
@@ -527,25 +526,51 @@ static int import__json(struct import *im, struct import_val *v, const cJSON *x)
 
 static int import__copy_end(struct import *im, const char *abort_msg);
 
+static int import__zone_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Whether PostgreSQL, which decides every zone rule the daemon uses, knows
- * zone: 1, 0, or -1 (err set). Known names are remembered for the import:
- * the view costs a tenth of a second per question. */
+ * zone: 1, 0, or -1 (err set). Its names are read once per import, at the
+ * first zone: the view costs a tenth of a second per question. */
 static int import__zone_known(struct import *im, const char *zone)
 {
-	size_t i;
-	int known;
+	PGresult *r;
+	size_t i, n, len = 0;
 
-	for (i = 0; i < im->nzones; i++)
-		if (strcmp(im->zones[i], zone) == 0)
-			return 1;
-	/* a query cannot run inside the leads' COPY; the record ends it anyway */
-	if (im->copying && import__copy_end(im, NULL) < 0)
-		return -1;
-	known = store_zone_known(im->c, zone, im->err, im->errlen);
-	if (known == 1 && im->nzones < IMPORT_ZONES_MAX &&
-	    (im->zones[im->nzones] = strdup(zone)) != NULL)
-		im->nzones++;
-	return known;
+	if (!im->zones) {
+		/* a query cannot run inside the leads' COPY; the record ends it anyway */
+		if (im->copying && import__copy_end(im, NULL) < 0)
+			return -1;
+		r = store_query(im->c, "time zones", "SELECT name FROM pg_timezone_names", 0, NULL,
+				im->err, im->errlen);
+		if (!r)
+			return -1;
+		n = (size_t)PQntuples(r);
+		for (i = 0; i < n; i++)
+			len += strlen(PQgetvalue(r, (int)i, 0)) + 1;
+		/* the pointers, then the names they point to, in one block */
+		im->zones = malloc((n + 1) * sizeof(*im->zones) + len);
+		if (!im->zones) {
+			PQclear(r);
+			snprintf(im->err, im->errlen, "time zones: out of memory");
+			return -1;
+		}
+		len = 0;
+		for (i = 0; i < n; i++) {
+			char *dst = (char *)(im->zones + n + 1) + len;
+			const char *v = PQgetvalue(r, (int)i, 0);
+
+			memcpy(dst, v, strlen(v) + 1);
+			im->zones[i] = dst;
+			len += strlen(v) + 1;
+		}
+		im->nzones = n;
+		PQclear(r);
+		qsort(im->zones, n, sizeof(*im->zones), import__zone_cmp);
+	}
+	return bsearch(&zone, im->zones, im->nzones, sizeof(*im->zones), import__zone_cmp) != NULL;
 }
 
 /* Parses one field of rec into v. Returns 0 or -1 (err set). */
@@ -1577,8 +1602,7 @@ void import_free(struct import *im)
 	if (im->begun)
 		PQclear(PQexec(im->c, "ROLLBACK"));
 	free(im->curr);
-	while (im->nzones)
-		free(im->zones[--im->nzones]);
+	free(im->zones);
 	buf_release(&im->vals);
 	buf_release(&im->copy);
 	free(im);
