@@ -2,11 +2,12 @@
  * (re)starting the daemon: the settings as `leadsync run` reads them, with
  * secrets masked, then what `run` needs to start and to poll, checked
  * without starting anything and without writing anything:
- *   - the default time zone is known (LEADSYNC_TZ);
  *   - the rules folder can be read (LEADSYNC_RULES);
  *   - the database answers (LEADSYNC_DB, within 5 s unless PGCONNECT_TIMEOUT
  *     says otherwise, as at `run`'s start) and holds every migration;
- *   - every enabled offer with a rule names a time zone that is known, and
+ *   - the default time zone is known to PostgreSQL (LEADSYNC_TZ;
+ *     pg_timezone_names, which decides every zone rule the daemon uses);
+ *   - every enabled offer with a rule names a time zone so known, and
  *     its rule file loads under the daemon's limits (each rule loaded once,
  *     the offers that use it named).
  * The listener's address is not bound: a running daemon holds it.

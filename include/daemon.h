@@ -62,8 +62,9 @@ struct daemon_config {
  *
  * Start order: every check that can fail comes before any work is
  * scheduled, so a start that fails has written nothing. First, without the
- * loop: the poller's time zone, its rules folder, and the database (it
- * answers, and holds every embedded migration). Then the pool, the
+ * loop: the poller's rules folder, the database (it answers, and holds
+ * every embedded migration) and the poller's time zone (PostgreSQL knows
+ * it: pg_timezone_names). Then the pool, the
  * postback log and the listener's socket (bound: a port in use fails
  * here). The timers and the poller come last; a poller that cannot start
  * stops the timers before their first round. */

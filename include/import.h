@@ -19,7 +19,8 @@
  *               of param names), intervals {processing, accepted, dates}
  *               (seconds, null: the rule's), batch {processing, accepted} or
  *               one number for both, days (a number, or {dates}), hold_days,
- *               reject_reason, reject_after_days, tz (IANA zone), landing_url,
+ *               reject_reason, reject_after_days, tz (an IANA zone name
+ *               PostgreSQL knows: pg_timezone_names), landing_url,
  *               click_param, enabled, status_words, cancel_approved,
  *               rate_limit (requests per minute)
  *   goal        offer*, code*, payout* (fixed, percent, recurring),

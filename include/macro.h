@@ -123,7 +123,16 @@ int macro_field_array(const char *tmpl);
 __attribute__((warn_unused_result))
 int macro_check_params(const struct macro_param *p, size_t n, char *err, size_t errlen);
 
-/* Fills *out for the local days from..to (inclusive) in zone tz. Dates
+/* Fills *out for the local days from..to (inclusive) whose UTC bounds are
+ * already known: t_from the first instant of from, t_tom the first instant
+ * of the day after to (the daemon has PostgreSQL compute them in the
+ * offer's zone). Dates are checked as macro_dates_compute does. */
+__attribute__((warn_unused_result))
+int macro_dates_set(struct macro_civil from, struct macro_civil to, int64_t t_from,
+		    int64_t t_tom, struct macro_dates *out, char *err, size_t errlen);
+
+/* macro_dates_set with the bounds computed by tz.h (the offline `rule
+ * test`): the local days from..to (inclusive) in zone tz. Dates
  * must be real, from <= to, years 1000..9999 and to before 9999-12-31.
  * Errors: "bad date 2026-02-30", "date range 2026-03-09..2026-03-08 is
  * backwards", or tz's message. */

@@ -13,7 +13,8 @@
  * item); the run counts them instead (leads_no_ext, on its first row and
  * in its log line). The
  * dates variant reads the days (in the offer's time zone, default the
- * network's) that hold at least one open lead, no older than
+ * network's; PostgreSQL reads them and their UTC bounds) that hold at least
+ * one open lead, no older than
  * dates_age_days, groups them into ranges of at most the rule's `days` and
  * dates_leads_max leads, and asks for one range per request (a range whose
  * leads pass the cap is asked with its first dates_leads_max leads, noted).
@@ -63,7 +64,8 @@
  * in the declared format), rule_error (the rule failed while it ran:
  * prepare or process; the message carries file:line), config_error
  * (something wrong before any request: the rule file missing or not
- * loading, the offer gone or naming no rule, its time zone, status_words
+ * loading, the offer gone or naming no rule, a time zone PostgreSQL does
+ * not know, status_words
  * that do not parse), db_error, lease_lost, cancelled (shutdown),
  * internal_error, caught_up. A transport failure, an http_error or a db_error stops the
  * pair's further batches (its CRM or database is in trouble); a

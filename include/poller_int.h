@@ -109,6 +109,7 @@ struct poll_words_slot {
 
 struct poll_range {
 	struct macro_civil from, to;
+	int64_t t_from, t_tom; /* UTC bounds: from's first instant, the day after to's */
 	size_t leads; /* open leads counted when the ranges were made */
 };
 
@@ -316,15 +317,23 @@ struct poll_sel {
 };
 
 /* A day-range job of the dates variant (poll_store.c runs it). */
+/* One open day of the dates variant, as PostgreSQL reads it in the zone. */
+struct poll_day {
+	struct macro_civil date;
+	int64_t num;             /* days since 1970-01-01 */
+	int64_t t_start, t_next; /* UTC: the day's first instant, the next day's */
+	size_t count;            /* open leads created that day */
+};
+
 struct poll_days {
 	struct db_job job;
 	struct poll_pair *pair;
 	int64_t offer;
 	char tz[TZ_NAME_MAX + 1];
 	unsigned age;
-	struct macro_civil *day;
-	size_t *count;
+	struct poll_day *day;
 	size_t n;
+	bool bad_zone; /* the query failed and PostgreSQL knows no such zone */
 };
 
 /* An integer column (PostgreSQL's text is well-formed). */

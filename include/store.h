@@ -119,6 +119,15 @@ __attribute__((warn_unused_result))
 PGresult *store_query_prepared(PGconn *c, const char *name, const char *what, const char *sql,
 			       int n, const char *const *params, char *err, size_t errlen);
 
+/* Whether PostgreSQL knows zone as a time zone name (pg_timezone_names,
+ * names only: no abbreviations or POSIX specs; NULL and "" read as "UTC").
+ * The daemon leaves every zone rule to PostgreSQL, so this is the check
+ * for a configured zone. 1 known, 0 unknown, -1 with err set. The view
+ * reads every zone file (about 0.1 s): for start and import, not a hot
+ * path. */
+__attribute__((warn_unused_result))
+int store_zone_known(PGconn *c, const char *zone, char *err, size_t errlen);
+
 /* store_query() for statements whose result is not needed. */
 __attribute__((warn_unused_result))
 int store_exec(PGconn *c, const char *what, const char *sql, int n, const char *const *params,

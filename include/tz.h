@@ -1,23 +1,22 @@
-/* tz: civil time in IANA time zones ("Europe/Moscow"), read from the
- * system's TZif files (RFC 8536) under TZ_DIR, without touching the
- * process's TZ variable.
+/* tz: civil time in IANA time zones ("Europe/Moscow") for the offline
+ * `rule test` (and the pure day arithmetic everyone uses). The daemon
+ * does not convert times itself: PostgreSQL decides every zone rule
+ * (the dates variant's days and their UTC bounds, poll_store.c), and zone
+ * names are checked against its pg_timezone_names (store_zone_known).
  *
- * Why not setenv("TZ") + mktime: setenv races with getenv in other threads
- * (libpq and curl read the environment), and glibc re-reads the zone file
- * whenever TZ changes, which a poller switching zones per offer would do on
- * every call.
+ * The conversions are the C library's own (TZ=":zone", tzset, localtime_r):
+ * rule test is a one-shot, single-threaded process, so setting TZ races with
+ * nobody. The calls still hold a lock (TZ is process-wide), and TZ stays
+ * set to the last zone used until tz_restore(); do not call them from a
+ * process whose other threads read the environment (libpq, curl). What is
+ * ours and why it stays: the name check (glibc takes an unknown zone for
+ * UTC without a word) and the choice of instant in a gap or an overlap
+ * (mktime leaves it to tm_isdst guesses), a few lines on top of
+ * localtime_r.
  *
  * Zone names: NULL, "" and "UTC" mean UTC and need no file. Any other name
  * must be safe (tz_valid) and name a TZif file; zones counting leap seconds
- * ("right/...") are refused. A loaded zone is cached for the life of the
- * process (at most TZ_CACHE_MAX zones; past that a zone is loaded per call),
- * so after the first use of a zone the functions do no I/O. All functions
- * are thread-safe; tz_cache_free() is for shutdown and tests only, when no
- * other thread uses this module.
- *
- * Times past the zone's last transition follow the file's POSIX TZ footer
- * ("EST5EDT,M3.2.0,M11.1.0"); times before its first transition use its
- * first local time type.
+ * ("right/...") are refused.
  *
  * Errors: -1 with a message in err ("unknown time zone 'Mars/Base'"). */
 #ifndef LEADSYNC_TZ_H
@@ -32,12 +31,10 @@
 #define TZ_DIR "/usr/share/zoneinfo"
 #endif
 #define TZ_NAME_MAX 255
-#define TZ_CACHE_MAX 128
 
 /* True when zone is NULL, "", "UTC", or a safe name (at most TZ_NAME_MAX
- * bytes of [A-Za-z0-9_+-/], no "..", not starting with '/') that names a
- * loadable TZif file under TZ_DIR ("Europe" is a folder: false). Loads and
- * caches the zone. */
+ * bytes of [A-Za-z0-9_+-/], no "..", not starting with '/', not right/)
+ * that names a TZif file under TZ_DIR ("Europe" is a folder: false). */
 bool tz_valid(const char *zone);
 
 /* Local civil time in zone → UNIX time in *out. Fields are checked
@@ -68,7 +65,8 @@ int64_t tz_days_from_civil(int64_t y, int m, int d);
 void tz_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 bool tz_date_valid(int64_t y, int m, int d);
 
-/* Frees every cached zone. Not thread-safe with concurrent use. */
-void tz_cache_free(void);
+/* Gives TZ back the value it had before the first conversion changed it
+ * (for tests, which share one process). */
+void tz_restore(void);
 
 #endif

@@ -16,7 +16,6 @@
 #include "poller.h"
 #include "rule.h"
 #include "store.h"
-#include "tz.h"
 
 /* A connection string with its credentials masked, as key=value pairs
  * (a URI is shown in that form too); "***" when it does not parse. */
@@ -83,18 +82,18 @@ static int config__offers(PGconn *c, const struct poller_config *pc, struct buf 
 	char msg[1024];
 	int i, n, rc = -1;
 
+	/* the zones PostgreSQL knows: the daemon leaves every zone rule to it */
 	r = store_query(c, "offers' time zones",
-			"SELECT id, tz FROM offers WHERE enabled AND rule IS NOT NULL AND tz IS NOT NULL "
-			"ORDER BY id",
+			"SELECT id, tz FROM offers WHERE enabled AND rule IS NOT NULL AND tz IS NOT NULL"
+			" AND tz NOT IN (SELECT name FROM pg_timezone_names) ORDER BY id LIMIT 1",
 			0, NULL, err, errlen);
 	if (!r)
 		goto out;
-	for (i = 0; i < PQntuples(r); i++)
-		if (!tz_valid(PQgetvalue(r, i, 1))) {
-			snprintf(err, errlen, "offer %s: unknown time zone '%s' (fix the offer's tz and "
-				 "import it again)", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-			goto out;
-		}
+	if (PQntuples(r)) {
+		snprintf(err, errlen, "offer %s: unknown time zone '%s' (fix the offer's tz and "
+			 "import it again)", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+		goto out;
+	}
 	PQclear(r);
 	r = store_query(c, "offers' rules",
 			"SELECT rule, string_agg(id::text, ', ' ORDER BY id), count(*) FROM offers "
@@ -148,7 +147,7 @@ int config_check(const struct settings *s, struct buf *out, char *err, size_t er
 	PGconn *c = NULL;
 	DIR *dir = NULL;
 	const char *tz;
-	int rc = -1, w = 0; /* w: a write to out failed */
+	int known, rc = -1, w = 0; /* w: a write to out failed */
 
 	/* the values `leadsync run` hands its poller */
 	poller_config_from_settings(&pc, s);
@@ -157,11 +156,6 @@ int config_check(const struct settings *s, struct buf *out, char *err, size_t er
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if (!tz_valid(tz)) {
-		snprintf(err, errlen, "tz (LEADSYNC_TZ): unknown time zone '%s'", tz);
-		goto out;
-	}
-	w |= buf_addf(out, "  ok  time zone %s is known\n", tz);
 	dir = opendir(pc.rules_dir);
 	if (!dir) {
 		snprintf(err, errlen, "rules (LEADSYNC_RULES): cannot open folder '%s': %s",
@@ -182,6 +176,14 @@ int config_check(const struct settings *s, struct buf *out, char *err, size_t er
 	if (store_check_migrated(c, err, errlen) < 0)
 		goto out;
 	w |= buf_addf(out, "  ok  database holds all %zu migrations\n", store_migrations_count);
+	/* the daemon leaves every zone rule to PostgreSQL */
+	known = store_zone_known(c, tz, err, errlen);
+	if (known <= 0) {
+		if (!known)
+			snprintf(err, errlen, "tz (LEADSYNC_TZ): unknown time zone '%s'", tz);
+		goto out;
+	}
+	w |= buf_addf(out, "  ok  time zone %s is known\n", tz);
 	if (w) {
 		snprintf(err, errlen, "out of memory");
 		goto out;

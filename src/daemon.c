@@ -21,7 +21,6 @@
 #include "postback.h"
 #include "store.h"
 #include "timers.h"
-#include "tz.h"
 
 #define DAEMON_NROUTES (8 + ADMIN_PAGE_NROUTES + API_NROUTES)
 
@@ -250,24 +249,19 @@ void daemon_stop(struct daemon *d, void (*cb)(void *data), void *data)
 
 /* --------------------------------------------------------------- start */
 
-/* The checks that need no loop: the time zone, the rules folder, and a
- * database that answers and holds every migration. They run before
- * anything is started, so a daemon that cannot start has scheduled no
- * work and written nothing. */
+/* The checks that need no loop: the rules folder, a database that
+ * answers and holds every migration, and a time zone it knows. They run
+ * before anything is started, so a daemon that cannot start has scheduled
+ * no work and written nothing. */
 static int daemon__preflight(const struct daemon_config *cfg, char *err, size_t errlen)
 {
 	PGconn *c = NULL;
 	int rc = -1;
 
 	if (cfg->poller) {
-		const char *tz = cfg->poller->tz && *cfg->poller->tz ? cfg->poller->tz : "UTC";
 		const char *rules = cfg->poller->rules_dir ? cfg->poller->rules_dir : "./rules";
 		DIR *dir;
 
-		if (!tz_valid(tz)) {
-			snprintf(err, errlen, "tz: unknown time zone '%s'", tz);
-			goto out;
-		}
 		dir = opendir(rules);
 		if (!dir) {
 			snprintf(err, errlen, "rules: cannot open folder '%s': %s", rules,
@@ -285,6 +279,19 @@ static int daemon__preflight(const struct daemon_config *cfg, char *err, size_t 
 	setenv("PGCONNECT_TIMEOUT", "5", 0);
 	if (store_connect(cfg->db, &c, err, errlen) < 0 || store_check_migrated(c, err, errlen) < 0)
 		goto out;
+	/* PostgreSQL decides every zone (the dates variant's days): it must
+	 * know this one */
+	if (cfg->poller) {
+		const char *tz = cfg->poller->tz && *cfg->poller->tz ? cfg->poller->tz : "UTC";
+		int known = store_zone_known(c, tz, err, errlen);
+
+		if (known < 0)
+			goto out;
+		if (!known) {
+			snprintf(err, errlen, "tz: unknown time zone '%s'", tz);
+			goto out;
+		}
+	}
 	rc = 0;
 out:
 	PQfinish(c);

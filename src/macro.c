@@ -317,47 +317,68 @@ static void macro_fmt_date(char *dst, size_t n, int64_t y, int m, int d)
 		 (unsigned)d % 100u);
 }
 
-int macro_dates_compute(const char *tz, struct macro_civil from, struct macro_civil to,
-			struct macro_dates *out, char *err, size_t errlen)
+/* Checks the range; *tom is the day after to. */
+static int macro_range_check(struct macro_civil from, struct macro_civil to,
+			     struct macro_civil *tom, char *err, size_t errlen)
 {
 	struct macro_civil bad = macro_civil_ok(from) ? to : from;
 	int64_t tom_y;
-	int tom_m, tom_d, rc = -1;
 
 	if (!macro_civil_ok(from) || !macro_civil_ok(to)) {
 		snprintf(err, errlen, "bad date %04d-%02d-%02d", bad.y, bad.m, bad.d);
-		goto out;
+		return -1;
 	}
 	if (tz_days_from_civil(from.y, from.m, from.d) > tz_days_from_civil(to.y, to.m, to.d)) {
 		snprintf(err, errlen, "date range %04d-%02d-%02d..%04d-%02d-%02d is backwards",
 			 from.y, from.m, from.d, to.y, to.m, to.d);
-		goto out;
+		return -1;
 	}
-	tz_civil_from_days(tz_days_from_civil(to.y, to.m, to.d) + 1, &tom_y, &tom_m, &tom_d);
+	tz_civil_from_days(tz_days_from_civil(to.y, to.m, to.d) + 1, &tom_y, &tom->m, &tom->d);
 	if (tom_y > 9999) {
 		snprintf(err, errlen, "date range ends too late (%04d-%02d-%02d)", to.y, to.m,
 			 to.d);
-		goto out;
+		return -1;
 	}
+	tom->y = (int)tom_y;
+	return 0;
+}
+
+int macro_dates_set(struct macro_civil from, struct macro_civil to, int64_t t_from,
+		    int64_t t_tom, struct macro_dates *out, char *err, size_t errlen)
+{
+	struct macro_civil tom;
+
+	if (macro_range_check(from, to, &tom, err, errlen) < 0)
+		return -1;
 	memset(out, 0, sizeof(*out));
-	if (tz_local_to_utc(tz, from.y, from.m, from.d, 0, 0, 0, &out->t_from, err, errlen) < 0 ||
-	    tz_local_to_utc(tz, (int)tom_y, tom_m, tom_d, 0, 0, 0, &out->t_tom, err, errlen) < 0)
-		goto out;
+	out->t_from = t_from;
+	out->t_tom = t_tom;
 	/* the last second of `to`: 23:59:59 unless a transition at midnight
 	 * moves the start of tom */
 	out->t_to = out->t_tom - 1;
 	macro_fmt_date(out->from, sizeof(out->from), from.y, from.m, from.d);
 	macro_fmt_date(out->to, sizeof(out->to), to.y, to.m, to.d);
-	macro_fmt_date(out->tom, sizeof(out->tom), tom_y, tom_m, tom_d);
+	macro_fmt_date(out->tom, sizeof(out->tom), tom.y, tom.m, tom.d);
 	snprintf(out->ffrom, sizeof(out->ffrom), "%s 00:00:00", out->from);
 	snprintf(out->fto, sizeof(out->fto), "%s 23:59:59", out->to);
 	snprintf(out->ftom, sizeof(out->ftom), "%s 00:00:00", out->tom);
 	snprintf(out->ufrom, sizeof(out->ufrom), "%" PRId64, out->t_from);
 	snprintf(out->uto, sizeof(out->uto), "%" PRId64, out->t_to);
 	snprintf(out->utom, sizeof(out->utom), "%" PRId64, out->t_tom);
-	rc = 0;
-out:
-	return rc;
+	return 0;
+}
+
+int macro_dates_compute(const char *tz, struct macro_civil from, struct macro_civil to,
+			struct macro_dates *out, char *err, size_t errlen)
+{
+	struct macro_civil tom;
+	int64_t t_from, t_tom;
+
+	if (macro_range_check(from, to, &tom, err, errlen) < 0 ||
+	    tz_local_to_utc(tz, from.y, from.m, from.d, 0, 0, 0, &t_from, err, errlen) < 0 ||
+	    tz_local_to_utc(tz, tom.y, tom.m, tom.d, 0, 0, 0, &t_tom, err, errlen) < 0)
+		return -1;
+	return macro_dates_set(from, to, t_from, t_tom, out, err, errlen);
 }
 
 /* Joins the ids or external ids of c into b. */

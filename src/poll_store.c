@@ -303,11 +303,27 @@ static const char poller_sel_dates_sql[] =
 	"SELECT " POLL_LEAD_COLS " FROM leads l WHERE l.offer = $1"
 	" AND l.status NOT IN (5, 10, 11, 12) AND l.created >= to_timestamp($2)"
 	" AND l.created < to_timestamp($3) ORDER BY l.id LIMIT $4";
+/* The first instant of local day DAY (a date expression) in zone $2, as
+ * UNIX time. PostgreSQL reads a local midnight that falls in a gap with the
+ * offset before the jump (the day then starts at the jump) and one that
+ * falls in an overlap as the later instant; the day starts at the earlier
+ * one, so the midnight is read again with the offset of a day before and
+ * taken when that reading is real and earlier. */
+#define POLL_DAY_START_SQL(day)                                                              \
+	"SELECT extract(epoch FROM CASE WHEN e < s AND e AT TIME ZONE $2 = m THEN e ELSE s END)" \
+	"::bigint FROM (SELECT m, s, (m - ((s - interval '1 day') AT TIME ZONE $2"             \
+	" - (s - interval '1 day') AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC' AS e"               \
+	" FROM (SELECT m, m AT TIME ZONE $2 AS s FROM (SELECT (" day ")::timestamp AS m) a) b) c"
+/* The open days in the offer's zone, each with its lead count, its day
+ * number (days since 1970-01-01) and its UTC bounds [start, next day's
+ * start): PostgreSQL alone decides the zone's rules. */
 static const char poller_days_sql[] =
-	"SELECT to_char((l.created AT TIME ZONE $2)::date, 'YYYY-MM-DD'), count(*) FROM leads l"
+	"SELECT to_char(g.d, 'YYYY-MM-DD'), g.n, g.d - date '1970-01-01', lo.t, hi.t FROM"
+	" (SELECT (l.created AT TIME ZONE $2)::date AS d, count(*) AS n FROM leads l"
 	" WHERE l.offer = $1 AND l.status NOT IN (5, 10, 11, 12)"
-	" AND l.created >= now() - make_interval(days => $3::integer)"
-	" GROUP BY 1 ORDER BY 1";
+	" AND l.created >= now() - make_interval(days => $3::integer) GROUP BY 1) g,"
+	" LATERAL (" POLL_DAY_START_SQL("g.d") ") lo(t),"
+	" LATERAL (" POLL_DAY_START_SQL("g.d + 1") ") hi(t) ORDER BY g.d";
 
 int poller__sel_run(PGconn *c, struct db_job *job)
 {
@@ -416,23 +432,30 @@ int poller__days_run(PGconn *c, struct db_job *job)
 	snprintf(a, sizeof(a), "%" PRId64, d->offer);
 	snprintf(age, sizeof(age), "%u", d->age);
 	r = store_query(c, "open days", poller_days_sql, 3, params, job->err, sizeof(job->err));
-	if (!r)
+	if (!r) {
+		char e2[64];
+
+		/* asked only when the query failed: was it the zone? */
+		d->bad_zone = store_zone_known(c, params[1], e2, sizeof(e2)) == 0;
 		return DB_EFAIL;
+	}
 	rows = (size_t)PQntuples(r);
 	d->day = calloc(rows + 1, sizeof(*d->day));
-	d->count = calloc(rows + 1, sizeof(*d->count));
-	if (!d->day || !d->count) {
+	if (!d->day) {
 		PQclear(r);
 		snprintf(job->err, sizeof(job->err), "out of memory");
 		return DB_EFAIL;
 	}
 	for (i = 0; i < rows; i++) {
-		const char *v = PQgetvalue(r, (int)i, 0);
+		struct poll_day *y = &d->day[d->n];
 
-		if (sscanf(v, "%d-%d-%d", &d->day[i].y, &d->day[i].m, &d->day[i].d) != 3)
+		if (sscanf(PQgetvalue(r, (int)i, 0), "%d-%d-%d", &y->date.y, &y->date.m,
+			   &y->date.d) != 3)
 			continue;
-		d->count[d->n] = (size_t)strtoull(PQgetvalue(r, (int)i, 1), NULL, 10);
-		d->day[d->n] = d->day[i];
+		y->count = (size_t)strtoull(PQgetvalue(r, (int)i, 1), NULL, 10);
+		y->num = strtoll(PQgetvalue(r, (int)i, 2), NULL, 10);
+		y->t_start = strtoll(PQgetvalue(r, (int)i, 3), NULL, 10);
+		y->t_next = strtoll(PQgetvalue(r, (int)i, 4), NULL, 10);
 		d->n++;
 	}
 	PQclear(r);

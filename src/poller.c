@@ -48,7 +48,6 @@
 #include "ruletest.h"
 #include "status.h"
 #include "store.h"
-#include "tz.h"
 
 static const char *const poll_outcome_names[POLL_OUTCOME_COUNT] = {
 	"ok",        "http_error",  "timeout",       "connect_error", "tls_error",
@@ -955,9 +954,9 @@ static void poller__pair_fill(struct poll_pair *pr)
 	for (i = 0; pr->v == RULE_DATES && i < k; i++) {
 		char err[256];
 		const struct poll_range *r = &pr->ranges[pr->rnext + i];
-		const char *tz = pr->off.tz[0] ? pr->off.tz : p->tz;
 
-		if (macro_dates_compute(tz, r->from, r->to, &s->dates[i], err, sizeof(err)) < 0) {
+		if (macro_dates_set(r->from, r->to, r->t_from, r->t_tom, &s->dates[i], err,
+				    sizeof(err)) < 0) {
 			poller__sel_free(s);
 			poller__pair_record(pr, POLL_CONFIG_ERROR, err);
 			pr->stop_more = true;
@@ -990,6 +989,14 @@ static void poller__days_done(struct db_job *job)
 
 	p->jobs--;
 	pr->selecting = false;
+	if (job->status != DB_OK && d->bad_zone) {
+		char err[POLL_ERR_MAX];
+
+		snprintf(err, sizeof(err), "unknown time zone '%s'", d->tz);
+		pr->stop_more = true;
+		poller__pair_record(pr, POLL_CONFIG_ERROR, err);
+		goto out;
+	}
 	if (job->status != DB_OK) {
 		poller__pair_fail(pr, POLL_DB_ERROR, job->err, true);
 		goto out;
@@ -1001,16 +1008,18 @@ static void poller__days_done(struct db_job *job)
 	}
 	while (i < d->n) {
 		struct poll_range *r = &pr->ranges[pr->nranges++];
-		int64_t first = tz_days_from_civil(d->day[i].y, d->day[i].m, d->day[i].d);
+		int64_t first = d->day[i].num;
 		size_t j = i + 1;
 
-		r->from = r->to = d->day[i];
-		r->leads = d->count[i];
-		while (j < d->n &&
-		       tz_days_from_civil(d->day[j].y, d->day[j].m, d->day[j].d) < first + pr->days &&
-		       r->leads + d->count[j] <= p->cfg.dates_leads_max) {
-			r->to = d->day[j];
-			r->leads += d->count[j];
+		r->from = r->to = d->day[i].date;
+		r->t_from = d->day[i].t_start;
+		r->t_tom = d->day[i].t_next;
+		r->leads = d->day[i].count;
+		while (j < d->n && d->day[j].num < first + pr->days &&
+		       r->leads + d->day[j].count <= p->cfg.dates_leads_max) {
+			r->to = d->day[j].date;
+			r->t_tom = d->day[j].t_next;
+			r->leads += d->day[j].count;
 			j++;
 		}
 		i = j;
@@ -1018,7 +1027,6 @@ static void poller__days_done(struct db_job *job)
 	pr->exhausted = pr->nranges == 0;
 out:
 	free(d->day);
-	free(d->count);
 	free(d);
 	poller__pair_fill(pr);
 	poller__pair_maybe_finish(pr);
@@ -1078,15 +1086,8 @@ void poller__pair_begin(struct poll_pair *pr)
 	POLL_OBSERVE(p, pair_begin, pr, &info);
 	if (pr->v == RULE_DATES) {
 		const char *tz = pr->off.tz[0] ? pr->off.tz : p->tz;
-		struct poll_days *d;
+		struct poll_days *d = calloc(1, sizeof(*d));
 
-		if (!tz_valid(tz)) {
-			snprintf(err, sizeof(err), "unknown time zone '%s'", tz);
-			pr->stop_more = true;
-			poller__pair_record(pr, POLL_CONFIG_ERROR, err);
-			return;
-		}
-		d = calloc(1, sizeof(*d));
 		if (!d) {
 			poller__pair_fail(pr, POLL_INTERNAL_ERROR, "out of memory", true);
 			poller__pair_maybe_finish(pr);
@@ -1372,11 +1373,8 @@ struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, cha
 	snprintf(p->tz, sizeof(p->tz), "%s", p->cfg.tz ? p->cfg.tz : "UTC");
 	p->cfg.rules_dir = p->rules_dir;
 	p->cfg.tz = p->tz;
-	if (!tz_valid(p->tz)) {
-		snprintf(err, errlen, "tz: unknown time zone '%s'", p->tz);
-		free(p);
-		return NULL;
-	}
+	/* the zone is PostgreSQL's to know: daemon_run checks it before the
+	 * start, an offer's days query reports it (poller__days_done) */
 	return p;
 }
 

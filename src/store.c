@@ -76,6 +76,21 @@ PGresult *store_query(PGconn *c, const char *what, const char *sql, int n,
 	return NULL;
 }
 
+int store_zone_known(PGconn *c, const char *zone, char *err, size_t errlen)
+{
+	const char *params[1] = { zone && *zone ? zone : "UTC" };
+	PGresult *r = store_query(c, "time zone",
+				  "SELECT count(*) FROM pg_timezone_names WHERE name = $1", 1,
+				  params, err, errlen);
+	int known;
+
+	if (!r)
+		return -1;
+	known = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+	PQclear(r);
+	return known;
+}
+
 /* The names prepared on one connection (instance data). */
 struct store_prepared {
 	size_t n;

@@ -488,6 +488,58 @@ TEST(cli_rule_test_honours_the_time_zone)
 	free(file);
 }
 
+/* rule test computes the day bounds offline (the C library's reading of
+ * the zone files) and must agree with the daemon's (PostgreSQL's, see
+ * test_poller's poller_dates_bounds_follow_dst_in_postgresql): New York's
+ * 23-hour 2026-03-08, Havana's 25-hour 2026-11-01 that starts at its first
+ * (ambiguous) midnight, and Moscow's 25-hour 2014-10-26 (+4 to +3). */
+TEST(cli_rule_test_day_bounds_follow_dst)
+{
+	static const char rule[] =
+		"return {\n  process = function(data) end,\n"
+		"  dates = { url = 'http://{host}/d?from={from}&to={to}&ufrom={ufrom}&uto={uto}"
+		"&utom={utom}', days = 7 },\n}\n";
+	static const struct {
+		const char *tz, *created, *want;
+	} cases[] = {
+		{ "America/New_York", "2026-03-08T12:00:00Z",
+		  "from=2026-03-08&to=2026-03-08&ufrom=1772946000&uto=1773028799&utom=1773028800" },
+		{ "America/Havana", "2026-11-01T04:30:00Z",
+		  "from=2026-11-01&to=2026-11-01&ufrom=1793505600&uto=1793595599&utom=1793595600" },
+		{ "Europe/Moscow", "2014-10-26T12:00:00Z",
+		  "from=2014-10-26&to=2014-10-26&ufrom=1414267200&uto=1414357199&utom=1414357200" },
+	};
+	char *rfile = test_tmpfile(rule);
+	size_t i;
+
+	ASSERT(rfile);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]) && !test__failed(); i++) {
+		char leads[512];
+		char *lfile, *out = NULL, *err = NULL;
+		char *argv[] = { (char *)bin(), "rule", "test", rfile, "--variant", "dates",
+				 "--leads", NULL, "--response", RT_CASE "/answer.json", "--params",
+				 RT_CASE "/params.json", NULL };
+		int rc;
+
+		snprintf(leads, sizeof(leads),
+			 "{\"offer\": {\"id\": 10, \"tz\": \"%s\"}, \"leads\": [{\"id\": 1, \"ext\": "
+			 "\"A-1\", \"status\": 2, \"created\": \"%s\"}]}", cases[i].tz,
+			 cases[i].created);
+		lfile = test_tmpfile(leads);
+		ASSERT(lfile);
+		argv[7] = lfile;
+		rc = test_run(argv, NULL, NULL, &out, &err);
+		if (rc != 0 || !strstr(out, cases[i].want))
+			test__fail(__FILE__, __LINE__, "%s: exit %d: %s%s", cases[i].tz, rc, out, err);
+		free(out);
+		free(err);
+		unlink(lfile);
+		free(lfile);
+	}
+	unlink(rfile);
+	free(rfile);
+}
+
 TEST(cli_rule_test_bad_params_and_backwards_dates_are_usage_errors)
 {
 	const char *bad[] = { "--params", "{bad", NULL };

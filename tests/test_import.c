@@ -235,6 +235,14 @@ TEST(import_bad_line_writes_nothing)
 		  "line 3: offer 11: unknown time zone 'Mars/Base'" },
 		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"../../etc/passwd\"}}",
 		  "line 3: offer 11: unknown time zone '../../etc/passwd'" },
+		/* PostgreSQL decides: an abbreviation or a POSIX rule it would
+		 * read in AT TIME ZONE is no zone name (pg_timezone_names) */
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"MSK\"}}",
+		  "line 3: offer 11: unknown time zone 'MSK'" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"UTC+3\"}}",
+		  "line 3: offer 11: unknown time zone 'UTC+3'" },
+		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"tz\": \"europe/moscow\"}}",
+		  "line 3: offer 11: unknown time zone 'europe/moscow'" },
 		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"intervals\": {\"procesing\": 5}}}",
 		  "line 3: offer 11: 'intervals' has no variant 'procesing'" },
 		{ "{\"offer\": {\"id\": 11, \"advertiser\": 1, \"name\": \"x\", \"params\": {\"from\": \"x\"}}}",

@@ -334,7 +334,7 @@ TEST(macro_dates_moscow)
 	ASSERT_STREQ(d.uto, "1781557199");
 	ASSERT_STREQ(d.tom, "2026-06-16");
 	ASSERT_STREQ(d.utom, "1781557200");
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(macro_dates_new_york_dst_changes)
@@ -362,7 +362,7 @@ TEST(macro_dates_new_york_dst_changes)
 	ASSERT_EQ(macro_t_dates("America/New_York", 2026, 10, 31, 2026, 11, 1, &d, err,
 				sizeof(err)), 0);
 	ASSERT_EQ(d.t_tom - d.t_from, 49 * 3600);
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(macro_dates_month_and_year_ends)
@@ -395,7 +395,7 @@ TEST(macro_dates_month_and_year_ends)
 	ASSERT_STREQ(d.from, "2028-02-29");
 	ASSERT_STREQ(d.ffrom, "2028-02-29 00:00:00");
 	ASSERT_STREQ(d.ftom, "2028-03-01 00:00:00");
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(macro_dates_errors)
@@ -476,5 +476,5 @@ TEST(macro_each_lists_variables)
 	ASSERT_EQ(rc, 0);
 	ASSERT_STREQ(a.b.p, "0:idsl=;0:idel=;");
 	buf_release(&a.b);
-	tz_cache_free();
+	tz_restore();
 }

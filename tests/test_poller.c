@@ -1951,3 +1951,98 @@ TEST(poller_async_commit_stays_in_its_own_statement)
 	ASSERT(test_sql_is((struct pg_conn *)c, "SHOW synchronous_commit", "on"));
 	ASSERT(test_sql_is((struct pg_conn *)c, "SELECT count(*) FROM poll_runs WHERE offer = 7", "1"));
 }
+
+/* The dates variant's day bounds come from PostgreSQL: America/New_York
+ * 2026-03-08 is 23 hours long (05:00Z .. 04:00Z), America/Havana
+ * 2026-11-01 25 hours, its midnight ambiguous (the clock falls back from
+ * 01:00 to 00:00): the day starts at the first 00:00 (04:00Z), so lead 501,
+ * made at 00:30 of that first hour, is in it; Europe/Moscow 2014-10-26 25
+ * hours (+4 to +3). test_cli's rule test case expects the same bounds. An offer whose zone
+ * PostgreSQL does not know fails with config_error naming the zone. */
+TEST(poller_dates_bounds_follow_dst_in_postgresql)
+{
+	static const char rule[] =
+		"return {\n"
+		"  process = function(data)\n"
+		"    for _, d in ipairs(data) do lead.setstatus(e2i[d.id], d.status) end\n"
+		"  end,\n"
+		"  dates = { url = 'http://{host}/{path}?from={from}&to={to}&ufrom={ufrom}"
+		"&uto={uto}&utom={utom}&ffrom={ffrom}&fto={fto}', days = 1 },\n"
+		"}\n";
+	struct pt_route ny = { .status = "cancelled", .dates_ids = "E-401" },
+			hav = { .status = "cancelled", .dates_ids = "E-501" },
+			msk = { .status = "cancelled", .dates_ids = "E-701" };
+	struct mock_route routes[] = {
+		{ .path = "/ny", .kind = MOCK_FUNC, .fn = pt_answer, .data = &ny },
+		{ .path = "/hav", .kind = MOCK_FUNC, .fn = pt_answer, .data = &hav },
+		{ .path = "/msk", .kind = MOCK_FUNC, .fn = pt_answer, .data = &msk },
+	};
+	/* offer, its CRM path, zone (60: made unknown below), its lead's creation */
+	static const struct {
+		int64_t offer;
+		const char *path, *tz, *created;
+	} world[] = {
+		{ 40, "ny", "America/New_York", "2026-03-08T12:00:00Z" },
+		{ 50, "hav", "America/Havana", "2026-11-01T04:30:00Z" },
+		{ 60, "ny", "UTC", "2026-11-01T04:30:00Z" },
+		{ 70, "msk", "Europe/Moscow", "2014-10-26T12:00:00Z" },
+	};
+	static const struct {
+		const char *path, *query;
+	} want[] = {
+		{ "/ny", "from=2026-03-08&to=2026-03-08&ufrom=1772946000&uto=1773028799"
+			 "&utom=1773028800&ffrom=2026-03-08%2000%3A00%3A00&fto=2026-03-08%2023%3A59%3A59" },
+		{ "/hav", "from=2026-11-01&to=2026-11-01&ufrom=1793505600&uto=1793595599"
+			  "&utom=1793595600&ffrom=2026-11-01%2000%3A00%3A00&fto=2026-11-01%2023%3A59%3A59" },
+		{ "/msk", "from=2014-10-26&to=2014-10-26&ufrom=1414267200&uto=1414357199"
+			  "&utom=1414357200&ffrom=2014-10-26%2000%3A00%3A00&fto=2014-10-26%2023%3A59%3A59" },
+	};
+	struct buf imp;
+	struct mock_request reqs[8];
+	struct pt_env e;
+	struct poller_config pc;
+	char err[1024];
+	size_t n, i;
+	int port, seen = 0;
+
+	buf_init(&imp, 0);
+	test_defer(pt_buf_release, &imp);
+	ASSERT(pt_open(&e, "ls_poller_dst", routes, 3));
+	ASSERT(pt_write(e.rules, "pt_dst", rule));
+	port = mock_crm_port(e.m);
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	for (i = 0; i < sizeof(world) / sizeof(world[0]); i++) {
+		char tz[64];
+
+		snprintf(tz, sizeof(tz), "\"tz\": \"%s\"", world[i].tz);
+		ASSERT_EQ(pt_offer(&imp, world[i].offer, "pt_dst", port, world[i].path, tz), 0);
+		ASSERT_EQ(pt_lead(&imp, world[i].offer * 10 + 1, world[i].offer, 2, world[i].created),
+			  0);
+	}
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	/* past import's check, as a hand edit of the table would */
+	ASSERT(test_sql_exec(e.c, "UPDATE offers SET tz = 'Mars/Base' WHERE id = 60"));
+	ASSERT(pt_hold_except(e.c, "variant = 'dates'"));
+	pt_config(&e, &pc, "w-dst");
+	pc.dates_age_days = 36500; /* the days are in the past */
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_idle(&e, 10000));
+
+	n = mock_crm_requests(e.m, reqs, 8);
+	ASSERT_EQ(n, 3);
+	for (i = 0; i < n; i++) {
+		size_t k;
+
+		for (k = 0; k < 3; k++)
+			if (strcmp(reqs[i].path, want[k].path) == 0) {
+				seen |= 1 << k;
+				ASSERT_STREQ(reqs[i].query, want[k].query);
+			}
+	}
+	ASSERT_EQ(seen, 7);
+	ASSERT(test_sql_is(e.c, "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM leads",
+			   "401:5 501:5 601:2 701:5"));
+	ASSERT(test_sql_is(e.c, "SELECT concat_ws(' ', outcome, error) FROM poll_runs WHERE offer = 60",
+			   "config_error unknown time zone 'Mars/Base'"));
+	pt_close(&e);
+}

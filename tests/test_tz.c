@@ -64,7 +64,7 @@ TEST(tz_utc_names)
 	ASSERT_EQ(tm.tm_wday, 6); /* a Saturday */
 	ASSERT_EQ(tm.tm_yday, 65);
 	ASSERT_EQ(tm.tm_gmtoff, 0);
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(tz_valid_refuses_unsafe_names)
@@ -84,7 +84,7 @@ TEST(tz_valid_refuses_unsafe_names)
 	ASSERT(tz_valid("America/New_York"));
 	ASSERT(tz_valid("Etc/GMT+3"));
 	ASSERT(tz_valid("America/Port-au-Prince"));
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(tz_errors_name_the_zone)
@@ -104,7 +104,7 @@ TEST(tz_errors_name_the_zone)
 	ASSERT_STREQ(err, "bad local time 2026-02-29 00:00:00");
 	ASSERT_EQ(tz_local_to_utc("UTC", 2026, 2, 1, 24, 0, 0, &t, err, sizeof(err)), -1);
 	ASSERT_CONTAINS(err, "bad local time");
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(tz_moscow_is_plus_three)
@@ -127,7 +127,7 @@ TEST(tz_moscow_is_plus_three)
 	/* 2010 still had summer time (+4) */
 	ASSERT_EQ(tz_local_to_utc("Europe/Moscow", 2010, 7, 1, 12, 0, 0, &t, err, sizeof(err)), 0);
 	ASSERT_EQ(t, tz_days_from_civil(2010, 7, 1) * 86400 + 8 * 3600);
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(tz_new_york_spring_gap)
@@ -157,7 +157,7 @@ TEST(tz_new_york_spring_gap)
 	ASSERT_EQ(tm.tm_hour, 3);
 	ASSERT_EQ(tm.tm_isdst, 1);
 	ASSERT_EQ(tm.tm_gmtoff, -4 * 3600);
-	tz_cache_free();
+	tz_restore();
 }
 
 TEST(tz_new_york_autumn_overlap)
@@ -186,7 +186,7 @@ TEST(tz_new_york_autumn_overlap)
 	ASSERT_EQ(t, tz_days_from_civil(2090, 7, 1) * 86400 + 4 * 3600);
 	ASSERT_EQ(tz_local_to_utc(ny, 2090, 12, 1, 0, 0, 0, &t, err, sizeof(err)), 0);
 	ASSERT_EQ(t, tz_days_from_civil(2090, 12, 1) * 86400 + 5 * 3600);
-	tz_cache_free();
+	tz_restore();
 }
 
 /* Sets TZ for glibc; returns the previous value (malloc'd or NULL). */
@@ -275,16 +275,16 @@ TEST(tz_agrees_with_glibc)
 		}
 		tz_test_restore_env(saved);
 	}
-	tz_cache_free();
+	tz_restore();
 	if (!ok)
 		test__fail(__FILE__, __LINE__, "%s", why);
 	ASSERT(ok);
 	ASSERT_EQ(checked, 12 * 10374);
 }
 
-/* Every zone of zone.tab loads and converts, including those past the
- * cache's TZ_CACHE_MAX entries (loaded per call). */
-TEST(tz_all_zones_and_cache_overflow)
+/* Every zone of zone.tab is valid and converts, twice over (the second
+ * round switching TZ back to zones it has read before). */
+TEST(tz_all_zones_convert)
 {
 	FILE *f = fopen(TZ_DIR "/zone.tab", "r");
 	char line[512], err[128] = "", bad[300] = "";
@@ -292,7 +292,6 @@ TEST(tz_all_zones_and_cache_overflow)
 	struct tm tm;
 
 	ASSERT(f != NULL);
-	/* twice: the second round finds the first TZ_CACHE_MAX in the cache */
 	for (round = 0; round < 2; round++) {
 		rewind(f);
 		while (fgets(line, sizeof(line), f)) {
@@ -315,11 +314,11 @@ TEST(tz_all_zones_and_cache_overflow)
 		}
 	}
 	fclose(f);
-	tz_cache_free();
+	tz_restore();
 	if (nbad)
 		test__fail(__FILE__, __LINE__, "%zu zones fail, e.g. %s", nbad, bad);
 	ASSERT_EQ(nbad, 0);
-	ASSERT(nzones > 2 * TZ_CACHE_MAX);
+	ASSERT(nzones > 2 * 300);
 }
 
 struct tz_test_thread {
@@ -348,20 +347,21 @@ static void *tz_test_worker(void *arg)
 	return NULL;
 }
 
-/* Threads loading the same zones at once all get the same answers. */
-TEST(tz_threads_share_the_cache)
+/* Threads converting in several zones at once all get the same answers
+ * (the lock around TZ). */
+TEST(tz_threads_get_the_same_answers)
 {
 	struct tz_test_thread w[4];
 	pthread_t th[4];
 	int i;
 
-	tz_cache_free();
+	tz_restore();
 	memset(w, 0, sizeof(w));
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(pthread_create(&th[i], NULL, tz_test_worker, &w[i]), 0);
 	for (i = 0; i < 4; i++)
 		pthread_join(th[i], NULL);
-	tz_cache_free();
+	tz_restore();
 	for (i = 0; i < 4; i++) {
 		ASSERT_EQ(w[i].failed, 0);
 		ASSERT_EQ(w[i].sum, w[0].sum);
