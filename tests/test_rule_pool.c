@@ -19,7 +19,6 @@ struct rp_env {
 	struct rule_pool *pool;
 	struct rule_pool_lane lanes[4];
 	struct rule_pool_job jobs[RP_JOBS];
-	char names[RP_JOBS][4];
 	/* the order the work ran in, and the done functions */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -140,6 +139,25 @@ static void rp_submit(struct rp_env *e, unsigned i, const char *name)
 	rule_pool_submit(e->pool, &e->lanes[name[0] - 'A'], &e->jobs[i]);
 }
 
+/* Jobs first.. named by the words of names ("A2 A3 B1"), submitted in
+ * order; the names must outlive the jobs (string literals). */
+static void rp_submit_all(struct rp_env *e, unsigned first, const char *names)
+{
+	static char words[RP_JOBS][4];
+	const char *p = names;
+	unsigned i = first;
+
+	while (*p && i < RP_JOBS) {
+		size_t n = strcspn(p, " ");
+
+		snprintf(words[i], sizeof(words[i]), "%.*s", (int)n, p);
+		rp_submit(e, i, words[i]);
+		i++;
+		p += n;
+		p += *p == ' ';
+	}
+}
+
 static void rp_wait_held(struct rp_env *e)
 {
 	pthread_mutex_lock(&e->mu);
@@ -173,11 +191,7 @@ TEST(rule_pool_lanes_take_turns)
 	e->hold = "A1";
 	rp_submit(e, 0, "A1");
 	rp_wait_held(e);
-	rp_submit(e, 1, "A2");
-	rp_submit(e, 2, "A3");
-	rp_submit(e, 3, "B1");
-	rp_submit(e, 4, "C1");
-	rp_submit(e, 5, "B2");
+	rp_submit_all(e, 1, "A2 A3 B1 C1 B2");
 	rp_release(e);
 	rp_run_until(e, 6);
 	printf("  ran: %s\n", e->ran);
@@ -196,10 +210,7 @@ TEST(rule_pool_a_lane_holds_one_thread)
 	e->hold = "A1";
 	rp_submit(e, 0, "A1");
 	rp_wait_held(e);
-	rp_submit(e, 1, "A2");
-	rp_submit(e, 2, "B1");
-	rp_submit(e, 3, "B2");
-	rp_submit(e, 4, "B3");
+	rp_submit_all(e, 1, "A2 B1 B2 B3");
 	rp_run_until(e, 3);
 	ASSERT_STREQ(e->done, "B1 B2 B3 ");
 	pthread_mutex_lock(&e->mu);
@@ -214,16 +225,13 @@ TEST(rule_pool_a_lane_holds_one_thread)
  * CPU time measured on its thread, every done function run once. */
 TEST(rule_pool_measures_cpu_and_runs_every_job)
 {
-	static const char *const names[] = { "A1", "B1", "C1", "D1", "A2", "B2", "C2", "D2" };
 	struct rp_env *e = calloc(1, sizeof(*e));
 	struct rule_pool_stats st;
-	unsigned i;
 
 	ASSERT(e);
 	ASSERT(rp_open(e, 2));
 	e->spin = true;
-	for (i = 0; i < 8; i++)
-		rp_submit(e, i, names[i]);
+	rp_submit_all(e, 0, "A1 B1 C1 D1 A2 B2 C2 D2");
 	rp_run_until(e, 8);
 	ASSERT(atomic_load(&e->most) <= 2);
 	rule_pool_stats(e->pool, &st);
@@ -240,15 +248,12 @@ TEST(rule_pool_measures_cpu_and_runs_every_job)
  * runs, before the close callback. */
 TEST(rule_pool_close_finishes_what_was_submitted)
 {
-	static const char *const names[] = { "A1", "A2", "B1", "A3", "C1" };
 	struct rp_env *e = calloc(1, sizeof(*e));
 	bool closed = false;
-	unsigned i;
 
 	ASSERT(e);
 	ASSERT(rp_open(e, 2));
-	for (i = 0; i < 5; i++)
-		rp_submit(e, i, names[i]);
+	rp_submit_all(e, 0, "A1 A2 B1 A3 C1");
 	rule_pool_close(e->pool, rp_closed, &closed);
 	e->pool = NULL;
 	ASSERT_EQ(e->ndone, 5u);
