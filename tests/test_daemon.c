@@ -1809,3 +1809,94 @@ static void dm_slow_body(struct dm_env *e)
 }
 
 DM_TEST(daemon_slow_rule_is_logged_and_counted, dm_slow_body)
+
+/* ------------------------------------------------------------ secrets */
+
+/* Secrets planted where a careless daemon would print them: an offer's
+ * secret param and a credential-looking one in the request URL, echoed by
+ * the CRM, logged by the rule and raised in its error; an advertiser's key
+ * and a signature in postbacks, good and refused. None may reach the log,
+ * the poll runs, the postback log or the history (README "Security"). */
+#define DM_KEY "PLANTEDkey7319"
+#define DM_TOKEN "PLANTEDtok8420"
+#define DM_SIGN "PLANTEDsig9531"
+
+static const char dm_rule_secret[] =
+	"return {\n"
+	"  processing = { url = 'http://{host}/{path}?ids={idel}&key={key}&token={token}',"
+	" batch = 10 },\n"
+	"  process = function(data)\n"
+	"    log('the key is ' .. offer.params.key .. ', the token ' .. offer.params.token)\n"
+	"    error('the CRM said ' .. data.said .. ' to ' .. offer.params.key)\n"
+	"  end,\n"
+	"}\n";
+
+/* Answers {"said": "<the request's query>"}: the CRM echoes the secrets. */
+static void dm_echo(const struct mock_request *req, struct mock_answer *ans, void *data)
+{
+	if (buf_addf(&ans->body, "{\"said\": \"%s\"}", req->query) < 0)
+		ans->status = 500;
+}
+
+static void dm_secrets_body(struct dm_env *e)
+{
+	static const char *const planted[] = { DM_KEY, DM_TOKEN, DM_SIGN, "advertiser_api_key" };
+	struct mock_route routes[] = { { .path = "/echo", .kind = MOCK_FUNC, .fn = dm_echo } };
+	const char *const extra[] = { "LEADSYNC_LOG_LEVEL=debug", NULL };
+	struct buf imp;
+	char *log, *rows;
+	size_t i;
+
+	buf_init(&imp, 0);
+	ASSERT(dm_open(e, "ls_daemon_secrets", NULL, routes, 1));
+	ASSERT(dm_rule(e, "dm_secret", dm_rule_secret));
+	ASSERT_EQ(buf_adds(&imp, DM_ADV), 0);
+	ASSERT_EQ(buf_addf(&imp,
+			   "{\"offer\": {\"id\": 40, \"advertiser\": 1, \"name\": \"S\","
+			   " \"rule\": \"dm_secret\", \"params\": {\"host\": \"127.0.0.1:%d\","
+			   " \"path\": \"echo\", \"key\": \"" DM_KEY "\", \"token\": \"" DM_TOKEN "\"},"
+			   " \"secret_params\": [\"key\"], \"intervals\": {\"processing\": 1}}}\n"
+			   "{\"goal\": {\"offer\": 40, \"code\": \"lead\", \"payout\": \"fixed\","
+			   " \"wm\": 5, \"pay\": 8, \"currency\": \"USD\"}}\n"
+			   "{\"lead\": {\"id\": 4001, \"offer\": 40, \"ext\": \"E-4001\", \"status\": 2,"
+			   " \"created\": \"2026-11-01T10:00:00Z\", \"goal\": \"lead\", \"base\": 30}}\n",
+			   mock_crm_port(e->m)),
+		  0);
+	ASSERT_EQ(buf_adds(&imp, DM_PUSH_OFFER), 0);
+	ASSERT_EQ(dm_import(e, imp.p), 0);
+	buf_release(&imp);
+	ASSERT(dm_start(e, 0, extra));
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) > 0 FROM poll_runs WHERE offer = 40", "t",
+			   15000 * DM_SLACK));
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+			      "&request_id=dm-sec-1&action=lead&status=hold&sign=" DM_SIGN),
+		  200);
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
+			      "&request_id=dm-sec-2&action=nope&status=hold&note=advertiser_api_key"),
+		  400);
+	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=nonsense&key="
+			      DM_KEY), 400);
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM postbacks_in", "3", 15000 * DM_SLACK));
+	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000 * DM_SLACK, NULL));
+	/* the poll ran into the rule's error, which names the key: masked */
+	ASSERT(test_sql_is(e->c,
+			   "SELECT outcome FROM poll_runs WHERE offer = 40 ORDER BY id LIMIT 1",
+			   "rule_error"));
+	log = test_defer_free(dm_log(&e->d[0]));
+	rows = test_defer_free(test_sql_value(
+		(struct pg_conn *)e->c, "SELECT concat_ws(' ', (SELECT string_agg(r::text, ' ') FROM poll_runs r),"
+		      " (SELECT string_agg(p::text, ' ') FROM postbacks_in p),"
+		      " (SELECT string_agg(h::text, ' ') FROM lead_history h))"));
+	ASSERT(rows && strstr(rows, "***"));
+	for (i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+		if (strstr(log, planted[i]))
+			printf("  the log has %s: ...%.300s\n", planted[i], strstr(log, planted[i]));
+		if (strstr(rows, planted[i]))
+			printf("  the records have %s: ...%.200s\n", planted[i], strstr(rows, planted[i]));
+		ASSERT(!strstr(log, planted[i]));
+		ASSERT(!strstr(rows, planted[i]));
+	}
+	ASSERT(dm_exited_0(&e->d[0]));
+}
+
+DM_TEST(daemon_planted_secrets_reach_no_log_or_record, dm_secrets_body)
