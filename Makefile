@@ -79,7 +79,7 @@ build/obj build/tobj build/test build/gen:
 
 # The README's test command. Starts a private PostgreSQL, runs every test,
 # stops the server whatever happens; last line is "N passed, N failed".
-test: build/test/tests build/test/leadsync build/leadsync bench-bin
+test: build/test/tests build/test/leadsync build/leadsync bench-bin fuzz-replay
 	scripts/test.sh
 
 check: test
@@ -140,3 +140,41 @@ bench-rule: build/bench/bench_rule
 
 bench: bench-bin
 	python3 bench/run.py --scale $(BENCH_SCALE)
+
+# Fuzzing (tests/fuzz/, one target per .c with LLVMFuzzerTestOneInput).
+# `make fuzz` builds every target with clang and libFuzzer
+# (build/fuzz/NAME) and runs each for FUZZ_SECONDS on a scratch copy of
+# tests/fuzz/corpus/NAME (new inputs stay in build/fuzz/work, not in the
+# repo). `make test` replays every corpus with build/test/fuzz/NAME: the
+# same target with tests/fuzz/replay.c, gcc and the test sanitizers.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   ?=
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/%)
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=build/test/fuzz/%)
+FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen_migrations.o \
+	build/fuzz/obj/gen_admin_assets.o build/fuzz/obj/pattern_diff.o
+# clang reads cli.c's option loop (a++ to take an option's value) as a slip.
+FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE $(WARN) -Wno-for-loop-analysis -Iinclude -Itests -Itests/fuzz $(PKG_CFLAGS) -O1 -g
+
+build/fuzz/obj/%.o: src/%.c $(HDR) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/obj/gen_%.o: build/gen/%.c $(HDR) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -c -o $@ $<
+build/fuzz/obj/pattern_diff.o: tests/pattern_diff.c tests/pattern_diff.h $(HDR) | build/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ) $(HDR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(PKG_LIBS)
+build/test/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(TLIB_OBJ) build/tobj/test_pattern_diff.o $(HDR) | build/test/fuzz
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests -Itests/fuzz -o $@ $< tests/fuzz/replay.c $(TLIB_OBJ) build/tobj/test_pattern_diff.o $(PKG_LIBS)
+build/fuzz/obj build/test/fuzz:
+	mkdir -p $@
+
+fuzz-bin: $(FUZZ_BIN)
+fuzz-replay: $(FUZZ_REPLAY)
+
+fuzz: fuzz-bin
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+.PHONY: fuzz fuzz-bin fuzz-replay
