@@ -74,6 +74,7 @@
 #ifndef LEADSYNC_POSTBACK_H
 #define LEADSYNC_POSTBACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -145,5 +146,32 @@ const struct postback_count *postback_counts(const struct postback *p, size_t *n
  * (log_lost, one log line with the count). Then frees p. cb (may be NULL)
  * runs from the loop, never from within postback_close(). */
 void postback_close(struct postback *p, void (*cb)(void *data), void *data);
+
+/* The parameters of one postback, read from the request alone (no
+ * database, no socket): what postback_handle does first, and what the
+ * fuzz target tests/fuzz/postback.c drives. */
+#define POSTBACK_NPARAMS 6
+struct postback_params {
+	/* click_id (as 8-4-4-4-12, lower case, once checked), request_id,
+	 * action, status, price, customer_id: malloc'd, NULL when absent */
+	char *v[POSTBACK_NPARAMS];
+	int64_t price; /* cents, when price is given */
+	int cust;      /* 0; 1 activate, 2 deactivate (the status word) */
+	int status;    /* 0, or the answer the request itself earns (400, 500) */
+	char err[256]; /* its message */
+};
+
+/* Reads pp (zeroed first) from a request: for a POST with a body, the body
+ * as JSON (by content_type, else by its first byte) or as a form, which
+ * body_form(ud) gives (parsed once, by the caller; NULL: out of memory);
+ * then the query's pairs. A body's fields win over the query's. Checks
+ * what the request alone can get wrong (UTF-8, lengths, missing
+ * parameters, click_id a UUID, price an amount); the first problem sets
+ * status and err. postback_params_release() frees the values. */
+void postback_params_parse(struct postback_params *pp, bool post, const char *content_type,
+			   const char *body, size_t blen,
+			   const struct listener_form *(*body_form)(void *ud), void *ud,
+			   const struct listener_form *query);
+void postback_params_release(struct postback_params *pp);
 
 #endif

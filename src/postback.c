@@ -34,6 +34,7 @@
 #define PB_CLOSE_RETRY_MS 50 /* at close, the wait before a turn the full queue refused */
 
 enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
+_Static_assert(PB_NPARAMS == POSTBACK_NPARAMS, "postback.h names the same parameters");
 
 static const struct {
 	const char *name;
@@ -180,37 +181,37 @@ static enum pb_cust pb__cust_word(const char *s)
 /* ------------------------------------------------------ request parsing */
 
 __attribute__((format(printf, 3, 4)))
-static void pb__pre(struct pb_item *it, int status, const char *fmt, ...)
+static void pb__pre(struct postback_params *pp, int status, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (it->pre_status)
+	if (pp->status)
 		return; /* the first problem is the one answered */
-	it->pre_status = status;
+	pp->status = status;
 	va_start(ap, fmt);
-	vsnprintf(it->pre_err, sizeof(it->pre_err), fmt, ap);
+	vsnprintf(pp->err, sizeof(pp->err), fmt, ap);
 	va_end(ap);
 }
 
 /* Takes one parameter's value. An empty value counts as absent. */
-static void pb__set(struct pb_item *it, int k, const char *s, size_t n)
+static void pb__set(struct postback_params *pp, int k, const char *s, size_t n)
 {
-	if (it->v[k] || !s || !n)
+	if (pp->v[k] || !s || !n)
 		return;
 	if (!buf_utf8_ok(s, n)) {
-		pb__pre(it, 400, "'%s' is not valid UTF-8 text or holds a NUL byte", pb_params[k].name);
+		pb__pre(pp, 400, "'%s' is not valid UTF-8 text or holds a NUL byte", pb_params[k].name);
 		return;
 	}
 	if (n > pb_params[k].max) {
-		pb__pre(it, 400, "'%s' is longer than %zu bytes", pb_params[k].name, pb_params[k].max);
+		pb__pre(pp, 400, "'%s' is longer than %zu bytes", pb_params[k].name, pb_params[k].max);
 		return;
 	}
-	it->v[k] = strndup(s, n);
-	if (!it->v[k])
-		pb__pre(it, 500, "out of memory");
+	pp->v[k] = strndup(s, n);
+	if (!pp->v[k])
+		pb__pre(pp, 500, "out of memory");
 }
 
-static void pb__from_form(struct pb_item *it, const struct listener_form *f)
+static void pb__from_form(struct postback_params *pp, const struct listener_form *f)
 {
 	int k;
 
@@ -218,7 +219,7 @@ static void pb__from_form(struct pb_item *it, const struct listener_form *f)
 		size_t n = 0;
 		const char *s = listener_form_get(f, pb_params[k].name, &n);
 
-		pb__set(it, k, s, n);
+		pb__set(pp, k, s, n);
 	}
 }
 
@@ -248,7 +249,7 @@ static bool pb__json_has_nul(const char *s, size_t n)
 	return false;
 }
 
-static void pb__from_json(struct pb_item *it, const char *body, size_t len)
+static void pb__from_json(struct postback_params *pp, const char *body, size_t len)
 {
 	const char *end = NULL;
 	cJSON *root;
@@ -260,26 +261,26 @@ static void pb__from_json(struct pb_item *it, const char *body, size_t len)
 		const unsigned char *u = (const unsigned char *)body + at;
 
 		if (at + 3 <= len && u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0x9c || u[2] == 0x9d))
-			pb__pre(it, 400, "malformed JSON at byte %zu: a typographic quote where '\"' belongs",
+			pb__pre(pp, 400, "malformed JSON at byte %zu: a typographic quote where '\"' belongs",
 				at + 1);
 		else
-			pb__pre(it, 400, "malformed JSON at byte %zu", at + 1);
+			pb__pre(pp, 400, "malformed JSON at byte %zu", at + 1);
 		return;
 	}
 	for (; end && end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
 					   *end == '\n'); end++)
 		;
 	if (end && end < body + len) {
-		pb__pre(it, 400, "malformed JSON: text after the object at byte %zu",
+		pb__pre(pp, 400, "malformed JSON: text after the object at byte %zu",
 			(size_t)(end - body) + 1);
 		goto out;
 	}
 	if (!cJSON_IsObject(root)) {
-		pb__pre(it, 400, "the body must be one JSON object");
+		pb__pre(pp, 400, "the body must be one JSON object");
 		goto out;
 	}
 	if (pb__json_has_nul(body, len)) {
-		pb__pre(it, 400, "a JSON string holds a NUL character");
+		pb__pre(pp, 400, "a JSON string holds a NUL character");
 		goto out;
 	}
 	for (k = 0; k < PB_NPARAMS; k++) {
@@ -290,11 +291,11 @@ static void pb__from_json(struct pb_item *it, const char *body, size_t len)
 		if (!x || cJSON_IsNull(x))
 			continue;
 		if (cJSON_IsString(x)) {
-			pb__set(it, k, x->valuestring, strlen(x->valuestring));
+			pb__set(pp, k, x->valuestring, strlen(x->valuestring));
 			continue;
 		}
 		if (!cJSON_IsNumber(x)) {
-			pb__pre(it, 400, "'%s' must be a string or a number", pb_params[k].name);
+			pb__pre(pp, 400, "'%s' must be a string or a number", pb_params[k].name);
 			continue;
 		}
 		d = x->valuedouble;
@@ -302,63 +303,99 @@ static void pb__from_json(struct pb_item *it, const char *body, size_t len)
 			snprintf(tmp, sizeof(tmp), "%.0f", d);
 		else
 			snprintf(tmp, sizeof(tmp), "%.15g", d);
-		pb__set(it, k, tmp, strlen(tmp));
+		pb__set(pp, k, tmp, strlen(tmp));
 	}
 out:
 	cJSON_Delete(root);
 }
 
-/* Reads the parameters and checks what can be checked without the
- * database; the first problem becomes pre_status/pre_err. */
-static void pb__parse(struct pb_item *it, struct listener_req *req)
+void postback_params_parse(struct postback_params *pp, bool post, const char *content_type,
+			   const char *body, size_t blen,
+			   const struct listener_form *(*body_form)(void *ud), void *ud,
+			   const struct listener_form *query)
 {
 	static const int need_lead[] = { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS };
 	static const int need_cust[] = { PB_CLICK, PB_CUSTOMER, PB_STATUS };
 	const int *need;
-	size_t nneed, i, blen = 0;
-	const char *body = listener_req_body(req, &blen);
+	size_t nneed, i;
 	char missing[160] = "", q[4 * PB_QUOTE_MAX + 8];
 	char uuid[37];
 
-	if (listener_req_method(req) == LISTENER_POST && blen) {
-		if (pb__json_body(listener_req_header(req, "content-type"), body, blen)) {
-			pb__from_json(it, body, blen);
+	memset(pp, 0, sizeof(*pp));
+	if (post && blen) {
+		if (pb__json_body(content_type, body, blen)) {
+			pb__from_json(pp, body, blen);
 		} else {
-			const struct listener_form *f = listener_req_body_form(req);
+			const struct listener_form *f = body_form(ud);
 
 			if (!f)
-				pb__pre(it, 500, "out of memory");
+				pb__pre(pp, 500, "out of memory");
 			else
-				pb__from_form(it, f);
+				pb__from_form(pp, f);
 		}
 	}
-	pb__from_form(it, listener_req_query_form(req));
-	if (it->pre_status)
+	pb__from_form(pp, query);
+	if (pp->status)
 		return;
-	it->cust = it->v[PB_STATUS] ? pb__cust_word(it->v[PB_STATUS]) : PB_CUST_NONE;
-	need = it->cust ? need_cust : need_lead;
-	nneed = it->cust ? 3 : 4;
+	pp->cust = pp->v[PB_STATUS] ? pb__cust_word(pp->v[PB_STATUS]) : PB_CUST_NONE;
+	need = pp->cust ? need_cust : need_lead;
+	nneed = pp->cust ? 3 : 4;
 	for (i = 0; i < nneed; i++)
-		if (!it->v[need[i]]) {
+		if (!pp->v[need[i]]) {
 			size_t m = strlen(missing);
 
 			snprintf(missing + m, sizeof(missing) - m, "%s'%s'", m ? ", " : "",
 				 pb_params[need[i]].name);
 		}
 	if (*missing) {
-		pb__pre(it, 400, "missing %s", missing);
+		pb__pre(pp, 400, "missing %s", missing);
 		return;
 	}
-	if (!click_uuid_parse(it->v[PB_CLICK], uuid)) {
-		pb__pre(it, 400, "'click_id' must be a UUID like c7e2206f-03af-49fa-9046-dd6aeaa44e9b, "
-			"not '%s'", pb__quote(q, sizeof(q), it->v[PB_CLICK]));
+	if (!click_uuid_parse(pp->v[PB_CLICK], uuid)) {
+		pb__pre(pp, 400, "'click_id' must be a UUID like c7e2206f-03af-49fa-9046-dd6aeaa44e9b, "
+			"not '%s'", pb__quote(q, sizeof(q), pp->v[PB_CLICK]));
 		return;
 	}
-	memcpy(it->v[PB_CLICK], uuid, 37);
-	if (it->v[PB_PRICE] && (lead_money_parse(it->v[PB_PRICE], &it->price) < 0 ||
-				it->price < 0 || it->price > PB_MONEY_MAX))
-		pb__pre(it, 400, "'price' must be an amount like 30 or 30.50, not '%s'",
-			pb__quote(q, sizeof(q), it->v[PB_PRICE]));
+	memcpy(pp->v[PB_CLICK], uuid, 37);
+	if (pp->v[PB_PRICE] && (lead_money_parse(pp->v[PB_PRICE], &pp->price) < 0 ||
+				pp->price < 0 || pp->price > PB_MONEY_MAX))
+		pb__pre(pp, 400, "'price' must be an amount like 30 or 30.50, not '%s'",
+			pb__quote(q, sizeof(q), pp->v[PB_PRICE]));
+}
+
+void postback_params_release(struct postback_params *pp)
+{
+	int k;
+
+	for (k = 0; k < PB_NPARAMS; k++) {
+		free(pp->v[k]);
+		pp->v[k] = NULL;
+	}
+}
+
+static const struct listener_form *pb__body_form(void *req)
+{
+	return listener_req_body_form(req);
+}
+
+/* Reads the parameters and checks what can be checked without the
+ * database; the first problem becomes pre_status/pre_err. */
+static void pb__parse(struct pb_item *it, struct listener_req *req)
+{
+	struct postback_params pp;
+	size_t blen = 0;
+	const char *body = listener_req_body(req, &blen);
+	int k;
+
+	postback_params_parse(&pp, listener_req_method(req) == LISTENER_POST,
+			      listener_req_header(req, "content-type"), body, blen, pb__body_form, req,
+			      listener_req_query_form(req));
+	for (k = 0; k < PB_NPARAMS; k++)
+		it->v[k] = pp.v[k];
+	it->price = pp.price;
+	it->cust = pp.cust;
+	it->pre_status = pp.status;
+	memcpy(it->pre_err, pp.err, sizeof(it->pre_err));
 }
 
 static void pb__item_free(struct pb_item *it)
