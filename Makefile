@@ -154,6 +154,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fn
 FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
 FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/%)
 FUZZ_REPLAY  := $(FUZZ_NAMES:%=build/test/fuzz/%)
+FUZZ_HDR     := $(wildcard tests/fuzz/*.h tests/*.h)
 FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen_migrations.o \
 	build/fuzz/obj/gen_admin_assets.o build/fuzz/obj/pattern_diff.o
 # clang reads cli.c's option loop (a++ to take an option's value) as a slip.
@@ -165,9 +166,9 @@ build/fuzz/obj/gen_%.o: build/gen/%.c $(HDR) | build/fuzz/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -c -o $@ $<
 build/fuzz/obj/pattern_diff.o: tests/pattern_diff.c tests/pattern_diff.h $(HDR) | build/fuzz/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
-build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB_OBJ) $(HDR)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_HDR) $(FUZZ_LIB_OBJ) $(HDR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(PKG_LIBS)
-build/test/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(TLIB_OBJ) build/tobj/test_pattern_diff.o $(HDR) | build/test/fuzz
+build/test/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(FUZZ_HDR) $(TLIB_OBJ) build/tobj/test_pattern_diff.o $(HDR) | build/test/fuzz
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests -Itests/fuzz -o $@ $< tests/fuzz/replay.c $(TLIB_OBJ) build/tobj/test_pattern_diff.o $(PKG_LIBS)
 build/fuzz/obj build/test/fuzz:
 	mkdir -p $@

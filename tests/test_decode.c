@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "decode.h"
+#include "lua_cap.h"
 #include "test.h"
 
 /* repr(x) names a value with its type, so an integer 123, a float 123.0
@@ -376,35 +377,10 @@ TEST(decode_json_empty_bom_whitespace)
 	lua_close(L);
 }
 
-/* An allocator that refuses once `left` bytes are used, like the rule
- * runtime's memory cap. */
-struct decode_t_cap {
-	size_t used, limit;
-};
-
-static void *decode_t_alloc(void *ud, void *p, size_t osize, size_t nsize)
-{
-	struct decode_t_cap *c = ud;
-	size_t old = p ? osize : 0;
-	void *np;
-
-	if (nsize == 0) {
-		free(p);
-		c->used -= old;
-		return NULL;
-	}
-	if (nsize > old && c->used + (nsize - old) > c->limit)
-		return NULL;
-	np = realloc(p, nsize);
-	if (np)
-		c->used = c->used - old + nsize;
-	return np;
-}
-
 TEST(decode_out_of_memory_is_an_error)
 {
-	struct decode_t_cap cap = { 0, (size_t)1 << 20 };
-	lua_State *L = lua_newstate(decode_t_alloc, &cap);
+	struct lua_cap cap = { 0, (size_t)1 << 20 };
+	lua_State *L = lua_newstate(lua_cap_alloc, &cap);
 	char err[256], *s;
 	size_t n = 200000, i;
 	int rc;
@@ -856,8 +832,8 @@ TEST(decode_xml_content_type_charset_wins_over_the_declaration)
 
 TEST(decode_conversion_is_under_the_memory_cap)
 {
-	struct decode_t_cap cap = { 0, (size_t)1 << 20 };
-	lua_State *L = lua_newstate(decode_t_alloc, &cap);
+	struct lua_cap cap = { 0, (size_t)1 << 20 };
+	lua_State *L = lua_newstate(lua_cap_alloc, &cap);
 	char err[512], *s;
 	size_t n = 2 << 20, used;
 	int rc;

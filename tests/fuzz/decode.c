@@ -17,29 +17,7 @@
 #include "buf.h"
 #include "decode.h"
 #include "fuzz.h"
-
-struct cap {
-	size_t used, limit;
-};
-
-static void *cap_alloc(void *ud, void *p, size_t osize, size_t nsize)
-{
-	struct cap *c = ud;
-	size_t old = p ? osize : 0;
-	void *np;
-
-	if (nsize == 0) {
-		free(p);
-		c->used -= old;
-		return NULL;
-	}
-	if (nsize > old && c->used + (nsize - old) > c->limit)
-		return NULL;
-	np = realloc(p, nsize);
-	if (np)
-		c->used = c->used - old + nsize;
-	return np;
-}
+#include "lua_cap.h"
 
 /* UTF-8 with NULs allowed (a JSON "\u0000" is a NUL character). */
 static void check_utf8(const char *s, size_t n)
@@ -109,7 +87,7 @@ static void xml_lookups(lua_State *L)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct cap cap = { 0, (size_t)64 << 20 };
+	struct lua_cap cap = { 0, (size_t)64 << 20 };
 	enum decode_format fmt;
 	const char *ct, *body;
 	char err[512];
@@ -127,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cap.limit = 48 << 10;
 	ct = fz_next(&f);
 	body = fz_rest(&f, &blen);
-	L = lua_newstate(cap_alloc, &cap);
+	L = lua_newstate(lua_cap_alloc, &cap);
 	if (!L) {
 		fz_close(&f);
 		return 0;
