@@ -631,6 +631,17 @@ static void poller__ctype(struct poll_batch *b, const char *ct)
 	b->ctype[i] = '\0';
 }
 
+/* The pair was aborted (lease lost, or the stop's deadline) while the
+ * batch was out: it fails with the pair's reason, what it was doing
+ * appended (": request cancelled"). */
+static void poller__batch_aborted(struct poll_batch *b, const char *what)
+{
+	struct poll_pair *pr = b->pair;
+
+	poller__batch_fail(b, pr->abort_outcome, "%s%s",
+			   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down", what);
+}
+
 static void poller__http_cb(struct http_client_req *req, struct http_result *res, void *ud)
 {
 	struct poll_batch *b = ud;
@@ -647,9 +658,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 	poller__ctype(b, res->content_type);
 	POLL_OBSERVE(p, answer, b, res);
 	if (res->outcome == HTTP_CANCELLED && pr->aborted) {
-		poller__batch_fail(b, pr->abort_outcome, "%s",
-				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost: request cancelled"
-									: "shutting down: request cancelled");
+		poller__batch_aborted(b, ": request cancelled");
 		return;
 	}
 	if (o != POLL_OK) {
@@ -667,8 +676,7 @@ static void poller__http_cb(struct http_client_req *req, struct http_result *res
 		return;
 	}
 	if (pr->aborted) {
-		poller__batch_fail(b, pr->abort_outcome, "%s",
-				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down");
+		poller__batch_aborted(b, "");
 		return;
 	}
 	if (!p->cfg.check_save) /* a saved case replays with one --now */
@@ -735,8 +743,7 @@ static void poller__rule_done(struct rule_pool_job *job)
 	if (b->rule_lim != RULE_LIMIT_NONE)
 		p->st.rule_limits[b->rule_lim - 1]++;
 	if (pr->aborted) {
-		poller__batch_fail(b, pr->abort_outcome, "%s",
-				   pr->abort_outcome == POLL_LEASE_LOST ? "lease lost" : "shutting down");
+		poller__batch_aborted(b, "");
 		return;
 	}
 	if (b->rule_rc < 0 && b->rule_first) {
