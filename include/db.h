@@ -51,6 +51,8 @@
 #include <libpq-fe.h>
 #include <uv.h>
 
+#include "list.h"
+
 #include "metrics.h"
 
 enum db_status {
@@ -84,7 +86,7 @@ struct db_job {
 	int status;         /* enum db_status */
 	char err[DB_ERR_MAX]; /* message when status is not DB_OK */
 	/* private to the pool */
-	struct db_job *next;
+	struct list link; /* in the queue, then in the done list */
 	uint64_t t_submit; /* uv_hrtime() at db_submit() */
 };
 

@@ -65,6 +65,20 @@ static inline void list_remove(struct list *l)
 	list_init(l);
 }
 
+/* Moves every link of from, in order, to the tail of head; from is left
+ * empty. O(1): how a queue filled under a lock is taken whole, to be walked
+ * after the lock is let go. */
+static inline void list_splice_tail(struct list *head, struct list *from)
+{
+	if (from->next == from)
+		return;
+	from->next->prev = head->prev;
+	head->prev->next = from->next;
+	from->prev->next = head;
+	head->prev = from->prev;
+	list_init(from);
+}
+
 /* The first and last links of head, or NULL when it is empty. */
 static inline struct list *list_first(const struct list *head)
 {

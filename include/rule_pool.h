@@ -31,18 +31,20 @@
 
 #include <uv.h>
 
+#include "list.h"
+
 #define RULE_POOL_THREADS_MAX 256
 
 struct rule_pool;
 struct rule_pool_job;
 
-/* A line of jobs; zero it before first use (memset or = {0}). It must
+/* A line of jobs; rule_pool_lane_init() it before first use. It must
  * outlive its jobs: free it only when every job submitted with it is done. */
 struct rule_pool_lane {
-	struct rule_pool_job *head, *tail; /* waiting */
-	struct rule_pool_lane *next;       /* in the pool's line of lanes */
-	bool running, lined;
-	uint64_t jobs;                     /* done so far */
+	struct list waiting; /* rule_pool_job.link, in submission order */
+	struct list link;    /* in the pool's line of lanes, while lined */
+	bool running;
+	uint64_t jobs;       /* done so far */
 };
 
 struct rule_pool_job {
@@ -52,7 +54,7 @@ struct rule_pool_job {
 	int64_t cpu_ns;                          /* set before done: work's CPU time */
 	/* the pool's */
 	struct rule_pool_lane *lane;
-	struct rule_pool_job *next;
+	struct list link; /* in its lane, then in the pool's finished list */
 };
 
 struct rule_pool_stats {
@@ -68,6 +70,7 @@ struct rule_pool_stats {
 __attribute__((warn_unused_result))
 int rule_pool_start(uv_loop_t *loop, unsigned threads, struct rule_pool **out, char *err,
 		    size_t errlen);
+void rule_pool_lane_init(struct rule_pool_lane *lane);
 void rule_pool_submit(struct rule_pool *pool, struct rule_pool_lane *lane,
 		      struct rule_pool_job *job);
 void rule_pool_stats(struct rule_pool *pool, struct rule_pool_stats *out);

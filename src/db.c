@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
 #include "store.h"
 
@@ -28,9 +29,9 @@ struct db {
 	uv_mutex_t mu;
 	uv_cond_t cond;
 	/* under mu */
-	struct db_job *qhead, *qtail; /* queued */
+	struct list queue; /* db_job.link: queued, in submission order */
 	size_t qlen;
-	struct db_job *dhead, *dtail; /* done, waiting for the loop */
+	struct list done;  /* db_job.link: done, waiting for the loop */
 	unsigned exited;
 	unsigned up;
 	bool stop;
@@ -59,33 +60,22 @@ static uint64_t db__now_ms(void)
  * same group function after it, in queue order. Called under mu. */
 static size_t db__take(struct db *d, struct db_job **out)
 {
-	struct db_job *j = d->qhead, *prev, *cur;
+	struct db_job *j = list_entry(list_first(&d->queue), struct db_job, link);
+	struct list *it, *nx;
 	size_t n = 0;
 
-	d->qhead = j->next;
-	if (!d->qhead)
-		d->qtail = NULL;
-	j->next = NULL;
+	list_remove(&j->link);
 	out[n++] = j;
 	if (j->group) {
-		prev = NULL;
-		cur = d->qhead;
-		while (cur && n < d->cfg.group_max) {
-			struct db_job *nx = cur->next;
+		list_for_each_safe(it, nx, &d->queue) {
+			struct db_job *cur = list_entry(it, struct db_job, link);
 
+			if (n >= d->cfg.group_max)
+				break;
 			if (cur->group == j->group) {
-				if (prev)
-					prev->next = nx;
-				else
-					d->qhead = nx;
-				if (d->qtail == cur)
-					d->qtail = prev;
-				cur->next = NULL;
+				list_remove(&cur->link);
 				out[n++] = cur;
-			} else {
-				prev = cur;
 			}
-			cur = nx;
 		}
 	}
 	d->qlen -= n;
@@ -260,9 +250,9 @@ static void db__worker(void *arg)
 		size_t n, i;
 
 		uv_mutex_lock(&d->mu);
-		while (!d->qhead && !d->stop)
+		while (list_empty(&d->queue) && !d->stop)
 			uv_cond_wait(&d->cond, &d->mu);
-		if (!d->qhead) {
+		if (list_empty(&d->queue)) {
 			uv_mutex_unlock(&d->mu);
 			break;
 		}
@@ -281,11 +271,7 @@ static void db__worker(void *arg)
 				d->st.failed++;
 			else if (j->status != DB_OK)
 				d->st.down++;
-			if (d->dtail)
-				d->dtail->next = j;
-			else
-				d->dhead = j;
-			d->dtail = j;
+			list_append(&d->done, &j->link);
 		}
 		uv_mutex_unlock(&d->mu);
 		uv_async_send(&d->async);
@@ -326,17 +312,17 @@ static void db__closed_cb(uv_handle_t *h)
 static void db__async_cb(uv_async_t *a)
 {
 	struct db *d = a->data;
-	struct db_job *j, *next;
+	struct list done = LIST_HEAD_INIT(done), *it, *nx;
 	unsigned exited, i;
 
 	uv_mutex_lock(&d->mu);
-	j = d->dhead;
-	d->dhead = d->dtail = NULL;
+	list_splice_tail(&done, &d->done);
 	exited = d->exited;
 	uv_mutex_unlock(&d->mu);
-	for (; j; j = next) {
-		next = j->next;
-		j->next = NULL;
+	list_for_each_safe(it, nx, &done) {
+		struct db_job *j = list_entry(it, struct db_job, link);
+
+		list_remove(&j->link);
 		metrics_hist_observe(&d->jobs_time, (double)(uv_hrtime() - j->t_submit) / 1e9);
 		j->done(j);
 	}
@@ -365,6 +351,8 @@ int db_open(uv_loop_t *loop, const struct db_config *cfg, struct db **out, char 
 	if (!d)
 		goto oom;
 	d->loop = loop;
+	list_init(&d->queue);
+	list_init(&d->done);
 	metrics_hist_init(&d->jobs_time, metrics_db_bounds, metrics_db_nbounds);
 	d->cfg = *cfg;
 	if (!d->cfg.workers)
@@ -448,7 +436,7 @@ int db_submit(struct db *d, struct db_job *job)
 {
 	int rc = -1;
 
-	job->next = NULL;
+	list_init(&job->link);
 	job->t_submit = uv_hrtime();
 	job->status = DB_OK;
 	job->err[0] = '\0';
@@ -457,11 +445,7 @@ int db_submit(struct db *d, struct db_job *job)
 		d->st.refused++;
 		goto out;
 	}
-	if (d->qtail)
-		d->qtail->next = job;
-	else
-		d->qhead = job;
-	d->qtail = job;
+	list_append(&d->queue, &job->link);
 	d->qlen++;
 	uv_cond_signal(&d->cond);
 	rc = 0;

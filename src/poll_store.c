@@ -161,6 +161,7 @@ int poller__load(PGconn *c, struct poller *p, struct sched_pair **pairs, struct 
 		if (!pr)
 			goto oom;
 		pr->p = p;
+		rule_pool_lane_init(&pr->lane);
 		pr->sp = pairs[i];
 		pr->v = pairs[i]->variant;
 		pr->off.id = pairs[i]->offer;

@@ -22,10 +22,8 @@ struct rule_pool {
 	pthread_t *tids;
 	unsigned nthreads;
 	bool stop;
-	/* lanes with waiting jobs and none running, in turn order */
-	struct rule_pool_lane *line_head, *line_tail;
-	/* finished jobs, in finishing order, for the loop */
-	struct rule_pool_job *done_head, *done_tail;
+	struct list line; /* lanes with waiting jobs and none running, in turn order */
+	struct list done; /* finished jobs, in finishing order, for the loop */
 	struct rule_pool_stats st;
 	void (*close_cb)(void *);
 	void *close_data;
@@ -57,17 +55,6 @@ static int64_t rule_pool__cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* With the lock held: puts lane at the back of the line. */
-static void rule_pool__line(struct rule_pool *pool, struct rule_pool_lane *lane)
-{
-	lane->next = NULL;
-	lane->lined = true;
-	if (pool->line_tail)
-		pool->line_tail->next = lane;
-	else
-		pool->line_head = lane;
-	pool->line_tail = lane;
-}
 
 static void *rule_pool__thread(void *arg)
 {
@@ -78,19 +65,14 @@ static void *rule_pool__thread(void *arg)
 
 	pthread_mutex_lock(&pool->mu);
 	for (;;) {
-		while (!pool->line_head && !pool->stop)
+		while (list_empty(&pool->line) && !pool->stop)
 			pthread_cond_wait(&pool->cv, &pool->mu);
-		if (!pool->line_head)
+		if (list_empty(&pool->line))
 			break; /* stopping, and every job submitted has started */
-		lane = pool->line_head;
-		pool->line_head = lane->next;
-		if (!pool->line_head)
-			pool->line_tail = NULL;
-		lane->lined = false;
-		job = lane->head;
-		lane->head = job->next;
-		if (!lane->head)
-			lane->tail = NULL;
+		lane = list_entry(list_first(&pool->line), struct rule_pool_lane, link);
+		list_remove(&lane->link);
+		job = list_entry(list_first(&lane->waiting), struct rule_pool_job, link);
+		list_remove(&job->link);
 		lane->running = true;
 		pool->st.waiting--;
 		pool->st.running++;
@@ -103,17 +85,12 @@ static void *rule_pool__thread(void *arg)
 		pthread_mutex_lock(&pool->mu);
 		lane->running = false;
 		lane->jobs++;
-		if (lane->head)
-			rule_pool__line(pool, lane);
-		job->next = NULL;
-		if (pool->done_tail)
-			pool->done_tail->next = job;
-		else
-			pool->done_head = job;
-		pool->done_tail = job;
+		if (!list_empty(&lane->waiting))
+			list_append(&pool->line, &lane->link); /* to the back of the line */
+		list_append(&pool->done, &job->link);
 		pool->st.running--;
 		pool->st.cpu_ns += job->cpu_ns;
-		if (lane->head)
+		if (!list_empty(&lane->waiting))
 			pthread_cond_signal(&pool->cv);
 		pthread_mutex_unlock(&pool->mu);
 		uv_async_send(&pool->async);
@@ -126,14 +103,15 @@ static void *rule_pool__thread(void *arg)
 /* On the loop: runs the done functions of the finished jobs. */
 static void rule_pool__drain(struct rule_pool *pool)
 {
-	struct rule_pool_job *job, *next;
+	struct list done = LIST_HEAD_INIT(done), *it, *nx;
 
 	pthread_mutex_lock(&pool->mu);
-	job = pool->done_head;
-	pool->done_head = pool->done_tail = NULL;
+	list_splice_tail(&done, &pool->done);
 	pthread_mutex_unlock(&pool->mu);
-	for (; job; job = next) {
-		next = job->next;
+	list_for_each_safe(it, nx, &done) {
+		struct rule_pool_job *job = list_entry(it, struct rule_pool_job, link);
+
+		list_remove(&job->link);
 		pool->st.done++;
 		job->done(job);
 	}
@@ -163,6 +141,8 @@ int rule_pool_start(uv_loop_t *loop, unsigned threads, struct rule_pool **out, c
 		return -1;
 	}
 	pool->loop = loop;
+	list_init(&pool->line);
+	list_init(&pool->done);
 	pthread_mutex_init(&pool->mu, NULL);
 	pthread_cond_init(&pool->cv, NULL);
 	if ((rc = uv_async_init(loop, &pool->async, rule_pool__async_cb)) < 0) {
@@ -194,22 +174,25 @@ fail:
 	return -1;
 }
 
+void rule_pool_lane_init(struct rule_pool_lane *lane)
+{
+	memset(lane, 0, sizeof(*lane));
+	list_init(&lane->waiting);
+	list_init(&lane->link);
+}
+
 void rule_pool_submit(struct rule_pool *pool, struct rule_pool_lane *lane,
 		      struct rule_pool_job *job)
 {
 	job->lane = lane;
-	job->next = NULL;
 	job->cpu_ns = 0;
+	list_init(&job->link);
 	pthread_mutex_lock(&pool->mu);
-	if (lane->tail)
-		lane->tail->next = job;
-	else
-		lane->head = job;
-	lane->tail = job;
+	list_append(&lane->waiting, &job->link);
 	pool->st.submitted++;
 	pool->st.waiting++;
-	if (!lane->running && !lane->lined) {
-		rule_pool__line(pool, lane);
+	if (!lane->running && !list_linked(&lane->link)) {
+		list_append(&pool->line, &lane->link);
 		pthread_cond_signal(&pool->cv);
 	}
 	pthread_mutex_unlock(&pool->mu);

@@ -70,6 +70,36 @@ TEST(containers_list_order)
 	ASSERT(list_empty(&head));
 }
 
+/* A splice moves a whole queue in order and leaves the source empty;
+ * splicing an empty list changes nothing. */
+TEST(containers_list_splice)
+{
+	struct list a = LIST_HEAD_INIT(a), b = LIST_HEAD_INIT(b), *it;
+	struct ct_item x[5];
+	int i, seen[5], n = 0;
+
+	for (i = 0; i < 5; i++) {
+		x[i].v = i;
+		list_init(&x[i].link);
+		list_append(i < 2 ? &a : &b, &x[i].link);
+	}
+	list_splice_tail(&a, &b);
+	ASSERT(list_empty(&b));
+	list_splice_tail(&a, &b);
+	list_for_each(it, &a)
+		seen[n++] = list_entry(it, struct ct_item, link)->v;
+	ASSERT_EQ(n, 5);
+	for (i = 0; i < 5; i++)
+		ASSERT_EQ(seen[i], i);
+	list_splice_tail(&b, &a);
+	ASSERT(list_empty(&a));
+	ASSERT(list_entry(list_first(&b), struct ct_item, link) == &x[0]);
+	ASSERT(list_entry(list_last(&b), struct ct_item, link) == &x[4]);
+	list_remove(&x[0].link);
+	list_append(&b, &x[0].link);
+	ASSERT(list_entry(list_last(&b), struct ct_item, link) == &x[0]);
+}
+
 /* Random appends, prepends and removes against an array model. */
 TEST(containers_list_random)
 {

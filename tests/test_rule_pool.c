@@ -90,6 +90,8 @@ static bool rp_open(struct rp_env *e, unsigned threads)
 	char err[256];
 
 	memset(e, 0, sizeof(*e));
+	for (size_t l = 0; l < sizeof(e->lanes) / sizeof(e->lanes[0]); l++)
+		rule_pool_lane_init(&e->lanes[l]);
 	test_defer(rp_cleanup, e);
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
