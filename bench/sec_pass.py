@@ -26,6 +26,14 @@ of the lead updates. Ceilings measured in the same run:
 The pass time is held to max(latency bound, PostgreSQL apply) (target
 <= 1.5x), and, at full scale, to 20 s.
 
+Then the rule-bound pass (issue 11: rules on threads): 2,000 offers x 100
+(scaled) of the same fresh seed polled with bench/rules/bench_heavy.lua,
+whose process burns ~7 ms of CPU per batch and changes nothing, first with
+LEADSYNC_RULE_THREADS=1 (the baseline: every rule call in turn, as when
+rules ran on the loop), then with the default (one per core). The ratio
+says what spreading the rules over the cores buys; the main pass cannot
+show it on 2 cores, where PostgreSQL's writes already keep both busy.
+
 The pass machinery (seed, run_pass, Mock) is shared with sec_growth.py.
 """
 import contextlib
@@ -51,6 +59,7 @@ CHANGE = 0.2
 IN_FLIGHT = 256   # LEADSYNC_CRM_IN_FLIGHT's default
 DB_WORKERS = 2    # LEADSYNC_DB_WORKERS's default
 BATCH = 100       # bench/rules/bench_crm.lua
+RB_OFFERS = 2000  # the rule-bound pass's offers at scale 1
 KEY = "bench-key"
 PGWRITE_WORKER = "bench-pgwrite"
 
@@ -172,9 +181,10 @@ def wait_backends_gone(pg, timeout=30):
         " AND pid <> pg_backend_pid()") == "0", timeout, "the daemon's sessions to end", 0.1)
 
 
-def run_pass(pg, mock, offers, timeout):
+def run_pass(pg, mock, offers, timeout, **settings):
     """One `leadsync run` until every processing pair has run once; returns
-    the pass's figures. Raises with the daemon's log tail if it dies."""
+    the pass's figures. Raises with the daemon's log tail if it dies.
+    settings: more of the daemon's (rule_threads=1, say)."""
     upd0, hot0 = lead_stats(pg)
     wal0 = pg.wal_lsn()
     pg_cpu0 = pg.cpu()
@@ -184,7 +194,7 @@ def run_pass(pg, mock, offers, timeout):
         with uninterrupted():
             d = stack.enter_context(bl.spawn_daemon(
                 pg, rules=RULES, listen="127.0.0.1:%d" % bl.free_port(),
-                crm_in_flight=IN_FLIGHT, crm_per_host=IN_FLIGHT))
+                crm_in_flight=IN_FLIGHT, crm_per_host=IN_FLIGHT, **settings))
         done_sql = ("SELECT count(*) FILTER (WHERE last_run IS NOT NULL OR fail_count > 0)"
                     " FROM poll_schedule WHERE variant = 'processing'")
 
@@ -293,6 +303,29 @@ def pg_apply(pg, offers, per_offer):
     return res
 
 
+def rule_bound(cluster, mock, offers):
+    """The rule-bound pass: OFFERS of the seeded offers (database "bound", a
+    copy of the fresh seed) polled with bench/rules/bench_heavy.lua, whose
+    process spends ~7 ms of CPU per batch and changes nothing, once with one
+    rule thread (the baseline: every rule call one after another, as when
+    rules ran on the loop) and once with the default (one per core).
+    Returns {threads: figures}."""
+    out = {}
+    for threads in (1, 0):
+        cluster.psql("DROP DATABASE IF EXISTS bound_run")
+        cluster.psql("CREATE DATABASE bound_run TEMPLATE bound STRATEGY FILE_COPY")
+        pg = on_db(cluster, "bound_run")
+        psql_script(pg, """
+UPDATE offers SET rule = 'bench_heavy';
+UPDATE poll_schedule SET next_due = now() + interval '10 years' WHERE offer > %d;
+CHECKPOINT;
+""" % offers)
+        bl.log("pass: rule-bound, %d offers, %s rule threads" % (offers, threads or "default"))
+        out[threads] = run_pass(pg, mock, offers, timeout=600, rule_threads=threads)
+    cluster.psql("DROP DATABASE bound_run")
+    return out
+
+
 def change_ok(changes, leads):
     """True when the changed share is the mock's 20 %, within four standard
     deviations of a binomial draw of that many leads (and 0.5 points)."""
@@ -335,11 +368,18 @@ def main():
             t0 = time.monotonic()
             cluster.psql("CREATE DATABASE apply TEMPLATE seed STRATEGY FILE_COPY")
             extra["copy_s"] = r3(time.monotonic() - t0)
+        cluster.psql("CREATE DATABASE bound TEMPLATE seed STRATEGY FILE_COPY")
         bl.log("pass: seeded in %.1f s; running the pass" % extra["seed_s"])
         p = run_pass(pg, mock, offers, timeout=max(120.0, 900.0 * scale))
         p["mock"] = mock.stats()
         bl.log("pass: %.2f s, %d runs, %d changes" % (p["wall_s"], p["runs"], p["changes"]))
         extra["pass"] = dict((k, r3(v) if isinstance(v, float) else v) for k, v in p.items())
+
+        rb_offers = bl.scaled(RB_OFFERS, scale, 20)
+        rb = rule_bound(cluster, mock, rb_offers)
+        extra["rule_bound"] = dict(("threads_%s" % (t or "default"),
+                                    dict((k, r3(v) if isinstance(v, float) else v)
+                                         for k, v in f.items())) for t, f in rb.items())
 
         wrk_s = max(1, int(round(5 * min(scale, 1.0) + 0.49)))
         bl.log("pass: mock capacity, wrk -c%d for %d s" % (IN_FLIGHT, wrk_s))
@@ -416,6 +456,17 @@ def main():
     rows.append(bl.row("mock CRM CPU", r3(p["mock_cpu_s"]), "s"))
     rows.append(bl.row("daemon peak RSS", round(p["daemon_rss_mb"], 1), "MB", target="<= 256",
                        ok=p["daemon_rss_mb"] <= 256))
+    one, many = rb[1], rb[0]
+    rb_note = ("%d offers x %d leads, rule bench_heavy (~7 ms CPU per batch, no changes); "
+               "baseline: the same pass with LEADSYNC_RULE_THREADS=1 (%.2f s), every rule call "
+               "in turn as when rules ran on the loop; %d cores" % (rb_offers, per_offer,
+                                                                   one["wall_s"], cores))
+    if one["runs_failed"] or many["runs_failed"]:
+        rb_note += "; %d + %d runs failed" % (one["runs_failed"], many["runs_failed"])
+    rows.append(bl.row("rule-bound pass, rule threads = cores", r3(many["wall_s"]), "s",
+                       ceiling=r3(one["wall_s"]), ceiling_name="1 rule thread",
+                       ratio=r3(many["wall_s"] / one["wall_s"]) if one["wall_s"] else None,
+                       note=rb_note))
     rows.append(bl.row("latency bound", r3(latency), "s",
                        note="%d requests x %d ms / %d in flight" % (requests, DELAY_MS, IN_FLIGHT)))
     rows.append(bl.row("mock CRM capacity", round(cap["rps"]), "req/s",
