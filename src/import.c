@@ -295,48 +295,6 @@ static int import__read(struct import_reader *r)
 	}
 }
 
-static bool import__utf8_ok(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t k, need;
-		uint32_t cp;
-
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			need = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			need = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i <= need)
-			return false;
-		for (k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += need + 1;
-	}
-	return true;
-}
-
 /* ---- values ---- */
 
 static int import__put(struct import *im, struct import_val *v, const char *s, size_t n)
@@ -1426,7 +1384,7 @@ static int import__record(struct import *im, const char *text, size_t len)
 	im->kind = NULL;
 	im->subject[0] = '\0';
 	buf_reset(&im->vals);
-	if (!import__utf8_ok((const unsigned char *)text, len))
+	if (!buf_utf8_ok(text, len))
 		return import__fail(im, "not valid UTF-8 text");
 	root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 	if (!root) {

@@ -245,6 +245,13 @@ static int load_leads(struct ruletest *t, struct buf *tmp, char *err, size_t err
 
 	if (read_file(t->o->leads, tmp, err, errlen) < 0)
 		return -1;
+	/* as import takes its lines: what the database would refuse (or store
+	 * mangled) is refused here too, before the rule sees it */
+	if (!buf_utf8_ok(tmp->p, tmp->len)) {
+		snprintf(err, errlen, "%s: not UTF-8 text (or holds a NUL byte): save it as UTF-8",
+			 t->o->leads);
+		return -1;
+	}
 	t->leads_doc = cJSON_ParseWithLength(tmp->p, tmp->len);
 	if (!t->leads_doc) {
 		snprintf(err, errlen, "%s: not valid JSON near byte %td", t->o->leads,

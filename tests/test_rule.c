@@ -1635,6 +1635,9 @@ TEST(rule_test_validates_leads_as_import_does)
 		  ": lead 1: offer 5 is not the file's offer 1" },
 		{ "{\"offer\": {\"id\": 1e300}, \"leads\": [{\"id\": 1, \"status\": 2}]}",
 		  ": offer \"id\" must be a positive whole number" },
+		/* a windows-1251 comment: import refuses such a line, so does rule test */
+		{ "[{\"id\": 1, \"ext\": \"A\", \"status\": 2, \"comment\": \"\xcf\xf0\xe8\"}]",
+		  ": not UTF-8 text (or holds a NUL byte): save it as UTF-8" },
 	};
 	char err[512];
 	size_t i;
