@@ -98,6 +98,26 @@ struct lead {
 	int64_t hold_until;
 };
 
+/* The fields of a lead that edits change and history records, in
+ * lead_diff()'s order: the one list of them. Each is X(P, name, KIND), S()
+ * between two, P passed through to X (a context: a table alias, a macro).
+ * KIND says how the field is kept:
+ *   NUM    an integer, always set
+ *   ID     an integer id, 0 for none (NULL in the database)
+ *   MONEY  cents here and on the wire, units (numeric) in the database
+ *   TIME   UNIX seconds here and on the wire, 0 for none (NULL)
+ *   STR    text, '' for none
+ * lead.c's diff and lead_store.h's SQL pieces are built from it. Adding a
+ * column: a migration (the column, and the lead_fields() SQL function),
+ * the member in struct lead, one row here, and its merge in import.c's
+ * apply (whose rules differ per field). */
+#define LEAD_FIELDS(X, S, P)                                                                  	X(P, status, NUM) S() X(P, reason, ID) S() X(P, comment, STR) S() X(P, track, STR) S()  	X(P, base, MONEY) S() X(P, counts, NUM) S() X(P, curr, ID) S() X(P, goal, ID) S()       	X(P, wm, MONEY) S() X(P, pay, MONEY) S() X(P, ref, MONEY) S() X(P, cash_curr, ID) S()   	X(P, approved_at, TIME) S() X(P, hold_until, TIME)
+/* Separators for S: nothing, a comma token (initializers), an SQL list's
+ * comma (string literals). */
+#define LEAD_SEP_NONE()
+#define LEAD_SEP_COMMA() ,
+#define LEAD_SEP_SQL() ","
+
 enum goal_payout { PAYOUT_FIXED = 0, PAYOUT_PERCENT = 1, PAYOUT_RECURRING = 2 };
 
 struct lead_goal {

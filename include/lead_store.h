@@ -20,8 +20,8 @@
  * a fraction of a second is never moved by a write that did not change
  * it (and so never without a history row).
  *
- * Adding a column to leads: a migration, then struct lead, and here the
- * select list, the reader, the JSON writer and the record/SET lists. */
+ * Every list here is built from lead.h's LEAD_FIELDS: adding a column is
+ * a row there (see there), nothing here. */
 #ifndef LEADSYNC_LEAD_STORE_H
 #define LEADSYNC_LEAD_STORE_H
 
@@ -36,21 +36,46 @@
 /* A stored time as the wire carries it: UNIX seconds, floored; 0 for NULL. */
 #define LEAD_STORE_EPOCH(t) "coalesce(floor(extract(epoch FROM " t "))::bigint, 0)"
 
+/* Per kind (lead.h's LEAD_FIELDS), a field f of alias a as selected (NULL
+ * read as 0 or ''), its type on the wire, and its value from record x as
+ * a written column takes it. */
+#define LEAD_STORE__SEL(a, f, k) " " LEAD_STORE__SEL_##k(a "." #f)
+#define LEAD_STORE__SEL_NUM(c) c
+#define LEAD_STORE__SEL_ID(c) "coalesce(" c ", 0)"
+#define LEAD_STORE__SEL_MONEY(c) c
+#define LEAD_STORE__SEL_TIME(c) LEAD_STORE_EPOCH(c)
+#define LEAD_STORE__SEL_STR(c) "coalesce(" c ", '')"
+#define LEAD_STORE__TYPE(P, f, k) " " #f " " LEAD_STORE__TYPE_##k
+#define LEAD_STORE__TYPE_NUM "integer"
+#define LEAD_STORE__TYPE_ID "bigint"
+#define LEAD_STORE__TYPE_MONEY "bigint"
+#define LEAD_STORE__TYPE_TIME "bigint"
+#define LEAD_STORE__TYPE_STR "text"
+#define LEAD_STORE__VAL(P, f, k) " " LEAD_STORE__VAL_##k("x." #f)
+#define LEAD_STORE__VAL_NUM(v) v
+#define LEAD_STORE__VAL_ID(v) "nullif(" v ", 0)"
+#define LEAD_STORE__VAL_MONEY(v) v "::numeric / 100"
+#define LEAD_STORE__VAL_TIME(v) "to_timestamp(nullif(" v ", 0))"
+#define LEAD_STORE__VAL_STR(v) v
+/* an UPDATE keeps a stored time whose floor is the one written */
+#define LEAD_STORE__SET(P, f, k) " " #f " = " LEAD_STORE__SET_##k(#f)
+#define LEAD_STORE__SET_NUM(f) LEAD_STORE__VAL_NUM("x." f)
+#define LEAD_STORE__SET_ID(f) LEAD_STORE__VAL_ID("x." f)
+#define LEAD_STORE__SET_MONEY(f) LEAD_STORE__VAL_MONEY("x." f)
+#define LEAD_STORE__SET_TIME(f) LEAD_STORE_TIME("x." f, "l." f)
+#define LEAD_STORE__SET_STR(f) LEAD_STORE__VAL_STR("x." f)
+#define LEAD_STORE__ONE(P, f, k) + 1
+
 /* The lead's columns of alias a (a string literal), LEAD_STORE_NCOLS of
- * them, in lead_store_read()'s order. NULLs read as 0 or "". */
+ * them, in lead_store_read()'s order: id, offer, ext, created, then
+ * LEAD_FIELDS. */
 #define LEAD_STORE_COLS(a)                                                                    \
-	a ".id, " a ".offer, coalesce(" a ".ext, ''), " a ".status, coalesce(" a ".reason, 0),"  \
-	" coalesce(" a ".comment, ''), coalesce(" a ".track, ''), " a ".base, " a ".counts,"   \
-	" coalesce(" a ".curr, 0), coalesce(" a ".goal, 0), " a ".wm, " a ".pay, " a ".ref,"    \
-	" coalesce(" a ".cash_curr, 0), " LEAD_STORE_EPOCH(a ".created") ","                   \
-	" " LEAD_STORE_EPOCH(a ".approved_at") ", " LEAD_STORE_EPOCH(a ".hold_until")
-#define LEAD_STORE_NCOLS 18
+	a ".id, " a ".offer, coalesce(" a ".ext, ''), " LEAD_STORE_EPOCH(a ".created") ","     \
+	LEAD_FIELDS(LEAD_STORE__SEL, LEAD_SEP_SQL, a)
+#define LEAD_STORE_NCOLS (4 LEAD_FIELDS(LEAD_STORE__ONE, LEAD_SEP_NONE, ~))
 
 /* The fields of lead_store_json() as json_to_recordset() reads them. */
-#define LEAD_STORE_RECORD                                                                    \
-	"id bigint, status smallint, reason smallint, comment text, track text, base bigint,"   \
-	" counts integer, curr integer, goal bigint, wm bigint, pay bigint, ref bigint,"       \
-	" cash_curr integer, approved_at bigint, hold_until bigint"
+#define LEAD_STORE_RECORD "id bigint," LEAD_FIELDS(LEAD_STORE__TYPE, LEAD_SEP_SQL, ~)
 
 /* A written time: v (seconds, 0 none) into column cur's place, which is
  * kept when v is its floor. */
@@ -60,31 +85,19 @@
 
 /* UPDATE leads l SET LEAD_STORE_SET FROM (records x) WHERE ...: every
  * field of the lead from record x, and updated. */
-#define LEAD_STORE_SET                                                                       \
-	" status = x.status, reason = nullif(x.reason, 0), comment = x.comment,"               \
-	" track = x.track, base = x.base::numeric / 100, counts = x.counts,"                   \
-	" curr = nullif(x.curr, 0), goal = nullif(x.goal, 0), wm = x.wm::numeric / 100,"        \
-	" pay = x.pay::numeric / 100, ref = x.ref::numeric / 100,"                              \
-	" cash_curr = nullif(x.cash_curr, 0),"                                                  \
-	" approved_at = " LEAD_STORE_TIME("x.approved_at", "l.approved_at") ","                 \
-	" hold_until = " LEAD_STORE_TIME("x.hold_until", "l.hold_until") ", updated = now()"
+#define LEAD_STORE_SET LEAD_FIELDS(LEAD_STORE__SET, LEAD_SEP_SQL, ~) ", updated = now()"
 
 /* The lead's fields a service writes, in lead_diff()'s order: F(name)
- * each, S (a string literal) between them. Set-based writers (import)
- * build their column lists from it, e.g. F(f) " n." #f. */
-#define LEAD_STORE_EACH(F, S)                                                                \
-	F(status) S F(reason) S F(comment) S F(track) S F(base) S F(counts) S F(curr) S        \
-	F(goal) S F(wm) S F(pay) S F(ref) S F(cash_curr) S F(approved_at) S F(hold_until)
+ * each, commas between them. Set-based writers (import) build their
+ * column lists from it, e.g. F(f) " n." #f. */
+#define LEAD_STORE__EACH(F, f, k) F(f)
+#define LEAD_STORE_EACH(F) LEAD_FIELDS(LEAD_STORE__EACH, LEAD_SEP_SQL, F)
 #define LEAD_STORE_NAME(f) " " #f
 
 /* INSERT INTO leads (id, ..., LEAD_STORE_INSERT_COLS) SELECT x.id, ...,
  * LEAD_STORE_VALUES FROM (records x). */
-#define LEAD_STORE_INSERT_COLS LEAD_STORE_EACH(LEAD_STORE_NAME, ",")
-#define LEAD_STORE_VALUES                                                                    \
-	"x.status, nullif(x.reason, 0), x.comment, x.track, x.base::numeric / 100, x.counts,"   \
-	" nullif(x.curr, 0), nullif(x.goal, 0), x.wm::numeric / 100, x.pay::numeric / 100,"    \
-	" x.ref::numeric / 100, nullif(x.cash_curr, 0),"                                       \
-	" to_timestamp(nullif(x.approved_at, 0)), to_timestamp(nullif(x.hold_until, 0))"
+#define LEAD_STORE_INSERT_COLS LEAD_STORE_EACH(LEAD_STORE_NAME)
+#define LEAD_STORE_VALUES LEAD_FIELDS(LEAD_STORE__VAL, LEAD_SEP_SQL, ~)
 
 /* The history rows of lead_store_history_json(), and the one statement
  * that writes history: LEAD_STORE_HISTORY_INSERT " SELECT lead, source,

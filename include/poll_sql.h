@@ -9,8 +9,8 @@
  *   $3 leads (LIMIT), $4 boolean: also count the open leads without an
  *   external id (column POLL_NO_EXT_COL, the same on every row; 0 when
  *   false).
- * Columns: POLL_LEAD_COLS (0-17, lead_store.h's LEAD_STORE_COLS, read into
- * a struct lead by lead_store_read()), then the row
+ * Columns: POLL_LEAD_COLS (lead_store.h's LEAD_STORE_COLS, LEAD_STORE_NCOLS
+ * of them, read into a struct lead by lead_store_read()), then the row
  * version POLL_XMIN_COL (xmin as text: the write's optimistic check), then
  * POLL_NO_EXT_COL. The dates select (poller.c) ends at POLL_XMIN_COL.
  *
@@ -82,8 +82,8 @@
 #include "lead_store.h"
 
 #define POLL_LEAD_COLS LEAD_STORE_COLS("l") ", l.xmin::text"
-#define POLL_XMIN_COL 18
-#define POLL_NO_EXT_COL 19
+#define POLL_XMIN_COL LEAD_STORE_NCOLS
+#define POLL_NO_EXT_COL (LEAD_STORE_NCOLS + 1)
 
 /* The id variants ask by external id: a lead without one (a postback's)
  * cannot be asked about, so it is not selected, only counted. The

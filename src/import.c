@@ -1189,17 +1189,14 @@ static const struct {
  * seconds per million leads on PostgreSQL 15; this is 2.5. Strings pass
  * through to_json() for their escapes; lead_time_json() and uuids need none.
  * tests/test_import.c "import_history_new_after" holds the two equal. */
+#define IMPORT_AFTER(l, f, k) " " IMPORT_AFTER_##k(#f, l "." #f)
+#define IMPORT_AFTER_NUM(f, c) "'\"" f "\":' || " c
+#define IMPORT_AFTER_ID(f, c) IMPORT_AFTER_NUM(f, c) /* NULL: left out */
+#define IMPORT_AFTER_MONEY(f, c) "'\"" f "\":' || trim_scale(" c ")"
+#define IMPORT_AFTER_TIME(f, c) "'\"" f "\":\"' || lead_time_json(" c ") || '\"'"
+#define IMPORT_AFTER_STR(f, c) "CASE WHEN " c " <> '' THEN '\"" f "\":' || to_json(" c ") END"
 #define IMPORT_NEW_AFTER(l)                                                              \
-	"('{' || concat_ws(',', '\"status\":' || " l ".status,"                          \
-	" '\"reason\":' || " l ".reason,"                                                 \
-	" CASE WHEN " l ".comment <> '' THEN '\"comment\":' || to_json(" l ".comment) END,"  \
-	" CASE WHEN " l ".track <> '' THEN '\"track\":' || to_json(" l ".track) END,"        \
-	" '\"base\":' || trim_scale(" l ".base), '\"counts\":' || " l ".counts,"         \
-	" '\"curr\":' || " l ".curr, '\"goal\":' || " l ".goal,"                        \
-	" '\"wm\":' || trim_scale(" l ".wm), '\"pay\":' || trim_scale(" l ".pay),"        \
-	" '\"ref\":' || trim_scale(" l ".ref), '\"cash_curr\":' || " l ".cash_curr,"      \
-	" '\"approved_at\":\"' || lead_time_json(" l ".approved_at) || '\"',"            \
-	" '\"hold_until\":\"' || lead_time_json(" l ".hold_until) || '\"',"              \
+	"('{' || concat_ws(','," LEAD_FIELDS(IMPORT_AFTER, LEAD_SEP_SQL, l) ","            \
 	" '\"ext\":' || to_json(" l ".ext),"                                              \
 	" '\"created\":\"' || lead_time_json(" l ".created) || '\"',"                    \
 	" '\"click_id\":\"' || " l ".click || '\"',"                                     \
@@ -1212,7 +1209,7 @@ static const struct {
 #define IMPORT_L(f) " l." #f
 #define IMPORT_LEAD_OF(F)                                                                 \
 	F(ext) "," F(request_id) "," F(customer_id) "," F(click) "," F(created) ","        \
-	LEAD_STORE_EACH(F, ",")
+	LEAD_STORE_EACH(F)
 static const char import_apply_sql[] =
 	"WITH m AS ("
 	" SELECT coalesce(s.rid, i.id) AS id, s.offer, s.status,"

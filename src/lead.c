@@ -189,14 +189,8 @@ struct lead_fdesc {
 	size_t off, size;
 };
 
-#define LEAD_F(f, k) { #f, k, offsetof(struct lead, f), sizeof(((struct lead *)0)->f) }
-static const struct lead_fdesc lead_fields[] = {
-	LEAD_F(status, FK_NUM),       LEAD_F(reason, FK_ID),     LEAD_F(comment, FK_STR),
-	LEAD_F(track, FK_STR),        LEAD_F(base, FK_MONEY),    LEAD_F(counts, FK_NUM),
-	LEAD_F(curr, FK_ID),          LEAD_F(goal, FK_ID),       LEAD_F(wm, FK_MONEY),
-	LEAD_F(pay, FK_MONEY),        LEAD_F(ref, FK_MONEY),     LEAD_F(cash_curr, FK_ID),
-	LEAD_F(approved_at, FK_TIME), LEAD_F(hold_until, FK_TIME),
-};
+#define LEAD_F(P, f, k) { #f, FK_##k, offsetof(struct lead, f), sizeof(((struct lead *)0)->f) }
+static const struct lead_fdesc lead_fields[] = { LEAD_FIELDS(LEAD_F, LEAD_SEP_COMMA, ~) };
 #define LEAD_NFIELDS (sizeof(lead_fields) / sizeof(lead_fields[0]))
 
 static int64_t lead__num(const struct lead *l, const struct lead_fdesc *f)

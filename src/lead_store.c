@@ -17,47 +17,56 @@ static int lead_store__money(const PGresult *r, int row, int col, int64_t *out)
 	return PQgetisnull(r, row, col) ? 0 : lead_money_parse(PQgetvalue(r, row, col), out);
 }
 
+/* Reading field f of kind k from column c (counting on): a statement each. */
+#define LEAD_STORE__READ(P, f, k) LEAD_STORE__READ_##k(f)
+#define LEAD_STORE__READ_NUM(f) l->f = lead_store__i64(r, row, c++);
+#define LEAD_STORE__READ_ID(f) l->f = lead_store__i64(r, row, c++);
+#define LEAD_STORE__READ_TIME(f) l->f = lead_store__i64(r, row, c++);
+#define LEAD_STORE__READ_MONEY(f) rc |= lead_store__money(r, row, c++, &l->f);
+#define LEAD_STORE__READ_STR(f) lead_strlcpy(l->f, sizeof(l->f), PQgetvalue(r, row, c++));
+
 int lead_store_read(const PGresult *r, int row, int col, struct lead *l)
 {
-	int rc = 0;
+	int rc = 0, c = col + 4;
 
 	memset(l, 0, sizeof(*l));
 	l->id = lead_store__i64(r, row, col + 0);
 	l->offer = lead_store__i64(r, row, col + 1);
 	lead_strlcpy(l->ext, sizeof(l->ext), PQgetvalue(r, row, col + 2));
-	l->status = (int)lead_store__i64(r, row, col + 3);
-	l->reason = (int)lead_store__i64(r, row, col + 4);
-	lead_strlcpy(l->comment, sizeof(l->comment), PQgetvalue(r, row, col + 5));
-	lead_strlcpy(l->track, sizeof(l->track), PQgetvalue(r, row, col + 6));
-	rc |= lead_store__money(r, row, col + 7, &l->base);
-	l->counts = (int)lead_store__i64(r, row, col + 8);
-	l->curr = (int)lead_store__i64(r, row, col + 9);
-	l->goal = lead_store__i64(r, row, col + 10);
-	rc |= lead_store__money(r, row, col + 11, &l->wm);
-	rc |= lead_store__money(r, row, col + 12, &l->pay);
-	rc |= lead_store__money(r, row, col + 13, &l->ref);
-	l->cash_curr = (int)lead_store__i64(r, row, col + 14);
-	l->created = lead_store__i64(r, row, col + 15);
-	l->approved_at = lead_store__i64(r, row, col + 16);
-	l->hold_until = lead_store__i64(r, row, col + 17);
+	l->created = lead_store__i64(r, row, col + 3);
+	LEAD_FIELDS(LEAD_STORE__READ, LEAD_SEP_NONE, ~)
 	return rc ? -1 : 0;
 }
 
+/* Appends n in decimal: a field of the hot write path, where a printf per
+ * number cost more than the rest of the JSON. */
+static int lead_store__num(struct buf *b, int64_t n)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (n < 0)
+		*--p = '-';
+	return buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* Writing field f of kind k as a JSON member: an expression each. */
+#define LEAD_STORE__JSON(P, f, k) e |= buf_adds(b, ",\"" #f "\":"); e |= LEAD_STORE__JSON_##k(l->f);
+#define LEAD_STORE__JSON_NUM(v) lead_store__num(b, v)
+#define LEAD_STORE__JSON_ID(v) lead_store__num(b, v)
+#define LEAD_STORE__JSON_MONEY(v) lead_store__num(b, v)
+#define LEAD_STORE__JSON_TIME(v) lead_store__num(b, v)
+#define LEAD_STORE__JSON_STR(v) buf_add_json_str(b, v, strlen(v))
+
 int lead_store_json(struct buf *b, const struct lead *l)
 {
-	int e = 0;
+	int e = buf_adds(b, "\"id\":");
 
-	e |= buf_addf(b, "\"id\":%" PRId64 ",\"status\":%d,\"reason\":%d,\"comment\":", l->id,
-		      l->status, l->reason);
-	e |= buf_add_json_str(b, l->comment, strlen(l->comment));
-	e |= buf_adds(b, ",\"track\":");
-	e |= buf_add_json_str(b, l->track, strlen(l->track));
-	e |= buf_addf(b,
-		      ",\"base\":%" PRId64 ",\"counts\":%d,\"curr\":%d,\"goal\":%" PRId64
-		      ",\"wm\":%" PRId64 ",\"pay\":%" PRId64 ",\"ref\":%" PRId64
-		      ",\"cash_curr\":%d,\"approved_at\":%" PRId64 ",\"hold_until\":%" PRId64,
-		      l->base, l->counts, l->curr, l->goal, l->wm, l->pay, l->ref, l->cash_curr,
-		      l->approved_at, l->hold_until);
+	e |= lead_store__num(b, l->id);
+	LEAD_FIELDS(LEAD_STORE__JSON, LEAD_SEP_NONE, ~)
 	return e ? -1 : 0;
 }
 
