@@ -188,5 +188,5 @@ build/test/torture: tests/torture/torture.c $(TLIB_OBJ) $(HDR) | build/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $< $(TLIB_OBJ) $(PKG_LIBS) $(TORTURE_WRAP)
 
 torture: build/test/torture
-	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} build/test/torture
+	scripts/torture.sh
 .PHONY: torture

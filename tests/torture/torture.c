@@ -32,9 +32,11 @@
  * must turn into an error.
  *
  * Usage: torture [--sample] [NAME...]: every operation (or those whose
- * name contains a NAME), every n; --sample runs every n up to 40 and then
- * about 120 more spread evenly (`make test` runs that through
- * tests/test_torture.c; `make torture` runs everything). Prints one line
+ * name contains a NAME), every n; --sample runs about 160 n per sweep (24
+ * for import_run, whose runs go to the database): every n up to a quarter
+ * of that, the rest spread evenly (`make test` runs that through
+ * tests/test_torture.c; `make torture` runs everything, via
+ * scripts/torture.sh for the database). Prints one line
  * per operation and mode, then "N passed, N failed"; exits 1 on any
  * failure. */
 #define _GNU_SOURCE
@@ -62,6 +64,7 @@
 #include "rule.h"
 #include "rule_int.h"
 #include "status.h"
+#include "store.h"
 
 /* ---- the counting allocator ------------------------------------------ */
 
@@ -606,26 +609,162 @@ static int op_import(char *fp, size_t fplen, char *err, size_t errlen)
 	return rc < 0 ? -1 : 0;
 }
 
+/* import_run: a file of every record kind into a database made for the
+ * sweeps (when LEADSYNC_TEST_PG is set: `make test`, `make torture`). The
+ * tables are emptied before each run (unarmed); after a failed run they
+ * must still be empty (the transaction rolled back: nothing written) and
+ * the connection idle, after a successful one hold what the baseline's
+ * did. */
+static PGconn *tt_db;
+
+static const char tt_import_text[] =
+	"{\"advertiser\": {\"id\": 1, \"name\": \"Acme\", \"api_key\": \"k-acme\"}}\n"
+	"{\"offer\": {\"id\": 10, \"advertiser\": 1, \"name\": \"Nutra X\", \"rule\": \"acme_crm\", "
+	"\"params\": {\"host\": \"127.0.0.1:9001\", \"key\": \"s3cret\"}, \"secret_params\": [\"key\"], "
+	"\"intervals\": {\"processing\": 600, \"accepted\": 10800, \"dates\": 3600}, \"hold_days\": 7, "
+	"\"reject_reason\": 2, \"reject_after_days\": 30, \"tz\": \"Europe/Moscow\", "
+	"\"landing_url\": \"https://shop.example/x\", \"click_param\": \"click_id\", \"enabled\": true}}\n"
+	"{\"goal\": {\"offer\": 10, \"code\": \"lead\", \"payout\": \"fixed\", \"wm\": 5, \"pay\": 8, "
+	"\"ref\": 0, \"currency\": \"USD\"}}\n"
+	"# a comment line\n"
+	"{\"lead\": {\"id\": 1001, \"offer\": 10, \"ext\": \"A-17\", \"status\": 2, "
+	"\"created\": \"2026-11-20T10:00:00Z\", \"goal\": \"lead\", \"click_id\": null, \"base\": 30, "
+	"\"counts\": 1}}\n"
+	"{\"lead\": {\"id\": 1002, \"offer\": 10, \"ext\": \"A-18\", \"status\": 6, \"comment\": \"Ж\", "
+	"\"created\": \"2026-11-21T10:00:00Z\", \"goal\": \"lead\", \"base\": 12.5, \"counts\": 1}}\n";
+
+static const char tt_import_digest_sql[] =
+	"SELECT (SELECT count(*) FROM advertisers) || ' ' || (SELECT count(*) FROM offers) || ' ' ||"
+	" (SELECT count(*) FROM goals) || ' ' || (SELECT count(*) FROM lead_history) || ' ' ||"
+	" (SELECT coalesce(string_agg(id || ':' || status || ':' || ext || ':' || base, ';' ORDER BY id),"
+	" '') FROM leads)";
+
+/* Unarmed: the tables' digest into out; false when the query failed. */
+static bool tt_import_digest(char *out, size_t len)
+{
+	enum tt_mode m = tt_mode;
+	PGresult *r;
+	bool ok;
+
+	tt_mode = TT_OFF;
+	r = PQexec(tt_db, tt_import_digest_sql);
+	ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+	snprintf(out, len, "%s", ok ? PQgetvalue(r, 0, 0) : PQresultErrorMessage(r));
+	PQclear(r);
+	tt_mode = m;
+	return ok;
+}
+
+static int op_import_run(char *fp, size_t fplen, char *err, size_t errlen)
+{
+	struct import_stats st;
+	char digest[1024];
+	enum tt_mode m = tt_mode;
+	PGresult *r;
+	FILE *in;
+	int rc;
+
+	tt_mode = TT_OFF;
+	/* DELETE, not TRUNCATE: for a few rows it is many times faster. */
+	r = PQexec(tt_db, "DELETE FROM lead_history; DELETE FROM postbacks_in; DELETE FROM clicks;"
+			  " DELETE FROM leads; DELETE FROM customers; DELETE FROM poll_runs;"
+			  " DELETE FROM poll_schedule; DELETE FROM goals; DELETE FROM offers;"
+			  " DELETE FROM advertisers");
+	rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+	if (rc < 0)
+		snprintf(err, errlen, "reset: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	in = rc == 0 ? fmemopen((void *)tt_import_text, strlen(tt_import_text), "r") : NULL;
+	tt_mode = m;
+	if (!in)
+		return -2;
+	rc = import_run(tt_db, in, &st, err, errlen);
+	tt_mode = TT_OFF;
+	fclose(in);
+	if (PQtransactionStatus(tt_db) != PQTRANS_IDLE) {
+		snprintf(err, errlen, "import_run left a transaction open (rc %d)", rc);
+		rc = -2;
+	} else if (!tt_import_digest(digest, sizeof(digest))) {
+		snprintf(err, errlen, "digest: %s", digest);
+		rc = -2;
+	} else if (rc < 0 && strcmp(digest, "0 0 0 0 ") != 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "import_run failed (%s) but wrote: %s", why, digest);
+		rc = -2;
+	} else if (rc == 0) {
+		snprintf(fp, fplen, "%zu %zu %zu %zu %zu|%s", st.advertisers, st.offers, st.goals,
+			 st.leads, st.lines, digest);
+	}
+	tt_mode = m;
+	return rc;
+}
+
+static void tt_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* A database of its own on the test server, migrated; NULL (the sweep is
+ * skipped) when LEADSYNC_TEST_PG is not set. */
+static PGconn *tt_db_open(void)
+{
+	const char *base = getenv("LEADSYNC_TEST_PG");
+	char ci[1024], err[1024];
+	PGconn *c;
+	PGresult *r;
+	int applied;
+
+	if (!base || !*base)
+		return NULL;
+	snprintf(ci, sizeof(ci), "%s dbname=postgres", base);
+	c = PQconnectdb(ci);
+	if (PQstatus(c) != CONNECTION_OK) {
+		printf("torture: cannot reach the test server: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, tt_quiet, NULL);
+	PQclear(PQexec(c, "DROP DATABASE IF EXISTS leadsync_torture WITH (FORCE)"));
+	r = PQexec(c, "CREATE DATABASE leadsync_torture");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		printf("torture: create database: %s", PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+	snprintf(ci, sizeof(ci), "%s dbname=leadsync_torture", base);
+	c = NULL;
+	if (store_connect(ci, &c, err, sizeof(err)) < 0 || store_migrate(c, &applied, err, sizeof(err)) < 0) {
+		printf("torture: database leadsync_torture: %s\n", err);
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
 static const struct {
 	const char *name;
 	tt_op_fn fn;
-	bool lua; /* allocates through a Lua state: run in "lua" mode too */
+	bool lua;     /* allocates through a Lua state: run in "lua" mode too */
+	long sample;  /* runs of --sample; 0: 160 */
 } tt_ops[] = {
-	{ "macro", op_macro, false },
-	{ "status", op_status, false },
-	{ "postback_json", op_postback_json, false },
-	{ "postback_form", op_postback_form, false },
-	{ "mask", op_mask, false },
-	{ "decode_json", op_decode_json, true },
-	{ "decode_json_cp1251", op_decode_json_cp1251, true },
-	{ "decode_xml_cp1251", op_decode_xml, true },
-	{ "decode_xml", op_decode_xml_utf8, true },
-	{ "decode_form_cp866", op_decode_form, true },
-	{ "decode_text_koi8", op_decode_text, true },
-	{ "rule", op_rule, true },
-	{ "rule_paged_clone", op_rule_paged, true },
-	{ "rule_xml_cp1251", op_rule_xml, true },
-	{ "import", op_import, false },
+	{ "macro", op_macro, false, 0 },
+	{ "status", op_status, false, 0 },
+	{ "postback_json", op_postback_json, false, 0 },
+	{ "postback_form", op_postback_form, false, 0 },
+	{ "mask", op_mask, false, 0 },
+	{ "decode_json", op_decode_json, true, 0 },
+	{ "decode_json_cp1251", op_decode_json_cp1251, true, 0 },
+	{ "decode_xml_cp1251", op_decode_xml, true, 0 },
+	{ "decode_xml", op_decode_xml_utf8, true, 0 },
+	{ "decode_form_cp866", op_decode_form, true, 0 },
+	{ "decode_text_koi8", op_decode_text, true, 0 },
+	{ "rule", op_rule, true, 0 },
+	{ "rule_paged_clone", op_rule_paged, true, 0 },
+	{ "rule_xml_cp1251", op_rule_xml, true, 0 },
+	{ "import", op_import, false, 0 },
+	{ "import_run", op_import_run, false, 24 }, /* ~100 ms a run */
 };
 
 /* ---- the driver -------------------------------------------------------- */
@@ -651,7 +790,7 @@ static const char *tt_mode_name(enum tt_mode mode, bool sticky)
 }
 
 /* One operation in one mode; true when it passed. */
-static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool sticky, bool sample)
+static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool sticky, long sample)
 {
 	static char base[8192], fp[8192], err[1024];
 	long total, n, runs = 0, refused = 0, absorbed = 0, step = 1;
@@ -673,9 +812,10 @@ static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool stic
 		       tt_mode_name(mode, sticky), err);
 		return false;
 	}
-	if (sample && total > 160)
-		step = (total - 40) / 120 + 1;
-	for (n = 1;; n = (sample && n >= 40) ? n + step : n + 1) {
+	/* a sample: every n up to a quarter of it, the rest spread evenly */
+	if (sample && total > sample)
+		step = (total - sample / 4) / (sample - sample / 4) + 1;
+	for (n = 1;; n = (step > 1 && n >= sample / 4) ? n + step : n + 1) {
 		fp[0] = err[0] = '\0';
 		tt_cur_n = n;
 		tt_failed = false;
@@ -758,21 +898,27 @@ int main(int argc, char **argv)
 	signal(SIGSEGV, tt_on_abort);
 	cJSON_InitHooks(&hooks);
 	rule__alloc_fail = tt_lua_fail;
+	tt_db = tt_db_open();
 	for (i = 0; i < sizeof(tt_ops) / sizeof(tt_ops[0]); i++) {
 		int m;
 
 		if (!tt_selected(tt_ops[i].name, argc, argv, first))
 			continue;
+		if (tt_ops[i].fn == op_import_run && !tt_db) {
+			printf("torture %-20s skipped: no database (LEADSYNC_TEST_PG)\n", tt_ops[i].name);
+			continue;
+		}
 		for (m = 0; m < 4; m++) {
 			if (m >= 2 && !tt_ops[i].lua)
 				break;
 			if (tt_sweep(tt_ops[i].name, tt_ops[i].fn, m < 2 ? TT_MALLOC : TT_LUA, m & 1,
-				     sample))
+				     !sample ? 0 : tt_ops[i].sample ? tt_ops[i].sample : 160))
 				passed++;
 			else
 				failed++;
 		}
 	}
+	PQfinish(tt_db);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
