@@ -163,13 +163,14 @@ static void *tt_lua_alloc(void *ud, void *p, size_t osize, size_t nsize)
 
 /* ---- the operations ---------------------------------------------------- */
 
-/* An operation: 0 with its result's fingerprint in fp, or -1 with err; 1
+/* An operation (k: which case of it, from its tt_ops row): 0 with its
+ * result's fingerprint in fp, or -1 with err; 1
  * when it succeeded but dropped (and counted) some of its best-effort
  * output: then only the fingerprint up to TT_BEST_EFFORT must match. */
 #define TT_BEST_EFFORT "\n#"
-typedef int (*tt_op_fn)(char *fp, size_t fplen, char *err, size_t errlen);
+typedef int (*tt_op_fn)(int k, char *fp, size_t fplen, char *err, size_t errlen);
 
-static int op_macro(char *fp, size_t fplen, char *err, size_t errlen)
+static int op_macro(int k __attribute__((unused)), char *fp, size_t fplen, char *err, size_t errlen)
 {
 	static const struct macro_param params[] = { { "host", "crm.example" }, { "key", "s3 cr=t" } };
 	static const char *const exts[] = { "A-1", "B 2", "Ж-3" };
@@ -197,7 +198,7 @@ static int op_macro(char *fp, size_t fplen, char *err, size_t errlen)
 	return rc < 0 ? -1 : 0;
 }
 
-static int op_status(char *fp, size_t fplen, char *err, size_t errlen)
+static int op_status(int k __attribute__((unused)), char *fp, size_t fplen, char *err, size_t errlen)
 {
 	struct status_words *w = NULL;
 	struct status_match m;
@@ -231,7 +232,7 @@ static const struct listener_form *tt_body_form(void *ud)
 	return b->parsed == 1 ? &b->f : NULL;
 }
 
-static int tt_postback(bool json, char *fp, size_t fplen, char *err, size_t errlen)
+static int op_postback(int json, char *fp, size_t fplen, char *err, size_t errlen)
 {
 	static const char query[] = "click_id=0F8E5C2A-1B3D-4E5F-8A9B-0C1D2E3F4A5B&status=approved&x=1";
 	static const char jbody[] = "{\"request_id\":\"r-1\",\"action\":\"sale\",\"price\":\"12.50\"}";
@@ -265,17 +266,7 @@ static int tt_postback(bool json, char *fp, size_t fplen, char *err, size_t errl
 	return rc;
 }
 
-static int op_postback_json(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_postback(true, fp, fplen, err, errlen);
-}
-
-static int op_postback_form(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_postback(false, fp, fplen, err, errlen);
-}
-
-static int op_mask(char *fp, size_t fplen, char *err, size_t errlen)
+static int op_mask(int k __attribute__((unused)), char *fp, size_t fplen, char *err, size_t errlen)
 {
 	static const char url[] = "https://crm.example/api?token=abcdef123&key=s3cretkey&q=1";
 	struct mask m;
@@ -300,6 +291,25 @@ out:
 	mask_release(&m);
 	return rc;
 }
+
+static const struct {
+	enum decode_format f;
+	const char *ct, *body;
+} tt_bodies[] = {
+	{ DECODE_JSON, "application/json",
+	  "{\"orders\":[{\"id\":\"A-1\",\"status\":\"in_work\",\"sum\":12.5},"
+	  "{\"id\":\"A-2\",\"status\":\"\\u0416\",\"tags\":[1,2,null,true]}],\"page\":1}" },
+	{ DECODE_JSON, "application/json; charset=windows-1251",
+	  "{\"s\":\"\xc2\xfb\xea\xf3\xef\xeb\xe5\xed\",\"n\":[1,2]}" },
+	{ DECODE_XML, "text/xml",
+	  "<?xml version=\"1.0\" encoding=\"windows-1251\"?>"
+	  "<r><order id=\"A-1\"><status>\xc2\xfb\xea\xf3\xef</status></order>"
+	  "<order id=\"A-2\"><status>ok</status><![CDATA[x<y]]></order></r>" },
+	{ DECODE_XML, NULL, "<r a=\"1\"><o id=\"A-1\">Ж &amp; x</o><o id=\"A-2\"/></r>" },
+	{ DECODE_FORM, "application/x-www-form-urlencoded; charset=cp866",
+	  "a=1&b[]=x&b[]=y&c[k]=%8F&d=%D0%96+2" },
+	{ DECODE_TEXT, "text/plain; charset=koi8-r", "\xf7\xd9\xcb\xd5\xd0 ok" },
+};
 
 /* One body through decode_push on a fresh state; the fingerprint is the
  * value written out with every table's entries sorted (Lua seeds its
@@ -348,9 +358,10 @@ static char *tt_text(lua_State *L, int depth)
 	return buf_steal(&out);
 }
 
-static int tt_decode(enum decode_format f, const char *ct, const char *body, char *fp, size_t fplen,
-		     char *err, size_t errlen)
+static int op_decode(int k, char *fp, size_t fplen, char *err, size_t errlen)
 {
+	enum decode_format f = tt_bodies[k].f;
+	const char *ct = tt_bodies[k].ct, *body = tt_bodies[k].body;
 	lua_State *L = lua_newstate(tt_lua_alloc, NULL);
 	int rc;
 
@@ -373,49 +384,6 @@ static int tt_decode(enum decode_format f, const char *ct, const char *body, cha
 	}
 	lua_close(L);
 	return rc;
-}
-
-static int op_decode_json(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_JSON, "application/json",
-			 "{\"orders\":[{\"id\":\"A-1\",\"status\":\"in_work\",\"sum\":12.5},"
-			 "{\"id\":\"A-2\",\"status\":\"\\u0416\",\"tags\":[1,2,null,true]}],\"page\":1}",
-			 fp, fplen, err, errlen);
-}
-
-static int op_decode_json_cp1251(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_JSON, "application/json; charset=windows-1251",
-			 "{\"s\":\"\xc2\xfb\xea\xf3\xef\xeb\xe5\xed\",\"n\":[1,2]}", fp, fplen, err,
-			 errlen);
-}
-
-static int op_decode_xml(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_XML, "text/xml",
-			 "<?xml version=\"1.0\" encoding=\"windows-1251\"?>"
-			 "<r><order id=\"A-1\"><status>\xc2\xfb\xea\xf3\xef</status></order>"
-			 "<order id=\"A-2\"><status>ok</status><![CDATA[x<y]]></order></r>",
-			 fp, fplen, err, errlen);
-}
-
-static int op_decode_xml_utf8(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_XML, NULL,
-			 "<r a=\"1\"><o id=\"A-1\">Ж &amp; x</o><o id=\"A-2\"/></r>", fp, fplen,
-			 err, errlen);
-}
-
-static int op_decode_form(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_FORM, "application/x-www-form-urlencoded; charset=cp866",
-			 "a=1&b[]=x&b[]=y&c[k]=%8F&d=%D0%96+2", fp, fplen, err, errlen);
-}
-
-static int op_decode_text(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_decode(DECODE_TEXT, "text/plain; charset=koi8-r", "\xf7\xd9\xcb\xd5\xd0 ok", fp,
-			 fplen, err, errlen);
 }
 
 /* The rule runtime: load, prepare, process on a 3-lead batch. */
@@ -464,7 +432,7 @@ static const char tt_xml_body[] =
 
 enum tt_rule_kind { TT_RULE_PLAIN, TT_RULE_PAGED, TT_RULE_XML };
 
-static int tt_rule_run(enum tt_rule_kind kind, char *fp, size_t fplen, char *err, size_t errlen)
+static int op_rule(int kind, char *fp, size_t fplen, char *err, size_t errlen)
 {
 	static const struct macro_param params[] = { { "host", "crm.example" }, { "key", "s3cret" } };
 	static const struct rule_goal goals[] = {
@@ -564,21 +532,6 @@ out:
 	return rc;
 }
 
-static int op_rule(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_rule_run(TT_RULE_PLAIN, fp, fplen, err, errlen);
-}
-
-static int op_rule_paged(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_rule_run(TT_RULE_PAGED, fp, fplen, err, errlen);
-}
-
-static int op_rule_xml(char *fp, size_t fplen, char *err, size_t errlen)
-{
-	return tt_rule_run(TT_RULE_XML, fp, fplen, err, errlen);
-}
-
 /* import: a line parsed as `leadsync import` parses it, then the record. */
 static int tt_currency(const char *iso, const void *data)
 {
@@ -586,7 +539,7 @@ static int tt_currency(const char *iso, const void *data)
 	return strcmp(iso, "USD") == 0 ? 1 : strcmp(iso, "EUR") == 0 ? 2 : 0;
 }
 
-static int op_import(char *fp, size_t fplen, char *err, size_t errlen)
+static int op_import(int k __attribute__((unused)), char *fp, size_t fplen, char *err, size_t errlen)
 {
 	static const char line[] =
 		"{\"ext\":\"A-1\",\"offer\":7,\"status\":6,\"comment\":\"Ж ok\","
@@ -655,7 +608,7 @@ static bool tt_import_digest(char *out, size_t len)
 	return ok;
 }
 
-static int op_import_run(char *fp, size_t fplen, char *err, size_t errlen)
+static int op_import_run(int k __attribute__((unused)), char *fp, size_t fplen, char *err, size_t errlen)
 {
 	struct import_stats st;
 	char digest[1024];
@@ -746,25 +699,26 @@ static PGconn *tt_db_open(void)
 static const struct {
 	const char *name;
 	tt_op_fn fn;
+	int k;
 	bool lua;     /* allocates through a Lua state: run in "lua" mode too */
 	long sample;  /* runs of --sample; 0: 160 */
 } tt_ops[] = {
-	{ "macro", op_macro, false, 0 },
-	{ "status", op_status, false, 0 },
-	{ "postback_json", op_postback_json, false, 0 },
-	{ "postback_form", op_postback_form, false, 0 },
-	{ "mask", op_mask, false, 0 },
-	{ "decode_json", op_decode_json, true, 0 },
-	{ "decode_json_cp1251", op_decode_json_cp1251, true, 0 },
-	{ "decode_xml_cp1251", op_decode_xml, true, 0 },
-	{ "decode_xml", op_decode_xml_utf8, true, 0 },
-	{ "decode_form_cp866", op_decode_form, true, 0 },
-	{ "decode_text_koi8", op_decode_text, true, 0 },
-	{ "rule", op_rule, true, 0 },
-	{ "rule_paged_clone", op_rule_paged, true, 0 },
-	{ "rule_xml_cp1251", op_rule_xml, true, 0 },
-	{ "import", op_import, false, 0 },
-	{ "import_run", op_import_run, false, 24 }, /* ~100 ms a run */
+	{ "macro", op_macro, 0, false, 0 },
+	{ "status", op_status, 0, false, 0 },
+	{ "postback_json", op_postback, 1, false, 0 },
+	{ "postback_form", op_postback, 0, false, 0 },
+	{ "mask", op_mask, 0, false, 0 },
+	{ "decode_json", op_decode, 0, true, 0 },
+	{ "decode_json_cp1251", op_decode, 1, true, 0 },
+	{ "decode_xml_cp1251", op_decode, 2, true, 0 },
+	{ "decode_xml", op_decode, 3, true, 0 },
+	{ "decode_form_cp866", op_decode, 4, true, 0 },
+	{ "decode_text_koi8", op_decode, 5, true, 0 },
+	{ "rule", op_rule, TT_RULE_PLAIN, true, 0 },
+	{ "rule_paged_clone", op_rule, TT_RULE_PAGED, true, 0 },
+	{ "rule_xml_cp1251", op_rule, TT_RULE_XML, true, 0 },
+	{ "import", op_import, 0, false, 0 },
+	{ "import_run", op_import_run, 0, false, 24 }, /* ~100 ms a run */
 };
 
 /* ---- the driver -------------------------------------------------------- */
@@ -790,7 +744,7 @@ static const char *tt_mode_name(enum tt_mode mode, bool sticky)
 }
 
 /* One operation in one mode; true when it passed. */
-static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool sticky, long sample)
+static bool tt_sweep(const char *name, tt_op_fn fn, int k, enum tt_mode mode, bool sticky, long sample)
 {
 	static char base[8192], fp[8192], err[1024];
 	long total, n, runs = 0, refused = 0, absorbed = 0, step = 1;
@@ -804,7 +758,7 @@ static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool stic
 	tt_mode = mode;
 	tt_n = 0;
 	tt_fail_at = 0;
-	rc = fn(base, sizeof(base), err, sizeof(err));
+	rc = fn(k, base, sizeof(base), err, sizeof(err));
 	total = tt_n;
 	tt_mode = TT_OFF;
 	if (rc != 0) {
@@ -822,7 +776,7 @@ static bool tt_sweep(const char *name, tt_op_fn fn, enum tt_mode mode, bool stic
 		tt_n = 0;
 		tt_fail_at = n;
 		tt_mode = mode;
-		rc = fn(fp, sizeof(fp), err, sizeof(err));
+		rc = fn(k, fp, sizeof(fp), err, sizeof(err));
 		tt_mode = TT_OFF;
 		tt_fail_at = 0;
 		if (!tt_failed) {
@@ -911,7 +865,7 @@ int main(int argc, char **argv)
 		for (m = 0; m < 4; m++) {
 			if (m >= 2 && !tt_ops[i].lua)
 				break;
-			if (tt_sweep(tt_ops[i].name, tt_ops[i].fn, m < 2 ? TT_MALLOC : TT_LUA, m & 1,
+			if (tt_sweep(tt_ops[i].name, tt_ops[i].fn, tt_ops[i].k, m < 2 ? TT_MALLOC : TT_LUA, m & 1,
 				     !sample ? 0 : tt_ops[i].sample ? tt_ops[i].sample : 160))
 				passed++;
 			else
