@@ -32,7 +32,7 @@
  * must turn into an error.
  *
  * Usage: torture [--sample] [NAME...]: every operation (or those whose
- * name contains a NAME), every n; --sample runs about 160 n per sweep (24
+ * name contains a NAME), every n; --sample runs about 160 n per sweep (12
  * for import_run, whose runs go to the database): every n up to a quarter
  * of that, the rest spread evenly (`make test` runs that through
  * tests/test_torture.c; `make torture` runs everything, via
@@ -718,7 +718,7 @@ static const struct {
 	{ "rule_paged_clone", op_rule, TT_RULE_PAGED, true, 0 },
 	{ "rule_xml_cp1251", op_rule, TT_RULE_XML, true, 0 },
 	{ "import", op_import, 0, false, 0 },
-	{ "import_run", op_import_run, 0, false, 24 }, /* ~100 ms a run */
+	{ "import_run", op_import_run, 0, false, 12 }, /* ~100 ms a run */
 };
 
 /* ---- the driver -------------------------------------------------------- */
