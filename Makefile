@@ -79,7 +79,7 @@ build/obj build/tobj build/test build/gen:
 
 # The README's test command. Starts a private PostgreSQL, runs every test,
 # stops the server whatever happens; last line is "N passed, N failed".
-test: build/test/tests build/test/leadsync build/leadsync bench-bin fuzz-replay
+test: build/test/tests build/test/leadsync build/leadsync bench-bin fuzz-replay build/test/torture
 	scripts/test.sh
 
 check: test
@@ -179,3 +179,14 @@ fuzz-replay: $(FUZZ_REPLAY)
 fuzz: fuzz-bin
 	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
 .PHONY: fuzz fuzz-bin fuzz-replay
+
+# Allocation-failure runs (tests/torture/torture.c says how): the test
+# objects linked with malloc & co. wrapped. `make test` runs a sample of
+# every sweep (tests/test_torture.c); `make torture` runs all of them.
+TORTURE_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+build/test/torture: tests/torture/torture.c $(TLIB_OBJ) $(HDR) | build/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $< $(TLIB_OBJ) $(PKG_LIBS) $(TORTURE_WRAP)
+
+torture: build/test/torture
+	scripts/torture.sh
+.PHONY: torture

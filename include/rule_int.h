@@ -78,6 +78,10 @@ static inline struct rule_rt *rule__rt(lua_State *L)
 }
 
 /* rule.c */
+/* Allocation-failure seam (tests/torture/torture.c): when set, asked before
+ * the runtime's lua_Alloc grows a block; true refuses it as the memory cap
+ * does. NULL (never set) in the daemon; set only while no rule runs. */
+extern bool (*rule__alloc_fail)(void);
 /* Ends the call: from now on the hook raises on every instruction and the
  * sandbox's pcall re-raises. Sets kill_msg from where (may be NULL: the
  * innermost Lua line). */

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Quiet: only compiler errors show. A no-op under `make test`.
-${MAKE:-make} -s -j2 build/test/tests build/test/leadsync build/leadsync bench-bin fuzz-replay
+${MAKE:-make} -s -j2 build/test/tests build/test/leadsync build/leadsync bench-bin fuzz-replay build/test/torture
 
 pgdir=$(mktemp -d /tmp/leadsync-pg.XXXXXX)
 cleanup() { scripts/pg-local destroy "$pgdir"; }

@@ -964,7 +964,11 @@ static int xml__parse(struct xml_stream *x, struct decode_ctx *c, const char *bo
 {
 	int rc = -1;
 
-	x->xp = XML_ParserCreate(enc);
+	/* expat's own allocations through ours, so the allocation-failure
+	 * runs (tests/torture) reach them too. */
+	static const XML_Memory_Handling_Suite mm = { malloc, realloc, free };
+
+	x->xp = XML_ParserCreate_MM(enc, &mm, NULL);
 	if (!x->xp) {
 		snprintf(c->err, c->errlen, "xml: not enough memory");
 		goto out;

@@ -99,6 +99,8 @@ static void rule__refuse(struct rule_rt *rt, const void *ptr, size_t nsize)
 #endif
 }
 
+bool (*rule__alloc_fail)(void);
+
 static void *rule__alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct rule_rt *rt = ud;
@@ -111,7 +113,8 @@ static void *rule__alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		return NULL;
 	}
 	if (nsize > old && (nsize > rt->lim.alloc_max || rt->mem_used > rt->lim.memory ||
-			    nsize - old > rt->lim.memory - rt->mem_used)) {
+			    nsize - old > rt->lim.memory - rt->mem_used ||
+			    (rule__alloc_fail && rule__alloc_fail()))) {
 		rule__refuse(rt, ptr, nsize);
 		return NULL;
 	}
