@@ -92,6 +92,8 @@ struct postback_config {
 	size_t backlog_max;      /* log rows kept while the database is down [10000] */
 	size_t backlog_bytes_max; /* and the memory they may hold [32 MiB] */
 	unsigned retry_after_s;  /* Retry-After of a 503 [5] */
+	unsigned signature_window_s; /* a signature's t may be this far from the
+	                              * clock (pbauth.h) [300] */
 	unsigned close_deadline_ms; /* at close, the backlog is written until
 	                             * this long has passed [10000] */
 };

@@ -17,6 +17,7 @@
 #include "lead.h"
 #include "lead_store.h"
 #include "macro.h"
+#include "pbauth.h"
 #include "status.h"
 #include "store.h"
 #include "tz.h"
@@ -46,6 +47,7 @@ enum import_type {
 	IT_PARAMS,   /* object of scalars keyed by macro names */
 	IT_WORDS,    /* status word overrides */
 	IT_NAMES,    /* array of non-empty strings → text[] */
+	IT_NETS,     /* array of networks (pbauth_net_parse) → cidr[] */
 };
 
 enum {
@@ -124,6 +126,8 @@ static const struct import_field import_advertiser_fields[] = {
 	{ "id", NULL, "id", IT_ID, IF_REQUIRED | IF_KEY, 0, 0, NULL },
 	{ "name", NULL, "name", IT_TEXT, IF_REQUIRED, 1, IMPORT_TEXT_MAX, NULL },
 	{ "api_key", NULL, "api_key", IT_TEXT, IF_REQUIRED, 1, IMPORT_TEXT_MAX, NULL },
+	{ "postback_sources", NULL, "postback_sources", IT_NETS, 0, 0, 0, NULL },
+	{ "postback_secret", NULL, "postback_secret", IT_TEXT, 0, 16, 255, NULL },
 };
 
 static const struct import_field import_offer_fields[] = {
@@ -513,6 +517,46 @@ out:
 	return rc;
 }
 
+/* An array of networks as a cidr[] literal; each checked here, so that a
+ * typo gets a message naming it rather than PostgreSQL's. */
+static int import__nets(struct import *im, struct import_val *v, const cJSON *x, const char *name)
+{
+	struct pbauth_net net;
+	const cJSON *e;
+	char msg[160];
+	struct buf b;
+	int rc = -1;
+
+	if (!cJSON_IsArray(x))
+		return import__fail(im, "'%s' must be an array of networks like \"192.0.2.0/24\"",
+				    name);
+	buf_init(&b, IMPORT_LINE_MAX);
+	if (buf_addc(&b, '{') < 0)
+		goto oom;
+	cJSON_ArrayForEach(e, x) {
+		if (!cJSON_IsString(e)) {
+			import__fail(im, "'%s' must be an array of networks like \"192.0.2.0/24\"",
+				     name);
+			goto out;
+		}
+		if (pbauth_net_parse(e->valuestring, &net, msg, sizeof(msg)) < 0) {
+			import__fail(im, "'%s': %s", name, msg);
+			goto out;
+		}
+		if ((b.len > 1 && buf_addc(&b, ',') < 0) || buf_adds(&b, e->valuestring) < 0)
+			goto oom;
+	}
+	if (buf_addc(&b, '}') < 0)
+		goto oom;
+	rc = import__put(im, v, b.p, b.len);
+	goto out;
+oom:
+	import__fail(im, "'%s' is too long", name);
+out:
+	buf_release(&b);
+	return rc;
+}
+
 static int import__json(struct import *im, struct import_val *v, const cJSON *x)
 {
 	char *s = cJSON_PrintUnformatted(x);
@@ -717,6 +761,8 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 		if (!cJSON_IsArray(x))
 			return import__fail(im, "'%s' must be an array of names", name);
 		return import__names(im, v, x, name);
+	case IT_NETS:
+		return import__nets(im, v, x, name);
 	}
 	return import__fail(im, "'%s': unknown field type", name);
 }
