@@ -480,19 +480,32 @@ static int import__words(struct import *im, const cJSON *x, const char *name)
 	return rc < 0 ? import__fail(im, "'%s': %s", name, why) : 0;
 }
 
-static int import__names(struct import *im, struct import_val *v, const cJSON *x, const char *name)
+/* An array of strings as a PostgreSQL array literal: names (secret_params,
+ * text[]) or, with nets, networks (postback_sources, cidr[]). */
+static int import__names(struct import *im, struct import_val *v, const cJSON *x, const char *name,
+			 bool nets)
 {
+	const char *want = nets ? "an array of networks like \"192.0.2.0/24\"" : "an array of names";
+	struct pbauth_net net;
 	const cJSON *e;
+	char msg[160];
 	struct buf b;
 	const char *p;
 	int rc = -1;
 
+	if (!cJSON_IsArray(x))
+		return import__fail(im, "'%s' must be %s", name, want);
 	buf_init(&b, IMPORT_LINE_MAX);
 	if (buf_addc(&b, '{') < 0)
 		goto oom;
 	cJSON_ArrayForEach(e, x) {
 		if (!cJSON_IsString(e) || !*e->valuestring) {
-			import__fail(im, "'%s' must be an array of names", name);
+			import__fail(im, "'%s' must be %s", name, want);
+			goto out;
+		}
+		/* checked here, so that a typo gets a message naming it */
+		if (nets && pbauth_net_parse(e->valuestring, &net, msg, sizeof(msg)) < 0) {
+			import__fail(im, "'%s': %s", name, msg);
 			goto out;
 		}
 		if (b.len > 1 && buf_addc(&b, ',') < 0)
@@ -504,46 +517,6 @@ static int import__names(struct import *im, struct import_val *v, const cJSON *x
 			    buf_addc(&b, *p) < 0)
 				goto oom;
 		if (buf_addc(&b, '"') < 0)
-			goto oom;
-	}
-	if (buf_addc(&b, '}') < 0)
-		goto oom;
-	rc = import__put(im, v, b.p, b.len);
-	goto out;
-oom:
-	import__fail(im, "'%s' is too long", name);
-out:
-	buf_release(&b);
-	return rc;
-}
-
-/* An array of networks as a cidr[] literal; each checked here, so that a
- * typo gets a message naming it rather than PostgreSQL's. */
-static int import__nets(struct import *im, struct import_val *v, const cJSON *x, const char *name)
-{
-	struct pbauth_net net;
-	const cJSON *e;
-	char msg[160];
-	struct buf b;
-	int rc = -1;
-
-	if (!cJSON_IsArray(x))
-		return import__fail(im, "'%s' must be an array of networks like \"192.0.2.0/24\"",
-				    name);
-	buf_init(&b, IMPORT_LINE_MAX);
-	if (buf_addc(&b, '{') < 0)
-		goto oom;
-	cJSON_ArrayForEach(e, x) {
-		if (!cJSON_IsString(e)) {
-			import__fail(im, "'%s' must be an array of networks like \"192.0.2.0/24\"",
-				     name);
-			goto out;
-		}
-		if (pbauth_net_parse(e->valuestring, &net, msg, sizeof(msg)) < 0) {
-			import__fail(im, "'%s': %s", name, msg);
-			goto out;
-		}
-		if ((b.len > 1 && buf_addc(&b, ',') < 0) || buf_adds(&b, e->valuestring) < 0)
 			goto oom;
 	}
 	if (buf_addc(&b, '}') < 0)
@@ -758,11 +731,8 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 			return -1;
 		return import__json(im, v, x);
 	case IT_NAMES:
-		if (!cJSON_IsArray(x))
-			return import__fail(im, "'%s' must be an array of names", name);
-		return import__names(im, v, x, name);
 	case IT_NETS:
-		return import__nets(im, v, x, name);
+		return import__names(im, v, x, name, f->type == IT_NETS);
 	}
 	return import__fail(im, "'%s': unknown field type", name);
 }

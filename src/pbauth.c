@@ -70,17 +70,6 @@ int pbauth_addr(const char *remote, char *out, size_t outlen)
 	return inet_ntop(AF_INET6, a, out, (socklen_t)outlen) ? 0 : -1;
 }
 
-static int pbauth__hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int pbauth_sig_parse(const char *value, struct pbauth_sig *out)
 {
 	const char *p = value;
@@ -114,7 +103,8 @@ int pbauth_sig_parse(const char *value, struct pbauth_sig *out)
 					return -1;
 				if (out->nv1 < PBAUTH_V1_MAX) {
 					for (i = 0; i < 32; i++) {
-						int hi = pbauth__hex(v[1 + 2 * i]), lo = pbauth__hex(v[2 + 2 * i]);
+						int hi = OPENSSL_hexchar2int((unsigned char)v[1 + 2 * i]);
+						int lo = OPENSSL_hexchar2int((unsigned char)v[2 + 2 * i]);
 
 						if (hi < 0 || lo < 0)
 							return -1;
