@@ -1377,7 +1377,9 @@ static void pb__respond(struct pb_item *it)
 	it->req = NULL;
 	/* the signed text holds the body and the key: not kept in the backlog */
 	free(it->sig_msg);
+	free(it->sig);
 	it->sig_msg = NULL;
+	it->sig = NULL;
 	it->sig_len = 0;
 	p->st.requests++;
 	pb__count(p, it->outcome, it->http);
