@@ -50,6 +50,7 @@ struct daemon_config {
 	unsigned db_workers;     /* [2] */
 	size_t db_queue;         /* [20000] */
 	size_t commit_batch;     /* [500] */
+	unsigned signature_window_s; /* postback signatures (pbauth.h) [300] */
 	struct listener_limits limits; /* 0 fields: the listener's defaults */
 	const struct timers_config *timers; /* hold expiry, reject-after, pruning
 	                                     * (timers.h); NULL: none (tests) */

@@ -12,7 +12,10 @@
  *
  * Keys and fields (required ones marked *; a key that is not listed here is
  * ignored, so a line may carry more than this):
- *   advertiser  id*, name*, api_key*
+ *   advertiser  id*, name*, api_key*, postback_sources (array of networks,
+ *               "192.0.2.0/24", "2001:db8::/32" or an address; null or []:
+ *               postbacks from any address), postback_secret (16..255 bytes;
+ *               null: postbacks need no signature) (pbauth.h)
  *   offer       id*, advertiser*, name*, rule (null: not polled, and no
  *               poll_schedule rows: migration 005), params
  *               (object of strings, numbers, booleans), secret_params (array

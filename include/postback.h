@@ -14,6 +14,9 @@
  * Checks, in this order (the first that fails answers):
  *   403 unknown api key: the advertiser is looked up by key and the key
  *       compared in constant time;
+ *   403 "source address not allowed", "signature missing", "signature
+ *       mismatch", "signature expired": the advertiser's optional networks
+ *       and signature ("Authentication" below);
  *   400 the request itself: malformed JSON, a value that is not valid UTF-8
  *       or holds NUL, a field too long, click_id not a UUID, price not an
  *       amount, missing parameters ("missing 'request_id', 'action'").
@@ -49,6 +52,18 @@
  * "error":"..."}. 200 is sent only after the commit. Database unreachable:
  * 503 with Retry-After. An unexpected database error: 500.
  *
+ * Authentication (pbauth.h, migration 010). The resolve query that looks
+ * the advertiser up by key also matches the peer (pbauth_addr) against its
+ * postback_sources (cidr[], parsed by PostgreSQL when written) and returns
+ * its postback_secret, so neither costs a round trip or a cache that could
+ * go stale. The signature header is parsed on the loop and its canonical
+ * string copied only when the header is there; the worker checks it with
+ * the secret (pbauth_check; the window is signature_window_s) and the copy
+ * is freed once the postback is answered. A refusal is answered 403 with
+ * the reason as the error, logged with outcome "forbidden", counted, and
+ * logged as a line ("postback refused") at most once per second with the
+ * count since the last. The secret goes into no answer, row or line.
+ *
  * Group commit: each postback is a db job of one group function, so the
  * postbacks queued together are resolved with one query, applied in C
  * (lead_apply), written with one statement and committed once; each is
@@ -61,7 +76,8 @@
  * query and body (cut to POSTBACK_LOG_QUERY_MAX / POSTBACK_LOG_BODY_MAX
  * bytes, bytes that are not UTF-8 written as \xNN), advertiser, HTTP
  * status, outcome (created, updated, chargeback, duplicate, activated,
- * deactivated, refused, invalid, error, unavailable), error text and lead.
+ * deactivated, refused, invalid, forbidden, error, unavailable), error text
+ * and lead.
  * It is written in the same transaction as the change it records; when the
  * change fails, it is written alone; while the database is unreachable, the
  * rows of the 503s wait in memory (up to backlog_max rows and
@@ -92,6 +108,8 @@ struct postback_config {
 	size_t backlog_max;      /* log rows kept while the database is down [10000] */
 	size_t backlog_bytes_max; /* and the memory they may hold [32 MiB] */
 	unsigned retry_after_s;  /* Retry-After of a 503 [5] */
+	unsigned signature_window_s; /* a signature's t may be this far from the
+	                              * clock (pbauth.h) [300] */
 	unsigned close_deadline_ms; /* at close, the backlog is written until
 	                             * this long has passed [10000] */
 };

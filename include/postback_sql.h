@@ -4,8 +4,9 @@
  * same text. Internal to the postback module otherwise.
  *
  * pb_resolve_sql, $1: a JSON array of {"i", "k" api key, "c" click uuid,
- * "r" request_id, "a" action, "u" customer_id}; one row per element, in i
- * order, with the columns of enum pb_resolve_col.
+ * "r" request_id, "a" action, "u" customer_id, "ip" the peer (pbauth_addr,
+ * null when none)}; one row per element, in i order, with the columns of
+ * enum pb_resolve_col.
  * pb_write_sql, $1..$5: JSON arrays of new leads, changed leads, history
  * rows, customers and log rows (postback.c's pb__lead_json, pb__history,
  * pb__log_json write them; leads and history rows in lead_store.h's wire
@@ -27,7 +28,7 @@
 static const char pb_resolve_sql[] =
 	"WITH x AS MATERIALIZED ("
 	" SELECT * FROM json_to_recordset($1::json)"
-	"  AS x(i integer, k text, c uuid, r text, a text, u text)"
+	"  AS x(i integer, k text, c uuid, r text, a text, u text, ip inet)"
 	"), q AS ("
 	" SELECT pg_get_serial_sequence('postbacks_in', 'id')::regclass AS pbs,"
 	"  pg_get_serial_sequence('leads', 'id')::regclass AS ls"
@@ -46,7 +47,10 @@ static const char pb_resolve_sql[] =
 	"  g.id, g.payout, g.wm, g.pay, g.ref, g.currency,"
 	"  " LEAD_STORE_COLS("lk") ", lk.click,"
 	"  cu.active, nextval(q.pbs),"
-	"  CASE WHEN lk.id IS NULL AND x.r IS NOT NULL AND o.id IS NOT NULL THEN nextval(q.ls) END"
+	"  CASE WHEN lk.id IS NULL AND x.r IS NOT NULL AND o.id IS NOT NULL THEN nextval(q.ls) END,"
+	"  COALESCE(COALESCE(cardinality(a.postback_sources), 0) = 0"
+	"   OR x.ip <<= ANY (a.postback_sources), false),"
+	"  a.postback_secret"
 	" FROM x CROSS JOIN q"
 	" LEFT JOIN advertisers a ON a.api_key = x.k"
 	" LEFT JOIN clicks cl ON cl.id = x.c"
@@ -60,7 +64,10 @@ enum pb_resolve_col {
 	R_I, R_ADV, R_KEY, R_OFFER, R_OFFER_ADV, R_HOLD_DAYS, R_REJECT_REASON, R_CANCEL_APPROVED,
 	R_WORDS, R_RECURRING, R_GOAL, R_PAYOUT, R_GWM, R_GPAY, R_GREF, R_GCURR,
 	R_LEAD, /* LEAD_STORE_COLS: R_LEAD is the lead's id, NULL when none */
-	R_LCLICK = R_LEAD + LEAD_STORE_NCOLS, R_CACTIVE, R_LOG_ID, R_NEW_ID, R_NCOLS
+	R_LCLICK = R_LEAD + LEAD_STORE_NCOLS, R_CACTIVE, R_LOG_ID, R_NEW_ID,
+	R_SOURCE_OK, /* the peer is in the advertiser's networks, or it has none */
+	R_SECRET,    /* the advertiser's signature secret; NULL: none */
+	R_NCOLS
 };
 
 /* The write: new leads, changed leads, history rows, customers and the

@@ -29,6 +29,7 @@ struct settings {
 	long rule_threads;     /* rule threads, 0: the cores */
 	long rule_slow_ms;     /* rule CPU per batch of a slow run */
 	long db_workers;       /* database threads of the daemon, one connection each */
+	long postback_signature_window; /* seconds a signed postback's t may be off */
 	long db_queue;         /* database jobs waiting, at most */
 	long commit_batch;     /* postbacks (clicks) applied in one commit, at most */
 	char *tz;              /* time zone of offers that name none */

@@ -349,6 +349,7 @@ int daemon_start(uv_loop_t *loop, const struct daemon_config *cfg, struct daemon
 		return -1;
 	}
 	pc.db = d->db;
+	pc.signature_window_s = cfg->signature_window_s;
 	if (postback_open(loop, &pc, &d->pb, err, errlen) < 0) {
 		db_close(d->db, NULL, NULL);
 		daemon__free(d);
@@ -502,6 +503,7 @@ int daemon_run(const struct settings *s)
 	cfg.db_workers = (unsigned)s->db_workers;
 	cfg.db_queue = (size_t)s->db_queue;
 	cfg.commit_batch = (size_t)s->commit_batch;
+	cfg.signature_window_s = (unsigned)s->postback_signature_window;
 	timers_config_from_settings(s, &tc);
 	cfg.timers = &tc;
 	poller_config_from_settings(&poc, s);

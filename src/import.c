@@ -17,6 +17,7 @@
 #include "lead.h"
 #include "lead_store.h"
 #include "macro.h"
+#include "pbauth.h"
 #include "status.h"
 #include "store.h"
 #include "tz.h"
@@ -46,6 +47,7 @@ enum import_type {
 	IT_PARAMS,   /* object of scalars keyed by macro names */
 	IT_WORDS,    /* status word overrides */
 	IT_NAMES,    /* array of non-empty strings → text[] */
+	IT_NETS,     /* array of networks (pbauth_net_parse) → cidr[] */
 };
 
 enum {
@@ -124,6 +126,8 @@ static const struct import_field import_advertiser_fields[] = {
 	{ "id", NULL, "id", IT_ID, IF_REQUIRED | IF_KEY, 0, 0, NULL },
 	{ "name", NULL, "name", IT_TEXT, IF_REQUIRED, 1, IMPORT_TEXT_MAX, NULL },
 	{ "api_key", NULL, "api_key", IT_TEXT, IF_REQUIRED, 1, IMPORT_TEXT_MAX, NULL },
+	{ "postback_sources", NULL, "postback_sources", IT_NETS, 0, 0, 0, NULL },
+	{ "postback_secret", NULL, "postback_secret", IT_TEXT, 0, 16, 255, NULL },
 };
 
 static const struct import_field import_offer_fields[] = {
@@ -434,19 +438,32 @@ static int import__words(struct import *im, const cJSON *x, const char *name)
 	return rc < 0 ? import__fail(im, "'%s': %s", name, why) : 0;
 }
 
-static int import__names(struct import *im, struct import_val *v, const cJSON *x, const char *name)
+/* An array of strings as a PostgreSQL array literal: names (secret_params,
+ * text[]) or, with nets, networks (postback_sources, cidr[]). */
+static int import__names(struct import *im, struct import_val *v, const cJSON *x, const char *name,
+			 bool nets)
 {
+	const char *want = nets ? "an array of networks like \"192.0.2.0/24\"" : "an array of names";
+	struct pbauth_net net;
 	const cJSON *e;
+	char msg[160];
 	struct buf b;
 	const char *p;
 	int rc = -1;
 
+	if (!cJSON_IsArray(x))
+		return import__fail(im, "'%s' must be %s", name, want);
 	buf_init(&b, IMPORT_LINE_MAX);
 	if (buf_addc(&b, '{') < 0)
 		goto oom;
 	cJSON_ArrayForEach(e, x) {
 		if (!cJSON_IsString(e) || !*e->valuestring) {
-			import__fail(im, "'%s' must be an array of names", name);
+			import__fail(im, "'%s' must be %s", name, want);
+			goto out;
+		}
+		/* checked here, so that a typo gets a message naming it */
+		if (nets && pbauth_net_parse(e->valuestring, &net, msg, sizeof(msg)) < 0) {
+			import__fail(im, "'%s': %s", name, msg);
 			goto out;
 		}
 		if (b.len > 1 && buf_addc(&b, ',') < 0)
@@ -672,9 +689,8 @@ static int import__field(struct import *im, const cJSON *rec, const struct impor
 			return -1;
 		return import__json(im, v, x);
 	case IT_NAMES:
-		if (!cJSON_IsArray(x))
-			return import__fail(im, "'%s' must be an array of names", name);
-		return import__names(im, v, x, name);
+	case IT_NETS:
+		return import__names(im, v, x, name, f->type == IT_NETS);
 	}
 	return import__fail(im, "'%s': unknown field type", name);
 }

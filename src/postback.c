@@ -21,6 +21,7 @@
 #include "lead_store.h"
 #include "log.h"
 #include "mask.h"
+#include "pbauth.h"
 #include "postback_sql.h"
 #include "status.h"
 #include "store.h"
@@ -32,6 +33,7 @@
 #define PB_QUOTE_MAX 64     /* bytes of a client's value quoted in a message */
 #define PB_LOG_TRIES 5      /* writes of a log row that fails for its own reason */
 #define PB_CLOSE_RETRY_MS 50 /* at close, the wait before a turn the full queue refused */
+#define PB_AUTH_LOG_MS 1000 /* at most one line per this long for refused authentication */
 
 enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
 _Static_assert(PB_NPARAMS == POSTBACK_NPARAMS, "postback.h names the same parameters");
@@ -63,6 +65,10 @@ struct pb_item {
 	char *body;
 	char *key;        /* the api key as sent; NULL when no key can match */
 	size_t key_len;
+	char ip[PBAUTH_ADDR_MAX]; /* the peer as the networks are matched; "" none */
+	struct pbauth_sig *sig; /* the signature header; NULL when none or unparsable */
+	char *sig_msg;    /* its canonical string (pbauth.h); freed once answered */
+	size_t sig_len;
 	char *v[PB_NPARAMS]; /* parameters; NULL when absent */
 	int64_t price;       /* cents, when v[PB_PRICE] */
 	enum pb_cust cust;
@@ -99,6 +105,8 @@ struct postback {
 	struct postback_stats st;
 	struct postback_count counts[POSTBACK_COUNTS_MAX]; /* by (outcome, code) */
 	size_t ncounts;
+	uint64_t auth_log_next;   /* uv_now() from which a refusal is logged */
+	uint64_t auth_unlogged;   /* refusals since the last line */
 };
 
 /* --------------------------------------------------------------- text */
@@ -409,7 +417,37 @@ static void pb__item_free(struct pb_item *it)
 	free(it->query);
 	free(it->body);
 	free(it->key);
+	free(it->sig);
+	free(it->sig_msg);
 	free(it);
+}
+
+/* The signature header, when there is one that parses, and the canonical
+ * string it signs: kept for the worker, which knows the secret. Nothing is
+ * copied for a request without the header. Returns 0 or -1 (memory). */
+static int pb__sig_new(struct pb_item *it, struct listener_req *req, const char *body,
+		       size_t blen)
+{
+	const char *h = listener_req_header(req, PBAUTH_HEADER);
+	struct pbauth_sig sig;
+	struct buf b;
+
+	if (!h || pbauth_sig_parse(h, &sig) < 0)
+		return 0;
+	it->sig = malloc(sizeof(*it->sig));
+	if (!it->sig)
+		return -1;
+	*it->sig = sig;
+	buf_init(&b, 0);
+	if (pbauth_canonical(&b, sig.t, it->method, listener_req_path(req), listener_req_query(req),
+			     body, blen) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	it->sig_len = b.len;
+	it->sig_msg = buf_steal(&b);
+	buf_release(&b);
+	return it->sig_msg ? 0 : -1;
 }
 
 static struct pb_item *pb__item_new(struct postback *p, struct listener_req *req)
@@ -442,6 +480,10 @@ static struct pb_item *pb__item_new(struct postback *p, struct listener_req *req
 			       blen && (body[0] == '{' || body[0] == '[') ? MASK_TEXT : MASK_FORM,
 			       POSTBACK_LOG_BODY_MAX);
 	if ((q[0] && !it->query) || (blen && !it->body))
+		goto oom;
+	if (pbauth_addr(it->remote, it->ip, sizeof(it->ip)) < 0)
+		it->ip[0] = '\0';
+	if (pb__sig_new(it, req, body, blen) < 0)
 		goto oom;
 	return it;
 oom:
@@ -895,6 +937,20 @@ static void pb__decide(struct pb_txn *t, struct pb_item *it, int row)
 		return;
 	}
 	it->advertiser = adv;
+	if (!pb__b(t, row, R_SOURCE_OK)) {
+		pb__result(it, 403, "forbidden", "%s", PBAUTH_SOURCE_REFUSED);
+		return;
+	}
+	if (!pb__null(t, row, R_SECRET)) {
+		enum pbauth_verdict v = pbauth_check(it->sig, it->sig_msg, it->sig_len,
+						     pb__s(t, row, R_SECRET), t->now,
+						     (int64_t)it->p->cfg.signature_window_s);
+
+		if (v != PBAUTH_OK) {
+			pb__result(it, 403, "forbidden", "%s", pbauth_reason(v));
+			return;
+		}
+	}
 	if (it->pre_status) {
 		pb__result(it, it->pre_status, it->pre_status >= 500 ? "error" : "invalid", "%s",
 			   it->pre_err);
@@ -934,6 +990,7 @@ static int pb__resolve_json(struct pb_txn *t, struct buf *b)
 		rc |= pb__json_str_or_null(b, "r", full && !it->cust ? it->v[PB_REQUEST] : NULL);
 		rc |= pb__json_str_or_null(b, "a", full && !it->cust ? it->v[PB_ACTION] : NULL);
 		rc |= pb__json_str_or_null(b, "u", full ? it->v[PB_CUSTOMER] : NULL);
+		rc |= pb__json_str_or_null(b, "ip", it->ip);
 		rc |= buf_addc(b, '}');
 	}
 	rc |= buf_addc(b, ']');
@@ -1293,6 +1350,23 @@ static void pb__count(struct postback *p, const char *outcome, int code)
 	p->counts[i].n++;
 }
 
+/* A line for a refused authentication, at most one per PB_AUTH_LOG_MS with
+ * the count of those not logged since: a flood of forged postbacks must not
+ * flood the log (the 503s at the connection cap are logged the same way).
+ * The reason, the advertiser and the peer; never the secret nor the key. */
+static void pb__auth_log(struct postback *p, const struct pb_item *it)
+{
+	uint64_t now = uv_now(p->loop);
+
+	p->auth_unlogged++;
+	if (now < p->auth_log_next)
+		return;
+	p->auth_log_next = now + PB_AUTH_LOG_MS;
+	log_warn("postback refused", "reason=\"%s\" advertiser=%" PRId64 " remote=%s count=%" PRIu64,
+		 it->err, it->advertiser, it->remote, p->auth_unlogged);
+	p->auth_unlogged = 0;
+}
+
 static void pb__respond(struct pb_item *it)
 {
 	struct postback *p = it->p;
@@ -1301,8 +1375,16 @@ static void pb__respond(struct pb_item *it)
 	struct buf b;
 
 	it->req = NULL;
+	/* the signed text holds the body and the key: not kept in the backlog */
+	free(it->sig_msg);
+	free(it->sig);
+	it->sig_msg = NULL;
+	it->sig = NULL;
+	it->sig_len = 0;
 	p->st.requests++;
 	pb__count(p, it->outcome, it->http);
+	if (it->http == 403 && it->outcome && strcmp(it->outcome, "forbidden") == 0)
+		pb__auth_log(p, it);
 	if (it->http == 200 && !it->cust && it->lead) {
 		p->st.leads_checked++;
 		if (!it->duplicate)
@@ -1550,6 +1632,8 @@ int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct pos
 		p->cfg.backlog_bytes_max = (size_t)32 << 20;
 	if (!p->cfg.retry_after_s)
 		p->cfg.retry_after_s = 5;
+	if (!p->cfg.signature_window_s)
+		p->cfg.signature_window_s = 300;
 	if (!p->cfg.close_deadline_ms)
 		p->cfg.close_deadline_ms = 10000;
 	uv_timer_init(loop, &p->timer);

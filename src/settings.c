@@ -59,6 +59,11 @@ const struct setting settings_table[] = {
 	  "database jobs that may wait; past it requests are answered 503", false, OFF(db_queue) },
 	{ "commit_batch", "LEADSYNC_COMMIT_BATCH", "--commit-batch", SETTING_INT, "500", 1, 10000,
 	  "most postbacks (or clicks) applied in one commit", false, OFF(commit_batch) },
+	{ "postback_signature_window", "LEADSYNC_POSTBACK_SIGNATURE_WINDOW",
+	  "--postback-signature-window", SETTING_INT, "300", 1, 86400,
+	  "seconds a signed postback's timestamp may be away from the clock, either way, for an "
+	  "advertiser with a postback_secret; older or newer: 403 signature expired", false,
+	  OFF(postback_signature_window) },
 	{ "tz", "LEADSYNC_TZ", "--tz", SETTING_STR, "UTC", 0, 0,
 	  "time zone (IANA name) of offers that name none: the dates variant's days", false,
 	  OFF(tz) },

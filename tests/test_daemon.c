@@ -32,6 +32,7 @@
 #include "buf.h"
 #include "import.h"
 #include "mock_crm.h"
+#include "pbauth.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -535,7 +536,8 @@ static size_t dm_in_flight(struct mock_crm *m, uint64_t since_us, size_t *after)
 }
 
 /* A GET on the daemon's listener: the status, or -1. */
-static int dm_http_get(int port, const char *path)
+/* GET path with extra header lines ("Name: value\r\n"; "" for none). */
+static int dm_http_get_hdr(int port, const char *path, const char *headers)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct timeval tv = { .tv_sec = 10 };
@@ -548,8 +550,8 @@ static int dm_http_get(int port, const char *path)
 		return -1;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-		     path);
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+		     "%s\r\n", path, headers);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
 	    send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
 		while (got < sizeof(resp) - 1 &&
@@ -561,6 +563,11 @@ static int dm_http_get(int port, const char *path)
 	}
 	close(fd);
 	return status;
+}
+
+static int dm_http_get(int port, const char *path)
+{
+	return dm_http_get_hdr(port, path, "");
 }
 
 /* ------------------------------------------------------------ two daemons */
@@ -1820,6 +1827,8 @@ DM_TEST(daemon_slow_rule_is_logged_and_counted, dm_slow_body)
 #define DM_KEY "PLANTEDkey7319"
 #define DM_TOKEN "PLANTEDtok8420"
 #define DM_SIGN "PLANTEDsig9531"
+#define DM_PBSECRET "PLANTEDpbsecret6642"
+#define DM_PBQUERY "click_id=nonsense&request_id=dm-sec-3"
 
 static const char dm_rule_secret[] =
 	"return {\n"
@@ -1840,7 +1849,8 @@ static void dm_echo(const struct mock_request *req, struct mock_answer *ans, voi
 
 static void dm_secrets_body(struct dm_env *e)
 {
-	static const char *const planted[] = { DM_KEY, DM_TOKEN, DM_SIGN, "advertiser_api_key" };
+	static const char *const planted[] = { DM_KEY, DM_TOKEN, DM_SIGN, "advertiser_api_key",
+					       DM_PBSECRET };
 	struct mock_route routes[] = { { .path = "/echo", .kind = MOCK_FUNC, .fn = dm_echo } };
 	const char *const extra[] = { "LEADSYNC_LOG_LEVEL=debug", NULL };
 	struct buf imp;
@@ -1863,9 +1873,28 @@ static void dm_secrets_body(struct dm_env *e)
 			   mock_crm_port(e->m)),
 		  0);
 	ASSERT_EQ(buf_adds(&imp, DM_PUSH_OFFER), 0);
+	/* an advertiser whose postbacks are signed (pbauth.h) */
+	ASSERT_EQ(buf_adds(&imp, "{\"advertiser\": {\"id\": 9, \"name\": \"Signed\","
+			   " \"api_key\": \"k-signed\", \"postback_secret\": \"" DM_PBSECRET "\"}}\n"),
+		  0);
 	ASSERT_EQ(dm_import(e, imp.p), 0);
 	buf_release(&imp);
 	ASSERT(dm_start(e, 0, extra));
+	{
+		char ts[32], hex[65], hdr[160];
+		struct buf c;
+
+		snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+		buf_init(&c, 0);
+		ASSERT_EQ(pbauth_canonical(&c, ts, "GET", "/k-signed/s2s", DM_PBQUERY, "", 0), 0);
+		ASSERT_EQ(pbauth_sign(DM_PBSECRET, c.p, c.len, hex), 0);
+		buf_release(&c);
+		snprintf(hdr, sizeof(hdr), PBAUTH_HEADER ": t=%s,v1=%s\r\n", ts, hex);
+		/* signed: past the signature, a 400 of the parameters */
+		ASSERT_EQ(dm_http_get_hdr(e->d[0].port, "/k-signed/s2s?" DM_PBQUERY, hdr), 400);
+		/* unsigned: refused, and a log line says why */
+		ASSERT_EQ(dm_http_get(e->d[0].port, "/k-signed/s2s?" DM_PBQUERY), 403);
+	}
 	ASSERT(dm_wait_sql(e->c, "SELECT count(*) > 0 FROM poll_runs WHERE offer = 40", "t",
 			   15000 * DM_SLACK));
 	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=" DM_SEED_CLICK
@@ -1876,7 +1905,7 @@ static void dm_secrets_body(struct dm_env *e)
 		  400);
 	ASSERT_EQ(dm_http_get(e->d[0].port, "/advertiser_api_key/s2s?click_id=nonsense&key="
 			      DM_KEY), 400);
-	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM postbacks_in", "3", 15000 * DM_SLACK));
+	ASSERT(dm_wait_sql(e->c, "SELECT count(*) FROM postbacks_in", "5", 15000 * DM_SLACK));
 	ASSERT(dm_signal_wait(e, 0, SIGTERM, 15000 * DM_SLACK, NULL));
 	/* the poll ran into the rule's error, which names the key: masked */
 	ASSERT(test_sql_is(e->c,
@@ -1888,6 +1917,10 @@ static void dm_secrets_body(struct dm_env *e)
 		      " (SELECT string_agg(p::text, ' ') FROM postbacks_in p),"
 		      " (SELECT string_agg(h::text, ' ') FROM lead_history h))"));
 	ASSERT(rows && strstr(rows, "***"));
+	ASSERT_CONTAINS(log, "postback refused");
+	ASSERT_CONTAINS(log, "signature missing");
+	ASSERT(test_sql_is(e->c, "SELECT string_agg(http_status || ' ' || outcome, ',' ORDER BY id)"
+			   " FROM postbacks_in WHERE advertiser = 9", "400 invalid,403 forbidden"));
 	for (i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
 		if (strstr(log, planted[i]))
 			printf("  the log has %s: ...%.300s\n", planted[i], strstr(log, planted[i]));

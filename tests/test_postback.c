@@ -24,6 +24,7 @@
 #include "db.h"
 #include "import.h"
 #include "log.h"
+#include "pbauth.h"
 #include "store.h"
 #include "test.h"
 
@@ -1853,4 +1854,225 @@ TEST(postback_stop_writes_the_whole_log_backlog)
 	snprintf(req, sizeof(req), "%d", TP_TERM_ROWS);
 	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in WHERE query LIKE 'request_id=term-%'",
 			    NULL), req);
+}
+
+/* ------------------------------------------------------ authentication */
+
+/* Advertisers with postback authentication (pbauth.h), set the way an
+ * admin sets them: import lines. 3 takes postbacks only from 10.0.0.0/8
+ * and an IPv6 network (not from loopback); 4 from loopback (IPv4 or 6);
+ * 5 only signed. Each has an offer, a goal and a click. */
+#define TP_SECRET "PLANTEDpb-secret-5150"
+#define AUTH3_CLICK "44444444-4444-4444-8444-444444444444"
+#define AUTH4_CLICK "55555555-5555-4555-8555-555555555555"
+#define AUTH5_CLICK "66666666-6666-4666-8666-666666666666"
+static const char tp_auth_network[] =
+	"{\"advertiser\": {\"id\": 3, \"name\": \"Far\", \"api_key\": \"k-far\","
+	" \"postback_sources\": [\"10.0.0.0/8\", \"2001:db8::/32\"]}}\n"
+	"{\"advertiser\": {\"id\": 4, \"name\": \"Near\", \"api_key\": \"k-near\","
+	" \"postback_sources\": [\"127.0.0.0/8\", \"::1\"]}}\n"
+	"{\"advertiser\": {\"id\": 5, \"name\": \"Signed\", \"api_key\": \"k-signed\","
+	" \"postback_secret\": \"" TP_SECRET "\"}}\n"
+	"{\"offer\": {\"id\": 30, \"advertiser\": 3, \"name\": \"A3\"}}\n"
+	"{\"offer\": {\"id\": 31, \"advertiser\": 4, \"name\": \"A4\"}}\n"
+	"{\"offer\": {\"id\": 32, \"advertiser\": 5, \"name\": \"A5\"}}\n"
+	"{\"goal\": {\"offer\": 30, \"code\": \"lead\", \"payout\": \"fixed\", \"currency\": \"USD\"}}\n"
+	"{\"goal\": {\"offer\": 31, \"code\": \"lead\", \"payout\": \"fixed\", \"currency\": \"USD\"}}\n"
+	"{\"goal\": {\"offer\": 32, \"code\": \"lead\", \"payout\": \"fixed\", \"currency\": \"USD\"}}\n"
+	"{\"click\": {\"id\": \"" AUTH3_CLICK "\", \"offer\": 30}}\n"
+	"{\"click\": {\"id\": \"" AUTH4_CLICK "\", \"offer\": 31}}\n"
+	"{\"click\": {\"id\": \"" AUTH5_CLICK "\", \"offer\": 32}}\n";
+
+/* Imports lines into the shared database: 0, or -1 with err. */
+static int tp_import(const char *lines, char *err, size_t errlen)
+{
+	struct import_stats st;
+	FILE *f = fmemopen((void *)lines, strlen(lines), "r");
+	int rc;
+
+	if (!f) {
+		snprintf(err, errlen, "fmemopen");
+		return -1;
+	}
+	rc = import_run(tp_pg, f, &st, err, errlen);
+	fclose(f);
+	return rc;
+}
+
+/* A request to target with the signature header of time t over what is
+ * signed (body, or sign_body when not NULL: a tampered body), secret as
+ * given; GET when body is NULL. */
+static int tp_signed(struct tp *t, const char *target, const char *body, const char *sign_body,
+		     int64_t at, const char *secret, struct tp_resp *r)
+{
+	const char *q = strchr(target, '?'), *sb = sign_body ? sign_body : body ? body : "";
+	char path[256], ts[32], hex[65], hdr[160];
+	struct buf c;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "%.*s", q ? (int)(q - target) : (int)strlen(target), target);
+	snprintf(ts, sizeof(ts), "%" PRId64, at);
+	buf_init(&c, 0);
+	if (pbauth_canonical(&c, ts, body ? "POST" : "GET", path, q ? q + 1 : "", sb, strlen(sb)) < 0 ||
+	    pbauth_sign(secret, c.p, c.len, hex) < 0)
+		goto out;
+	snprintf(hdr, sizeof(hdr), PBAUTH_HEADER ": t=%s,v1=%s\r\n", ts, hex);
+	if (body) {
+		rc = tp_post(TP_PORT(t), target, "application/json", body, strlen(body), hdr, r);
+	} else {
+		buf_reset(&c);
+		if (buf_addf(&c, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n", target,
+			     hdr) == 0)
+			rc = tp_send(TP_PORT(t), c.p, c.len, r);
+	}
+out:
+	buf_release(&c);
+	return rc;
+}
+
+/* The log row of the last postback to an advertiser: status, outcome,
+ * error, remote, lead. */
+#define TP_LAST_ROW(adv)                                                                   \
+	tp_val("SELECT concat_ws(' | ', http_status, outcome, error, remote, lead IS NOT NULL)" \
+	       " FROM postbacks_in WHERE advertiser = " adv " ORDER BY id DESC LIMIT 1", NULL)
+
+TP_TEST(postback_source_networks_allow_and_refuse, NULL, 2)
+{
+	struct tp_resp r;
+	char err[512];
+
+	if (tp_import(tp_auth_network, err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "import: %s", err);
+	ASSERT_STREQ(tp_val("SELECT postback_sources::text FROM advertisers WHERE id = 3", NULL),
+		     "{10.0.0.0/8,2001:db8::/32}");
+	/* loopback is in 4's networks */
+	ASSERT_EQ(tp_get(TP_PORT(t), "/k-near/s2s?click_id=" AUTH4_CLICK
+			 "&request_id=net-1&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("4"), "200 | created | 127.0.0.1 | t");
+	/* and not in 3's: 403 before anything else is looked at (the
+	 * parameters are missing too), a row, no lead */
+	ASSERT_EQ(tp_get(TP_PORT(t), "/k-far/s2s?click_id=" AUTH3_CLICK
+			 "&request_id=net-2&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_STREQ(r.body, "{\"ok\":false,\"error\":\"source address not allowed\"}");
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("3"), "403 | forbidden | source address not allowed | 127.0.0.1 | f");
+	ASSERT_EQ(tp_get(TP_PORT(t), "/k-far/s2s?request_id=net-3", &r), 0);
+	ASSERT_EQ(r.status, 403);
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM leads WHERE offer = 30", NULL), "0");
+	/* the networks changed by a new import line: in force at the next
+	 * postback (no cache to go stale) */
+	if (tp_import("{\"advertiser\": {\"id\": 3, \"name\": \"Far\", \"api_key\": \"k-far\","
+		      " \"postback_sources\": [\"10.0.0.0/8\", \"127.0.0.1\"]}}\n", err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "import: %s", err);
+	ASSERT_EQ(tp_get(TP_PORT(t), "/k-far/s2s?click_id=" AUTH3_CLICK
+			 "&request_id=net-2&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	/* a bad network is refused by the import, with the line and the value */
+	ASSERT_EQ(tp_import("{\"advertiser\": {\"id\": 3, \"name\": \"Far\", \"api_key\": \"k-far\","
+			    " \"postback_sources\": [\"10.0.0.1/8\"]}}\n", err, sizeof(err)), -1);
+	ASSERT_STREQ(err, "line 1: advertiser 3: 'postback_sources': '10.0.0.1/8' has bits set past "
+			  "the prefix: 10.0.0.0/8?");
+	ASSERT_EQ(tp_import("{\"advertiser\": {\"id\": 3, \"name\": \"Far\", \"api_key\": \"k-far\","
+			    " \"postback_sources\": \"10.0.0.0/8\"}}\n", err, sizeof(err)), -1);
+	ASSERT_CONTAINS(err, "must be an array of networks");
+	/* the refusals are counted by outcome in /metrics */
+	ASSERT_EQ(tp_get(TP_PORT(t), "/metrics", &r), 0);
+	ASSERT_CONTAINS(r.body, "leadsync_postbacks_total{outcome=\"forbidden\",code=\"403\"} 2");
+	tp_resp_release(&r);
+	/* back to any address: null */
+	if (tp_import("{\"advertiser\": {\"id\": 3, \"name\": \"Far\", \"api_key\": \"k-far\","
+		      " \"postback_sources\": []}}\n", err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "import: %s", err);
+	ASSERT_EQ(tp_get(TP_PORT(t), "/k-far/s2s?click_id=" AUTH3_CLICK
+			 "&request_id=net-4&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+}
+
+TP_TEST(postback_signature_good_bad_expired_missing_tampered, NULL, 2)
+{
+	static const char body[] = "{\"click_id\":\"" AUTH5_CLICK "\",\"request_id\":\"sig-2\","
+				   "\"action\":\"lead\",\"status\":\"hold\"}";
+	static const char forged[] = "{\"click_id\":\"" AUTH5_CLICK "\",\"request_id\":\"sig-2\","
+				     "\"action\":\"lead\",\"status\":\"approved\"}";
+	const char *get = "/k-signed/s2s?click_id=" AUTH5_CLICK "&request_id=sig-1&action=lead"
+			  "&status=hold";
+	int64_t now = (int64_t)time(NULL);
+	struct tp_resp r;
+	char err[512];
+
+	if (tp_import(tp_auth_network, err, sizeof(err)) < 0)
+		test__fail(__FILE__, __LINE__, "import: %s", err);
+	/* good: GET and POST */
+	ASSERT_EQ(tp_signed(t, get, NULL, NULL, now, TP_SECRET, &r), 0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
+	ASSERT_EQ(tp_signed(t, "/k-signed/s2s", body, NULL, now, TP_SECRET, &r), 0);
+	ASSERT_EQ(r.status, 200);
+	ASSERT_CONTAINS(r.body, "\"duplicate\":false");
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("5"), "200 | created | 127.0.0.1 | t");
+	/* missing */
+	ASSERT_EQ(tp_get(TP_PORT(t), get, &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_STREQ(r.body, "{\"ok\":false,\"error\":\"signature missing\"}");
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("5"), "403 | forbidden | signature missing | 127.0.0.1 | f");
+	/* bad: another secret */
+	ASSERT_EQ(tp_signed(t, get, NULL, NULL, now, "PLANTEDpb-secret-5151", &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_STREQ(r.body, "{\"ok\":false,\"error\":\"signature mismatch\"}");
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("5"), "403 | forbidden | signature mismatch | 127.0.0.1 | f");
+	/* body tampered: signed hold, sent approved */
+	ASSERT_EQ(tp_signed(t, "/k-signed/s2s", forged, body, now, TP_SECRET, &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_STREQ(r.body, "{\"ok\":false,\"error\":\"signature mismatch\"}");
+	tp_resp_release(&r);
+	/* query tampered: the signature of sig-1 on sig-3 */
+	{
+		char hdr[200], hex[65], ts[32], req[1024];
+		struct buf c;
+
+		snprintf(ts, sizeof(ts), "%" PRId64, now);
+		buf_init(&c, 0);
+		ASSERT_EQ(pbauth_canonical(&c, ts, "GET", "/k-signed/s2s", strchr(get, '?') + 1, "", 0),
+			  0);
+		ASSERT_EQ(pbauth_sign(TP_SECRET, c.p, c.len, hex), 0);
+		buf_release(&c);
+		snprintf(hdr, sizeof(hdr), "X-LEADSYNC-SIGNATURE: t=%s,v1=%s\r\n", ts, hex);
+		snprintf(req, sizeof(req), "GET /k-signed/s2s?click_id=" AUTH5_CLICK "&request_id=sig-3"
+			 "&action=lead&status=hold HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s\r\n",
+			 hdr);
+		ASSERT_EQ(tp_sends(TP_PORT(t), req, &r), 0);
+		ASSERT_EQ(r.status, 403);
+		ASSERT_CONTAINS(r.body, "signature mismatch");
+		tp_resp_release(&r);
+	}
+	/* expired: right signature, t out of the window (300 s), either way */
+	ASSERT_EQ(tp_signed(t, get, NULL, NULL, now - 1000, TP_SECRET, &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_STREQ(r.body, "{\"ok\":false,\"error\":\"signature expired\"}");
+	tp_resp_release(&r);
+	ASSERT_STREQ(TP_LAST_ROW("5"), "403 | forbidden | signature expired | 127.0.0.1 | f");
+	ASSERT_EQ(tp_signed(t, get, NULL, NULL, now + 1000, TP_SECRET, &r), 0);
+	ASSERT_EQ(r.status, 403);
+	ASSERT_CONTAINS(r.body, "signature expired");
+	tp_resp_release(&r);
+	/* nothing refused changed a lead; the secret is in no log row */
+	ASSERT_STREQ(tp_val("SELECT string_agg(request_id || ':' || status, ',' ORDER BY request_id)"
+			    " FROM leads WHERE offer = 32", NULL), "sig-1:2,sig-2:2");
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM postbacks_in p WHERE p::text LIKE '%PLANTED%'",
+			    NULL), "0");
+	/* an advertiser without a secret ignores a signature header */
+	ASSERT_EQ(tp_signed(t, "/advertiser_api_key/s2s?click_id=" SEED_CLICK
+			    "&request_id=sig-4&action=lead&status=hold", NULL, NULL, 1, "whatever", &r),
+		  0);
+	ASSERT_EQ(r.status, 200);
+	tp_resp_release(&r);
 }
