@@ -373,9 +373,12 @@ const struct listener_form *listener_req_body_form(struct listener_req *req)
 
 const char *listener_req_header(const struct listener_req *req, const char *name)
 {
-	const char *p = req->hdr.p, *end = req->hdr.p + req->hdr.len;
+	const char *p = req->hdr.p, *end;
 	unsigned i;
 
+	if (!p) /* no header at all (NULL + 0 is undefined) */
+		return NULL;
+	end = p + req->hdr.len;
 	for (i = 0; i < req->nhdr && p < end; i++) {
 		const char *value = p + strlen(p) + 1;
 
@@ -459,9 +462,12 @@ static bool conn_version_refused(struct conn *c)
 static int conn_strict_headers(struct conn *c)
 {
 	const struct listener_req *r = &c->req;
-	const char *p = r->hdr.p, *end = r->hdr.p + r->hdr.len;
+	const char *p = r->hdr.p, *end;
 	unsigned i, nte = 0;
 
+	if (!p) /* no header at all (NULL + 0 is undefined) */
+		return 0;
+	end = p + r->hdr.len;
 	for (i = 0; i < r->nhdr && p < end; i++) {
 		const char *value = p + strlen(p) + 1;
 
