@@ -1,5 +1,6 @@
 /* listener: HTTP/1.1 server on the libuv loop: connections, limits, routing, answers. */
 #include "listener.h"
+#include "listener_int.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
@@ -110,6 +111,7 @@ struct ip_slot {
 
 struct listener {
 	uv_loop_t *loop;
+	const struct listener_io *io; /* listener_io_uv, or a test's fake */
 	uv_tcp_t server;
 	struct listener_limits lim;
 	const struct listener_route *routes;
@@ -137,6 +139,16 @@ struct listener {
 	listener_close_cb close_cb;
 	void *close_data;
 	char rbuf[LISTENER_READ_CHUNK];
+};
+
+/* The stream calls of every connection: libuv's own. */
+const struct listener_io listener_io_uv = {
+	.try_write = uv_try_write,
+	.write = uv_write,
+	.shutdown = uv_shutdown,
+	.read_start = uv_read_start,
+	.read_stop = uv_read_stop,
+	.close = uv_close,
 };
 
 static const struct listener_limits limits_default = {
@@ -361,9 +373,12 @@ const struct listener_form *listener_req_body_form(struct listener_req *req)
 
 const char *listener_req_header(const struct listener_req *req, const char *name)
 {
-	const char *p = req->hdr.p, *end = req->hdr.p + req->hdr.len;
+	const char *p = req->hdr.p, *end;
 	unsigned i;
 
+	if (!p) /* no header at all (NULL + 0 is undefined) */
+		return NULL;
+	end = p + req->hdr.len;
 	for (i = 0; i < req->nhdr && p < end; i++) {
 		const char *value = p + strlen(p) + 1;
 
@@ -447,9 +462,12 @@ static bool conn_version_refused(struct conn *c)
 static int conn_strict_headers(struct conn *c)
 {
 	const struct listener_req *r = &c->req;
-	const char *p = r->hdr.p, *end = r->hdr.p + r->hdr.len;
+	const char *p = r->hdr.p, *end;
 	unsigned i, nte = 0;
 
+	if (!p) /* no header at all (NULL + 0 is undefined) */
+		return 0;
+	end = p + r->hdr.len;
 	for (i = 0; i < r->nhdr && p < end; i++) {
 		const char *value = p + strlen(p) + 1;
 
@@ -581,7 +599,7 @@ static int on_headers_complete(http_parser *p)
 	    (chunked || (has_length && p->content_length > 0))) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
-		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		int n = l->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
 
 		/* Best effort: a client that gets nothing sends the body anyway;
 		 * but half a status line would garble the stream. */
@@ -870,7 +888,7 @@ static void conn_end(struct conn *c)
 	}
 	c->phase = PHASE_LINGER;
 	c->sreq.data = c;
-	if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_shutdown_cb) < 0) {
+	if (c->l->io->shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_shutdown_cb) < 0) {
 		conn_close(c);
 		return;
 	}
@@ -917,7 +935,7 @@ static void conn_send(struct conn *c)
 
 	c->phase = PHASE_WRITE;
 	idle_del(c);
-	n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	n = c->l->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
 	if (n == UV_EAGAIN)
 		n = 0;
 	if (n < 0) {
@@ -933,7 +951,7 @@ static void conn_send(struct conn *c)
 	c->out_sent = (size_t)n;
 	b = uv_buf_init(c->out.p + n, (unsigned)(c->out.len - (size_t)n));
 	c->wreq.data = c;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) < 0) {
+	if (c->l->io->write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) < 0) {
 		c->dead = true;
 		conn_close(c);
 		return;
@@ -1214,7 +1232,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (n == 0)
 		return;
 	if (n < 0) {
-		uv_read_stop(s);
+		c->l->io->read_stop(s);
 		c->reading = false;
 		if (n == UV_EOF)
 			c->eof = true;
@@ -1255,7 +1273,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		return;
 	}
 	if (c->in.len >= LISTENER_IN_LIMIT) {
-		uv_read_stop(s);
+		c->l->io->read_stop(s);
 		c->reading = false;
 	}
 	conn_run(c);
@@ -1265,7 +1283,7 @@ static void conn_read_start(struct conn *c)
 {
 	if (c->reading || c->eof || c->dead || c->closing)
 		return;
-	if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) < 0) {
+	if (c->l->io->read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb) < 0) {
 		c->dead = true;
 		conn_close(c);
 		return;
@@ -1504,7 +1522,7 @@ static void conn_refuse_503(struct conn *c, bool per_ip)
 	if (conn_build_error(c, 503, msg, "Retry-After: " LISTENER_RETRY_AFTER "\r\n", false,
 			     false) == 0) {
 		uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		int n = l->io->try_write((uv_stream_t *)&c->tcp, &b, 1);
 
 		if (n > 0)
 			l->st.bytes_out += (uint64_t)n;
@@ -1579,14 +1597,14 @@ static void conn_close(struct conn *c)
 	if (c->phase == PHASE_HANDLER) {
 		c->dead = true;
 		if (c->reading)
-			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->l->io->read_stop((uv_stream_t *)&c->tcp);
 		c->reading = false;
 		uv_timer_stop(&c->timer);
 		return;
 	}
 	c->closing = true;
 	conn_uncount(c);
-	uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+	c->l->io->close((uv_handle_t *)&c->tcp, conn_closed_cb);
 	uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
 }
 
@@ -1615,20 +1633,14 @@ static void conn_peer_name(struct conn *c)
 	}
 }
 
-static void listener_conn_cb(uv_stream_t *server, int status)
+/* A new connection with its stream and timer initialised, not accepted
+ * yet; NULL when out of memory. */
+static struct conn *conn_new(struct listener *l)
 {
-	struct listener *l = server->data;
-	struct conn *c;
+	struct conn *c = calloc(1, sizeof(*c));
 
-	if (status < 0) {
-		log_warn("http accept failed", "error=\"%s\"", uv_strerror(status));
-		return;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		log_warn("http accept failed", "error=\"%s\"", "out of memory");
-		return;
-	}
+	if (!c)
+		return NULL;
 	c->l = l;
 	c->tcp.data = c;
 	c->timer.data = c;
@@ -1643,6 +1655,32 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	c->handles = 2;
 	list_init(&c->idle);
 	list_prepend(&l->conns, &c->link);
+	return c;
+}
+
+/* An admitted connection starts: its header deadline, then reading. */
+static void conn_begin(struct conn *c)
+{
+	c->l->st.connections++;
+	idle_add(c);
+	conn_timer(c, c->l->lim.header_timeout_ms);
+	conn_read_start(c);
+}
+
+static void listener_conn_cb(uv_stream_t *server, int status)
+{
+	struct listener *l = server->data;
+	struct conn *c;
+
+	if (status < 0) {
+		log_warn("http accept failed", "error=\"%s\"", uv_strerror(status));
+		return;
+	}
+	c = conn_new(l);
+	if (!c) {
+		log_warn("http accept failed", "error=\"%s\"", "out of memory");
+		return;
+	}
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
 		conn_close(c);
 		return;
@@ -1650,11 +1688,21 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	conn_peer_name(c);
 	if (!listener_admit(l, c))
 		return;
-	l->st.connections++;
 	uv_tcp_nodelay(&c->tcp, 1);
-	idle_add(c);
-	conn_timer(c, l->lim.header_timeout_ms);
-	conn_read_start(c);
+	conn_begin(c);
+}
+
+uv_stream_t *listener__adopt(struct listener *l, const char *remote)
+{
+	struct conn *c = conn_new(l);
+
+	if (!c)
+		return NULL;
+	snprintf(c->remote, sizeof(c->remote), "%s", remote);
+	if (!listener_admit(l, c))
+		return NULL;
+	conn_begin(c);
+	return c->closing ? NULL : (uv_stream_t *)&c->tcp;
 }
 
 /* ------------------------------------------------------------ listener */
@@ -1782,28 +1830,26 @@ static void listener_start_failed_cb(uv_handle_t *h)
 	free(l);
 }
 
-int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct listener **out,
-		   char *err, size_t errlen)
+/* The listener of cfg with its server handle initialised, not bound;
+ * NULL with a message in err on failure. */
+static struct listener *listener_new(uv_loop_t *loop, const struct listener_config *cfg,
+				     const struct listener_io *io, const char *addr, char *err,
+				     size_t errlen)
 {
-	struct sockaddr_storage ss;
-	struct listener *l = NULL;
-	struct sigaction sa;
-	int namelen = sizeof(ss);
-	int rc = -1, e;
+	struct listener *l;
 	size_t i;
+	int e;
 
-	*out = NULL;
-	if (listener_parse_addr(cfg->addr ? cfg->addr : "", &ss, err, errlen) < 0)
-		goto out;
 	for (i = 0; i < cfg->nroutes; i++)
 		if (listener_check_route(&cfg->routes[i], i, err, errlen) < 0)
-			goto out;
+			return NULL;
 	l = calloc(1, sizeof(*l));
 	if (!l) {
-		snprintf(err, errlen, "listen on '%s': out of memory", cfg->addr);
-		goto out;
+		snprintf(err, errlen, "listen on '%s': out of memory", addr);
+		return NULL;
 	}
 	l->loop = loop;
+	l->io = io;
 	list_init(&l->conns);
 	list_init(&l->idle);
 	l->routes = cfg->routes;
@@ -1817,20 +1863,43 @@ int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct li
 	l->ip_mask--;
 	l->ip_seed = uv_hrtime() ^ (uint64_t)(uintptr_t)l;
 	if (!l->ips) {
-		snprintf(err, errlen, "listen on '%s': out of memory", cfg->addr);
+		snprintf(err, errlen, "listen on '%s': out of memory", addr);
 		free(l);
-		l = NULL;
-		goto out;
+		return NULL;
 	}
 	e = uv_tcp_init(loop, &l->server);
 	if (e < 0) {
-		snprintf(err, errlen, "listen on '%s': %s", cfg->addr, uv_strerror(e));
+		snprintf(err, errlen, "listen on '%s': %s", addr, uv_strerror(e));
 		free(l->ips);
 		free(l);
-		l = NULL;
-		goto out;
+		return NULL;
 	}
 	l->server.data = l;
+	return l;
+}
+
+int listener__open(uv_loop_t *loop, const struct listener_config *cfg,
+		   const struct listener_io *io, struct listener **out, char *err, size_t errlen)
+{
+	*out = listener_new(loop, cfg, io, "(no socket)", err, errlen);
+	return *out ? 0 : -1;
+}
+
+int listener_start(uv_loop_t *loop, const struct listener_config *cfg, struct listener **out,
+		   char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	struct listener *l = NULL;
+	struct sigaction sa;
+	int namelen = sizeof(ss);
+	int rc = -1, e;
+
+	*out = NULL;
+	if (listener_parse_addr(cfg->addr ? cfg->addr : "", &ss, err, errlen) < 0)
+		goto out;
+	l = listener_new(loop, cfg, &listener_io_uv, cfg->addr, err, errlen);
+	if (!l)
+		goto out;
 	e = uv_tcp_bind(&l->server, (const struct sockaddr *)&ss, 0);
 	if (e == 0)
 		e = uv_listen((uv_stream_t *)&l->server, 1024, listener_conn_cb);
