@@ -19,6 +19,7 @@
 #include "click.h"
 #include "lead.h"
 #include "lead_store.h"
+#include "list.h"
 #include "log.h"
 #include "mask.h"
 #include "pbauth.h"
@@ -56,7 +57,7 @@ struct pb_item {
 	struct db_job job;
 	struct postback *p;
 	struct listener_req *req; /* NULL once answered, and for backlog rows */
-	struct pb_item *next;     /* in the backlog */
+	struct list link;         /* in the backlog */
 	int64_t at_us;
 	char remote[64];
 	char method[16];
@@ -91,7 +92,7 @@ struct postback {
 	struct db *db;
 	struct postback_config cfg;
 	uv_timer_t timer;
-	struct pb_item *backlog, *backlog_tail;
+	struct list backlog; /* pb_item.link: log rows the database did not take yet */
 	size_t nbacklog;
 	size_t backlog_bytes;
 	size_t inflight; /* items submitted and not completed */
@@ -1283,25 +1284,21 @@ static size_t pb__item_bytes(const struct pb_item *it)
 
 static struct pb_item *pb__backlog_pop(struct postback *p)
 {
-	struct pb_item *it = p->backlog;
+	struct list *l = list_first(&p->backlog);
+	struct pb_item *it;
 
-	if (!it)
+	if (!l)
 		return NULL;
-	p->backlog = it->next;
-	if (!p->backlog)
-		p->backlog_tail = NULL;
+	it = list_entry(l, struct pb_item, link);
+	list_remove(&it->link);
 	p->nbacklog--;
 	p->backlog_bytes -= pb__item_bytes(it);
-	it->next = NULL;
 	return it;
 }
 
 static void pb__backlog_push_front(struct postback *p, struct pb_item *it)
 {
-	it->next = p->backlog;
-	p->backlog = it;
-	if (!p->backlog_tail)
-		p->backlog_tail = it;
+	list_prepend(&p->backlog, &it->link);
 	p->nbacklog++;
 	p->backlog_bytes += pb__item_bytes(it);
 }
@@ -1316,12 +1313,7 @@ static void pb__backlog_add(struct postback *p, struct pb_item *it)
 		pb__item_free(it);
 		return;
 	}
-	it->next = NULL;
-	if (p->backlog_tail)
-		p->backlog_tail->next = it;
-	else
-		p->backlog = it;
-	p->backlog_tail = it;
+	list_append(&p->backlog, &it->link);
 	p->nbacklog++;
 	p->backlog_bytes += pb__item_bytes(it);
 }
@@ -1492,7 +1484,7 @@ static size_t pb__flush(struct postback *p)
 	bool all = db_up(p->db);
 	size_t sent = 0;
 
-	while (p->backlog) {
+	while (!list_empty(&p->backlog)) {
 		struct pb_item *it = pb__backlog_pop(p);
 
 		it->job.run = NULL;
@@ -1515,7 +1507,7 @@ static void pb__timer_cb(uv_timer_t *t)
 {
 	struct postback *p = t->data;
 
-	if (p->backlog && !p->closing)
+	if (!list_empty(&p->backlog) && !p->closing)
 		pb__flush(p);
 }
 
@@ -1624,6 +1616,7 @@ int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct pos
 		return -1;
 	}
 	p->loop = loop;
+	list_init(&p->backlog);
 	p->db = cfg->db;
 	p->cfg = *cfg;
 	if (!p->cfg.backlog_max)
@@ -1685,7 +1678,7 @@ static void pb__close_step(struct postback *p)
 
 	if (p->inflight || uv_is_closing((uv_handle_t *)&p->timer))
 		return;
-	if (p->backlog) {
+	if (!list_empty(&p->backlog)) {
 		if (uv_now(p->loop) >= p->close_deadline)
 			why = "stop deadline passed";
 		else if (!db_up(p->db))
@@ -1693,7 +1686,7 @@ static void pb__close_step(struct postback *p)
 		else if (p->close_turns && !p->close_written)
 			why = "rows not written";
 	}
-	if (p->backlog && !why) {
+	if (!list_empty(&p->backlog) && !why) {
 		p->close_written = 0;
 		if (pb__flush(p)) {
 			p->close_turns++;
@@ -1702,7 +1695,7 @@ static void pb__close_step(struct postback *p)
 		uv_timer_start(&p->timer, pb__close_retry_cb, PB_CLOSE_RETRY_MS, 0);
 		return;
 	}
-	while (p->backlog) {
+	while (!list_empty(&p->backlog)) {
 		pb__item_free(pb__backlog_pop(p));
 		lost++;
 	}
