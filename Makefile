@@ -32,7 +32,7 @@ OBJ      += build/obj/gen_admin_assets.o
 TOBJ     += build/tobj/gen_admin_assets.o
 TLIB_OBJ += build/tobj/gen_admin_assets.o
 
-.PHONY: all test check clean run deps bench bench-bin bench-rule readme-help install uninstall
+.PHONY: all test check clean run deps bench bench-bin bench-rule soak readme-help install uninstall
 all: build/leadsync
 
 build/leadsync: $(OBJ)
@@ -140,6 +140,13 @@ bench-rule: build/bench/bench_rule
 
 bench: bench-bin
 	python3 bench/run.py --scale $(BENCH_SCALE)
+
+# The soak (bench/soak.py): two daemons, a hostile mock CRM, postbacks, a
+# PostgreSQL restart and a kill -9 for SOAK_SECONDS, then its invariants.
+# Part of neither `make test` nor CI.
+SOAK_SECONDS ?= 600
+soak: build/leadsync
+	python3 bench/soak.py $(SOAK_SECONDS)
 
 # Fuzzing (tests/fuzz/, one target per .c with LLVMFuzzerTestOneInput).
 # `make fuzz` builds every target with clang and libFuzzer

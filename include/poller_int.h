@@ -201,6 +201,8 @@ struct poll_batch {
 	struct db_job job;
 	enum poll_wmode wmode;
 	struct poll_batch *defer_next; /* p->deferred: ends on the next loop turn */
+	struct poll_batch *row_next;   /* p->row_wait: its row waits for the database */
+	unsigned row_tries;            /* writes of its row retried (poller__row_wait) */
 	struct buf upd, hist;
 	size_t *chg;         /* per changed lead: index into leads */
 	const struct lead **after;
@@ -245,6 +247,8 @@ struct poller {
 	uv_timer_t deadline;
 	uv_timer_t defer;              /* ends the deferred batches */
 	struct poll_batch *deferred;
+	uv_timer_t row_timer;          /* retries the rows of p->row_wait */
+	struct poll_batch *row_wait;   /* batches whose row met the database away */
 	unsigned handles;
 	void (*stop_cb)(void *);
 	void *stop_data;

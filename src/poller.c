@@ -49,6 +49,9 @@
 #include "status.h"
 #include "store.h"
 
+#define POLL_ROW_RETRY_MS 1000 /* a row that met the database away is tried again after */
+#define POLL_ROW_TRIES 600     /* ... this many times at most (10 minutes) */
+
 static const char *const poll_outcome_names[POLL_OUTCOME_COUNT] = {
 	"ok",        "http_error",  "timeout",       "connect_error", "tls_error",
 	"too_large", "bad_answer",  "redirect_error", "decode_error", "rule_error",
@@ -91,6 +94,8 @@ static void poller__pair_maybe_finish(struct poll_pair *pr);
 static void poller__batch_end(struct poll_batch *b);
 static void poller__defer_cb(uv_timer_t *t);
 static void poller__batch_write(struct poll_batch *b, enum poll_wmode m);
+static void poller__batch_submit(struct poll_batch *b);
+static void poller__row_retry_cb(uv_timer_t *t);
 
 void poller__pair_free(struct poll_pair *pr)
 {
@@ -211,6 +216,45 @@ static void poller__batch_fail(struct poll_batch *b, enum poll_outcome o, const 
 	poller__batch_write(b, W_ROW);
 }
 
+/* The database is away (DB_EDOWN): b's row is written again in
+ * POLL_ROW_RETRY_MS, and again, while the poller runs (at most
+ * POLL_ROW_TRIES times), so that a poll run ending in an outage still gets
+ * its row. The batch, and so its pair, stays alive meanwhile, counted as a
+ * job. False: the row is given up. */
+static bool poller__row_wait(struct poll_batch *b)
+{
+	struct poller *p = b->pair->p;
+
+	if (p->stopping || b->row_tries >= POLL_ROW_TRIES)
+		return false;
+	b->row_tries++;
+	b->wmode = W_ROW;
+	b->row_next = p->row_wait;
+	p->row_wait = b;
+	p->jobs++;
+	if (!uv_is_active((uv_handle_t *)&p->row_timer))
+		uv_timer_start(&p->row_timer, poller__row_retry_cb, POLL_ROW_RETRY_MS, 0);
+	return true;
+}
+
+/* The rows waiting for the database go now. */
+static void poller__row_flush(struct poller *p)
+{
+	struct poll_batch *b;
+
+	uv_timer_stop(&p->row_timer);
+	while ((b = p->row_wait)) {
+		p->row_wait = b->row_next;
+		p->jobs--;
+		poller__batch_submit(b);
+	}
+}
+
+static void poller__row_retry_cb(uv_timer_t *t)
+{
+	poller__row_flush(t->data);
+}
+
 static void poller__write_done(struct db_job *job)
 {
 	struct poll_batch *b = job->data;
@@ -224,6 +268,8 @@ static void poller__write_done(struct db_job *job)
 		return;
 	}
 	if (b->wmode == W_ROW) {
+		if (job->status == DB_EDOWN && poller__row_wait(b))
+			return;
 		p->st.rows_lost++;
 		log_warn("poll run not recorded", "offer=%" PRId64 " variant=%s outcome=%s err=\"%s\"",
 			 b->offer, rule_variant_name(b->v), poll_outcome_name(b->outcome), job->err);
@@ -235,6 +281,8 @@ static void poller__write_done(struct db_job *job)
 	if (job->status == DB_EDOWN) {
 		b->outcome = POLL_DB_ERROR;
 		snprintf(b->err, sizeof(b->err), "%s", job->err);
+		if (poller__row_wait(b))
+			return;
 		p->st.rows_lost++;
 		log_warn("poll run not recorded", "offer=%" PRId64 " variant=%s outcome=db_error err=\"%s\"",
 			 b->offer, rule_variant_name(b->v), job->err);
@@ -258,11 +306,17 @@ static void poller__defer_end(struct poll_batch *b)
 
 static void poller__batch_write(struct poll_batch *b, enum poll_wmode m)
 {
-	struct poller *p = b->pair->p;
-
 	b->wmode = m;
 	b->t_end_us = poller__wall_us();
 	buf_cut_utf8(&b->notes, POLL_NOTES_MAX);
+	poller__batch_submit(b);
+}
+
+/* Sends b's write (b->wmode) to the database. */
+static void poller__batch_submit(struct poll_batch *b)
+{
+	struct poller *p = b->pair->p;
+
 	if (p->dry_run) {
 		poller__defer_end(b);
 		return;
@@ -1389,8 +1443,9 @@ void poller__timers_init(struct poller *p)
 {
 	uv_timer_init(p->loop, &p->deadline);
 	uv_timer_init(p->loop, &p->defer);
-	p->deadline.data = p->defer.data = p;
-	p->handles = 3; /* the timers and the rule threads */
+	uv_timer_init(p->loop, &p->row_timer);
+	p->deadline.data = p->defer.data = p->row_timer.data = p;
+	p->handles = 4; /* the timers and the rule threads */
 }
 
 static unsigned poller__threads(struct poller *p)
@@ -1515,6 +1570,7 @@ void poller__http_closed(struct http_client *c, void *data)
 
 	uv_close((uv_handle_t *)&p->deadline, poller__timer_closed);
 	uv_close((uv_handle_t *)&p->defer, poller__timer_closed);
+	uv_close((uv_handle_t *)&p->row_timer, poller__timer_closed);
 	rule_pool_close(p->pool, poller__pool_closed, p);
 }
 
@@ -1546,6 +1602,7 @@ void poller_stop(struct poller *p, void (*cb)(void *data), void *data)
 	p->stopping = true;
 	p->stop_cb = cb;
 	p->stop_data = data;
+	poller__row_flush(p); /* a last try each, before the pairs end */
 	uv_timer_start(&p->deadline, poller__deadline_cb, p->cfg.stop_deadline_ms, 0);
 	list_for_each_safe(it, nx, &p->pairs)
 		poller__pair_maybe_finish(list_entry(it, struct poll_pair, link));

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -624,11 +625,16 @@ static int pb__json_sep(struct buf *b)
 	return buf_addc(b, b->len ? ',' : '[');
 }
 
-/* One history row: the change from a to b (a NULL: a new lead). */
+/* One history row: the change from a to b (a NULL: a new lead). A new
+ * lead's after holds every field that is not null or '', as import writes
+ * it (lead_changes(NULL, lead_fields(l))), so that replaying the history
+ * from {} gives the lead: its zero amounts and counts too, which a diff
+ * against an all-zero lead would leave out. */
 static int pb__history(struct pb_txn *t, const struct pb_lslot *s, const struct lead *a,
 		       const struct lead *b, enum lead_source src, int64_t log_id)
 {
-	static const struct lead blank;
+	static const struct lead blank = { .base = INT64_MIN, .counts = INT_MIN, .wm = INT64_MIN,
+					   .pay = INT64_MIN, .ref = INT64_MIN };
 	struct buf before, after;
 	char tm[32];
 	int rc = -1;

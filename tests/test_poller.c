@@ -1645,6 +1645,48 @@ TEST(poller_failed_release_is_retried_after_the_database_returns)
 	buf_release(&imp);
 }
 
+/* The database goes away while a run's edits are written (a trigger kills
+ * its own backend on the write, twice: the pool's own second try dies
+ * too): the run's row is written once the database answers again, with
+ * the outcome db_error, instead of being lost (the soak's PostgreSQL
+ * restart lost every row of the runs that ended in it). */
+TEST(poller_run_row_waits_for_the_database_to_return)
+{
+	struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct pt_env e;
+	struct poller_config pc;
+	struct poller_stats st;
+	struct buf imp;
+	char err[1024];
+
+	buf_init(&imp, 0);
+	ASSERT(pt_open(&e, "ls_poller_row_wait", routes, 1));
+	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
+	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
+	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
+	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
+	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
+	ASSERT(test_sql_exec(e.c, "CREATE SEQUENCE pt_kill"));
+	ASSERT(test_sql_exec(e.c, "CREATE FUNCTION pt_kill_row() RETURNS trigger LANGUAGE plpgsql AS $$"
+			    " BEGIN IF nextval('pt_kill') <= 2 THEN"
+			    "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+			    " END IF; RETURN NEW; END $$"));
+	ASSERT(test_sql_exec(e.c, "CREATE TRIGGER pt_kill_row BEFORE INSERT ON poll_runs"
+			    " FOR EACH ROW EXECUTE FUNCTION pt_kill_row()"));
+	pt_config(&e, &pc, "w-rowwait");
+	ASSERT(pt_start(&e, 0, &pc));
+	ASSERT(pt_run_until(&e, "SELECT concat_ws(' ', outcome, leads_asked, leads_changed)"
+			    " FROM poll_runs WHERE offer = 10", "db_error 1 0", 25000));
+	ASSERT(test_sql_is(e.c, "SELECT last_value FROM pt_kill", "3"));
+	ASSERT(test_sql_is(e.c, "SELECT status FROM leads WHERE id = 101", "2"));
+	poller_stats(e.p[0], &st);
+	ASSERT_EQ(st.rows_lost, 0);
+	pt_close(&e);
+	buf_release(&imp);
+}
+
 /* `leadsync check` keeps its lease while a slow CRM answers: with a 1 s
  * lease, the lease is still ours (and not run out) 1.8 s into the request. */
 TEST(poller_check_extends_its_lease_while_the_crm_is_slow)

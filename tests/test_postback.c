@@ -905,6 +905,26 @@ TP_TEST(postback_keeps_fractional_times_and_writes_no_phantom_change, NULL, 2)
 	ASSERT_STREQ(tp_val("SELECT count(*) FROM lead_history WHERE lead = $1", id), "2");
 }
 
+/* A new lead's history row holds all its fields that are not null or '',
+ * zero amounts included, as import writes it: replaying the history from
+ * {} gives the lead (the soak's check; a diff against an all-zero lead
+ * left out base, wm, pay and ref of a lead on hold). */
+TP_TEST(postback_new_lead_history_replays_to_the_lead, NULL, 2)
+{
+	struct tp_resp r;
+	char id[32];
+
+	ASSERT_EQ(tp_pb(t, "click_id=" SEED_CLICK "&request_id=replay1&action=lead&status=hold", &r), 0);
+	ASSERT_EQ(r.status, 200);
+	snprintf(id, sizeof(id), "%" PRId64, tp_lead(r.body));
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT concat_ws(' ', l.wm, l.base) FROM leads l WHERE id = $1", id),
+		     "0.00 0.00");
+	ASSERT_STREQ(tp_val("SELECT h.after = c.after FROM lead_history h, leads l,"
+			    " lead_changes(NULL, lead_fields(l)) c WHERE l.id = $1 AND h.lead = l.id",
+			    id), "t");
+}
+
 /* --------------------------------------------------- hostile, malformed */
 
 TP_TEST(postback_quotes_sql_and_bytes_are_data, NULL, 2)
