@@ -192,4 +192,10 @@ void postback_params_parse(struct postback_params *pp, bool post, const char *co
 			   const struct listener_form *query);
 void postback_params_release(struct postback_params *pp);
 
+/* Tests only: while above 0, a postback commit that succeeded is reported
+ * to the daemon as lost with its connection (the backend is terminated
+ * after COMMIT), and so is the lookup that learns the fate of a commit in
+ * doubt; each such loss takes one off. The daemon never sets it. */
+extern _Atomic int postback_test_lose_commit;
+
 #endif

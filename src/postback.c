@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@
 #define PB_LOG_TRIES 5      /* writes of a log row that fails for its own reason */
 #define PB_CLOSE_RETRY_MS 50 /* at close, the wait before a turn the full queue refused */
 #define PB_AUTH_LOG_MS 1000 /* at most one line per this long for refused authentication */
+#define PB_DOUBT_HOLD_MS 15000 /* how long an answer waits to learn whether its commit landed */
+
+_Atomic int postback_test_lose_commit;
 
 enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
 _Static_assert(PB_NPARAMS == POSTBACK_NPARAMS, "postback.h names the same parameters");
@@ -77,6 +81,11 @@ struct pb_item {
 	int pre_status;      /* 0, or the answer the request itself earns */
 	char pre_err[256];
 	bool log_only;       /* the results are final: only the log row is written */
+	/* The commit of this item's group was in doubt (the connection broke
+	 * during COMMIT): the id its log row has if that commit landed, else
+	 * 0. The next attempt first looks the row up (pb__group). */
+	int64_t doubt_id;
+	uint64_t doubt_since; /* uv_now() when it was first held for that */
 	unsigned log_tries;  /* failed writes of the log row alone */
 	/* results */
 	int http;
@@ -94,6 +103,7 @@ struct postback {
 	struct postback_config cfg;
 	uv_timer_t timer;
 	struct list backlog; /* pb_item.link: log rows the database did not take yet */
+	struct list doubt;   /* pb_item.link: answers held until their commit is known */
 	size_t nbacklog;
 	size_t backlog_bytes;
 	size_t inflight; /* items submitted and not completed */
@@ -1191,6 +1201,20 @@ static int pb__attempt(PGconn *c, struct pb_item **items, size_t n, char *err, s
 	if (rc)
 		goto out;
 	rc = pb__exec(&t, "commit", "COMMIT", false, 0, NULL, NULL);
+	if (!rc && atomic_load(&postback_test_lose_commit) > 0) {
+		/* test hook: the commit landed but its answer is lost */
+		atomic_fetch_sub(&postback_test_lose_commit, 1);
+		PQclear(PQexec(c, "SELECT pg_terminate_backend(pg_backend_pid())"));
+		snprintf(t.err, sizeof(t.err), "commit: connection lost (test)");
+		rc = -1;
+	}
+	if (rc && PQstatus(c) != CONNECTION_OK)
+		/* In doubt: the server may have committed before the connection
+		 * went (only COMMIT gets here with the connection gone: a failure
+		 * before it jumped past). Each item remembers its log row's id,
+		 * which exists iff it did; the next attempt looks first. */
+		for (i = 0; i < n; i++)
+			items[i]->doubt_id = pb__i(&t, (int)i, R_LOG_ID);
 	if (!rc)
 		log_lead_changes("postback", (const struct log_lead *)(const void *)t.lg.p,
 				 t.lg.len / sizeof(struct log_lead));
@@ -1214,10 +1238,10 @@ static int pb__commit(PGconn *c, struct pb_item **items, size_t n, char *err, si
 	return rc ? -1 : 0;
 }
 
-/* The group function: all postbacks in one commit; when that fails, one
- * by one; a postback that fails alone is answered 500 and its log row is
- * written without the change. */
-static void pb__group(PGconn *c, struct db_job **jobs, size_t n)
+/* All postbacks in one commit; when that fails, one by one; a postback
+ * that fails alone is answered 500 and its log row is written without the
+ * change. */
+static void pb__apply(PGconn *c, struct db_job **jobs, size_t n)
 {
 	struct pb_item *it;
 	char err[512];
@@ -1274,6 +1298,85 @@ static void pb__group(PGconn *c, struct db_job **jobs, size_t n)
 			lead_strlcpy(jobs[i]->err, sizeof(jobs[i]->err), err);
 		}
 	}
+}
+
+/* Items whose last commit was in doubt: those whose log row exists were
+ * committed then (their results stand: DB_OK); the others are tried
+ * afresh. Returns how many of jobs[0..n) are left, moved to the front;
+ * -1 when the lookup failed (every job is then DB_EDOWN, still in doubt).
+ * The array is permuted, never shortened: the pool finishes all n. */
+static int pb__doubt_resolve(PGconn *c, struct db_job **jobs, size_t n)
+{
+	struct buf ids;
+	PGresult *r;
+	const char *param;
+	size_t i, m = 0;
+	int row, got = 0;
+
+	buf_init(&ids, 0);
+	for (i = 0; i < n; i++) {
+		const struct pb_item *it = jobs[i]->data;
+
+		if (it->doubt_id)
+			got |= buf_addf(&ids, "%s%" PRId64, ids.len ? "," : "{", it->doubt_id);
+	}
+	if (!ids.len) {
+		buf_release(&ids);
+		return (int)n;
+	}
+	got |= buf_addc(&ids, '}');
+	param = ids.p;
+	if (atomic_load(&postback_test_lose_commit) > 0) { /* test hook: the lookup fails too */
+		atomic_fetch_sub(&postback_test_lose_commit, 1);
+		PQclear(PQexec(c, "SELECT pg_terminate_backend(pg_backend_pid())"));
+	}
+	r = got ? NULL
+		: PQexecParams(c, "SELECT id FROM postbacks_in WHERE id = ANY ($1::bigint[])", 1,
+			       NULL, &param, NULL, NULL, 0);
+	buf_release(&ids);
+	if (!r || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		char msg[300];
+
+		snprintf(msg, sizeof(msg), "postback commit in doubt: %s",
+			 r ? PQresultErrorMessage(r) : "out of memory");
+		for (i = 0; i < n; i++) {
+			jobs[i]->status = DB_EDOWN;
+			lead_strlcpy(jobs[i]->err, sizeof(jobs[i]->err), msg);
+		}
+		PQclear(r);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		struct pb_item *it = jobs[i]->data;
+		bool landed = false;
+
+		for (row = 0; it->doubt_id && row < PQntuples(r) && !landed; row++)
+			landed = strtoll(PQgetvalue(r, row, 0), NULL, 10) == it->doubt_id;
+		if (it->doubt_id)
+			log_info("postback commit in doubt resolved", "log_id=%" PRId64 " committed=%s",
+				 it->doubt_id, landed ? "yes" : "no");
+		it->doubt_id = 0;
+		if (landed) {
+			jobs[i]->status = DB_OK;
+		} else { /* to the front, keeping every job in the array */
+			struct db_job *x = jobs[m];
+
+			jobs[m++] = jobs[i];
+			jobs[i] = x;
+		}
+	}
+	PQclear(r);
+	return (int)m;
+}
+
+/* The group function: items in doubt first learn their fate, then the rest
+ * are applied. */
+static void pb__group(PGconn *c, struct db_job **jobs, size_t n)
+{
+	int left = pb__doubt_resolve(c, jobs, n);
+
+	if (left > 0)
+		pb__apply(c, jobs, (size_t)left);
 }
 
 /* ---------------------------------------------------------------- loop */
@@ -1431,6 +1534,17 @@ static void pb__respond(struct pb_item *it)
 	listener_respond_error(req, it->http, it->http >= 500 ? "internal error" : it->err);
 }
 
+static void pb__done(struct db_job *j);
+
+/* Readies it's database job: the group function, then pb__done. */
+static void pb__submit_job(struct pb_item *it)
+{
+	it->job.run = NULL;
+	it->job.group = pb__group;
+	it->job.done = pb__done;
+	it->job.data = it;
+}
+
 static void pb__done(struct db_job *j)
 {
 	struct pb_item *it = j->data;
@@ -1442,6 +1556,12 @@ static void pb__done(struct db_job *j)
 		if (it->req)
 			pb__respond(it);
 		pb__item_free(it);
+	} else if (it->doubt_id && it->req && !it->log_only && !p->closing) {
+		/* its commit may have landed: the answer waits until the database
+		 * says (pb__doubt_retry), a 503 now could deny a stored postback */
+		if (!it->doubt_since)
+			it->doubt_since = uv_now(p->loop);
+		list_append(&p->doubt, &it->link);
 	} else {
 		if (!it->log_only) {
 			if (j->status == DB_EFAIL)
@@ -1466,10 +1586,7 @@ static void pb__done(struct db_job *j)
 
 static void pb__submit(struct postback *p, struct pb_item *it)
 {
-	it->job.run = NULL;
-	it->job.group = pb__group;
-	it->job.done = pb__done;
-	it->job.data = it;
+	pb__submit_job(it);
 	if (db_submit(p->db, &it->job) == 0) {
 		p->inflight++;
 		return;
@@ -1493,10 +1610,7 @@ static size_t pb__flush(struct postback *p)
 	while (!list_empty(&p->backlog)) {
 		struct pb_item *it = pb__backlog_pop(p);
 
-		it->job.run = NULL;
-		it->job.group = pb__group;
-		it->job.done = pb__done;
-		it->job.data = it;
+		pb__submit_job(it);
 		if (db_submit(p->db, &it->job) < 0) {
 			pb__backlog_push_front(p, it);
 			break;
@@ -1509,11 +1623,59 @@ static size_t pb__flush(struct postback *p)
 	return sent;
 }
 
+/* Tries again the postbacks whose commit was in doubt: each goes to the
+ * database as a group job, whose first step looks up its log row
+ * (pb__doubt_resolve). One as a probe while the database seems down; an
+ * answer held PB_DOUBT_HOLD_MS is given up on: 503 now, and the log row,
+ * in the backlog, still learns the commit's fate before it is written.
+ * At close (now_all) every item goes at once, and whatever cannot is
+ * answered 503 at once. */
+static void pb__doubt_retry(struct postback *p, bool now_all)
+{
+	struct list todo = LIST_HEAD_INIT(todo), *l, *nx;
+	bool all = now_all || db_up(p->db);
+	uint64_t now = uv_now(p->loop);
+	size_t sent = 0;
+
+	list_splice_tail(&todo, &p->doubt);
+	list_for_each_safe(l, nx, &todo) {
+		struct pb_item *it = list_entry(l, struct pb_item, link);
+
+		list_remove(&it->link);
+		if (!now_all && !all && sent) {
+			list_append(&p->doubt, &it->link);
+			continue;
+		}
+		if (now - it->doubt_since < PB_DOUBT_HOLD_MS || now_all) {
+			pb__submit_job(it);
+			if (db_submit(p->db, &it->job) == 0) {
+				p->inflight++;
+				sent++;
+				continue;
+			}
+			if (!now_all) {
+				list_append(&p->doubt, &it->link);
+				continue;
+			}
+		}
+		log_warn("postback answered 503 with its commit in doubt", "log_id=%" PRId64,
+			 it->doubt_id);
+		pb__result(it, 503, "unavailable", "database unreachable: try again later");
+		it->log_only = true;
+		pb__respond(it);
+		pb__backlog_add(p, it);
+	}
+}
+
 static void pb__timer_cb(uv_timer_t *t)
 {
 	struct postback *p = t->data;
 
-	if (!list_empty(&p->backlog) && !p->closing)
+	if (p->closing)
+		return;
+	if (!list_empty(&p->doubt))
+		pb__doubt_retry(p, false);
+	if (!list_empty(&p->backlog))
 		pb__flush(p);
 }
 
@@ -1623,6 +1785,7 @@ int postback_open(uv_loop_t *loop, const struct postback_config *cfg, struct pos
 	}
 	p->loop = loop;
 	list_init(&p->backlog);
+	list_init(&p->doubt);
 	p->db = cfg->db;
 	p->cfg = *cfg;
 	if (!p->cfg.backlog_max)
@@ -1684,6 +1847,11 @@ static void pb__close_step(struct postback *p)
 
 	if (p->inflight || uv_is_closing((uv_handle_t *)&p->timer))
 		return;
+	if (!list_empty(&p->doubt)) {
+		pb__doubt_retry(p, true);
+		if (p->inflight)
+			return;
+	}
 	if (!list_empty(&p->backlog)) {
 		if (uv_now(p->loop) >= p->close_deadline)
 			why = "stop deadline passed";

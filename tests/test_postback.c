@@ -3,6 +3,7 @@
  * daemon runs in-process on its own loop thread (or as `leadsync run`);
  * and the database pool on its own. */
 #include "daemon.h"
+#include "postback.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -923,6 +924,41 @@ TP_TEST(postback_new_lead_history_replays_to_the_lead, NULL, 2)
 	ASSERT_STREQ(tp_val("SELECT h.after = c.after FROM lead_history h, leads l,"
 			    " lead_changes(NULL, lead_fields(l)) c WHERE l.id = $1 AND h.lead = l.id",
 			    id), "t");
+}
+
+/* The connection breaks after a postback's COMMIT went through: the daemon
+ * cannot know whether it did, so it looks for the log row the commit would
+ * have written before doing anything else. Once (found on the pool's
+ * immediate retry) and three times (the answer held, retried from the
+ * timer): each way one answer, 200 as first decided (not a duplicate, not
+ * a 503 for a stored lead), one lead, one log row. */
+static void tp_lost_commit(struct tp *t, int losses, const char *rid)
+{
+	struct tp_resp r;
+	char q[256];
+
+	snprintf(q, sizeof(q), "click_id=" SEED_CLICK "&request_id=%s&action=lead&status=hold", rid);
+	atomic_store(&postback_test_lose_commit, losses);
+	ASSERT_EQ(tp_pb(t, q, &r), 0);
+	ASSERT_EQ(atomic_load(&postback_test_lose_commit), 0);
+	atomic_store(&postback_test_lose_commit, 0);
+	ASSERT_EQ(r.status, 200);
+	ASSERT_CONTAINS(r.body, "\"duplicate\":false");
+	tp_resp_release(&r);
+	ASSERT_STREQ(tp_val("SELECT count(*) FROM leads WHERE request_id = $1", rid), "1");
+	ASSERT_STREQ(tp_val("SELECT count(*) || ' ' || min(outcome) FROM postbacks_in p"
+			    " JOIN leads l ON l.id = p.lead WHERE l.request_id = $1", rid),
+		     "1 created");
+}
+
+TP_TEST(postback_commit_in_doubt_found_on_the_retry, NULL, 1)
+{
+	tp_lost_commit(t, 1, "doubt1");
+}
+
+TP_TEST(postback_commit_in_doubt_answer_held_until_known, NULL, 1)
+{
+	tp_lost_commit(t, 3, "doubt3");
 }
 
 /* --------------------------------------------------- hostile, malformed */
