@@ -1587,6 +1587,43 @@ static bool pt_run_until(struct pt_env *e, const char *sql, const char *want, ui
 	return u.met;
 }
 
+/* Offer 10 of the mock's route "ok" with lead 101 in processing, only its
+ * processing pair due, and a trigger (on_sql: "BEFORE ... ON table FOR
+ * EACH ROW [WHEN ...]") that kills its own backend the first two times it
+ * fires: the pool runs a job once more on a fresh connection before it
+ * gives up, so the second kill makes the database look gone. */
+static bool pt_ok_offer_killed_twice(struct pt_env *e, const char *db, const char *on_sql)
+{
+	static const struct mock_route routes[] = {
+		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
+	};
+	struct buf imp, trig;
+	char err[1024];
+	bool ok;
+
+	if (!pt_open(e, db, routes, 1))
+		return false;
+	buf_init(&imp, 0);
+	buf_init(&trig, 0);
+	ok = buf_adds(&imp, PT_ADV) == 0 &&
+	     pt_offer(&imp, 10, "pt_crm", mock_crm_port(e->m), "ok", NULL) == 0 &&
+	     pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z") == 0 &&
+	     pt_import(e->c, imp.p, err, sizeof(err)) == 0 &&
+	     pt_hold_except(e->c, "variant = 'processing'") &&
+	     test_sql_exec(e->c, "CREATE SEQUENCE pt_kill") &&
+	     test_sql_exec(e->c, "CREATE FUNCTION pt_kill() RETURNS trigger LANGUAGE plpgsql AS $$"
+			   " BEGIN IF nextval('pt_kill') <= 2 THEN"
+			   "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+			   " END IF; RETURN NEW; END $$") &&
+	     buf_addf(&trig, "CREATE TRIGGER pt_kill %s EXECUTE FUNCTION pt_kill()", on_sql) == 0 &&
+	     test_sql_exec(e->c, trig.p);
+	buf_release(&imp);
+	buf_release(&trig);
+	if (!ok)
+		pt_close(e);
+	return ok;
+}
+
 /* The database drops the worker's connection in the middle of a release
  * (a trigger kills its own backend, twice: the pool runs a job once more
  * on a fresh connection before it gives up): the release is retried once the
@@ -1594,30 +1631,13 @@ static bool pt_run_until(struct pt_env *e, const char *sql, const char *want, ui
  * long before its 30 s lease would have run out. */
 TEST(poller_failed_release_is_retried_after_the_database_returns)
 {
-	struct mock_route routes[] = {
-		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
-	};
 	struct pt_env e;
 	struct poller_config pc;
 	struct poller_stats st;
-	struct buf imp;
-	char err[1024];
 
-	buf_init(&imp, 0);
-	ASSERT(pt_open(&e, "ls_poller_release_retry", routes, 1));
-	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
-	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
-	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
-	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
-	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
-	ASSERT(test_sql_exec(e.c, "CREATE SEQUENCE pt_kill"));
-	ASSERT(test_sql_exec(e.c, "CREATE FUNCTION pt_kill_release() RETURNS trigger LANGUAGE plpgsql AS $$"
-			    " BEGIN IF nextval('pt_kill') <= 2 THEN"
-			    "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
-			    " END IF; RETURN NEW; END $$"));
-	ASSERT(test_sql_exec(e.c, "CREATE TRIGGER pt_kill_release BEFORE UPDATE ON poll_schedule"
-			    " FOR EACH ROW WHEN (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL)"
-			    " EXECUTE FUNCTION pt_kill_release()"));
+	ASSERT(pt_ok_offer_killed_twice(&e, "ls_poller_release_retry",
+					"BEFORE UPDATE ON poll_schedule FOR EACH ROW WHEN"
+					" (OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL)"));
 	pt_config(&e, &pc, "w-retry");
 	ASSERT(pt_start(&e, 0, &pc));
 	/* the run is written, its release dies with the connection, and the
@@ -1642,7 +1662,6 @@ TEST(poller_failed_release_is_retried_after_the_database_returns)
 	ASSERT(test_sql_is(e.c, "SELECT coalesce(lease_owner, '-') FROM poll_schedule WHERE offer = 10"
 			  " AND variant = 'processing'", "-"));
 	pt_close(&e);
-	buf_release(&imp);
 }
 
 /* The database goes away while a run's edits are written (a trigger kills
@@ -1652,29 +1671,12 @@ TEST(poller_failed_release_is_retried_after_the_database_returns)
  * restart lost every row of the runs that ended in it). */
 TEST(poller_run_row_waits_for_the_database_to_return)
 {
-	struct mock_route routes[] = {
-		{ .path = "/ok", .kind = MOCK_FUNC, .fn = pt_answer, .data = &pt_ok_route },
-	};
 	struct pt_env e;
 	struct poller_config pc;
 	struct poller_stats st;
-	struct buf imp;
-	char err[1024];
 
-	buf_init(&imp, 0);
-	ASSERT(pt_open(&e, "ls_poller_row_wait", routes, 1));
-	ASSERT_EQ(buf_adds(&imp, PT_ADV), 0);
-	ASSERT_EQ(pt_offer(&imp, 10, "pt_crm", mock_crm_port(e.m), "ok", NULL), 0);
-	ASSERT_EQ(pt_lead(&imp, 101, 10, 2, "2026-01-10T10:00:00Z"), 0);
-	ASSERT_EQ(pt_import(e.c, imp.p, err, sizeof(err)), 0);
-	ASSERT(pt_hold_except(e.c, "variant = 'processing'"));
-	ASSERT(test_sql_exec(e.c, "CREATE SEQUENCE pt_kill"));
-	ASSERT(test_sql_exec(e.c, "CREATE FUNCTION pt_kill_row() RETURNS trigger LANGUAGE plpgsql AS $$"
-			    " BEGIN IF nextval('pt_kill') <= 2 THEN"
-			    "  PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
-			    " END IF; RETURN NEW; END $$"));
-	ASSERT(test_sql_exec(e.c, "CREATE TRIGGER pt_kill_row BEFORE INSERT ON poll_runs"
-			    " FOR EACH ROW EXECUTE FUNCTION pt_kill_row()"));
+	ASSERT(pt_ok_offer_killed_twice(&e, "ls_poller_row_wait",
+					"BEFORE INSERT ON poll_runs FOR EACH ROW"));
 	pt_config(&e, &pc, "w-rowwait");
 	ASSERT(pt_start(&e, 0, &pc));
 	ASSERT(pt_run_until(&e, "SELECT concat_ws(' ', outcome, leads_asked, leads_changed)"
@@ -1684,7 +1686,6 @@ TEST(poller_run_row_waits_for_the_database_to_return)
 	poller_stats(e.p[0], &st);
 	ASSERT_EQ(st.rows_lost, 0);
 	pt_close(&e);
-	buf_release(&imp);
 }
 
 /* `leadsync check` keeps its lease while a slow CRM answers: with a 1 s
