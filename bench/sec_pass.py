@@ -28,7 +28,7 @@ The pass time is held to max(latency bound, PostgreSQL apply) (target
 
 Then the rule-bound pass (issue 11: rules on threads): 2,000 offers x 100
 (scaled) of the same fresh seed polled with bench/rules/bench_heavy.lua,
-whose process burns ~7 ms of CPU per batch and changes nothing, first with
+whose process burns ~4 ms of CPU per batch and changes nothing, first with
 LEADSYNC_RULE_THREADS=1 (the baseline: every rule call in turn, as when
 rules ran on the loop), then with the default (one per core). The ratio
 says what spreading the rules over the cores buys; the main pass cannot
@@ -306,7 +306,7 @@ def pg_apply(pg, offers, per_offer):
 def rule_bound(cluster, mock, offers):
     """The rule-bound pass: OFFERS of the seeded offers (database "bound", a
     copy of the fresh seed) polled with bench/rules/bench_heavy.lua, whose
-    process spends ~7 ms of CPU per batch and changes nothing, once with one
+    process spends ~4 ms of CPU per batch and changes nothing, once with one
     rule thread (the baseline: every rule call one after another, as when
     rules ran on the loop) and once with the default (one per core).
     Returns {threads: figures}."""
@@ -457,7 +457,7 @@ def main():
     rows.append(bl.row("daemon peak RSS", round(p["daemon_rss_mb"], 1), "MB", target="<= 256",
                        ok=p["daemon_rss_mb"] <= 256))
     one, many = rb[1], rb[0]
-    rb_note = ("%d offers x %d leads, rule bench_heavy (~7 ms CPU per batch, no changes); "
+    rb_note = ("%d offers x %d leads, rule bench_heavy (~4 ms CPU per batch, no changes); "
                "baseline: the same pass with LEADSYNC_RULE_THREADS=1 (%.2f s), every rule call "
                "in turn as when rules ran on the loop; %d cores" % (rb_offers, per_offer,
                                                                    one["wall_s"], cores))
