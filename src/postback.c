@@ -41,6 +41,17 @@
 
 _Atomic int postback_test_lose_commit;
 
+/* The test hook (postback.h): true, with c's backend terminated, when a
+ * loss was asked for; it takes one off. */
+static bool pb__test_lose(PGconn *c)
+{
+	if (atomic_load(&postback_test_lose_commit) <= 0)
+		return false;
+	atomic_fetch_sub(&postback_test_lose_commit, 1);
+	PQclear(PQexec(c, "SELECT pg_terminate_backend(pg_backend_pid())"));
+	return true;
+}
+
 enum pb_param { PB_CLICK, PB_REQUEST, PB_ACTION, PB_STATUS, PB_PRICE, PB_CUSTOMER, PB_NPARAMS };
 _Static_assert(PB_NPARAMS == POSTBACK_NPARAMS, "postback.h names the same parameters");
 
@@ -1201,10 +1212,7 @@ static int pb__attempt(PGconn *c, struct pb_item **items, size_t n, char *err, s
 	if (rc)
 		goto out;
 	rc = pb__exec(&t, "commit", "COMMIT", false, 0, NULL, NULL);
-	if (!rc && atomic_load(&postback_test_lose_commit) > 0) {
-		/* test hook: the commit landed but its answer is lost */
-		atomic_fetch_sub(&postback_test_lose_commit, 1);
-		PQclear(PQexec(c, "SELECT pg_terminate_backend(pg_backend_pid())"));
+	if (!rc && pb__test_lose(c)) { /* the commit landed, its answer is lost */
 		snprintf(t.err, sizeof(t.err), "commit: connection lost (test)");
 		rc = -1;
 	}
@@ -1326,10 +1334,7 @@ static int pb__doubt_resolve(PGconn *c, struct db_job **jobs, size_t n)
 	}
 	got |= buf_addc(&ids, '}');
 	param = ids.p;
-	if (atomic_load(&postback_test_lose_commit) > 0) { /* test hook: the lookup fails too */
-		atomic_fetch_sub(&postback_test_lose_commit, 1);
-		PQclear(PQexec(c, "SELECT pg_terminate_backend(pg_backend_pid())"));
-	}
+	(void)pb__test_lose(c); /* the lookup fails too */
 	r = got ? NULL
 		: PQexecParams(c, "SELECT id FROM postbacks_in WHERE id = ANY ($1::bigint[])", 1,
 			       NULL, &param, NULL, NULL, 0);
@@ -1536,13 +1541,18 @@ static void pb__respond(struct pb_item *it)
 
 static void pb__done(struct db_job *j);
 
-/* Readies it's database job: the group function, then pb__done. */
-static void pb__submit_job(struct pb_item *it)
+/* Sends it to the database as a job of the group function (then
+ * pb__done), counted in flight. -1 when the queue refused it. */
+static int pb__send(struct postback *p, struct pb_item *it)
 {
 	it->job.run = NULL;
 	it->job.group = pb__group;
 	it->job.done = pb__done;
 	it->job.data = it;
+	if (db_submit(p->db, &it->job) < 0)
+		return -1;
+	p->inflight++;
+	return 0;
 }
 
 static void pb__done(struct db_job *j)
@@ -1586,11 +1596,8 @@ static void pb__done(struct db_job *j)
 
 static void pb__submit(struct postback *p, struct pb_item *it)
 {
-	pb__submit_job(it);
-	if (db_submit(p->db, &it->job) == 0) {
-		p->inflight++;
+	if (pb__send(p, it) == 0)
 		return;
-	}
 	if (!it->log_only) {
 		pb__result(it, 503, "unavailable", "too many postbacks in flight: try again later");
 		it->log_only = true;
@@ -1610,12 +1617,10 @@ static size_t pb__flush(struct postback *p)
 	while (!list_empty(&p->backlog)) {
 		struct pb_item *it = pb__backlog_pop(p);
 
-		pb__submit_job(it);
-		if (db_submit(p->db, &it->job) < 0) {
+		if (pb__send(p, it) < 0) {
 			pb__backlog_push_front(p, it);
 			break;
 		}
-		p->inflight++;
 		sent++;
 		if (!all)
 			break;
@@ -1642,14 +1647,12 @@ static void pb__doubt_retry(struct postback *p, bool now_all)
 		struct pb_item *it = list_entry(l, struct pb_item, link);
 
 		list_remove(&it->link);
-		if (!now_all && !all && sent) {
+		if (!all && sent) {
 			list_append(&p->doubt, &it->link);
 			continue;
 		}
 		if (now - it->doubt_since < PB_DOUBT_HOLD_MS || now_all) {
-			pb__submit_job(it);
-			if (db_submit(p->db, &it->job) == 0) {
-				p->inflight++;
+			if (pb__send(p, it) == 0) {
 				sent++;
 				continue;
 			}
