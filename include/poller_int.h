@@ -200,8 +200,7 @@ struct poll_batch {
 	/* the write */
 	struct db_job job;
 	enum poll_wmode wmode;
-	struct poll_batch *defer_next; /* p->deferred: ends on the next loop turn */
-	struct poll_batch *row_next;   /* p->row_wait: its row waits for the database */
+	struct list wlink;             /* in p->deferred or p->row_wait, never both */
 	unsigned row_tries;            /* writes of its row retried (poller__row_wait) */
 	struct buf upd, hist;
 	size_t *chg;         /* per changed lead: index into leads */
@@ -246,9 +245,9 @@ struct poller {
 	bool stopping;
 	uv_timer_t deadline;
 	uv_timer_t defer;              /* ends the deferred batches */
-	struct poll_batch *deferred;
+	struct list deferred;          /* poll_batch.wlink: end on the next loop turn */
 	uv_timer_t row_timer;          /* retries the rows of p->row_wait */
-	struct poll_batch *row_wait;   /* batches whose row met the database away */
+	struct list row_wait;          /* poll_batch.wlink: their row met the database away */
 	unsigned handles;
 	void (*stop_cb)(void *);
 	void *stop_data;

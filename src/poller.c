@@ -229,8 +229,7 @@ static bool poller__row_wait(struct poll_batch *b)
 		return false;
 	b->row_tries++;
 	b->wmode = W_ROW;
-	b->row_next = p->row_wait;
-	p->row_wait = b;
+	list_append(&p->row_wait, &b->wlink);
 	p->jobs++;
 	if (!uv_is_active((uv_handle_t *)&p->row_timer))
 		uv_timer_start(&p->row_timer, poller__row_retry_cb, POLL_ROW_RETRY_MS, 0);
@@ -240,13 +239,14 @@ static bool poller__row_wait(struct poll_batch *b)
 /* The rows waiting for the database go now. */
 static void poller__row_flush(struct poller *p)
 {
-	struct poll_batch *b;
+	struct list rows = LIST_HEAD_INIT(rows), *l;
 
 	uv_timer_stop(&p->row_timer);
-	while ((b = p->row_wait)) {
-		p->row_wait = b->row_next;
+	list_splice_tail(&rows, &p->row_wait);
+	while ((l = list_first(&rows))) {
+		list_remove(l);
 		p->jobs--;
-		poller__batch_submit(b);
+		poller__batch_submit(list_entry(l, struct poll_batch, wlink));
 	}
 }
 
@@ -298,8 +298,7 @@ static void poller__defer_end(struct poll_batch *b)
 {
 	struct poller *p = b->pair->p;
 
-	b->defer_next = p->deferred;
-	p->deferred = b;
+	list_append(&p->deferred, &b->wlink);
 	p->jobs++;
 	uv_timer_start(&p->defer, poller__defer_cb, 0, 0);
 }
@@ -488,12 +487,12 @@ static void poller__defer_cb(uv_timer_t *t)
 {
 	struct poller *p = t->data;
 
-	while (p->deferred) {
-		struct poll_batch *b = p->deferred;
+	struct list *l;
 
-		p->deferred = b->defer_next;
+	while ((l = list_first(&p->deferred))) { /* an end may defer another */
+		list_remove(l);
 		p->jobs--;
-		poller__batch_end(b);
+		poller__batch_end(list_entry(l, struct poll_batch, wlink));
 	}
 }
 
@@ -1426,6 +1425,8 @@ struct poller *poller__new(uv_loop_t *loop, const struct poller_config *cfg, cha
 		return NULL;
 	}
 	p->loop = loop;
+	list_init(&p->deferred);
+	list_init(&p->row_wait);
 	list_init(&p->pairs);
 	list_init(&p->wait);
 	p->cfg = *cfg;
